@@ -1,0 +1,176 @@
+"""The exception tree.
+
+Every failure the library reports is a :class:`D360Error`; no aiohttp, redis or cattrs type
+reaches a caller::
+
+    D360Error
+    ├── TransportError                 no usable HTTP exchange happened
+    │   ├── ConnectError               could not connect (request surely not sent)
+    │   ├── TimeoutError               connect/read timeout (also a builtins.TimeoutError)
+    │   └── ProtocolError              connection dropped, truncated body, bad framing
+    ├── APIError                       the server answered, and the answer is an error
+    │   ├── AuthenticationError        401
+    │   ├── PermissionDenied           403
+    │   ├── NotFound                   404
+    │   ├── ValidationError            400, 422, and V2 ``success: false``
+    │   ├── RateLimited                429, or a wait longer than the configured cap
+    │   └── ServerError                5xx
+    ├── MalformedResponse              2xx whose body cannot be read (HTML, bad JSON, fields)
+    ├── DownloadLinkExpired            a signed export link refused (403) even after refresh
+    └── WatchError                     a watched operation ended with an error
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+if TYPE_CHECKING:
+    from ._ratelimit._state import RateLimitState
+
+__all__ = [
+    "APIError",
+    "AuthenticationError",
+    "ConnectError",
+    "D360Error",
+    "DownloadLinkExpired",
+    "ErrorDetail",
+    "MalformedResponse",
+    "NotFound",
+    "PermissionDenied",
+    "ProtocolError",
+    "RateLimited",
+    "ServerError",
+    "TimeoutError",
+    "TransportError",
+    "ValidationError",
+    "WatchError",
+]
+
+
+@attrs.frozen(slots=True)
+class ErrorDetail:
+    """One entry of a problem's ``errors`` list (V3) or of a V2 envelope's ``errors``."""
+
+    code: str | None = None
+    message: str | None = None
+    field: str | None = None
+    details: Any = None
+
+
+class D360Error(Exception):
+    """Root of every exception this library raises.
+
+    Attributes:
+        method: HTTP method of the request, when there was one.
+        url: the request URL with every secret (signatures, tokens) removed.
+        status: the HTTP status, when a response arrived.
+        request_id: ``request_id`` (V3 success envelope) when present.
+        trace_id: ``trace_id`` (RFC 7807 problem) when present.
+        errors: the structured errors the server sent.
+        rate_limit: what the response's rate-limit headers said.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        method: str | None = None,
+        url: str | None = None,
+        status: int | None = None,
+        request_id: str | None = None,
+        trace_id: str | None = None,
+        errors: Sequence[ErrorDetail] = (),
+        rate_limit: RateLimitState | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.method = method
+        self.url = url
+        self.status = status
+        self.request_id = request_id
+        self.trace_id = trace_id
+        self.errors: tuple[ErrorDetail, ...] = tuple(errors)
+        self.rate_limit = rate_limit
+
+    def __str__(self) -> str:
+        parts = [self.message]
+        if self.method and self.url:
+            parts.append(f"({self.method} {self.url}")
+            if self.status is not None:
+                parts[-1] += f" -> {self.status}"
+            parts[-1] += ")"
+        ident = self.trace_id or self.request_id
+        if ident:
+            parts.append(f"[trace {ident}]")
+        return " ".join(parts)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message!r}, status={self.status!r}, url={self.url!r})"
+
+
+class TransportError(D360Error):
+    """No usable HTTP exchange happened."""
+
+
+class ConnectError(TransportError):
+    """The connection could not be established, so the request was certainly not sent."""
+
+
+class TimeoutError(TransportError, builtins.TimeoutError):  # noqa: A001 - deliberate, like httpx
+    """A connect or read timeout expired."""
+
+
+class ProtocolError(TransportError):
+    """The connection broke mid-exchange: dropped, reset, truncated or badly framed."""
+
+
+class APIError(D360Error):
+    """The server answered with an error status (or a V2 ``success: false`` envelope)."""
+
+
+class AuthenticationError(APIError):
+    """401: the token is missing, invalid, expired or revoked."""
+
+
+class PermissionDenied(APIError):
+    """403: the token is valid but lacks the permission for this call."""
+
+
+class NotFound(APIError):
+    """404: the project, operation or resource does not exist (or no longer does)."""
+
+
+class ValidationError(APIError):
+    """400 or 422, or a V2 envelope with ``success: false``."""
+
+
+class RateLimited(APIError):
+    """429, or a required wait longer than the configured cap.
+
+    Attributes:
+        retry_at: ``time.time()`` value after which a retry may succeed, when known.
+    """
+
+    def __init__(self, message: str, *, retry_at: float | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_at = retry_at
+
+
+class ServerError(APIError):
+    """5xx: the server failed."""
+
+
+class MalformedResponse(D360Error):
+    """A response whose body cannot be understood: HTML, malformed JSON, missing fields."""
+
+
+class DownloadLinkExpired(D360Error):
+    """The signed download link was refused even after fetching a fresh one."""
+
+
+class WatchError(D360Error):
+    """A watched operation ended with an error; ``__cause__`` holds the original exception."""

@@ -1,0 +1,1 @@
+"""Rate limiting: header parsing, token-bucket arithmetic, in-process and Redis limiters."""
