@@ -6,6 +6,7 @@ reaches a caller::
     D360Error
     ├── TransportError                 no usable HTTP exchange happened
     │   ├── ConnectError               could not connect (request surely not sent)
+    │   │   └── ConnectTimeout         connecting timed out (also a TimeoutError)
     │   ├── TimeoutError               connect/read timeout (also a builtins.TimeoutError)
     │   └── ProtocolError              connection dropped, truncated body, bad framing
     ├── APIError                       the server answered, and the answer is an error
@@ -35,6 +36,7 @@ __all__ = [
     "APIError",
     "AuthenticationError",
     "ConnectError",
+    "ConnectTimeout",
     "D360Error",
     "DownloadLinkExpired",
     "ErrorDetail",
@@ -122,6 +124,10 @@ class ConnectError(TransportError):
 
 class TimeoutError(TransportError, builtins.TimeoutError):  # noqa: A001 - deliberate, like httpx
     """A connect or read timeout expired."""
+
+
+class ConnectTimeout(ConnectError, TimeoutError):
+    """Connecting timed out: a timeout, and the request was certainly not sent."""
 
 
 class ProtocolError(TransportError):

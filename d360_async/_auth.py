@@ -1,0 +1,119 @@
+"""Credentials: how a request is authenticated, without ever exposing the secret.
+
+* V3 uses ``Authorization: Bearer <token>``; the token may come from an async provider, which
+  is asked again once after a 401 (DESIGN.md §3).
+* V2 uses a separate token in the ``api_token`` header (vendor docs: "Header parameter name
+  api_token").
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Protocol, runtime_checkable
+
+from ._redact import Secret, fingerprint
+
+__all__ = ["ApiTokenAuth", "Auth", "BearerAuth", "TokenProvider"]
+
+TokenProvider = Callable[[], Awaitable[str]]
+"""An async callable returning a fresh bearer token; called again once after a 401."""
+
+
+@runtime_checkable
+class Auth(Protocol):
+    """Adds a credential to a request."""
+
+    @property
+    def fingerprint(self) -> str:
+        """A short non-reversible digest identifying the credential (part of rate-limit keys)."""
+        ...
+
+    async def apply(self, headers: dict[str, str]) -> None:
+        """Add the credential to ``headers``."""
+        ...
+
+    async def refresh(self) -> bool:
+        """Called once after a 401; return True when a retry may now succeed."""
+        ...
+
+    def secrets(self) -> tuple[str, ...]:
+        """Every secret value currently in use, so logs and errors can be scrubbed."""
+        ...
+
+
+class BearerAuth:
+    """``Authorization: Bearer ...`` from a static token or an async provider."""
+
+    __slots__ = ("_fingerprint", "_lock", "_provider", "_token")
+
+    def __init__(self, token: str | TokenProvider) -> None:
+        self._lock = asyncio.Lock()
+        if isinstance(token, str):
+            if not token.strip():
+                raise ValueError("api_token must not be empty")
+            self._token: Secret | None = Secret(token)
+            self._provider: TokenProvider | None = None
+            self._fingerprint = fingerprint(token)
+        else:
+            self._token = None
+            self._provider = token
+            # A provider's token can change; the budget belongs to the provider, not the value.
+            self._fingerprint = fingerprint(f"provider:{id(token)}")
+
+    @property
+    def fingerprint(self) -> str:
+        return self._fingerprint
+
+    async def _current(self) -> str:
+        if self._token is None:
+            assert self._provider is not None
+            async with self._lock:
+                if self._token is None:
+                    self._token = Secret(await self._provider())
+        return self._token.get()
+
+    async def apply(self, headers: dict[str, str]) -> None:
+        headers["Authorization"] = f"Bearer {await self._current()}"
+
+    async def refresh(self) -> bool:
+        if self._provider is None:
+            return False
+        async with self._lock:
+            self._token = Secret(await self._provider())
+        return True
+
+    def secrets(self) -> tuple[str, ...]:
+        return (self._token.get(),) if self._token is not None else ()
+
+    def __repr__(self) -> str:
+        source = "provider" if self._provider is not None else "static"
+        return f"BearerAuth({source}, {self._fingerprint})"
+
+
+class ApiTokenAuth:
+    """The V2 ``api_token`` header."""
+
+    __slots__ = ("_fingerprint", "_token")
+
+    def __init__(self, token: str) -> None:
+        if not token.strip():
+            raise ValueError("v2_api_token must not be empty")
+        self._token = Secret(token)
+        self._fingerprint = fingerprint(token)
+
+    @property
+    def fingerprint(self) -> str:
+        return self._fingerprint
+
+    async def apply(self, headers: dict[str, str]) -> None:
+        headers["api_token"] = self._token.get()
+
+    async def refresh(self) -> bool:
+        return False
+
+    def secrets(self) -> tuple[str, ...]:
+        return (self._token.get(),)
+
+    def __repr__(self) -> str:
+        return f"ApiTokenAuth({self._fingerprint})"

@@ -1,0 +1,184 @@
+"""The public :class:`Client`: one per token (and base URL), used as an async context manager."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from types import TracebackType
+from typing import Any, Self
+
+import aiohttp
+
+from ._auth import ApiTokenAuth, Auth, BearerAuth, TokenProvider
+from ._config import ConnectionLimits, Hooks, Region, Timeouts
+from ._ratelimit import LocalRateLimiter, RateLimitConfig
+from ._ratelimit._protocol import LimiterStats, RateLimiter
+from ._resources import (
+    ApiReferencesResource,
+    DriveResource,
+    ExportsResource,
+    ImportsResource,
+    V2Resource,
+    target_from_spec,
+)
+from ._retry import RetryPolicy
+from ._target import Target
+from ._transport import Transport
+from ._watch import PollPolicy, Transition, Watch, wait, watch
+
+__all__ = ["Client"]
+
+logger = logging.getLogger("d360_async")
+
+
+class Client:
+    """An asyncio client for the Document360 V3 and V2 APIs.
+
+    Use it as an async context manager::
+
+        async with Client(api_token=os.environ["D360_API_TOKEN"]) as client:
+            export = await client.exports.get(project_id, export_id)
+
+    Args:
+        api_token: the V3 bearer token, or an async callable returning one (asked again once
+            after a 401).
+        v2_api_token: the separate V2 ``api_token``; needed only for ``client.v2``.
+        base_url: a :class:`Region` or any absolute URL (a proxy, the fake server).
+        session: an aiohttp session to borrow; the client then never closes it.
+        rate_limiter: a limiter to share (for instance one :class:`RedisRateLimiter` for many
+            processes); by default each client has its own in-process limiter.
+        rate_limit: requests per minute to assume when the server sends no rate-limit headers
+            (the vendor's lowest paid plan allows 60, Enterprise 100), or a full
+            :class:`RateLimitConfig`.
+        retry: the :class:`RetryPolicy`.
+        timeouts: per-attempt :class:`Timeouts`.
+        limits: connection pool bounds for the session the client creates.
+        hooks: observability callbacks (request sent, response received, retry scheduled).
+    """
+
+    def __init__(
+        self,
+        *,
+        api_token: str | TokenProvider | None = None,
+        v2_api_token: str | None = None,
+        base_url: Region | str = Region.EU,
+        session: aiohttp.ClientSession | None = None,
+        rate_limiter: RateLimiter | None = None,
+        rate_limit: RateLimitConfig | float | None = None,
+        retry: RetryPolicy | None = None,
+        timeouts: Timeouts | None = None,
+        limits: ConnectionLimits | None = None,
+        hooks: Hooks | None = None,
+    ) -> None:
+        if api_token is None and v2_api_token is None:
+            raise ValueError("give api_token (V3), v2_api_token (V2), or both")
+        url = base_url.value if isinstance(base_url, Region) else base_url
+        if rate_limiter is not None and rate_limit is not None:
+            raise ValueError("give rate_limiter or rate_limit, not both")
+        if rate_limiter is None:
+            config = (
+                rate_limit
+                if isinstance(rate_limit, RateLimitConfig)
+                else RateLimitConfig(rate=float(rate_limit))
+                if rate_limit is not None
+                else RateLimitConfig()
+            )
+            rate_limiter = LocalRateLimiter(config)
+            owns_limiter = True
+        else:
+            owns_limiter = False
+        self._owns_limiter = owns_limiter
+        self._transport = Transport(
+            base_url=url,
+            session=session,
+            limiter=rate_limiter,
+            retry=retry,
+            timeouts=timeouts,
+            limits=limits,
+            hooks=hooks,
+        )
+        self._v3_auth: Auth | None = BearerAuth(api_token) if api_token is not None else None
+        self._v2_auth: Auth | None = (
+            ApiTokenAuth(v2_api_token) if v2_api_token is not None else None
+        )
+        self.exports = ExportsResource(self._transport, self._v3_auth)
+        self.drive = DriveResource(self._transport, self._v3_auth)
+        self.imports = ImportsResource(self._transport, self._v3_auth)
+        self.api_references = ApiReferencesResource(self._transport, self._v3_auth)
+        self.v2 = V2Resource(self._transport, self._v2_auth)
+
+    def __repr__(self) -> str:
+        state = "closed" if self._transport.closed else "open"
+        return f"<Client {self._transport.base_url} {state}>"
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        if self._transport.closed:
+            raise RuntimeError("this client is closed; create a new one")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the session (when owned) and the limiter (when owned). Idempotent."""
+        if self._transport.closed:
+            return
+        await self._transport.aclose()
+        if self._owns_limiter:
+            await self._transport.limiter.aclose()
+
+    @property
+    def closed(self) -> bool:
+        return self._transport.closed
+
+    # -- rate limiting -----------------------------------------------------------------------
+
+    @property
+    def rate_limiter(self) -> RateLimiter:
+        """The limiter every request of this client goes through."""
+        return self._transport.limiter
+
+    def rate_limit_stats(self) -> list[LimiterStats]:
+        """Requests sent, waits, 429s and the current limit estimate, per rate-limit key."""
+        return self._transport.limiter.stats()
+
+    # -- watching ----------------------------------------------------------------------------
+
+    def target_from_spec(self, spec: Mapping[str, Any]) -> Target[Any]:
+        """Rebuild a target of this client from the ``spec`` stored in a checkpoint."""
+        return target_from_spec(self, spec)
+
+    def watch(
+        self,
+        targets: Iterable[Target[Any]] = (),
+        *,
+        policy: PollPolicy | None = None,
+        **options: Any,
+    ) -> Watch:
+        """Watch many operations; ``async with client.watch(...) as w: async for t in w``.
+
+        Targets may come from other clients (a V2 client, a SmartDocumentor client); each keeps
+        its own rate-limit key.  ``resume=`` takes a checkpoint from :meth:`Watch.checkpoint`;
+        targets only named in it are rebuilt with :meth:`target_from_spec`.
+        """
+        options.setdefault("resolver", self.target_from_spec)
+        return watch(targets, policy=policy if policy is not None else PollPolicy(), **options)
+
+    async def wait(
+        self,
+        target: Target[Any],
+        *,
+        timeout: float | None = None,
+        policy: PollPolicy | None = None,
+    ) -> Transition[Any]:
+        """Watch one operation until it ends and return its final transition."""
+        return await wait(
+            target, timeout=timeout, policy=policy if policy is not None else PollPolicy()
+        )

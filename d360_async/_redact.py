@@ -1,0 +1,192 @@
+"""Keeping credentials out of everything the library prints, raises or logs.
+
+Three kinds of secret pass through the client: the V3 bearer token, the V2 ``api_token``, and
+signatures embedded in URLs (the export ``download_url`` carries a SAS token valid 30 minutes
+that authorises whoever holds the link, per the vendor's export-status page). The rules:
+
+* URLs are redacted *once*, when a :class:`~d360_async._response.Response` or an error is
+  built, so nothing downstream can leak a signature by formatting a URL.
+* Tokens live in :class:`Secret`, whose ``repr``/``str`` never show the value and which refuses
+  to be pickled, so a token cannot escape through a debugger, a log record or a checkpoint.
+* Rate-limit keys and logs identify a token by :func:`fingerprint`, a short one-way digest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import urllib.parse
+from collections.abc import Iterable
+from typing import Any, NoReturn, final
+
+__all__ = [
+    "REDACTED",
+    "SECRET_QUERY_PARAMETERS",
+    "UNPARSABLE_URL",
+    "Secret",
+    "fingerprint",
+    "redact_text",
+    "redact_url",
+]
+
+REDACTED = "REDACTED"
+"""What the value of a secret-bearing query parameter is replaced with."""
+
+UNPARSABLE_URL = "<unparsable URL>"
+"""Returned by :func:`redact_url` for a URL it cannot take apart safely."""
+
+# Compared case-insensitively. Azure SAS tokens (sv, se, st, sp, sig, skoid, sktid, skt, ske,
+# sks, skv) sign the export download links; the AWS and GCS presigned-URL parameters are here in
+# case storage moves; the rest are the usual ways an API token or OAuth secret rides in a URL.
+SECRET_QUERY_PARAMETERS: frozenset[str] = frozenset(
+    {
+        "sig",
+        "signature",
+        "se",
+        "st",
+        "sp",
+        "sv",
+        "skoid",
+        "sktid",
+        "skt",
+        "ske",
+        "sks",
+        "skv",
+        "token",
+        "access_token",
+        "api_token",
+        "apitoken",
+        "key",
+        "code",
+        "client_secret",
+        "x-amz-signature",
+        "x-amz-credential",
+        "x-amz-security-token",
+        "x-goog-signature",
+    }
+)
+
+
+def redact_url(url: str) -> str:
+    """Return ``url`` without userinfo and with secret query values replaced by ``REDACTED``.
+
+    Everything else (scheme, host, port, path, harmless parameters, their order and their
+    original percent-encoding) is kept byte for byte, so the result stays useful in a log. The
+    fragment is treated like a query, because OAuth implicit flows put tokens there.
+
+    It never raises: a URL that cannot be split (``http://[::1``) becomes
+    :data:`UNPARSABLE_URL`, because guessing where its query starts could leak one. Applying it
+    twice gives the same result as applying it once.
+    """
+    try:
+        parts = urllib.parse.urlsplit(url)
+        # "user:password@host": the password is a credential, the user name often an e-mail.
+        netloc = parts.netloc.rpartition("@")[2]
+        return urllib.parse.urlunsplit(
+            (
+                parts.scheme,
+                netloc,
+                parts.path,
+                _redact_pairs(parts.query),
+                _redact_pairs(parts.fragment),
+            )
+        )
+    except Exception:
+        return UNPARSABLE_URL
+
+
+def _redact_pairs(query: str) -> str:
+    """Redact ``name=value`` pairs in place, without re-encoding anything else."""
+    if not query:
+        return query
+    pieces = query.split("&")
+    for index, piece in enumerate(pieces):
+        name, equals, _value = piece.partition("=")
+        if equals and urllib.parse.unquote_plus(name).strip().lower() in SECRET_QUERY_PARAMETERS:
+            pieces[index] = f"{name}={REDACTED}"
+    return "&".join(pieces)
+
+
+def fingerprint(secret: str) -> str:
+    """A short, stable, one-way identifier for a credential, safe to log and to store.
+
+    Used as the token part of rate-limit keys so that two clients sharing a token share a budget
+    without the token ever reaching Redis or a log line.
+    """
+    return "fp:" + hashlib.sha256(secret.encode("utf-8")).hexdigest()[:12]
+
+
+@final
+class Secret:
+    """A credential that never shows itself by accident.
+
+    ``repr``, ``str`` and f-strings print ``Secret('…')``; only :meth:`get` returns the value.
+    Equality compares values in constant time; pickling and copying through ``__reduce__`` are
+    refused, so a token cannot end up in a checkpoint file.
+    """
+
+    __slots__ = ("_value",)
+
+    _value: str
+
+    def __init__(self, value: str) -> None:
+        if not isinstance(value, str):
+            raise TypeError(f"Secret wraps a str, not {type(value).__name__}")
+        object.__setattr__(self, "_value", value)
+
+    def get(self) -> str:
+        """Return the wrapped value: call this only where the credential is sent."""
+        return self._value
+
+    @property
+    def fingerprint(self) -> str:
+        """:func:`fingerprint` of the value."""
+        return fingerprint(self._value)
+
+    def __repr__(self) -> str:
+        return "Secret('…')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Secret):
+            return NotImplemented
+        return hmac.compare_digest(self._value.encode("utf-8"), other._value.encode("utf-8"))
+
+    def __hash__(self) -> int:
+        return hash((Secret, self._value))
+
+    def __setattr__(self, name: str, value: Any) -> NoReturn:
+        raise AttributeError("Secret is immutable")
+
+    def __delattr__(self, name: str) -> NoReturn:
+        raise AttributeError("Secret is immutable")
+
+    def __copy__(self) -> Secret:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Secret:
+        return self
+
+    def __reduce__(self) -> NoReturn:
+        raise TypeError("Secret refuses to be pickled: store the token somewhere meant for it")
+
+
+def redact_text(text: str, secrets: Iterable[str | Secret]) -> str:
+    """Replace every occurrence of each secret in ``text`` with ``***``.
+
+    The last line of defence for free text (a server message, an exception from a token
+    provider) that might echo a credential. Percent-encoded forms are replaced too, since a
+    token that went into a URL comes back encoded. Empty secrets are ignored.
+    """
+    values: set[str] = set()
+    for secret in secrets:
+        value = secret.get() if isinstance(secret, Secret) else secret
+        if value:
+            values.add(value)
+            values.add(urllib.parse.quote(value, safe=""))
+            values.add(urllib.parse.quote_plus(value, safe=""))
+    # Longest first, so a secret that contains another is replaced whole.
+    for value in sorted(values, key=len, reverse=True):
+        text = text.replace(value, "***")
+    return text

@@ -1,0 +1,441 @@
+"""The thin I/O layer: one aiohttp session, auth, the rate limiter, retries.
+
+Everything that decides (error decoding, retry delays, rate-limit arithmetic) lives in pure
+modules; this one only feeds them.  It is also the *only* place where aiohttp exceptions are
+turned into ours (:func:`map_client_error`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+import aiohttp
+import yarl
+from multidict import CIMultiDictProxy
+
+from ._auth import Auth
+from ._config import ConnectionLimits, Hooks, RequestEvent, ResponseEvent, RetryEvent, Timeouts
+from ._errors import (
+    ConnectError,
+    ConnectTimeout,
+    D360Error,
+    MalformedResponse,
+    ProtocolError,
+    TimeoutError,
+    TransportError,
+)
+from ._ratelimit import LocalRateLimiter, parse_rate_limit
+from ._ratelimit._protocol import Priority, RateLimiter, RateLimitKey, Ticket
+from ._redact import redact_url
+from ._response import Response, error_from_response
+from ._retry import RetryPolicy, RetryQuota
+from ._version import __version__
+
+__all__ = ["USER_AGENT", "Transport", "map_client_error"]
+
+logger = logging.getLogger("d360_async")
+
+USER_AGENT = f"d360-async/{__version__}"
+
+T = TypeVar("T")
+
+_OPEN, _CLOSED = "open", "closed"
+
+
+def map_client_error(exc: BaseException, *, method: str, url: str) -> TransportError:
+    """Turn an aiohttp (or socket/asyncio) exception into the most specific of ours.
+
+    ``url`` must already be redacted.  The original is kept as ``__cause__`` by the caller.
+    """
+    kw: dict[str, Any] = {"method": method, "url": url}
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return ConnectTimeout("timed out while connecting", **kw)
+    if isinstance(exc, aiohttp.ServerTimeoutError | asyncio.TimeoutError):
+        return TimeoutError("timed out waiting for the server", **kw)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return ConnectError(f"could not connect: {type(exc).__name__}", **kw)
+    if isinstance(exc, aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError):
+        return ConnectError("invalid URL", **kw)
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return ProtocolError("server closed the connection without a complete response", **kw)
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return ProtocolError("response body was truncated or malformed", **kw)
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return ProtocolError(f"malformed HTTP response ({exc.status})", **kw)
+    if isinstance(exc, aiohttp.ClientOSError | ConnectionError | OSError):
+        return ProtocolError(f"connection failed: {type(exc).__name__}", **kw)
+    return TransportError(f"transport failure: {type(exc).__name__}", **kw)
+
+
+_TRANSPORT_FAILURES: tuple[type[BaseException], ...] = (
+    aiohttp.ClientError,
+    asyncio.TimeoutError,
+    OSError,
+)
+# While a caller consumes a stream, its own OSErrors (a full disk) must stay its own.
+_STREAM_FAILURES: tuple[type[BaseException], ...] = (aiohttp.ClientError, asyncio.TimeoutError)
+
+
+class Transport:
+    """Sends requests for one client: owns or borrows the session, limits, retries.
+
+    A session passed in is *borrowed*: it is used as is and never closed.  Otherwise the
+    transport creates one on first use and closes it in :meth:`aclose`.  A closed transport
+    cannot be reused.
+    """
+
+    __slots__ = (
+        "_base_url",
+        "_hooks",
+        "_limiter",
+        "_limits",
+        "_owns_limiter",
+        "_owns_session",
+        "_quota",
+        "_retry",
+        "_rng",
+        "_session",
+        "_session_lock",
+        "_state",
+        "_timeouts",
+        "_wall_clock",
+        "_clock",
+        "_sleep",
+    )
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        session: aiohttp.ClientSession | None = None,
+        limiter: RateLimiter | None = None,
+        retry: RetryPolicy | None = None,
+        timeouts: Timeouts | None = None,
+        limits: ConnectionLimits | None = None,
+        hooks: Hooks | None = None,
+        rng: random.Random | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        url = yarl.URL(base_url)
+        if url.scheme not in ("http", "https") or not url.host:
+            raise ValueError("base_url must be an absolute http(s) URL")
+        self._base_url = str(url).rstrip("/")
+        self._session = session
+        self._owns_session = session is None
+        self._owns_limiter = limiter is None
+        self._limiter: RateLimiter = limiter if limiter is not None else LocalRateLimiter()
+        self._retry = retry if retry is not None else RetryPolicy()
+        self._quota = RetryQuota(self._retry.quota)
+        self._timeouts = timeouts if timeouts is not None else Timeouts()
+        self._limits = limits if limits is not None else ConnectionLimits()
+        self._hooks = hooks if hooks is not None else Hooks()
+        self._rng = rng if rng is not None else random.Random()
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._sleep = sleep
+        self._session_lock: asyncio.Lock | None = None
+        self._state = _OPEN
+
+    def __repr__(self) -> str:
+        owner = "owned" if self._owns_session else "borrowed"
+        return f"<Transport {self._base_url} session={owner} state={self._state}>"
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        return self._base_url
+
+    @property
+    def limiter(self) -> RateLimiter:
+        return self._limiter
+
+    @property
+    def retry_quota(self) -> RetryQuota:
+        return self._quota
+
+    @property
+    def closed(self) -> bool:
+        return self._state == _CLOSED
+
+    def _client_timeout(self) -> aiohttp.ClientTimeout:
+        t = self._timeouts
+        return aiohttp.ClientTimeout(total=t.total, sock_connect=t.connect, sock_read=t.read)
+
+    async def session(self) -> aiohttp.ClientSession:
+        """The session requests go through, created on first use when not borrowed."""
+        if self._state == _CLOSED:
+            raise RuntimeError("this client is closed; create a new one")
+        if self._session is None:
+            if self._session_lock is None:
+                self._session_lock = asyncio.Lock()
+            async with self._session_lock:
+                if self._session is None:
+                    connector = aiohttp.TCPConnector(
+                        limit=self._limits.max_connections,
+                        limit_per_host=self._limits.max_connections_per_host,
+                        keepalive_timeout=self._limits.keepalive_timeout,
+                    )
+                    self._session = aiohttp.ClientSession(
+                        connector=connector,
+                        timeout=self._client_timeout(),
+                        headers={"User-Agent": USER_AGENT},
+                    )
+        return self._session
+
+    async def aclose(self) -> None:
+        """Close what this transport owns; safe to call more than once."""
+        if self._state == _CLOSED:
+            return
+        self._state = _CLOSED
+        session, self._session = self._session, None
+        if self._owns_session and session is not None:
+            await session.close()
+        if self._owns_limiter:
+            await self._limiter.aclose()
+
+    # -- requests ----------------------------------------------------------------------------
+
+    def url_for(self, url: str) -> str:
+        """Join a path to the base URL; absolute URLs pass through."""
+        if url.startswith(("http://", "https://")):
+            return url
+        return f"{self._base_url}/{url.lstrip('/')}"
+
+    def rate_key(self, auth: Auth | None, project_id: str | None = None) -> RateLimitKey:
+        """The budget a request with this credential (and project) draws from."""
+        host = yarl.URL(self._base_url)
+        return RateLimitKey(
+            host=f"{host.host}:{host.port}",
+            token_fingerprint=auth.fingerprint if auth is not None else "anonymous",
+            project_id=project_id,
+        )
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        auth: Auth | None,
+        params: Mapping[str, str | int] | None = None,
+        json: Any = None,
+        data: Mapping[str, str] | None = None,
+        project_id: str | None = None,
+        priority: Priority = Priority.DIRECT,
+        ticket: Ticket | None = None,
+        limit: bool = True,
+    ) -> Response:
+        """Send one logical request (with retries) and return its 2xx :class:`Response`."""
+        return await self.request_decoded(
+            method,
+            url,
+            _identity,
+            auth=auth,
+            params=params,
+            json=json,
+            data=data,
+            project_id=project_id,
+            priority=priority,
+            ticket=ticket,
+            limit=limit,
+        )
+
+    async def request_decoded(
+        self,
+        method: str,
+        url: str,
+        decode: Callable[[Response], T],
+        *,
+        auth: Auth | None,
+        params: Mapping[str, str | int] | None = None,
+        json: Any = None,
+        data: Mapping[str, str] | None = None,
+        project_id: str | None = None,
+        priority: Priority = Priority.DIRECT,
+        ticket: Ticket | None = None,
+        limit: bool = True,
+    ) -> T:
+        """Like :meth:`request`, but ``decode`` runs inside the retry loop.
+
+        A 2xx whose body ``decode`` rejects with :class:`MalformedResponse` (truncated JSON,
+        an HTML page from a proxy) is retried like a transient failure when the policy allows.
+        """
+        method = method.upper()
+        full_url = self.url_for(url)
+        shown_url = redact_url(full_url)
+        key = self.rate_key(auth, project_id)
+        started = self._clock()
+        attempt = 0
+        refreshed = False
+        while True:
+            attempt += 1
+            if ticket is not None and attempt == 1:
+                admitted: Ticket | None = ticket
+            elif limit:
+                admitted = await self._limiter.acquire(key, priority=priority)
+            else:
+                admitted = None
+            error: D360Error
+            try:
+                response = await self._attempt(
+                    method, full_url, shown_url, attempt, auth, params, json, data, admitted
+                )
+            except TransportError as exc:
+                error = exc
+            else:
+                if 200 <= response.status < 300:
+                    try:
+                        result = decode(response)
+                    except MalformedResponse as exc:
+                        error = exc
+                    else:
+                        self._quota.refill(self._retry.success_refill)
+                        return result
+                else:
+                    error = error_from_response(response, now=self._wall_clock())
+                    if response.status == 401 and auth is not None and not refreshed:
+                        refreshed = True
+                        if await auth.refresh():
+                            logger.debug("401 from %s %s: credential refreshed", method, shown_url)
+                            continue
+            delay = self._retry.decide(
+                method=method,
+                error=error,
+                attempt=attempt,
+                elapsed=self._clock() - started,
+                now=self._wall_clock(),
+                rng=self._rng,
+                quota=self._quota,
+            )
+            logger.debug(
+                "retrying %s %s in %.3fs after attempt %d: %s",
+                method,
+                shown_url,
+                delay,
+                attempt,
+                type(error).__name__,
+            )
+            await self._emit(
+                self._hooks.on_retry, RetryEvent(method, shown_url, attempt, delay, error)
+            )
+            if delay > 0:
+                await self._sleep(delay)
+
+    async def _attempt(
+        self,
+        method: str,
+        full_url: str,
+        shown_url: str,
+        attempt: int,
+        auth: Auth | None,
+        params: Mapping[str, str | int] | None,
+        json: Any,
+        data: Mapping[str, str] | None,
+        admitted: Ticket | None,
+    ) -> Response:
+        """One attempt: send, read the whole body, and settle the limiter ticket once."""
+        status: int | None = None
+        response: Response | None = None
+        try:
+            session = await self.session()
+            headers: dict[str, str] = {"Accept": "application/json", "User-Agent": USER_AGENT}
+            if auth is not None:
+                await auth.apply(headers)
+            await self._emit(self._hooks.on_request, RequestEvent(method, shown_url, attempt))
+            sent_at = self._clock()
+            try:
+                async with session.request(
+                    method,
+                    full_url,
+                    params=params,
+                    json=json,
+                    data=data,
+                    headers=headers,
+                    timeout=self._client_timeout(),
+                    allow_redirects=False,
+                ) as raw:
+                    status = raw.status
+                    body = await raw.read()
+                    response = Response(
+                        method=method,
+                        url=shown_url,
+                        status=raw.status,
+                        headers=CIMultiDictProxy(raw.headers.copy()),
+                        body=body,
+                        rate_limit=parse_rate_limit(raw.headers, now=self._wall_clock()),
+                    )
+            except _TRANSPORT_FAILURES as exc:
+                raise map_client_error(exc, method=method, url=shown_url) from exc
+            elapsed = self._clock() - sent_at
+            logger.debug("%s %s -> %d in %.3fs", method, shown_url, response.status, elapsed)
+            await self._emit(
+                self._hooks.on_response,
+                ResponseEvent(method, shown_url, attempt, response.status, elapsed),
+            )
+            return response
+        finally:
+            if admitted is not None:
+                # Exactly once per admitted attempt, even on cancellation: the limiter must
+                # learn that the request may have consumed budget.
+                await self._limiter.complete(
+                    admitted,
+                    status=status,
+                    state=response.rate_limit if response is not None else None,
+                )
+
+    @asynccontextmanager
+    async def stream(
+        self, method: str, url: str, *, auth: Auth | None = None
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """Open a streaming response (for downloads): no limiter, no retries, no redirects.
+
+        Non-2xx statuses raise the decoded error; aiohttp failures while opening or reading
+        the stream are mapped to ours.  The caller reads ``response.content``.
+        """
+        method = method.upper()
+        full_url = self.url_for(url)
+        shown_url = redact_url(full_url)
+        session = await self.session()
+        headers: dict[str, str] = {"User-Agent": USER_AGENT}
+        if auth is not None:
+            await auth.apply(headers)
+        try:
+            async with session.request(
+                method, full_url, headers=headers, timeout=self._client_timeout()
+            ) as raw:
+                if not 200 <= raw.status < 300:
+                    body = await raw.content.read(64 * 1024)
+                    response = Response(
+                        method=method,
+                        url=shown_url,
+                        status=raw.status,
+                        headers=CIMultiDictProxy(raw.headers.copy()),
+                        body=body,
+                        rate_limit=parse_rate_limit(raw.headers, now=self._wall_clock()),
+                    )
+                    raise error_from_response(response, now=self._wall_clock())
+                yield raw
+        except _STREAM_FAILURES as exc:
+            raise map_client_error(exc, method=method, url=shown_url) from exc
+
+    async def _emit(self, hooks: tuple[Callable[..., Any], ...], event: object) -> None:
+        for hook in hooks:
+            try:
+                result = hook(event)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                logger.exception("an event hook raised; ignoring it")
+
+
+def _identity(response: Response) -> Response:
+    return response

@@ -1,0 +1,1 @@
+"""pytest fixtures for users' tests (placeholder until the fixtures land)."""
