@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol, runtime_checkable
 
@@ -45,10 +46,16 @@ class Auth(Protocol):
 class BearerAuth:
     """``Authorization: Bearer ...`` from a static token or an async provider."""
 
-    __slots__ = ("_fingerprint", "_lock", "_provider", "_token")
+    __slots__ = ("_fingerprint", "_lock", "_provider", "_refreshed_at", "_token")
+
+    #: A 401 seen this soon after a refresh is answered with the new token, not another
+    #: provider call: many requests in flight at the moment a token expires must cause one
+    #: refresh, not one each.
+    REFRESH_COALESCE_SECONDS = 1.0
 
     def __init__(self, token: str | TokenProvider) -> None:
         self._lock = asyncio.Lock()
+        self._refreshed_at = -1e18
         if isinstance(token, str):
             if not token.strip():
                 raise ValueError("api_token must not be empty")
@@ -80,7 +87,10 @@ class BearerAuth:
         if self._provider is None:
             return False
         async with self._lock:
-            self._token = Secret(await self._provider())
+            now = time.monotonic()
+            if now - self._refreshed_at >= self.REFRESH_COALESCE_SECONDS:
+                self._token = Secret(await self._provider())
+                self._refreshed_at = time.monotonic()
         return True
 
     def secrets(self) -> tuple[str, ...]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 import attrs
 
@@ -36,7 +36,7 @@ class Region(enum.Enum):
             raise ValueError(f"unknown region {name!r} (choose from {choices})") from None
 
 
-def _positive(_: object, attribute: attrs.Attribute[float | None], value: float | None) -> None:
+def _positive(_: object, attribute: attrs.Attribute[Any], value: float | None) -> None:
     if value is not None and value <= 0:
         raise ValueError(f"{attribute.name} must be positive, got {value!r}")
 
@@ -52,6 +52,8 @@ class Timeouts:
     connect: float | None = attrs.field(default=10.0, validator=_positive)
     read: float | None = attrs.field(default=30.0, validator=_positive)
     total: float | None = attrs.field(default=60.0, validator=_positive)
+    download_read: float | None = attrs.field(default=60.0, validator=_positive)
+    """Longest silence while streaming a download; a download has no total timeout."""
 
 
 @attrs.frozen(slots=True, kw_only=True)

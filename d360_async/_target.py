@@ -13,7 +13,6 @@ from ._ratelimit._protocol import RateLimiter, RateLimitKey, Ticket
 __all__ = ["Observation", "Target"]
 
 S = TypeVar("S")
-S_co = TypeVar("S_co", covariant=True)
 
 RawStatus = str | int | None
 
@@ -37,7 +36,7 @@ class Observation(Generic[S]):
 
 
 @runtime_checkable
-class Target(Protocol[S_co]):
+class Target(Protocol[S]):
     """One long-running operation that a watch can follow.
 
     Every status-bearing resource builds these with ``.target(...)``; users may implement the
@@ -64,7 +63,7 @@ class Target(Protocol[S_co]):
         """The limiter this target's polls go through."""
         ...
 
-    async def poll(self, *, ticket: Ticket | None = None) -> Observation[S_co]:
+    async def poll(self, *, ticket: Ticket | None = None) -> Observation[S]:
         """Fetch the status once.
 
         ``ticket`` is a rate-limit admission the caller already holds for :attr:`rate_key`;

@@ -408,10 +408,13 @@ class Transport:
         headers: dict[str, str] = {"User-Agent": USER_AGENT}
         if auth is not None:
             await auth.apply(headers)
+        t = self._timeouts
+        # A large export may take minutes to stream: bound silence and connecting, not the total.
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=t.connect, sock_read=t.download_read
+        )
         try:
-            async with session.request(
-                method, full_url, headers=headers, timeout=self._client_timeout()
-            ) as raw:
+            async with session.request(method, full_url, headers=headers, timeout=timeout) as raw:
                 if not 200 <= raw.status < 300:
                     body = await raw.content.read(64 * 1024)
                     response = Response(

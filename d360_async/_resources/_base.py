@@ -1,0 +1,170 @@
+"""What every resource shares: the transport and credential, and the body decoders.
+
+Decoders run *inside* the transport's retry loop (:meth:`Transport.request_decoded`), so a
+2xx whose body cannot be read (a proxy's HTML page, truncated JSON, a missing field) is
+retried like any transient failure before :class:`~d360_async.MalformedResponse` reaches the
+caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import yarl
+
+from .._auth import Auth
+from .._models import OperationHandle, as_mapping, malformed, structure
+from .._ratelimit._protocol import Priority, Ticket
+from .._response import Response, check_v2, unwrap_v3
+from .._transport import Transport
+
+__all__ = [
+    "MissingCredential",
+    "Resource",
+    "decode_accepted",
+    "decode_v2",
+    "decode_v3",
+]
+
+T = TypeVar("T")
+H = TypeVar("H", bound=OperationHandle)
+
+
+class MissingCredential(RuntimeError):
+    """The client was built without the token this API needs (a usage error, found locally)."""
+
+
+class Resource:
+    """A group of endpoints sharing one transport and one credential.
+
+    ``auth`` may be ``None`` when the client was built without the token this API needs; the
+    first call then fails locally with a clear message instead of a 401 from the server.
+    """
+
+    __slots__ = ("_auth", "_transport")
+
+    _needs = "api_token"
+
+    def __init__(self, transport: Transport, auth: Auth | None) -> None:
+        self._transport = transport
+        self._auth = auth
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self._transport.base_url}>"
+
+    @property
+    def transport(self) -> Transport:
+        """The transport this resource sends through."""
+        return self._transport
+
+    @property
+    def auth(self) -> Auth:
+        """The credential, or :class:`MissingCredential` when the client was built without it."""
+        if self._auth is None:
+            raise MissingCredential(
+                f"{type(self).__name__} needs the client to be built with {self._needs}="
+            )
+        return self._auth
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        decode: Callable[[Response], T],
+        *,
+        project_id: str | None = None,
+        params: Mapping[str, str | int] | None = None,
+        json: Any = None,
+        priority: Priority = Priority.DIRECT,
+        ticket: Ticket | None = None,
+    ) -> T:
+        return await self._transport.request_decoded(
+            method,
+            path,
+            decode,
+            auth=self.auth,
+            params=params,
+            json=json,
+            project_id=project_id,
+            priority=priority,
+            ticket=ticket,
+        )
+
+
+def decode_v3(cls: type[T]) -> Callable[[Response], T]:
+    """A decoder reading ``data`` of a V3 envelope as ``cls``."""
+
+    def decode(response: Response) -> T:
+        return structure(unwrap_v3(response), cls, response=response)
+
+    return decode
+
+
+def decode_v2(cls: type[T], key: str | None = None) -> Callable[[Response], T]:
+    """A decoder checking a V2 envelope and reading ``cls`` from it.
+
+    ``key`` names the member holding the object (``task_status`` for the delete-file status);
+    without it the object is the envelope itself, or its ``data``/``result`` member when the
+    envelope nests one.
+    """
+
+    def decode(response: Response) -> T:
+        payload = check_v2(response)
+        if key is not None:
+            body: Any = payload.get(key)
+            if body is None:
+                raise malformed(f"V2 response has no {key!r}", response)
+        else:
+            body = payload
+            for nested in ("data", "result"):
+                inner = payload.get(nested)
+                if isinstance(inner, dict) and "status" not in payload:
+                    body = inner
+                    break
+        return structure(
+            as_mapping(body, f"the V2 {key or 'payload'}", response), cls, response=response
+        )
+
+    return decode
+
+
+def decode_accepted(cls: type[H], project_id: str) -> Callable[[Response], H]:
+    """A decoder for a 202 Accepted that started an operation.
+
+    The body may be a V3 envelope (``success: false`` still raises), a bare ``{id, status}``
+    (API-reference import) or empty; the id comes from the body, else from the last path
+    segment of the ``Operation-Location`` header, which is where the operation is polled.
+    """
+
+    def decode(response: Response) -> H:
+        data: Mapping[str, Any] = {}
+        if response.body.strip():
+            payload = response.json()
+            if isinstance(payload, dict) and ("data" in payload or "success" in payload):
+                unwrapped = unwrap_v3(response)
+                if unwrapped is not None:
+                    data = as_mapping(unwrapped, "the 202 data", response)
+            elif payload is not None:
+                data = as_mapping(payload, "the 202 body", response)
+        location = response.headers.get("Operation-Location")
+        raw_id: Any = data.get("id")
+        if raw_id is None and location:
+            segments = [s for s in yarl.URL(location).path.split("/") if s]
+            raw_id = segments[-1] if segments else None
+        if raw_id is None:
+            raise malformed(
+                "202 response names no operation (no id, no Operation-Location)", response
+            )
+        return structure(
+            {
+                "project_id": project_id,
+                "id": raw_id,
+                "status": data.get("status"),
+                "operation_location": location,
+            },
+            cls,
+            response=response,
+        )
+
+    return decode

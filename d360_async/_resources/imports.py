@@ -1,0 +1,94 @@
+"""``client.imports``: start V3 imports and read their status.
+
+Vendor facts (DESIGN.md §2): ``POST /v3/projects/{project_id}/imports`` answers 202 with an
+``Operation-Location``; ``GET /v3/projects/{project_id}/imports/{import_id}`` answers
+``{id, status, completed_at}`` with the V3 status strings.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from .._ids import safe_token, uuid_id
+from .._models import Import, ImportStarted
+from .._ratelimit._protocol import Priority, Ticket
+from .._status import normalise_v3
+from .._target import Observation
+from ._base import Resource, decode_accepted, decode_v3
+from ._targets import KIND_IMPORT, ResourceTarget, observation
+
+__all__ = ["ImportsResource"]
+
+_DECODE = decode_v3(Import)
+
+
+def _path(project_id: str, import_id: str | None = None) -> str:
+    base = f"/v3/projects/{project_id}/imports"
+    return base if import_id is None else f"{base}/{import_id}"
+
+
+class ImportsResource(Resource):
+    """V3 imports."""
+
+    __slots__ = ()
+
+    async def create(
+        self,
+        project_id: str | uuid.UUID,
+        *,
+        workspace_id: str | uuid.UUID,
+        source_url: str | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> ImportStarted:
+        """Start an import into ``workspace_id``; returns the 202 handle.
+
+        ``source_url`` is where the server fetches the package from; ``options`` are further
+        request-body fields, sent as given (the vendor extends this body over time).
+        """
+        project = uuid_id(project_id, name="project_id")
+        body: dict[str, Any] = dict(options or {})
+        body["workspace_id"] = safe_token(workspace_id, name="workspace_id")
+        if source_url is not None:
+            if not isinstance(source_url, str) or not source_url.startswith(
+                ("http://", "https://")
+            ):
+                raise ValueError("source_url must be an absolute http(s) URL")
+            body["source_url"] = source_url
+        return await self._call(
+            "POST",
+            _path(project),
+            decode_accepted(ImportStarted, project),
+            project_id=project,
+            json=body,
+        )
+
+    async def get(self, project_id: str | uuid.UUID, import_id: str | uuid.UUID) -> Import:
+        """Fetch an import's status."""
+        project = uuid_id(project_id, name="project_id")
+        imported = safe_token(import_id, name="import_id")
+        return await self._call("GET", _path(project, imported), _DECODE, project_id=project)
+
+    def target(
+        self, project_id: str | uuid.UUID, import_id: str | uuid.UUID
+    ) -> ResourceTarget[Import]:
+        """A watchable target for one import (kind ``"v3.import"``)."""
+        project = uuid_id(project_id, name="project_id")
+        imported = safe_token(import_id, name="import_id")
+        path = _path(project, imported)
+
+        async def poll(ticket: Ticket | None) -> Observation[Import]:
+            snapshot = await self._call(
+                "GET", path, _DECODE, project_id=project, priority=Priority.POLL, ticket=ticket
+            )
+            return observation(normalise_v3(snapshot.status), snapshot)
+
+        return ResourceTarget(
+            kind=KIND_IMPORT,
+            key=f"{KIND_IMPORT}/{project}/{imported}",
+            spec={"kind": KIND_IMPORT, "project_id": project, "id": imported},
+            rate_key=self._transport.rate_key(self.auth, project),
+            limiter=self._transport.limiter,
+            poll=poll,
+        )

@@ -1,0 +1,46 @@
+"""Testing support: a fake Document360 server to run your code against.
+
+:class:`FakeDocument360` is a real aiohttp server on 127.0.0.1 that speaks the Document360 V3
+and V2 APIs and SmartDocumentor's, with realistic lifecycles, rate limits and fault injection.
+See its docstring for the endpoints, the seed kinds and their status sequences.
+
+.. versionadded:: 0.1.0
+"""
+
+from ._clock import ManualClock
+from ._fake import DEFAULT_PROJECT_ID, FakeDocument360
+from ._fake_config import (
+    API_ROUTES,
+    FAULT_KINDS,
+    OPERATION_KINDS,
+    ROUTES,
+    STATUS_ROUTES,
+    FakeLifecycle,
+    FakeRateLimit,
+    FaultKind,
+    OperationKind,
+)
+from ._fake_faults import FakeFaults, Fault
+from ._fake_ops import FakeOperation, Outcome
+from ._fake_stats import FakeStats, token_fingerprint
+
+__all__ = [
+    "API_ROUTES",
+    "DEFAULT_PROJECT_ID",
+    "FAULT_KINDS",
+    "OPERATION_KINDS",
+    "ROUTES",
+    "STATUS_ROUTES",
+    "FakeDocument360",
+    "FakeFaults",
+    "FakeLifecycle",
+    "FakeOperation",
+    "FakeRateLimit",
+    "FakeStats",
+    "Fault",
+    "FaultKind",
+    "ManualClock",
+    "OperationKind",
+    "Outcome",
+    "token_fingerprint",
+]

@@ -1,0 +1,213 @@
+"""Configuration value objects and vocabularies of the fake Document360 server.
+
+Everything here is plain data: the rate-limit behaviour (:class:`FakeRateLimit`), the default
+lifecycle of operations (:class:`FakeLifecycle`), the kinds of operations and faults, and the
+names of the server's routes (used by stats and by fault targeting).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+from collections.abc import Iterable
+from typing import Final, Literal, get_args
+
+import attrs
+
+__all__ = [
+    "API_ROUTES",
+    "FAULT_KINDS",
+    "OPERATION_KINDS",
+    "ROUTES",
+    "STATUS_ROUTES",
+    "FakeLifecycle",
+    "FakeRateLimit",
+    "FaultKind",
+    "OperationKind",
+    "Range",
+]
+
+OperationKind = Literal[
+    "export",
+    "drive_task",
+    "import",
+    "api_reference",
+    "v2_delete",
+    "v2_export",
+    "v2_import",
+    "sd_task",
+]
+"""What :meth:`FakeDocument360.seed` can create; see the class docstring for status sequences."""
+
+FaultKind = Literal[
+    "http_500",
+    "http_503",
+    "abort",
+    "slow",
+    "malformed_json",
+    "html_502",
+    "truncated",
+    "unknown_status",
+    "extra_fields",
+    "missing_fields",
+    "expired_link",
+]
+"""Faults :class:`FakeFaults` can inject."""
+
+OPERATION_KINDS: Final[tuple[OperationKind, ...]] = get_args(OperationKind)
+FAULT_KINDS: Final[tuple[FaultKind, ...]] = get_args(FaultKind)
+
+# Route names, used as keys in ``FakeStats.by_route`` and as fault targets (fnmatch patterns
+# such as ``"v3.*"`` are accepted wherever a route is).
+ROUTES: Final[frozenset[str]] = frozenset(
+    {
+        "v3.drive_task",
+        "v3.exports.create",
+        "v3.exports.get",
+        "v3.imports.create",
+        "v3.imports.get",
+        "v3.api_references.create",
+        "v3.api_references.logs",
+        "v3.api_references.log",
+        "v2.delete_file_status",
+        "v2.exports.get",
+        "v2.imports.get",
+        "sd.token",
+        "sd.status",
+        "sd.list",
+        "sd.process",
+        "sd.restart",
+        "download",
+    }
+)
+# The routes a fault applies to when none are named: every API call, but not the signed
+# download link (storage, not API) nor the OAuth2 token endpoint (identity, not API).
+API_ROUTES: Final[frozenset[str]] = ROUTES - {"download", "sd.token"}
+# Routes whose answer carries an operation's status (``unknown_status`` applies only here).
+STATUS_ROUTES: Final[frozenset[str]] = frozenset(
+    {
+        "v3.drive_task",
+        "v3.exports.get",
+        "v3.imports.get",
+        "v3.api_references.logs",
+        "v2.delete_file_status",
+        "v2.exports.get",
+        "v2.imports.get",
+        "sd.status",
+        "sd.list",
+    }
+)
+
+Range = tuple[float, float]
+"""A closed interval ``(low, high)`` of seconds; a uniform draw is taken from it."""
+
+
+def as_range(value: float | tuple[float, float]) -> Range:
+    """Normalise a number or a pair into a validated ``(low, high)`` range."""
+    if isinstance(value, int | float):
+        low = high = float(value)
+    else:
+        low, high = (float(v) for v in value)
+    if not (math.isfinite(low) and math.isfinite(high)) or low < 0 or high < low:
+        raise ValueError(f"expected 0 <= low <= high, got {value!r}")
+    return (low, high)
+
+
+def _ratio(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{attribute.name} must be within [0, 1], got {value!r}")
+
+
+def _positive(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError(f"{attribute.name} must be a positive number, got {value!r}")
+
+
+@attrs.frozen(slots=True)
+class FakeRateLimit:
+    """How :class:`FakeDocument360` limits requests and reports it in headers.
+
+    The vendor documents 60 (Professional, Business) or 100 (Enterprise, Trial) requests per
+    minute, applied per API token per project on V3; its pages disagree on whether
+    ``X-RateLimit-Reset`` is an epoch or a delay, and on when ``Limit``/``Reset`` are sent.
+    Each of those variants can be reproduced here.
+
+    Attributes:
+        limit: requests allowed per window (the bucket capacity for ``token_bucket``).
+        window: the window length in seconds (``token_bucket`` refills ``limit`` per window).
+        algorithm: ``"fixed_window"`` (a counter reset ``window`` seconds after the first
+            request of the window) or ``"token_bucket"`` (continuous refill).
+        reset_format: ``X-RateLimit-Reset`` as a UTC ``"epoch"`` in seconds (per the server's
+            possibly skewed clock) or as a ``"delay"`` in seconds; both rounded up.
+        send_limit_and_reset: ``"always"``, or ``"when_exhausted"`` (only once
+            ``X-RateLimit-Remaining`` is 0). ``X-RateLimit-Remaining`` is always sent.
+        headers: ``False`` sends no ``X-RateLimit-*`` header at all; a 429 still carries
+            ``Retry-After``.
+        per: ``"token_project"`` (the vendor's spec: one budget per token per V3 project) or
+            ``"token"`` (one budget per token).
+
+    .. versionadded:: 0.1.0
+    """
+
+    limit: int = attrs.field(default=60)
+    window: float = attrs.field(default=60.0, validator=_positive)
+    algorithm: Literal["fixed_window", "token_bucket"] = attrs.field(
+        default="fixed_window", validator=attrs.validators.in_(("fixed_window", "token_bucket"))
+    )
+    reset_format: Literal["epoch", "delay"] = attrs.field(
+        default="epoch", validator=attrs.validators.in_(("epoch", "delay"))
+    )
+    send_limit_and_reset: Literal["always", "when_exhausted"] = attrs.field(
+        default="always", validator=attrs.validators.in_(("always", "when_exhausted"))
+    )
+    headers: bool = True
+    per: Literal["token", "token_project"] = attrs.field(
+        default="token_project", validator=attrs.validators.in_(("token", "token_project"))
+    )
+
+    @limit.validator
+    def _check_limit(self, attribute: attrs.Attribute[int], value: int) -> None:
+        if value < 1:
+            raise ValueError(f"limit must be at least 1, got {value!r}")
+
+
+@attrs.frozen(slots=True)
+class FakeLifecycle:
+    """How long operations stay in each stage, and how they end.
+
+    Every operation is drawn once, at creation, from the server's seeded RNG: it stays pending
+    for a uniform draw from ``pending`` seconds, runs for a draw from ``running``, then ends.
+    SmartDocumentor tasks that succeed also wait in review for a draw from ``review`` before
+    their integration completes.
+
+    Attributes:
+        pending: range of seconds spent pending (queued).
+        running: range of seconds spent running.
+        review: range of seconds a successful SmartDocumentor task waits in review.
+        failure_ratio: probability that an operation ends failed.
+        stuck_ratio: probability that an operation never leaves the running stage (its
+            ``finished_at`` is ``inf``); SmartDocumentor's ``restartprocessing`` unsticks it.
+
+    .. versionadded:: 0.1.0
+    """
+
+    pending: Range = attrs.field(default=(0.5, 2.0), converter=as_range)
+    running: Range = attrs.field(default=(1.0, 5.0), converter=as_range)
+    review: Range = attrs.field(default=(1.0, 3.0), converter=as_range)
+    failure_ratio: float = attrs.field(default=0.0, validator=_ratio)
+    stuck_ratio: float = attrs.field(default=0.0, validator=_ratio)
+
+
+def resolve_routes(patterns: str | Iterable[str] | None, default: frozenset[str]) -> frozenset[str]:
+    """Expand route names or fnmatch patterns into a set of concrete route names."""
+    if patterns is None:
+        return default
+    if isinstance(patterns, str):
+        patterns = (patterns,)
+    found: set[str] = set()
+    for pattern in patterns:
+        matched = {route for route in ROUTES if fnmatch.fnmatchcase(route, pattern)}
+        if not matched:
+            raise ValueError(f"no route matches {pattern!r}; routes are {sorted(ROUTES)}")
+        found |= matched
+    return frozenset(found)

@@ -1,0 +1,228 @@
+"""The fake server's rate limiting: the pure limiter and every header configuration."""
+
+from __future__ import annotations
+
+import email.utils
+import math
+import time
+
+import aiohttp
+import pytest
+
+from d360_async.testing import DEFAULT_PROJECT_ID, FakeDocument360, FakeRateLimit, ManualClock
+from d360_async.testing._fake_ratelimit import ServerRateLimiter
+
+RATE_HEADERS = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset")
+
+
+# ---------------------------------------------------------------------------- pure limiter
+
+
+def test_fixed_window_counts_and_reopens() -> None:
+    limiter = ServerRateLimiter(FakeRateLimit(limit=2, window=10.0))
+    first = limiter.admit("k", 100.0)
+    assert (first.allowed, first.remaining, first.reset_after) == (True, 1, 10.0)
+    assert limiter.admit("k", 104.0).remaining == 0
+    refused = limiter.admit("k", 106.0)
+    assert not refused.allowed
+    assert refused.retry_after == pytest.approx(4.0)
+    assert limiter.admit("other", 106.0).allowed  # keys are independent
+    reopened = limiter.admit("k", 110.0)
+    assert (reopened.allowed, reopened.remaining, reopened.reset_after) == (True, 1, 10.0)
+
+
+def test_token_bucket_refills_continuously() -> None:
+    limiter = ServerRateLimiter(FakeRateLimit(limit=2, window=10.0, algorithm="token_bucket"))
+    assert limiter.admit("k", 0.0).remaining == 1
+    drained = limiter.admit("k", 0.0)
+    assert drained.remaining == 0
+    assert drained.reset_after == pytest.approx(10.0)  # two tokens at 0.2/s
+    refused = limiter.admit("k", 1.0)
+    assert not refused.allowed
+    assert refused.retry_after == pytest.approx(4.0)  # 0.2 tokens held, 0.8 to go
+    assert limiter.admit("k", 5.0).allowed
+    limiter.reset()
+    assert limiter.admit("k", 5.0).remaining == 1
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"limit": 0},
+        {"window": 0.0},
+        {"algorithm": "leaky"},
+        {"reset_format": "iso"},
+        {"send_limit_and_reset": "never"},
+        {"per": "ip"},
+    ],
+    ids=["limit", "window", "algorithm", "reset_format", "send", "per"],
+)
+def test_config_is_validated(kwargs: dict[str, object]) -> None:
+    with pytest.raises(ValueError):  # noqa: PT011 - attrs' in_() and our validators
+        FakeRateLimit(**kwargs)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------- over HTTP
+
+
+def export_url(fake: FakeDocument360, export_id: str, project: str = DEFAULT_PROJECT_ID) -> str:
+    return f"{fake.url}/v3/projects/{project}/exports/{export_id}"
+
+
+async def hit(
+    session: aiohttp.ClientSession, url: str, token: str
+) -> tuple[int, dict[str, str], bytes]:
+    async with session.get(url, headers={"Authorization": f"Bearer {token}"}) as response:
+        return response.status, dict(response.headers), await response.read()
+
+
+async def test_epoch_reset_always_sent(clock: ManualClock, session: aiohttp.ClientSession) -> None:
+    limit = FakeRateLimit(limit=3, window=60.0)
+    async with FakeDocument360(clock=clock, rate_limit=limit) as fake:
+        url = export_url(fake, fake.seed("export")[0])
+        status, headers, _ = await hit(session, url, fake.api_token)
+        assert status == 200
+        assert headers["X-RateLimit-Limit"] == "3"
+        assert headers["X-RateLimit-Remaining"] == "2"
+        assert int(headers["X-RateLimit-Reset"]) == math.ceil(fake.epoch() + 60.0)
+        date = email.utils.parsedate_to_datetime(headers["Date"]).timestamp()
+        assert abs(date - fake.epoch()) < 1.5
+
+
+async def test_delay_reset_only_when_exhausted_then_429(
+    clock: ManualClock, session: aiohttp.ClientSession
+) -> None:
+    limit = FakeRateLimit(
+        limit=2, window=10.0, reset_format="delay", send_limit_and_reset="when_exhausted"
+    )
+    async with FakeDocument360(clock=clock, rate_limit=limit) as fake:
+        url = export_url(fake, fake.seed("export")[0])
+        _, first, _ = await hit(session, url, fake.api_token)
+        assert first["X-RateLimit-Remaining"] == "1"
+        assert "X-RateLimit-Limit" not in first
+        assert "X-RateLimit-Reset" not in first
+        clock.advance(2.5)
+        _, last, _ = await hit(session, url, fake.api_token)
+        assert last["X-RateLimit-Remaining"] == "0"
+        assert last["X-RateLimit-Limit"] == "2"
+        assert last["X-RateLimit-Reset"] == "8"  # 7.5 s left, rounded up
+        status, refused, body = await hit(session, url, fake.api_token)
+        assert status == 429
+        assert refused["Retry-After"] == "8"
+        assert refused["Content-Type"].startswith("application/problem+json")
+        assert b'"TOO_MANY_REQUESTS"' in body
+        assert fake.stats.rate_limited == 1
+        assert fake.stats.by_status[429] == 1
+        assert len(fake.stats.admitted_times) == 2
+        clock.advance(7.5)
+        assert (await hit(session, url, fake.api_token))[0] == 200
+
+
+async def test_headers_off_still_sends_retry_after(
+    clock: ManualClock, session: aiohttp.ClientSession
+) -> None:
+    limit = FakeRateLimit(limit=1, window=2.0, headers=False)
+    async with FakeDocument360(clock=clock, rate_limit=limit) as fake:
+        url = export_url(fake, fake.seed("export")[0])
+        _, ok, _ = await hit(session, url, fake.api_token)
+        assert not any(name in ok for name in RATE_HEADERS)
+        clock.advance(0.5)
+        status, refused, _ = await hit(session, url, fake.api_token)
+        assert status == 429
+        assert not any(name in refused for name in RATE_HEADERS)
+        assert refused["Retry-After"] == "2"  # 1.5 s, rounded up
+
+
+async def test_token_bucket_over_http(clock: ManualClock, session: aiohttp.ClientSession) -> None:
+    limit = FakeRateLimit(limit=2, window=2.0, algorithm="token_bucket", reset_format="delay")
+    async with FakeDocument360(clock=clock, rate_limit=limit) as fake:
+        url = export_url(fake, fake.seed("export")[0])
+        statuses = [(await hit(session, url, fake.api_token))[0] for _ in range(3)]
+        assert statuses == [200, 200, 429]
+        clock.advance(1.0)  # one token back
+        status, headers, _ = await hit(session, url, fake.api_token)
+        assert status == 200
+        assert headers["X-RateLimit-Remaining"] == "0"
+        assert headers["X-RateLimit-Reset"] == "2"
+
+
+async def test_budget_per_token_and_project(
+    clock: ManualClock, session: aiohttp.ClientSession
+) -> None:
+    async with FakeDocument360(clock=clock, rate_limit=FakeRateLimit(limit=1)) as fake:
+        [a] = fake.seed("export", project_id="project-a")
+        [b] = fake.seed("export", project_id="project-b")
+        fake.accept_token("second")
+        assert (await hit(session, export_url(fake, a, "project-a"), fake.api_token))[0] == 200
+        assert (await hit(session, export_url(fake, b, "project-b"), fake.api_token))[0] == 200
+        assert (await hit(session, export_url(fake, a, "project-a"), "second"))[0] == 200
+        assert (await hit(session, export_url(fake, a, "project-a"), fake.api_token))[0] == 429
+
+
+async def test_budget_per_token_only(clock: ManualClock, session: aiohttp.ClientSession) -> None:
+    limit = FakeRateLimit(limit=1, per="token")
+    async with FakeDocument360(clock=clock, rate_limit=limit) as fake:
+        [a] = fake.seed("export", project_id="project-a")
+        [b] = fake.seed("export", project_id="project-b")
+        assert (await hit(session, export_url(fake, a, "project-a"), fake.api_token))[0] == 200
+        assert (await hit(session, export_url(fake, b, "project-b"), fake.api_token))[0] == 429
+        fake.reset_rate_limits()
+        assert (await hit(session, export_url(fake, b, "project-b"), fake.api_token))[0] == 200
+
+
+async def test_v2_shares_the_limiter_and_sd_has_its_own(
+    clock: ManualClock, session: aiohttp.ClientSession
+) -> None:
+    async with FakeDocument360(
+        clock=clock,
+        rate_limit=FakeRateLimit(limit=1),
+        sd_rate_limit=FakeRateLimit(limit=1, reset_format="delay"),
+    ) as fake:
+        url = f"{fake.url}/v2/Project/Export/{fake.seed('v2_export')[0]}"
+        for expected in (200, 429):
+            async with session.get(url, headers={"api_token": fake.v2_api_token}) as response:
+                assert response.status == expected
+                assert "Retry-After" in response.headers or expected == 200
+        form = {
+            "grant_type": "client_credentials",
+            "client_id": fake.sd_client_id,
+            "client_secret": fake.sd_client_secret,
+        }
+        async with session.post(f"{fake.url}/connect/token", data=form) as response:
+            token = (await response.json())["access_token"]  # never rate limited
+        sd_url = f"{fake.url}/api/v1.0/external/sdtask/status"
+        task = fake.seed("sd_task")[0]
+        for expected in (200, 429):
+            async with session.get(
+                sd_url, params={"taskId": task}, headers={"Authorization": f"Bearer {token}"}
+            ) as response:
+                assert response.status == expected
+        assert fake.stats.rate_limited == 2
+
+
+async def test_no_rate_limit_sends_no_headers(
+    fake: FakeDocument360, session: aiohttp.ClientSession
+) -> None:
+    url = export_url(fake, fake.seed("export")[0])
+    for _ in range(100):
+        status, headers, _ = await hit(session, url, fake.api_token)
+        assert status == 200
+    assert not any(name in headers for name in RATE_HEADERS)
+    assert "Date" in headers
+
+
+async def test_clock_skew_moves_date_and_epoch_reset(
+    clock: ManualClock, session: aiohttp.ClientSession
+) -> None:
+    async with FakeDocument360(clock=clock, clock_skew=-300.0) as fake:
+        url = export_url(fake, fake.seed("export")[0])
+        _, headers, _ = await hit(session, url, fake.api_token)
+        date = email.utils.parsedate_to_datetime(headers["Date"]).timestamp()
+        assert date == pytest.approx(fake.epoch(), abs=1.5)
+        assert fake.epoch() == pytest.approx(time.time() - 300.0, abs=1.5)
+        fake.clock_skew = 0.0
+        _, unskewed, _ = await hit(session, url, fake.api_token)
+        later = email.utils.parsedate_to_datetime(unskewed["Date"]).timestamp()
+        assert later - date == pytest.approx(300.0, abs=1.5)
+        # The epoch reset is reported on the server's own (skewed) clock.
+        assert int(headers["X-RateLimit-Reset"]) == pytest.approx(date + 60.0, abs=1.5)

@@ -1,0 +1,138 @@
+"""The pytest plugin, exercised the way a user meets it: in a separate pytest run (pytester)."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+# A user's own code, and the tests they would write for it with the fixtures.
+USER_CODE = '''
+    from d360_async import Client
+
+
+    async def count_pending_exports(client: Client, project_id: str, export_ids: list[str]) -> int:
+        """Application code under test: how many of these exports are not finished yet."""
+        pending = 0
+        for export_id in export_ids:
+            export = await client.exports.get(project_id, export_id)
+            if export.status not in ("Completed", "Failed"):
+                pending += 1
+        return pending
+'''
+
+USER_TESTS = """
+    import pytest
+
+    from d360_async.testing import FakeDocument360
+    from myapp import count_pending_exports
+
+    {mark}
+    async def test_counts_unfinished_exports(fake_d360: FakeDocument360, d360_client) -> None:
+        ids = fake_d360.seed("export", 3, pending=600.0, running=600.0)
+        assert await count_pending_exports(d360_client, fake_d360.project_id, ids) == 3
+        assert fake_d360.stats.requests == 3
+        assert fake_d360.stats.rate_limited == 0
+
+    {mark}
+    async def test_finished_export_is_not_counted(fake_d360, d360_client) -> None:
+        [export_id] = fake_d360.seed("export", 1, pending=600.0, running=600.0)
+        fake_d360.finish(export_id)
+        assert await count_pending_exports(d360_client, fake_d360.project_id, [export_id]) == 0
+
+    {mark}
+    async def test_each_test_gets_a_fresh_server(fake_d360) -> None:
+        assert fake_d360.stats.requests == 0
+        assert fake_d360.operations() == []
+"""
+
+
+def _write_project(pytester: pytest.Pytester, *, mode: str, mark: str = "") -> None:
+    pytester.makepyfile(myapp=textwrap.dedent(USER_CODE))
+    pytester.makepyfile(test_user=textwrap.dedent(USER_TESTS).format(mark=mark))
+    pytester.makeini(
+        f"""
+        [pytest]
+        asyncio_mode = {mode}
+        asyncio_default_fixture_loop_scope = function
+        filterwarnings = error
+        """
+    )
+
+
+def test_fixtures_in_auto_mode(pytester: pytest.Pytester) -> None:
+    _write_project(pytester, mode="auto")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=3)
+
+
+def test_fixtures_in_strict_mode(pytester: pytest.Pytester) -> None:
+    _write_project(pytester, mode="strict", mark="@pytest.mark.asyncio")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=3)
+
+
+def test_options_fixture_and_marker_configure_the_fake(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(
+        """
+        import pytest
+
+        @pytest.fixture
+        def fake_d360_options():
+            return {"api_token": "my-token", "rate_limit": None}
+        """
+    )
+    pytester.makepyfile(
+        """
+        import pytest
+
+        async def test_options_apply(fake_d360, d360_client):
+            assert fake_d360.api_token == "my-token"
+            [task_id] = fake_d360.seed("drive_task", 1)
+            task = await d360_client.drive.get_task(fake_d360.project_id, task_id)
+            assert task.status == "Pending"
+
+        @pytest.mark.fake_d360(v2_api_token="other-v2", seed=7)
+        async def test_marker_overrides(fake_d360, d360_client):
+            assert fake_d360.api_token == "my-token"
+            assert fake_d360.v2_api_token == "other-v2"
+            [task_id] = fake_d360.seed("v2_delete", 1, pending=600.0)
+            status = await d360_client.v2.delete_file_status(task_id)
+            assert status is not None
+        """
+    )
+    pytester.makeini(
+        """
+        [pytest]
+        asyncio_mode = auto
+        asyncio_default_fixture_loop_scope = function
+        filterwarnings = error
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--strict-markers")
+    result.assert_outcomes(passed=2)
+
+
+def test_without_pytest_asyncio_nothing_is_registered(pytester: pytest.Pytester) -> None:
+    # A package that fails to import shadows the real pytest-asyncio, as if it were missing.
+    shadow = pytester.mkdir("shadow")
+    (shadow / "pytest_asyncio").mkdir()
+    (shadow / "pytest_asyncio" / "__init__.py").write_text(
+        'raise ImportError("pytest-asyncio is not installed")\n'
+    )
+    pytester.makepyfile(
+        """
+        import pytest
+
+        def test_plain_tests_still_run(request):
+            with pytest.raises(pytest.FixtureLookupError):
+                request.getfixturevalue("fake_d360")
+            assert request.getfixturevalue("fake_d360_options") == {}
+        """
+    )
+    pytester.makeini("[pytest]\nfilterwarnings = error\n")
+    pytester.monkeypatch.setenv("PYTHONPATH", str(shadow))
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:asyncio")
+    result.assert_outcomes(passed=1)
