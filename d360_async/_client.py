@@ -175,7 +175,7 @@ class Client:
         self,
         target: Target[Any],
         *,
-        timeout: float | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - a watch deadline, not an I/O timeout
         policy: PollPolicy | None = None,
     ) -> Transition[Any]:
         """Watch one operation until it ends and return its final transition."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any
 
 import attrs
 
@@ -94,10 +94,6 @@ class RetryEvent:
     attempt: int
     delay: float
     error: BaseException
-
-
-class _Hook(Protocol):
-    def __call__(self, event: RequestEvent | ResponseEvent | RetryEvent, /) -> Awaitable[None] | None: ...
 
 
 HookFn = Callable[..., Awaitable[None] | None]

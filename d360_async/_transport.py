@@ -93,6 +93,7 @@ class Transport:
 
     __slots__ = (
         "_base_url",
+        "_clock",
         "_hooks",
         "_limiter",
         "_limits",
@@ -103,11 +104,10 @@ class Transport:
         "_rng",
         "_session",
         "_session_lock",
+        "_sleep",
         "_state",
         "_timeouts",
         "_wall_clock",
-        "_clock",
-        "_sleep",
     )
 
     def __init__(
