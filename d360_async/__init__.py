@@ -1,5 +1,152 @@
-"""d360-async: an asyncio client for the Document360 and SmartDocumentor APIs."""
+"""d360-async: an asyncio client for the Document360 and SmartDocumentor APIs.
 
+Everything public is importable from here (and ``d360_async.smartdocumentor``,
+``d360_async.testing``, ``d360_async.contrib.fastapi``); modules whose names start with an
+underscore are private.  ``RedisRateLimiter`` needs the ``redis`` extra and is imported lazily.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ._auth import ApiTokenAuth, Auth, BearerAuth, TokenProvider
+from ._client import Client
+from ._config import (
+    ConnectionLimits,
+    Hooks,
+    Region,
+    RequestEvent,
+    ResponseEvent,
+    RetryEvent,
+    Timeouts,
+)
+from ._errors import (
+    APIError,
+    AuthenticationError,
+    ConnectError,
+    ConnectTimeout,
+    D360Error,
+    DownloadLinkExpired,
+    ErrorDetail,
+    MalformedResponse,
+    NotFound,
+    PermissionDenied,
+    ProtocolError,
+    RateLimited,
+    ServerError,
+    TimeoutError,
+    TransportError,
+    ValidationError,
+    WatchError,
+)
+from ._models import (
+    ApiReferenceImport,
+    ApiReferenceLog,
+    ApiReferenceLogDetail,
+    DriveTask,
+    Export,
+    ExportStarted,
+    Import,
+    ImportStarted,
+    LogMessage,
+    OperationHandle,
+    SmartDocumentorPage,
+    SmartDocumentorTask,
+    V2DeleteFileStatus,
+    V2Export,
+    V2Import,
+)
+from ._phase import Phase
+from ._ratelimit import (
+    LimiterStats,
+    LocalRateLimiter,
+    Priority,
+    RateLimitConfig,
+    RateLimiter,
+    RateLimitKey,
+    RateLimitState,
+)
+from ._resources import DownloadProgress, ExportNotReady, MissingCredential
+from ._retry import RetryPolicy
+from ._target import Observation, Target
 from ._version import __version__
+from ._watch import PollPolicy, Transition, TransitionKind, Watch
 
-__all__ = ["__version__"]
+if TYPE_CHECKING:
+    from ._ratelimit._redis import RedisRateLimiter
+
+__all__ = [
+    "APIError",
+    "ApiReferenceImport",
+    "ApiReferenceLog",
+    "ApiReferenceLogDetail",
+    "ApiTokenAuth",
+    "Auth",
+    "AuthenticationError",
+    "BearerAuth",
+    "Client",
+    "ConnectError",
+    "ConnectTimeout",
+    "ConnectionLimits",
+    "D360Error",
+    "DownloadLinkExpired",
+    "DownloadProgress",
+    "DriveTask",
+    "ErrorDetail",
+    "Export",
+    "ExportNotReady",
+    "ExportStarted",
+    "Hooks",
+    "Import",
+    "ImportStarted",
+    "LimiterStats",
+    "LocalRateLimiter",
+    "LogMessage",
+    "MalformedResponse",
+    "MissingCredential",
+    "NotFound",
+    "Observation",
+    "OperationHandle",
+    "PermissionDenied",
+    "Phase",
+    "PollPolicy",
+    "Priority",
+    "ProtocolError",
+    "RateLimitConfig",
+    "RateLimitKey",
+    "RateLimitState",
+    "RateLimited",
+    "RateLimiter",
+    "RedisRateLimiter",
+    "Region",
+    "RequestEvent",
+    "ResponseEvent",
+    "RetryEvent",
+    "RetryPolicy",
+    "ServerError",
+    "SmartDocumentorPage",
+    "SmartDocumentorTask",
+    "Target",
+    "TimeoutError",
+    "Timeouts",
+    "TokenProvider",
+    "Transition",
+    "TransitionKind",
+    "TransportError",
+    "V2DeleteFileStatus",
+    "V2Export",
+    "V2Import",
+    "ValidationError",
+    "Watch",
+    "WatchError",
+    "__version__",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # The Redis limiter pulls in redis-py, an optional extra: import it only when asked for.
+    if name == "RedisRateLimiter":
+        from ._ratelimit._redis import RedisRateLimiter
+
+        return RedisRateLimiter
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -161,7 +161,7 @@ class Client:
         *,
         policy: PollPolicy | None = None,
         **options: Any,
-    ) -> Watch:
+    ) -> Watch[Any]:
         """Watch many operations; ``async with client.watch(...) as w: async for t in w``.
 
         Targets may come from other clients (a V2 client, a SmartDocumentor client); each keeps

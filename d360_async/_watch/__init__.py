@@ -1,0 +1,41 @@
+"""Watching long-running operations: one scheduler, many targets, one async iterator.
+
+``watch(targets)`` returns a :class:`Watch`; ``wait(target)`` returns one target's final
+:class:`Transition`.  :class:`PollPolicy` sets the pace and the deadlines.  The decisions live in
+the pure :mod:`._scheduler`; :mod:`._watch` only feeds it; :mod:`._checkpoint` reads and writes
+checkpoints.
+"""
+
+from ._checkpoint import CHECKPOINT_VERSION, CheckpointEntry, dump_checkpoint, load_checkpoint
+from ._policy import PollPolicy
+from ._scheduler import DurationModel, PollOutcome, Scheduler, TargetState
+from ._watch import (
+    DEFAULT_POLICY,
+    Clock,
+    SystemClock,
+    Transition,
+    TransitionKind,
+    Watch,
+    wait,
+    watch,
+)
+
+__all__ = [
+    "CHECKPOINT_VERSION",
+    "DEFAULT_POLICY",
+    "CheckpointEntry",
+    "Clock",
+    "DurationModel",
+    "PollOutcome",
+    "PollPolicy",
+    "Scheduler",
+    "SystemClock",
+    "TargetState",
+    "Transition",
+    "TransitionKind",
+    "Watch",
+    "dump_checkpoint",
+    "load_checkpoint",
+    "wait",
+    "watch",
+]

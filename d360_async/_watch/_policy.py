@@ -1,0 +1,129 @@
+"""How often, and for how long, a watch polls one target: :class:`PollPolicy`.
+
+The policy is a small frozen value object so it can be shared by thousands of targets (each
+target's state holds a reference, not a copy) and so a watch's behaviour can be read from one
+place.  The arithmetic here is pure; the scheduler applies it.
+
+Rules, written once:
+
+* A new target is first polled ``first_delay`` seconds after it joins the watch.
+* After a change (and after the first sighting) the next poll is ``interval`` seconds later;
+  each poll that sees no change multiplies the interval by ``backoff``, up to ``max_interval``
+  (``reset_on_change=False`` keeps backing off across changes).
+* Every interval is multiplied by a random factor in ``[1 - jitter, 1 + jitter]`` so targets
+  created together do not stay in lock-step.
+* With ``adaptive=True`` (the default), once the scheduler has seen a few operations of the same
+  kind leave a phase, it polls sooner than backoff would (never sooner than ``interval``) when
+  those durations say a change has become likely, and it does not poll an operation before the
+  shortest duration seen for its kind and phase.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+if TYPE_CHECKING:
+    from ._watch import Transition
+
+__all__ = ["PollPolicy"]
+
+
+def _non_negative(_inst: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    if not (value >= 0 and math.isfinite(value)):
+        raise ValueError(f"{attribute.name} must be a finite number >= 0, got {value!r}")
+
+
+def _positive(_inst: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError(f"{attribute.name} must be a finite number > 0, got {value!r}")
+
+
+def _positive_or_none(_inst: object, attribute: attrs.Attribute[Any], value: float | None) -> None:
+    if value is not None:
+        _positive(_inst, attribute, value)
+
+
+def _backoff_factor(_inst: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    if not (value >= 1 and math.isfinite(value)):
+        raise ValueError(f"{attribute.name} must be a finite number >= 1, got {value!r}")
+
+
+def _jitter_fraction(_inst: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    if not 0 <= value < 1:
+        raise ValueError(f"{attribute.name} must be in [0, 1), got {value!r}")
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class PollPolicy:
+    """How a watch paces the polls of one target, and when it gives up.
+
+    All durations are seconds.
+
+    Attributes:
+        first_delay: wait before the first poll of a target that joins the watch.
+        interval: the shortest interval between two polls of one target; also the interval
+            right after a change.
+        backoff: multiplier applied to the interval after each poll that saw no change
+            (and after each transient error).
+        max_interval: the interval never grows beyond this.
+        jitter: each interval is multiplied by a random factor in ``[1 - jitter, 1 + jitter]``.
+        reset_on_change: go back to ``interval`` after a change ("fast again").
+        adaptive: let durations learned from operations of the same kind choose the intervals
+            and hold back polls that cannot see a change yet (see the module docstring).
+        target_timeout: a target still live this long after it joined the watch ends with a
+            ``TIMED_OUT`` transition.
+        watch_timeout: the whole watch ends this long after it started; every live target
+            gets a ``TIMED_OUT`` transition.  Read from the policy given to ``watch()``.
+        until: called with every ``CHANGED`` transition; returning True ends that target
+            (the transition is marked ``final``), e.g. stop a SmartDocumentor task at review.
+        stall_after: a target that shows no change for this long yields one ``STALLED``
+            transition (then another only after it changes and stalls again); it keeps being
+            watched.
+        not_found_grace: a 404 before the first successful poll is retried for this long after
+            the target joined the watch (a just-created operation may not be visible yet);
+            a 404 after that, or after the target was seen, ends it with an ``ERROR``.
+    """
+
+    first_delay: float = attrs.field(default=0.0, validator=_non_negative)
+    interval: float = attrs.field(default=1.0, validator=_positive)
+    backoff: float = attrs.field(default=1.5, validator=_backoff_factor)
+    max_interval: float = attrs.field(default=30.0, validator=_positive)
+    jitter: float = attrs.field(default=0.1, validator=_jitter_fraction)
+    reset_on_change: bool = True
+    adaptive: bool = True
+    target_timeout: float | None = attrs.field(default=None, validator=_positive_or_none)
+    watch_timeout: float | None = attrs.field(default=None, validator=_positive_or_none)
+    until: Callable[[Transition[Any]], bool] | None = None
+    stall_after: float | None = attrs.field(default=None, validator=_positive_or_none)
+    not_found_grace: float = attrs.field(default=10.0, validator=_non_negative)
+
+    def __attrs_post_init__(self) -> None:
+        if self.max_interval < self.interval:
+            raise ValueError(
+                f"max_interval ({self.max_interval}) must be >= interval ({self.interval})"
+            )
+        if self.until is not None and not callable(self.until):
+            raise TypeError("until must be a callable taking a Transition, or None")
+
+    def backoff_interval(self, streak: int) -> float:
+        """The un-jittered interval after ``streak`` consecutive polls without a change.
+
+        ``streak=0`` is :attr:`interval`; the result never exceeds :attr:`max_interval`.
+        """
+        if streak <= 0 or self.backoff == 1.0:
+            return self.interval
+        # Compare in log space so a long streak cannot overflow the power.
+        if streak * math.log(self.backoff) >= math.log(self.max_interval / self.interval):
+            return self.max_interval
+        return min(self.max_interval, self.interval * self.backoff**streak)
+
+    def jittered(self, delay: float, unit: float) -> float:
+        """Apply jitter to ``delay`` given ``unit``, a uniform random number in ``[0, 1)``.
+
+        Taking the random number as an argument keeps this pure and testable.
+        """
+        return delay * (1.0 + self.jitter * (2.0 * unit - 1.0))

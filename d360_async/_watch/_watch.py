@@ -1,0 +1,850 @@
+"""The watch: many targets, one scheduler, one async iterator of :class:`Transition` objects.
+
+Shape of the machinery, all inside the task group that ``async with watch(...)`` owns::
+
+    one runner per rate-limit group ──► (slot) ──► acquire(POLL) ──► scheduler.select()
+            ▲                                                           │
+            │ wake when something is due sooner                         ▼
+    scheduler.release() ◄── scheduler.observe() ◄── target.poll(ticket=...)   (≤ max_concurrency)
+                                  │
+                                  ▼
+             bounded memory stream ──► Watch.__anext__ ──► the consumer
+    one timer: per-target and whole-watch deadlines ──┘
+
+Decisions, written once:
+
+* **One scheduler** (:mod:`._scheduler`, pure) decides for every target; the tasks are one
+  runner per rate-limit group (a limiter and a rate key, not per target), one timer, and at most
+  ``max_concurrency`` short-lived poll tasks.  A sleeping target costs a heap entry, not a task.
+* **A ticket is always spent.**  A group's runner waits until one of its targets is due and a
+  concurrency slot is free, *then* acquires a ``Priority.POLL`` ticket (holding no slot while the
+  limiter makes it wait, so a starved budget cannot block other groups), takes the slot, and
+  only then asks the scheduler which due target gets the ticket, so the choice uses the freshest
+  information.  The ticket goes to
+  ``target.poll(ticket=...)``; the transport completes it, the watch never does.  The one
+  exception: if every target of the group vanished while the ticket was awaited (removed, timed
+  out), the watch completes the unspent ticket with ``status=None`` (the limiter then counts it
+  as possibly sent: conservative, and rare).
+* **Backpressure.**  Transitions go through a bounded memory object stream.  A poll task that
+  cannot hand its transition over keeps its concurrency slot and its target stays in flight, so a
+  slow consumer slows polling and memory stays flat.
+* **Order.**  A target has at most one poll in flight and is queued again only after that
+  poll's transitions were handed over, so its transitions arrive in the order observed.  A
+  deadline that passes during a poll cancels the poll and the poll task reports the time-out
+  itself, after anything it already handed over.
+* **Delivered means received by the consumer.**  Checkpoints record what ``__anext__`` returned,
+  never what is still buffered, so resuming repeats nothing and loses nothing.
+* **Errors end one target.**  Transient failures (transport errors, 5xx, 429, and a 404 on a
+  target not yet seen within ``not_found_grace``) are retried with backoff until the deadline;
+  anything else ends the target with an ``ERROR`` transition.  A non-library exception (a bug in
+  a target) is logged and reported the same way, wrapped in :class:`~d360_async.WatchError` with
+  the original as ``__cause__``; the other targets go on.
+* **Leaving the ``async with``** (normally, by ``break``, an exception or cancellation) cancels
+  the task group: every poll in flight is cancelled at once and no task outlives the block.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Final, Generic, Protocol, TypeVar, runtime_checkable
+
+import anyio
+import attrs
+from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from .._errors import D360Error, NotFound, RateLimited, ServerError, TransportError, WatchError
+from .._phase import Phase
+from .._ratelimit._protocol import Priority, RateLimiter, RateLimitKey, Ticket
+from .._target import Observation, RawStatus, Target
+from ._checkpoint import CheckpointEntry, dump_checkpoint, load_checkpoint
+from ._policy import PollPolicy
+from ._scheduler import Scheduler, TargetState
+
+__all__ = [
+    "DEFAULT_POLICY",
+    "Clock",
+    "SystemClock",
+    "Transition",
+    "TransitionKind",
+    "Watch",
+    "wait",
+    "watch",
+]
+
+logger = logging.getLogger("d360_async.watch")
+
+S = TypeVar("S")
+
+DEFAULT_POLICY: Final = PollPolicy()
+"""The policy used when none is given."""
+
+_RETRYABLE: Final = (TransportError, ServerError, RateLimited)
+
+
+# -- public values --------------------------------------------------------------------------------
+
+
+class TransitionKind(enum.Enum):
+    """Why a transition was yielded."""
+
+    CHANGED = "changed"
+    """The status differs from the last one delivered (or was seen for the first time)."""
+    STALLED = "stalled"
+    """No change for ``PollPolicy.stall_after``; the target is still watched."""
+    ERROR = "error"
+    """The target ended on a non-retryable error, carried in ``Transition.error``."""
+    TIMED_OUT = "timed_out"
+    """The target's own deadline, or the whole watch's, passed before it finished."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@attrs.frozen(slots=True)
+class Transition(Generic[S]):
+    """One thing that happened to one watched target.
+
+    Attributes:
+        target: the target it happened to.
+        kind: CHANGED, STALLED, ERROR or TIMED_OUT.
+        previous: for CHANGED, the phase before the change (None on first sight); for the
+            other kinds, the last phase seen (None if never seen).
+        phase: the current phase (for the other kinds: the last one seen, or UNKNOWN if the
+            target was never seen).
+        raw_status: the vendor's own status value behind ``phase``.
+        snapshot: the typed model of the last successful poll (None if there was none).
+        observed_at: when it was observed (aware, UTC).
+        polls: polls made for this target so far (including failed ones).
+        warnings: oddities of the answer worth knowing (e.g. a V2 status/is_complete mismatch).
+        error: for ERROR the exception that ended the target; for STALLED the last transient
+            error, if the last poll failed.
+        final: nothing more will be yielded for this target (terminal phase, ``until=``
+            returned True, ERROR, or TIMED_OUT).
+    """
+
+    target: Target[S]
+    kind: TransitionKind
+    previous: Phase | None
+    phase: Phase
+    raw_status: RawStatus
+    snapshot: S | None
+    observed_at: datetime
+    polls: int
+    warnings: tuple[str, ...] = ()
+    error: D360Error | None = None
+    final: bool = False
+
+    @property
+    def key(self) -> str:
+        """The target's key."""
+        return self.target.key
+
+
+class Clock(Protocol):
+    """Where a watch gets its time from; inject a fake one to test without real waiting."""
+
+    def monotonic(self) -> float:
+        """Seconds on a clock that never goes backwards (the scheduler's time base)."""
+        ...
+
+    def utcnow(self) -> datetime:
+        """The current time as an aware UTC datetime (for ``Transition.observed_at``)."""
+        ...
+
+    async def sleep(self, seconds: float) -> None:
+        """Sleep ``seconds`` on this clock; ``math.inf`` sleeps until cancelled."""
+        ...
+
+
+class SystemClock:
+    """The real clock: ``time.monotonic``, ``datetime.now(UTC)`` and ``anyio.sleep``."""
+
+    __slots__ = ()
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def utcnow(self) -> datetime:
+        return datetime.now(UTC)
+
+    async def sleep(self, seconds: float) -> None:
+        if math.isinf(seconds):
+            await anyio.sleep_forever()
+        else:
+            await anyio.sleep(max(0.0, seconds))
+
+    def __repr__(self) -> str:
+        return "SystemClock()"
+
+
+@runtime_checkable
+class _PacedLimiter(Protocol):
+    """Optional limiter extension (``LocalRateLimiter`` has it): how long until a ticket."""
+
+    def next_available(self, key: RateLimitKey, priority: Priority = ...) -> float: ...
+
+
+# -- internals ------------------------------------------------------------------------------------
+
+
+class _Sleeper:
+    """A task that sleeps until a time and can be woken earlier by cancelling its sleep."""
+
+    __slots__ = ("sleep_scope", "wake_at")
+
+    def __init__(self) -> None:
+        self.sleep_scope: anyio.CancelScope | None = None
+        self.wake_at = math.inf
+
+
+class _Group(_Sleeper):
+    """One rate-limit budget: a limiter and one of its keys, served by one runner task."""
+
+    __slots__ = ("key", "limiter", "rate_key")
+
+    def __init__(self, key: tuple[int, RateLimitKey], limiter: RateLimiter, rate_key: RateLimitKey):
+        super().__init__()
+        self.key = key
+        self.limiter = limiter  # held so that id(limiter) in the key stays unique
+        self.rate_key = rate_key
+
+
+class _Entry(Generic[S]):
+    """The watch's record of one target: the scheduler state plus what was delivered."""
+
+    __slots__ = (
+        "accounted",
+        "delivered_phase",
+        "delivered_raw",
+        "final_delivered",
+        "group",
+        "removed",
+        "scope",
+        "snapshot",
+        "state",
+        "target",
+    )
+
+    def __init__(self, target: Target[S], state: TargetState, group: _Group) -> None:
+        self.target = target
+        self.state = state
+        self.group = group
+        self.snapshot: S | None = None
+        self.scope: anyio.CancelScope | None = None  # set while a poll is running
+        self.delivered_raw: RawStatus = None
+        self.delivered_phase: Phase | None = None
+        self.final_delivered = False
+        self.accounted = False  # its final transition was handed over (or it was removed)
+        self.removed = False
+
+
+_Item = tuple[_Entry[S], Transition[S]] | None  # None: "re-check whether the watch is over"
+
+_NEW, _RUNNING, _CLOSED = "new", "running", "closed"
+
+
+class Watch(Generic[S]):
+    """Many targets, one scheduler, one async iterator of :class:`Transition` objects.
+
+    Build one with :func:`watch` (or ``client.watch(...)``), then::
+
+        async with watch(targets) as w:
+            async for transition in w:
+                ...
+
+    The iterator ends when no target is left (each reached a terminal phase, ended on an
+    error, timed out, was stopped by ``until=`` or removed), unless ``keep_open=True``; it also
+    ends after the whole-watch deadline.  Leaving the block stops every poll at once.
+
+    A target is identified by its ``key``: :meth:`add` of a key already in the watch (live or
+    finished) does nothing and returns False, so re-adding the same operation is harmless.
+    Finished targets stay in the watch's table (so checkpoints list them as done) until
+    :meth:`remove`; a long-running service that adds work continually should remove targets it
+    has finished with.
+    """
+
+    def __init__(
+        self,
+        targets: Iterable[Target[S]] = (),
+        *,
+        policy: PollPolicy = DEFAULT_POLICY,
+        max_concurrency: int = 16,
+        keep_open: bool = False,
+        resume: str | bytes | None = None,
+        buffer: int = 64,
+        clock: Clock | None = None,
+        resolver: Callable[[Mapping[str, Any]], Target[S]] | None = None,
+    ) -> None:
+        if not isinstance(policy, PollPolicy):
+            raise TypeError("policy must be a PollPolicy")
+        if max_concurrency < 1:
+            raise ValueError("max_concurrency must be >= 1")
+        if buffer < 0:
+            raise ValueError("buffer must be >= 0")
+        self._policy = policy
+        self._max_concurrency = max_concurrency
+        self._keep_open = keep_open
+        self._buffer = buffer
+        self._clock: Clock = clock if clock is not None else SystemClock()
+        self._sched = Scheduler()
+        self._entries: dict[str, _Entry[S]] = {}
+        self._carried: dict[str, CheckpointEntry] = {}  # finished targets from the checkpoint
+        self._groups: dict[tuple[int, RateLimitKey], _Group] = {}
+        self._timer = _Sleeper()
+        self._outstanding = 0  # targets whose final transition has not been handed over
+        self._lifecycle = _NEW
+        self._exhausted = False
+        self._timed_out = False
+        self._deadline = math.inf
+        self._initial = self._plan(list(targets), resume, resolver)
+
+    def _plan(
+        self,
+        targets: list[Target[S]],
+        resume: str | bytes | None,
+        resolver: Callable[[Mapping[str, Any]], Target[S]] | None,
+    ) -> list[tuple[Target[S], CheckpointEntry | None]]:
+        """Match the checkpoint's entries with the given targets; rebuild the missing ones."""
+        given: dict[str, Target[S]] = {}
+        for target in targets:
+            given.setdefault(target.key, target)
+        plan: list[tuple[Target[S], CheckpointEntry | None]] = []
+        restored: set[str] = set()
+        for entry in load_checkpoint(resume) if resume is not None else []:
+            restored.add(entry.key)
+            if entry.done:
+                self._carried[entry.key] = entry  # finished: never polled again
+                continue
+            found = given.get(entry.key)
+            if found is None:
+                if resolver is None:
+                    raise ValueError(
+                        f"the checkpoint lists live target {entry.key!r}, which is not among "
+                        "the targets given; pass resolver= to rebuild it from its spec"
+                    )
+                found = resolver(entry.spec)
+                if found.key != entry.key:
+                    raise ValueError(
+                        f"resolver built a target with key {found.key!r} for checkpoint "
+                        f"entry {entry.key!r}"
+                    )
+            plan.append((found, entry))
+        plan.extend((target, None) for key, target in given.items() if key not in restored)
+        return plan
+
+    def __repr__(self) -> str:
+        return (
+            f"<Watch {self._lifecycle} targets={len(self._entries) + len(self._carried)} "
+            f"live={self.live} groups={len(self._groups)}>"
+        )
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Watch[S]:
+        if self._lifecycle is not _NEW:
+            raise RuntimeError("a Watch can be entered only once")
+        send, receive = anyio.create_memory_object_stream[_Item[S]](self._buffer)
+        self._send: MemoryObjectSendStream[_Item[S]] = send
+        self._receive: MemoryObjectReceiveStream[_Item[S]] = receive
+        self._slots = anyio.Semaphore(self._max_concurrency)
+        task_group = anyio.create_task_group()
+        await task_group.__aenter__()
+        self._tg: TaskGroup = task_group
+        self._lifecycle = _RUNNING
+        try:
+            now = self._clock.monotonic()
+            if self._policy.watch_timeout is not None:
+                self._deadline = now + self._policy.watch_timeout
+            for target, restore in self._initial:
+                self._admit(target, self._policy, restore, now)
+            self._initial = []
+            task_group.start_soon(self._run_timer)
+        except BaseException as exc:
+            await self.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        self._lifecycle = _CLOSED
+        self._tg.cancel_scope.cancel()
+        try:
+            return await self._tg.__aexit__(exc_type, exc, tb)
+        except BaseExceptionGroup as group:
+            # Show a lone exception as itself, not wrapped: the one that left the block, or
+            # the one that stopped a watch task (a closed limiter, say).
+            if len(group.exceptions) == 1:
+                if group.exceptions[0] is exc:
+                    return False
+                raise group.exceptions[0] from None
+            raise
+        finally:
+            self._send.close()
+            self._receive.close()
+
+    # -- iteration ------------------------------------------------------------------------------
+
+    def __aiter__(self) -> Watch[S]:
+        return self
+
+    async def __anext__(self) -> Transition[S]:
+        if self._lifecycle is not _RUNNING:
+            raise RuntimeError("iterate a Watch inside `async with`")
+        while True:
+            try:
+                item = self._receive.receive_nowait()
+            except anyio.WouldBlock:
+                if self._is_over():
+                    self._exhausted = True
+                    raise StopAsyncIteration from None
+                item = await self._receive.receive()
+            if item is None:
+                continue
+            entry, transition = item
+            if entry.removed:
+                continue
+            if transition.kind is TransitionKind.CHANGED:
+                entry.delivered_raw = transition.raw_status
+                entry.delivered_phase = transition.phase
+            if transition.final:
+                entry.final_delivered = True
+            return transition
+
+    def _is_over(self) -> bool:
+        return self._outstanding == 0 and (not self._keep_open or self._timed_out)
+
+    # -- membership -----------------------------------------------------------------------------
+
+    @property
+    def live(self) -> int:
+        """Targets whose final transition has not been handed over yet."""
+        return self._outstanding
+
+    def add(self, target: Target[S], *, policy: PollPolicy | None = None) -> bool:
+        """Start watching ``target`` (with its own ``policy`` if given) while iterating.
+
+        Returns False, and does nothing, if a target with the same key is already in the watch.
+
+        Raises:
+            RuntimeError: outside the ``async with`` block, after the iterator ended, or after
+                the whole-watch deadline.
+        """
+        if self._lifecycle is not _RUNNING:
+            raise RuntimeError("add targets inside `async with`")
+        if self._exhausted or self._timed_out:
+            raise RuntimeError("the watch has ended; start a new one")
+        return self._admit(target, policy if policy is not None else self._policy, None, None)
+
+    def remove(self, target: Target[S] | str) -> bool:
+        """Stop watching a target (or key): its poll in flight is cancelled, and nothing more
+        is yielded for it, including transitions already buffered.
+
+        Returns False if it was not in the watch.
+        """
+        key = target if isinstance(target, str) else target.key
+        entry = self._entries.pop(key, None)
+        if entry is None:
+            return self._carried.pop(key, None) is not None
+        entry.removed = True
+        self._sched.remove(entry.state)
+        if entry.scope is not None:
+            entry.scope.cancel()
+        self._account(entry)
+        return True
+
+    def _admit(
+        self,
+        target: Target[S],
+        policy: PollPolicy,
+        restore: CheckpointEntry | None,
+        now: float | None,
+    ) -> bool:
+        key = target.key
+        if key in self._entries or key in self._carried:
+            return False
+        group = self._group_for(target)
+        state = self._sched.add(
+            key,
+            kind=target.kind,
+            group=group.key,
+            policy=policy,
+            now=self._clock.monotonic() if now is None else now,
+            phase=None if restore is None else restore.last_phase,
+            raw=None if restore is None else restore.last_raw,
+            polls=0 if restore is None else restore.polls,
+            restored=restore is not None,
+        )
+        entry = _Entry(target, state, group)
+        if restore is not None:
+            entry.delivered_phase = restore.last_phase
+            entry.delivered_raw = restore.last_raw
+        self._entries[key] = entry
+        self._outstanding += 1
+        self._wake(group, state.when)
+        if state.deadline < math.inf:
+            self._wake(self._timer, state.deadline)
+        return True
+
+    def _group_for(self, target: Target[S]) -> _Group:
+        limiter, rate_key = target.limiter, target.rate_key
+        group_key = (id(limiter), rate_key)
+        group = self._groups.get(group_key)
+        if group is None:
+            group = self._groups[group_key] = _Group(group_key, limiter, rate_key)
+            self._tg.start_soon(self._run_group, group, name=f"d360-watch {rate_key}")
+        return group
+
+    # -- checkpoints ----------------------------------------------------------------------------
+
+    def checkpoint(self) -> str:
+        """Versioned JSON recording, per target, its spec and what the consumer has received.
+
+        Pass it to ``watch(..., resume=...)`` to go on without repeating a transition.  Safe
+        to call at any point inside or after the ``async with`` block.
+        """
+        if self._lifecycle is _NEW:
+            raise RuntimeError("checkpoint a Watch once it has been entered")
+        entries = [
+            CheckpointEntry(
+                key=key,
+                spec=entry.target.to_spec(),
+                last_raw=entry.delivered_raw,
+                last_phase=entry.delivered_phase,
+                polls=entry.state.polls,
+                done=entry.final_delivered,
+            )
+            for key, entry in self._entries.items()
+        ]
+        entries.extend(self._carried.values())
+        return dump_checkpoint(entries)
+
+    # -- tasks ------------------------------------------------------------------------------------
+
+    async def _sleep(self, sleeper: _Sleeper, until: float) -> None:
+        """Sleep until ``until`` on the watch clock, or until :meth:`_wake` cuts it short."""
+        delay = until - self._clock.monotonic()
+        if delay <= 0:
+            return
+        with anyio.CancelScope() as scope:
+            sleeper.sleep_scope = scope
+            sleeper.wake_at = until
+            try:
+                await self._clock.sleep(delay)
+            finally:
+                sleeper.sleep_scope = None
+                sleeper.wake_at = math.inf
+
+    @staticmethod
+    def _wake(sleeper: _Sleeper, when: float) -> None:
+        if sleeper.sleep_scope is not None and when < sleeper.wake_at:
+            sleeper.sleep_scope.cancel()
+
+    async def _run_group(self, group: _Group) -> None:
+        """Serve one rate-limit group: wait for a due target, get a ticket, spend it."""
+        sched, clock, limiter = self._sched, self._clock, group.limiter
+        paced = isinstance(limiter, _PacedLimiter)
+        while True:
+            due = sched.next_due(group.key)
+            if due is None or due > clock.monotonic():
+                await self._sleep(group, math.inf if due is None else due)
+                continue
+            if paced:
+                # The limiter can tell how long the budget needs: wait here, cheaply.
+                ahead = limiter.next_available(group.rate_key, Priority.POLL)
+                if ahead > 0:
+                    await clock.sleep(ahead)
+            # Ask for a ticket only once a poll slot is free, so that it is spent at once; but
+            # hold no slot while the limiter makes us wait, or one starved budget would block
+            # every other group's polls.
+            async with self._slots:
+                pass
+            due = sched.next_due(group.key)
+            if due is None or due > clock.monotonic():
+                continue  # removed or expired meanwhile
+            ticket = await limiter.acquire(group.rate_key, priority=Priority.POLL)
+            try:
+                await self._slots.acquire()  # normally free: we just saw it free
+            except BaseException:
+                with anyio.CancelScope(shield=True):
+                    await limiter.complete(ticket, status=None, state=None)
+                raise
+            state = sched.select(group.key, clock.monotonic())
+            if state is None:
+                # Every target of the group left while we waited for the ticket.
+                self._slots.release()
+                with anyio.CancelScope(shield=True):
+                    await limiter.complete(ticket, status=None, state=None)
+                continue
+            self._tg.start_soon(self._poll, self._entries[state.key], ticket)
+
+    async def _poll(self, entry: _Entry[S], ticket: Ticket) -> None:
+        """Poll one target once, report what it means, queue it again.  Owns a slot."""
+        state = entry.state
+        try:
+            observation: Observation[S] | None = None
+            failure: Exception | None = None
+            with anyio.CancelScope() as scope:
+                entry.scope = scope
+                try:
+                    observation = await entry.target.poll(ticket=ticket)
+                except Exception as exc:
+                    failure = exc
+                finally:
+                    entry.scope = None
+            now = self._clock.monotonic()
+            if scope.cancelled_caught or state.done:
+                pass  # removed or timed out while polling: the result no longer matters
+            elif failure is not None:
+                await self._on_failure(entry, failure, now)
+            elif observation is not None:
+                await self._on_observation(entry, observation, now)
+            if state.expired and not entry.accounted and not entry.removed:
+                await self._emit(entry, self._status(entry, TransitionKind.TIMED_OUT, final=True))
+            when = self._sched.release(state, now)
+            if when is not None:
+                self._wake(entry.group, when)
+        finally:
+            self._slots.release()
+
+    async def _on_observation(self, entry: _Entry[S], obs: Observation[S], now: float) -> None:
+        state = entry.state
+        if not isinstance(getattr(obs, "phase", None), Phase):
+            await self._on_failure(
+                entry, TypeError(f"poll() returned {obs!r}, not an Observation"), now
+            )
+            return
+        outcome = self._sched.observe(state, now, obs.phase, obs.raw_status)
+        if outcome.ignored:
+            return
+        entry.snapshot = obs.snapshot
+        if outcome.changed:
+            transition = Transition(
+                target=entry.target,
+                kind=TransitionKind.CHANGED,
+                previous=outcome.previous,
+                phase=obs.phase,
+                raw_status=obs.raw_status,
+                snapshot=obs.snapshot,
+                observed_at=self._clock.utcnow(),
+                polls=state.polls,
+                warnings=tuple(obs.warnings),
+                final=outcome.final,
+            )
+            until = state.policy.until
+            if until is not None and not outcome.final:
+                try:
+                    stop = bool(until(transition))
+                except Exception as exc:
+                    await self._emit(entry, transition)
+                    self._sched.finish(state)
+                    await self._emit(entry, self._bug(entry, "until= raised", exc))
+                    return
+                if stop:
+                    self._sched.finish(state)
+                    transition = attrs.evolve(transition, final=True)
+            await self._emit(entry, transition)
+        elif outcome.stalled:
+            await self._emit(entry, self._status(entry, TransitionKind.STALLED, final=False))
+
+    async def _on_failure(self, entry: _Entry[S], exc: Exception, now: float) -> None:
+        state = entry.state
+        retryable, retry_after = self._retryable(state, exc, now)
+        outcome = self._sched.fail(state, now, retryable=retryable, retry_after=retry_after)
+        if outcome.ignored:
+            return
+        if outcome.final:
+            if isinstance(exc, D360Error):
+                transition = self._status(entry, TransitionKind.ERROR, final=True, error=exc)
+            else:
+                transition = self._bug(entry, "poll() raised", exc)
+            await self._emit(entry, transition)
+            return
+        logger.debug("transient error polling %s (attempt %d): %r", state.key, state.errors, exc)
+        if outcome.stalled:
+            error = exc if isinstance(exc, D360Error) else None
+            await self._emit(
+                entry, self._status(entry, TransitionKind.STALLED, final=False, error=error)
+            )
+
+    def _retryable(self, state: TargetState, exc: Exception, now: float) -> tuple[bool, float]:
+        """Whether a failed poll is worth repeating, and the least delay before it."""
+        if isinstance(exc, RateLimited):
+            delay = 0.0
+            if exc.retry_at is not None:
+                delay = max(0.0, exc.retry_at - self._clock.utcnow().timestamp())
+            return True, delay
+        if isinstance(exc, _RETRYABLE):
+            return True, 0.0
+        if isinstance(exc, NotFound) and state.phase is None and not state.observed:
+            # Just created and not visible yet?  Give it the grace period, then believe it.
+            return now - state.added_at < state.policy.not_found_grace, 0.0
+        return False, 0.0
+
+    def _bug(self, entry: _Entry[S], what: str, exc: Exception) -> Transition[S]:
+        """An ERROR transition for a non-library exception, which is also logged."""
+        logger.error("%s for watched target %s", what, entry.state.key, exc_info=exc)
+        error = WatchError(f"{what} for target {entry.state.key!r}: {type(exc).__name__}: {exc}")
+        error.__cause__ = exc
+        self._sched.finish(entry.state)
+        return self._status(entry, TransitionKind.ERROR, final=True, error=error)
+
+    def _status(
+        self,
+        entry: _Entry[S],
+        kind: TransitionKind,
+        *,
+        final: bool,
+        error: D360Error | None = None,
+    ) -> Transition[S]:
+        """A transition that reports the target's last known status (not a change)."""
+        state = entry.state
+        return Transition(
+            target=entry.target,
+            kind=kind,
+            previous=state.phase,
+            phase=state.phase if state.phase is not None else Phase.UNKNOWN,
+            raw_status=state.raw,
+            snapshot=entry.snapshot,
+            observed_at=self._clock.utcnow(),
+            polls=state.polls,
+            error=error,
+            final=final,
+        )
+
+    async def _emit(self, entry: _Entry[S], transition: Transition[S]) -> None:
+        if entry.removed:
+            return
+        await self._send.send((entry, transition))
+        if transition.final:
+            self._account(entry)
+
+    def _account(self, entry: _Entry[S]) -> None:
+        """The target will yield nothing more: one fewer to wait for."""
+        if entry.accounted:
+            return
+        entry.accounted = True
+        self._outstanding -= 1
+        if self._outstanding == 0:
+            self._nudge()
+
+    def _nudge(self) -> None:
+        """Wake a consumer blocked in ``__anext__`` so it notices the watch is over."""
+        # WouldBlock: it has items to read and checks again after them.  Closed: it is gone.
+        with contextlib.suppress(
+            anyio.WouldBlock, anyio.ClosedResourceError, anyio.BrokenResourceError
+        ):
+            self._send.send_nowait(None)
+
+    async def _run_timer(self) -> None:
+        """Report per-target deadlines, and the whole watch's, when they pass."""
+        sched, clock = self._sched, self._clock
+        while True:
+            now = clock.monotonic()
+            if now >= self._deadline:
+                self._timed_out = True
+                entries = list(self._entries.values())
+                expired = sched.expire_all(entry.state for entry in entries)
+                await self._report_expired(expired)
+                self._nudge()
+                return
+            expired = sched.expire(now)
+            if expired:
+                await self._report_expired(expired)
+                continue
+            upcoming = sched.next_deadline()
+            await self._sleep(self._timer, min(self._deadline, upcoming or math.inf))
+
+    async def _report_expired(self, states: list[TargetState]) -> None:
+        for state in states:
+            entry = self._entries.get(state.key)
+            if entry is None or entry.state is not state:
+                continue
+            if state.in_flight:
+                # Its poll task reports the time-out once the poll is over; cut the poll short.
+                if entry.scope is not None:
+                    entry.scope.cancel()
+                continue
+            await self._emit(entry, self._status(entry, TransitionKind.TIMED_OUT, final=True))
+
+
+# -- entry points ---------------------------------------------------------------------------------
+
+
+def watch(
+    targets: Iterable[Target[S]] = (),
+    *,
+    policy: PollPolicy = DEFAULT_POLICY,
+    max_concurrency: int = 16,
+    keep_open: bool = False,
+    resume: str | bytes | None = None,
+    buffer: int = 64,
+    clock: Clock | None = None,
+    resolver: Callable[[Mapping[str, Any]], Target[S]] | None = None,
+) -> Watch[S]:
+    """Watch many long-running operations; use as ``async with watch(targets) as w``.
+
+    Args:
+        targets: what to watch; targets with a key already seen are ignored.
+        policy: pacing, deadlines, ``until=`` and stall detection (see :class:`PollPolicy`).
+        max_concurrency: polls in flight at once, over all targets.
+        keep_open: keep iterating when no target is left (for services that :meth:`Watch.add`
+            work continually); the whole-watch deadline still ends it.
+        resume: a :meth:`Watch.checkpoint` string: transitions already delivered are not
+            repeated, changes that happened meanwhile are delivered once, finished targets are
+            not polled.
+        buffer: transitions buffered for a slow consumer before polling slows down.
+        clock: time source (tests pass a fake one).
+        resolver: rebuilds checkpointed targets that are not in ``targets`` from their spec
+            (``client.watch`` passes ``client.target_from_spec``).
+
+    Raises:
+        ValueError: a malformed checkpoint, or one naming live targets that are neither given
+            nor rebuildable.
+    """
+    return Watch(
+        targets,
+        policy=policy,
+        max_concurrency=max_concurrency,
+        keep_open=keep_open,
+        resume=resume,
+        buffer=buffer,
+        clock=clock,
+        resolver=resolver,
+    )
+
+
+async def wait(
+    target: Target[S],
+    *,
+    # Not a cancellation timeout: it becomes the target's deadline, reported as TIMED_OUT.
+    timeout: float | None = None,  # noqa: ASYNC109
+    policy: PollPolicy = DEFAULT_POLICY,
+    clock: Clock | None = None,
+) -> Transition[S]:
+    """Watch one target until it ends, and return its final transition.
+
+    The final transition is returned, not raised, whatever it is: check ``kind`` (CHANGED
+    with a terminal ``phase``, or with ``until=`` satisfied; ERROR with ``error`` set; or
+    TIMED_OUT after ``timeout`` seconds) and ``phase`` (a FAILED export is a normal answer).
+    """
+    if timeout is not None:
+        policy = attrs.evolve(policy, target_timeout=timeout)
+    final: Transition[S] | None = None
+    async with watch([target], policy=policy, clock=clock, max_concurrency=1) as w:
+        async for transition in w:
+            final = transition
+    if final is None or not final.final:  # pragma: no cover - the iterator ends on a final one
+        raise RuntimeError(f"the watch of {target.key!r} ended without a final transition")
+    return final
