@@ -41,16 +41,42 @@ class RateLimitKey:
 
 @attrs.define(slots=True, eq=False)
 class Ticket:
-    """Proof that a request was admitted; handed back to :meth:`RateLimiter.complete`."""
+    """Proof that a request was admitted; handed back to :meth:`RateLimiter.complete`.
+
+    Attributes:
+        key: the budget it was drawn from.
+        admitted_at: when it was admitted, on the limiter's clock.
+        waited: seconds spent waiting for admission.
+        priority: the priority it was requested with.
+        completed: set by :meth:`RateLimiter.complete`; completing twice is an error.
+    """
 
     key: RateLimitKey
     admitted_at: float
     waited: float = 0.0
+    priority: Priority = Priority.DIRECT
+    completed: bool = attrs.field(default=False, repr=False)
 
 
 @attrs.frozen(slots=True)
 class LimiterStats:
-    """A snapshot of one key's counters and current estimate."""
+    """A snapshot of one key's counters and current estimate.
+
+    Attributes:
+        key: the budget.
+        requests: requests admitted.
+        waits: admissions that had to wait.
+        total_wait: seconds spent waiting, summed over admissions.
+        throttled: 429 answers seen.
+        limit: the last ``X-RateLimit-Limit`` the server announced, if any.
+        remaining: the estimate of the server's remaining budget, once a response said.
+        reset_after: seconds until the server's window resets, when known.
+        rate: the admission rate in force now, requests per second (0 while paused).
+        in_flight: admitted requests not yet completed.
+        queued: callers waiting for admission now.
+        paused_for: seconds the key stays paused after a 429 (0 when not paused).
+        budget: the sustainable rate, requests per second (see :meth:`RateLimiter.budget`).
+    """
 
     key: RateLimitKey
     requests: int
@@ -62,6 +88,9 @@ class LimiterStats:
     reset_after: float | None
     rate: float
     in_flight: int
+    queued: int = 0
+    paused_for: float = 0.0
+    budget: float = 0.0
 
 
 @runtime_checkable
@@ -84,6 +113,27 @@ class RateLimiter(Protocol):
 
     def stats(self) -> list[LimiterStats]:
         """Counters and estimates for every key seen so far."""
+        ...
+
+    def has_capacity(self, key: RateLimitKey, priority: Priority = Priority.DIRECT) -> bool:
+        """Whether :meth:`acquire` at ``priority`` would be admitted right now, without waiting."""
+        ...
+
+    def next_available(self, key: RateLimitKey, priority: Priority = Priority.DIRECT) -> float:
+        """Seconds until an :meth:`acquire` at ``priority`` would be admitted (0: now).
+
+        Counts the callers already queued ahead at that priority or better; an estimate, since
+        later arrivals with a better priority and new responses can change it.
+        """
+        ...
+
+    def budget(self, key: RateLimitKey) -> float:
+        """The sustainable requests per second on ``key``: what a poller may plan to spend.
+
+        The long-run rate (the announced or configured limit per period, less the safety
+        margin, scaled down after 429s), not the instantaneous one: short spreads before a
+        reset and pauses are left out. Always positive.
+        """
         ...
 
     async def aclose(self) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import attrs
 
 __all__ = ["RateLimitState"]
@@ -28,6 +30,18 @@ class RateLimitState:
     remaining: int | None = None
     reset_after: float | None = None
     retry_after: float | None = None
+
+    @classmethod
+    def from_headers(cls, headers: Mapping[str, str], now: float) -> RateLimitState:
+        """Parse a response's headers; ``now`` is the local ``time.time()`` at arrival.
+
+        The same as :func:`~d360_async._ratelimit._headers.parse_rate_limit`: garbage is
+        ignored, never raised, and epochs are read against the server's ``Date``.
+        """
+        # Imported here: the parser module imports this one.
+        from ._headers import parse_rate_limit
+
+        return parse_rate_limit(headers, now=now)
 
     @property
     def is_empty(self) -> bool:

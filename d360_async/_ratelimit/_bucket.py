@@ -1,0 +1,602 @@
+"""The token bucket behind every limiter: pure arithmetic, time passed in.
+
+One :class:`TokenBucket` models one budget (one :class:`~._protocol.RateLimitKey`). It holds
+``tokens``: how many requests may leave right now. A request takes one token; tokens come back
+at a *refill rate*, never beyond ``capacity`` (the burst). Everything below is a rule about how
+that rate and those tokens follow what the server says.
+
+**Blind pacing** (no header has told us better). The server allows ``limit`` requests per
+``period`` (60 per 60 s by default, the lowest paid plan). A bucket of capacity ``b`` refilled
+at ``r`` admits at most ``b + r*T - 1`` requests in any half-open interval of length ``T``
+(a full bucket, then one refill every ``1/r``). To stay within ``limit`` in *every* window,
+whatever its alignment, the base rate is::
+
+    usable    = limit * (1 - safety_margin)        # slack for network jitter
+    capacity  = clamp(burst, 1, floor(usable))
+    base_rate = (usable - (capacity - 1)) / period
+
+so a larger burst buys latency for short bursts with a slightly lower sustained rate.
+
+**Calibration** from a response (:meth:`TokenBucket.observe`), with ``n`` requests still in
+flight (admitted, no answer yet: the server may not have counted them)::
+
+    avail  = remaining - n                         # what we may still send this window
+    tokens = min(avail, max(tokens, 0))            # never believe more than the server allows
+
+The bucket never *gains* tokens from a response (that would burst); it only drops a debt the
+server shows to be over-cautious. When the reset time is known, the remaining budget is spread
+evenly until then instead of being spent at once::
+
+    spread_rate = max(0, avail - tokens + 1) / (reset_at - start)   # start: now, or pause end
+
+The token in hand goes first, the others follow every ``1/spread_rate``, and the next one
+would fall exactly on the reset: with ``k`` counting refills, admissions happen at
+``(1 - tokens + k) / spread_rate < horizon``, i.e. for ``k < avail``: exactly ``avail`` requests
+before the reset, never more, evenly spaced on a grid that the next window continues. At the reset
+(``reset_after`` plus ``wait_margin``) the window is fresh: the debt is dropped, one token is
+granted (a probe whose answer recalibrates the bucket) and the base rate applies again. An
+``X-RateLimit-Limit`` replaces the configured limit in the formulas above. Responses to
+requests admitted *before* the one that last calibrated the bucket are stale (they may come
+back out of order): they may only lower the estimate, never raise it. A fresh count *higher*
+than expected without a new reset means the window rolled over early: the expected reset is
+dropped and the bucket paces blind until a response announces the next one.
+
+**429** (:meth:`TokenBucket.throttle`): the whole budget pauses until ``Retry-After`` (else the
+reset, else an exponential backoff of 1, 2, 4... seconds capped at one period), plus
+``wait_margin``. Nothing refills during a pause; when it ends, one token is available and the
+rest comes back at the refill rate, so the waiters are released paced, not in a herd.
+
+**Adaptive mode** (AIMD, for servers that send no headers at all): the base rate is multiplied
+by ``factor`` in ``[MIN_FACTOR, 1]``. A 429 halves it (multiplicative decrease); every answered
+request adds ``INCREASE`` (additive increase, about 25 answers to recover from one halving), never
+above 1, so the configured (or announced) limit is the ceiling. A 429 for a request admitted
+before the previous 429 was handled is an *echo* of the same overload: it extends the pause if
+it must but does not decrease the rate again.
+"""
+
+from __future__ import annotations
+
+import math
+
+import attrs
+
+from ._state import RateLimitState
+
+__all__ = [
+    "BACKOFF_BASE",
+    "DECREASE",
+    "EPSILON",
+    "INCREASE",
+    "MIN_FACTOR",
+    "BucketSnapshot",
+    "TokenBucket",
+]
+
+EPSILON = 1e-9
+"""Tokens this close to a whole one count as one (floating-point refill arithmetic)."""
+
+MIN_FACTOR = 0.05
+"""The adaptive rate never drops below 5 % of the base rate."""
+
+DECREASE = 0.5
+"""Multiplicative decrease of the adaptive factor on a 429."""
+
+INCREASE = 0.02
+"""Additive increase of the adaptive factor per answered request."""
+
+BACKOFF_BASE = 1.0
+"""First pause (seconds) after a 429 that says neither ``Retry-After`` nor a reset."""
+
+
+@attrs.frozen(slots=True)
+class BucketSnapshot:
+    """Everything a bucket learned, as plain values: what the Redis limiter stores.
+
+    Times are on the clock the bucket was driven with. ``None`` means "not known" (or, for
+    ``throttled_at`` and ``calibrated_at``, "never").
+    """
+
+    tokens: float
+    updated: float
+    paused_until: float
+    reset_at: float | None
+    spread_rate: float | None
+    learned_limit: int | None
+    remaining: float | None
+    factor: float
+    throttled_at: float | None
+    consecutive: int
+    calibrated_at: float | None
+
+    def shifted(self, offset: float) -> BucketSnapshot:
+        """The same snapshot with every time moved by ``offset`` (onto another clock)."""
+
+        def move(value: float | None) -> float | None:
+            return None if value is None else value + offset
+
+        return attrs.evolve(
+            self,
+            updated=self.updated + offset,
+            paused_until=self.paused_until + offset,
+            reset_at=move(self.reset_at),
+            throttled_at=move(self.throttled_at),
+            calibrated_at=move(self.calibrated_at),
+        )
+
+
+class TokenBucket:
+    """One budget's token bucket; see the module docstring for the arithmetic.
+
+    Every method takes the current time (any monotonic clock, in seconds); time that goes
+    backwards is ignored. Nothing here does I/O or sleeps.
+
+    Args:
+        limit: requests per ``period`` to assume until the server announces its limit.
+        period: the server's window length in seconds.
+        burst: how many requests may leave back to back after an idle spell.
+        safety_margin: fraction of the limit left unused when pacing blind.
+        wait_margin: seconds added to every wait the server announces (reset, Retry-After),
+            against rounding and network delay.
+        adaptive: lower the rate on 429s and raise it slowly on success (AIMD).
+        now: the current time; the bucket starts full.
+    """
+
+    __slots__ = (
+        "_adaptive",
+        "_base_rate",
+        "_burst",
+        "_calibrated_at",
+        "_capacity",
+        "_consecutive",
+        "_factor",
+        "_learned_limit",
+        "_limit",
+        "_paused_until",
+        "_period",
+        "_remaining",
+        "_reset_at",
+        "_safety",
+        "_spread_rate",
+        "_throttled_at",
+        "_tokens",
+        "_updated",
+        "_wait_margin",
+    )
+
+    def __init__(
+        self,
+        limit: float,
+        period: float,
+        *,
+        burst: int = 1,
+        safety_margin: float = 0.05,
+        wait_margin: float = 0.0,
+        adaptive: bool = True,
+        now: float,
+    ) -> None:
+        if not (limit > 0 and math.isfinite(limit)):
+            raise ValueError(f"limit must be a positive number, got {limit!r}")
+        if not (period > 0 and math.isfinite(period)):
+            raise ValueError(f"period must be a positive number of seconds, got {period!r}")
+        if burst < 1:
+            raise ValueError(f"burst must be at least 1, got {burst!r}")
+        if not 0 <= safety_margin < 1:
+            raise ValueError(f"safety_margin must be in [0, 1), got {safety_margin!r}")
+        if not (wait_margin >= 0 and math.isfinite(wait_margin)):
+            raise ValueError(f"wait_margin must be >= 0, got {wait_margin!r}")
+        self._limit = float(limit)
+        self._period = float(period)
+        self._burst = burst
+        self._safety = safety_margin
+        self._wait_margin = wait_margin
+        self._adaptive = adaptive
+        self._learned_limit: int | None = None
+        self._capacity = 1.0
+        self._base_rate = 1.0
+        self._derive()
+        self._tokens = self._capacity
+        self._updated = now
+        self._paused_until = now
+        self._reset_at: float | None = None
+        self._spread_rate: float | None = None
+        self._remaining: float | None = None
+        self._factor = 1.0
+        self._throttled_at: float | None = None
+        self._consecutive = 0
+        self._calibrated_at: float | None = None
+
+    def _derive(self) -> None:
+        """Recompute capacity and base rate from the effective limit (module docstring)."""
+        limit = float(self._learned_limit) if self._learned_limit is not None else self._limit
+        usable = limit * (1.0 - self._safety)
+        self._capacity = float(max(1, min(self._burst, math.floor(usable))))
+        self._base_rate = max(usable - (self._capacity - 1.0), EPSILON) / self._period
+
+    # -- read-only view -------------------------------------------------------------------
+
+    @property
+    def capacity(self) -> float:
+        """The most tokens the bucket holds (the burst, bounded by the usable limit)."""
+        return self._capacity
+
+    @property
+    def limit(self) -> float:
+        """The limit in force: the server's ``X-RateLimit-Limit`` once seen, else configured."""
+        return float(self._learned_limit) if self._learned_limit is not None else self._limit
+
+    @property
+    def learned_limit(self) -> int | None:
+        """The last ``X-RateLimit-Limit`` the server sent, if any."""
+        return self._learned_limit
+
+    @property
+    def period(self) -> float:
+        """The window length in seconds."""
+        return self._period
+
+    @property
+    def base_rate(self) -> float:
+        """Requests per second when pacing blind at full confidence (``factor == 1``)."""
+        return self._base_rate
+
+    @property
+    def sustainable_rate(self) -> float:
+        """The long-run rate: the base rate scaled by the adaptive factor."""
+        return self._base_rate * self._factor
+
+    @property
+    def rate(self) -> float:
+        """The refill rate in force at the last update: 0 while paused, the spread rate until
+        a known reset, else :attr:`sustainable_rate`."""
+        if self._paused_until > self._updated:
+            return 0.0
+        reset_at = self._reset_at
+        if self._spread_rate is not None and reset_at is not None and reset_at > self._updated:
+            return self._spread_rate
+        return self.sustainable_rate
+
+    @property
+    def tokens(self) -> float:
+        """Tokens at the last update (negative: a debt to repay before the next request)."""
+        return self._tokens
+
+    @property
+    def remaining(self) -> float | None:
+        """The estimate of the server's remaining budget (its last word minus what we sent
+        since, never below 0); None until a response said."""
+        return None if self._remaining is None else max(0.0, self._remaining)
+
+    @property
+    def reset_at(self) -> float | None:
+        """When the server's window resets (already including ``wait_margin``), if known."""
+        return self._reset_at
+
+    @property
+    def paused_until(self) -> float:
+        """Until when nothing may be sent (in the past when not paused)."""
+        return self._paused_until
+
+    @property
+    def factor(self) -> float:
+        """The adaptive multiplier of the base rate, in ``[MIN_FACTOR, 1]``."""
+        return self._factor
+
+    @property
+    def consecutive_throttles(self) -> int:
+        """429s since the last answered request (drives the blind backoff)."""
+        return self._consecutive
+
+    @property
+    def updated(self) -> float:
+        """The time of the last update."""
+        return self._updated
+
+    def __repr__(self) -> str:
+        parts = [
+            f"tokens={self._tokens:.3f}/{self._capacity:g}",
+            f"rate={self.rate:.4g}/s",
+            f"limit={self.limit:g}/{self._period:g}s",
+        ]
+        if self._learned_limit is not None:
+            parts[-1] += " (announced)"
+        if self._factor < 1.0:
+            parts.append(f"factor={self._factor:.3f}")
+        if self._remaining is not None:
+            parts.append(f"remaining~{max(0.0, self._remaining):g}")
+        if self._paused_until > self._updated:
+            parts.append(f"paused_for={self._paused_until - self._updated:.3f}s")
+        if self._reset_at is not None and self._reset_at > self._updated:
+            parts.append(f"reset_in={self._reset_at - self._updated:.3f}s")
+        return f"TokenBucket({', '.join(parts)})"
+
+    # -- time -----------------------------------------------------------------------------
+
+    def advance(self, now: float) -> None:
+        """Bring the tokens up to ``now``: pause, then spread until the reset, then base rate."""
+        t = self._updated
+        if now <= t:
+            return
+        tokens = self._tokens
+        if self._paused_until > t:
+            if now < self._paused_until:
+                self._updated = now
+                return
+            t = self._paused_until
+            tokens = max(tokens, 1.0)  # the pause is over: one probe, then the refill rate
+        if self._spread_rate is not None and self._reset_at is not None:
+            if self._reset_at > t:
+                end = min(now, self._reset_at)
+                tokens = min(self._capacity, tokens + self._spread_rate * (end - t))
+                t = end
+            if t >= self._reset_at:
+                # A fresh window: yesterday's debt is void, one probe may go at once.
+                tokens = max(tokens, 1.0)
+                self._spread_rate = None
+                self._remaining = (
+                    float(self._learned_limit) if self._learned_limit is not None else None
+                )
+        if now > t:
+            tokens = min(self._capacity, tokens + self._base_rate * self._factor * (now - t))
+        self._tokens = tokens
+        self._updated = now
+
+    def wait_time(self, now: float, need: float = 1.0) -> float:
+        """Seconds from ``now`` until ``need`` requests will have been admitted (0: now).
+
+        ``need`` above 1 answers "when could the ``need``-th request in line go?", the
+        requests ahead taking each token as it comes (so the capacity never binds).
+        """
+        self.advance(now)
+        have = self._tokens
+        left = need
+        t = now
+
+        def consume() -> None:
+            nonlocal have, left
+            if have >= 1.0 - EPSILON:
+                taken = min(left, float(math.floor(have + EPSILON)))
+                have -= taken
+                left -= taken
+
+        if self._paused_until > t:
+            t = self._paused_until
+            have = max(have, 1.0)
+        consume()
+        if left <= EPSILON:
+            return t - now
+        spread = self._spread_rate
+        reset_at = self._reset_at
+        if spread is not None and reset_at is not None and reset_at > t:
+            if spread > 0.0:
+                dt = (left - have) / spread
+                if t + dt <= reset_at:
+                    return t + dt - now
+                have += spread * (reset_at - t)
+                # Tokens completed strictly before the reset go now; one completing exactly
+                # at the reset is the fresh window's probe (as in advance()).
+                taken = min(left, max(0.0, math.ceil(have - EPSILON) - 1.0))
+                have -= taken
+                left -= taken
+            t = reset_at
+            have = max(have, 1.0)  # the fresh window's probe
+            consume()
+            if left <= EPSILON:
+                return t - now
+        return t + (left - have) / (self._base_rate * self._factor) - now
+
+    def try_take(self, now: float) -> float:
+        """Take one token if there is one: returns 0.0, else the seconds to wait for one."""
+        wait = self.wait_time(now)
+        if wait > 0.0:
+            return wait
+        self._tokens -= 1.0
+        if self._remaining is not None:
+            self._remaining -= 1.0
+        return 0.0
+
+    def refund(self, now: float) -> None:
+        """Give back a token taken for a request that was never sent.
+
+        During a pause there is nothing to give back to: the pause ends with a fresh token.
+        """
+        self.advance(now)
+        if self._paused_until <= now:
+            self._tokens = min(self._capacity, self._tokens + 1.0)
+        if self._remaining is not None:
+            self._remaining += 1.0
+
+    # -- feedback -------------------------------------------------------------------------
+
+    def observe(
+        self,
+        state: RateLimitState,
+        *,
+        in_flight: int,
+        now: float,
+        admitted_at: float | None = None,
+    ) -> None:
+        """Calibrate from what one response said.
+
+        Args:
+            state: the parsed rate-limit headers.
+            in_flight: requests admitted on this budget and still unanswered, not counting
+                the one this response answers.
+            now: when the response arrived.
+            admitted_at: when the answered request was admitted; used to tell stale answers
+                (overtaken by a later one) from fresh ones. None: treat as fresh.
+        """
+        self.advance(now)
+        fresh = (
+            admitted_at is None or self._calibrated_at is None or admitted_at >= self._calibrated_at
+        )
+        if fresh and admitted_at is not None:
+            self._calibrated_at = admitted_at
+        limit = state.limit
+        if fresh and limit is not None and limit >= 1 and limit != self._learned_limit:
+            self._learned_limit = limit
+            self._derive()
+            self._tokens = min(self._tokens, self._capacity)
+        new_reset = None
+        if fresh and state.reset_after is not None:
+            new_reset = now + state.reset_after + self._wait_margin
+            self._reset_at = new_reset
+        if state.remaining is not None:
+            avail = float(state.remaining - in_flight)
+            if fresh:
+                if (
+                    new_reset is None
+                    and self._spread_rate is not None
+                    and self._remaining is not None
+                    and avail > self._remaining + EPSILON
+                ):
+                    # More left than we thought: the window has rolled over before the reset
+                    # we expected, so that reset is stale and the new one unknown. Pace
+                    # blind (safe for any window) until a response says when it ends.
+                    self._spread_rate = None
+                    self._reset_at = None
+                self._remaining = avail
+                self._tokens = min(avail, max(self._tokens, 0.0))
+            else:
+                self._tokens = min(self._tokens, avail)
+                if self._remaining is None or avail < self._remaining:
+                    self._remaining = avail
+        elif new_reset is not None and self._remaining is not None:
+            avail = self._remaining  # a new reset without a count: respread our estimate
+        else:
+            return
+        if new_reset is not None:
+            end: float | None = new_reset
+        elif self._spread_rate is not None and self._reset_at is not None:
+            end = self._reset_at
+        else:
+            end = None
+        if end is None:
+            return
+        start = max(now, self._paused_until)
+        start_tokens = self._tokens if start <= now else max(self._tokens, 1.0)
+        horizon = end - start
+        if horizon <= EPSILON:
+            if fresh:
+                self._spread_rate = None
+            return
+        spread = max(0.0, avail - start_tokens + 1.0) / horizon
+        if fresh or self._spread_rate is None:
+            self._spread_rate = spread
+        else:
+            self._spread_rate = min(self._spread_rate, spread)
+
+    def backoff(self) -> float:
+        """The blind pause after the current run of 429s: 1, 2, 4... s, capped at a period."""
+        exponent = min(max(self._consecutive - 1, 0), 30)
+        return min(self._period, BACKOFF_BASE * 2.0**exponent)
+
+    def pause_until(self, until: float, *, now: float) -> None:
+        """Admit nothing before ``until`` (a later pause already in force is kept)."""
+        self.advance(now)
+        if until > self._paused_until and until > now:
+            self._paused_until = until
+            self._tokens = min(self._tokens, 0.0)
+
+    def throttle(
+        self,
+        state: RateLimitState | None,
+        *,
+        in_flight: int,
+        now: float,
+        admitted_at: float | None = None,
+    ) -> float:
+        """Handle a 429: calibrate, lower the adaptive rate, pause the budget.
+
+        Returns:
+            The time until which the budget is paused.
+        """
+        if state is not None:
+            self.observe(state, in_flight=in_flight, now=now, admitted_at=admitted_at)
+        else:
+            self.advance(now)
+        echo = (
+            admitted_at is not None
+            and self._throttled_at is not None
+            and admitted_at <= self._throttled_at
+        )
+        if not echo:
+            self._consecutive += 1
+            self._throttled_at = now
+            if self._adaptive:
+                self._factor = max(MIN_FACTOR, self._factor * DECREASE)
+        if state is not None and state.retry_after is not None:
+            delay = state.retry_after + self._wait_margin
+        elif state is not None and state.reset_after is not None:
+            delay = state.reset_after + self._wait_margin
+        else:
+            delay = self.backoff()
+        self.pause_until(now + delay, now=now)
+        return self._paused_until
+
+    def succeed(self, *, now: float, admitted_at: float | None = None) -> None:
+        """Note an answered request that was not throttled (additive increase)."""
+        if (
+            admitted_at is not None
+            and self._throttled_at is not None
+            and admitted_at <= self._throttled_at
+        ):
+            return  # admitted before the last 429: says nothing about the rate since
+        self._consecutive = 0
+        if self._adaptive and self._factor < 1.0:
+            self.advance(now)  # tokens accrued so far at the old rate
+            self._factor = min(1.0, self._factor + INCREASE)
+
+    def record(
+        self,
+        status: int | None,
+        state: RateLimitState | None,
+        *,
+        in_flight: int,
+        now: float,
+        admitted_at: float | None = None,
+    ) -> None:
+        """Apply one finished request: a 429, an answer, or (``status=None``) no answer.
+
+        With no answer the token stays spent: the request may have reached the server.
+        A 5xx answer calibrates from its headers but does not raise the adaptive rate.
+        """
+        if status == 429:
+            self.throttle(state, in_flight=in_flight, now=now, admitted_at=admitted_at)
+            return
+        if state is not None:
+            self.observe(state, in_flight=in_flight, now=now, admitted_at=admitted_at)
+        if status is not None and status < 500:
+            self.succeed(now=now, admitted_at=admitted_at)
+
+    # -- persistence ----------------------------------------------------------------------
+
+    def snapshot(self) -> BucketSnapshot:
+        """What the bucket learned, as plain values."""
+        return BucketSnapshot(
+            tokens=self._tokens,
+            updated=self._updated,
+            paused_until=self._paused_until,
+            reset_at=self._reset_at,
+            spread_rate=self._spread_rate,
+            learned_limit=self._learned_limit,
+            remaining=self._remaining,
+            factor=self._factor,
+            throttled_at=self._throttled_at,
+            consecutive=self._consecutive,
+            calibrated_at=self._calibrated_at,
+        )
+
+    def restore(self, snapshot: BucketSnapshot) -> None:
+        """Adopt a snapshot (from Redis, or another bucket), keeping this bucket's settings."""
+        self._learned_limit = snapshot.learned_limit
+        self._derive()
+        self._tokens = min(snapshot.tokens, self._capacity)
+        self._updated = snapshot.updated
+        self._paused_until = snapshot.paused_until
+        self._reset_at = snapshot.reset_at
+        self._spread_rate = snapshot.spread_rate
+        self._remaining = snapshot.remaining
+        self._factor = min(1.0, max(MIN_FACTOR, snapshot.factor))
+        self._throttled_at = snapshot.throttled_at
+        self._consecutive = snapshot.consecutive
+        self._calibrated_at = snapshot.calibrated_at
