@@ -1,0 +1,220 @@
+"""A small FastAPI service that starts Document360 exports and streams their progress.
+
+Endpoints:
+
+* ``POST /exports`` with ``{"workspace_ids": ["...", ...], "format": "pdf"}`` starts one
+  export per workspace and answers ``{"ids": [...]}`` (202);
+* ``GET /exports/stream?ids=...&ids=...`` streams those exports' transitions as server-sent
+  events (``event: transition``, then ``event: end``);
+* ``GET /`` serves a page that starts exports and shows each one's phase live.
+
+Run it against the real API::
+
+    export D360_API_TOKEN=... D360_PROJECT_ID=...   # D360_BASE_URL is optional
+    uvicorn --factory docs.examples.fastapi_app:app_from_env
+
+or build it yourself with :func:`create_app` (the tests put ``FakeDocument360`` behind it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Annotated, Any
+
+from fastapi import FastAPI, HTTPException, Query
+from fastapi.responses import HTMLResponse
+from pydantic import BaseModel, Field
+
+from d360_async import PollPolicy, Region, Transition
+from d360_async.contrib.fastapi import (
+    D360Client,
+    WatchEventStream,
+    d360_lifespan,
+    transition_payload,
+    watch_events,
+)
+
+__all__ = ["ExportsStarted", "StartExports", "app_from_env", "create_app"]
+
+MAX_EXPORTS = 20
+"""Exports one request may start (and one stream may follow)."""
+
+
+class StartExports(BaseModel):
+    """The body of ``POST /exports``."""
+
+    workspace_ids: list[str] = Field(min_length=1, max_length=MAX_EXPORTS)
+    format: str = "pdf"
+
+
+class ExportsStarted(BaseModel):
+    """The answer of ``POST /exports``: the new exports' ids, in the order asked."""
+
+    ids: list[str]
+
+
+def create_app(
+    *,
+    api_token: str,
+    project_id: str,
+    base_url: Region | str = Region.EU,
+    policy: PollPolicy | None = None,
+    **client_options: Any,
+) -> FastAPI:
+    """The service, talking to ``base_url`` with ``api_token`` about ``project_id``.
+
+    ``policy`` paces the watches behind ``/exports/stream``; ``client_options`` go to
+    :class:`~d360_async.Client` (``rate_limit=``, ``retry=``...).
+    """
+    app = FastAPI(
+        title="Document360 exports",
+        lifespan=d360_lifespan(api_token=api_token, base_url=base_url, **client_options),
+    )
+
+    @app.get("/", response_class=HTMLResponse)
+    async def page() -> str:
+        return PAGE
+
+    @app.post("/exports", status_code=202)
+    async def start_exports(body: StartExports, client: D360Client) -> ExportsStarted:
+        try:
+            started = await asyncio.gather(
+                *(
+                    client.exports.create(project_id, workspace_id=workspace, format=body.format)
+                    for workspace in body.workspace_ids
+                )
+            )
+        except ValueError as exc:  # a malformed workspace id, refused before sending
+            raise HTTPException(status_code=422, detail=str(exc)) from exc
+        return ExportsStarted(ids=[str(export.id) for export in started])
+
+    @app.get("/exports/stream")
+    async def stream_exports(
+        client: D360Client,
+        ids: Annotated[list[str], Query(min_length=1, max_length=MAX_EXPORTS)],
+    ) -> WatchEventStream:
+        try:
+            targets = [client.exports.target(project_id, export_id) for export_id in ids]
+        except ValueError as exc:  # export ids are UUIDs; anything else never reaches a URL
+            raise HTTPException(status_code=422, detail=str(exc)) from exc
+        # The page knows exports by the ids it asked for; transitions know them by target key.
+        export_ids = {target.key: export_id for target, export_id in zip(targets, ids, strict=True)}
+
+        def serialize(transition: Transition[Any]) -> dict[str, Any]:
+            return {**transition_payload(transition), "id": export_ids[transition.key]}
+
+        return watch_events(client.watch(targets, policy=policy), serialize=serialize)
+
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """The service configured from ``D360_API_TOKEN``, ``D360_PROJECT_ID`` and, optionally,
+    ``D360_BASE_URL`` (for ``uvicorn --factory``)."""
+    return create_app(
+        api_token=os.environ["D360_API_TOKEN"],
+        project_id=os.environ["D360_PROJECT_ID"],
+        base_url=os.environ.get("D360_BASE_URL", Region.EU),
+    )
+
+
+PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>Document360 exports</title>
+<style>
+  body { font: 15px/1.4 system-ui, sans-serif; margin: 2rem auto; max-width: 50rem; }
+  table { border-collapse: collapse; width: 100%; margin-top: 1rem; }
+  td, th { border-bottom: 1px solid #ddd; padding: .3rem .5rem; text-align: left; }
+  td.id { font-family: monospace; }
+  .succeeded { color: #137333; } .failed, .error, .timed_out { color: #b3261e; }
+</style>
+</head>
+<body>
+<h1>Document360 exports</h1>
+<form id="start">
+  <label>Workspace ids (comma separated)
+    <input id="workspaces" name="workspaces" size="40" required></label>
+  <select id="format" name="format"><option>pdf</option><option>html</option></select>
+  <button id="go" type="submit">Start exports</button>
+</form>
+<p id="summary"></p>
+<table><thead><tr><th>Export</th><th>Status</th><th>Polls</th></tr></thead>
+<tbody id="exports"></tbody></table>
+<script>
+"use strict";
+const LABELS = {pending: "Pending", running: "Running", succeeded: "Completed",
+                failed: "Failed", cancelled: "Cancelled", unknown: "Unknown"};
+const rows = new Map();
+const summary = document.getElementById("summary");
+
+function label(t) {
+  if (t.kind === "error") return "Error: " + t.error;
+  if (t.kind === "timed_out") return "Timed out (" + LABELS[t.phase] + ")";
+  return LABELS[t.phase] || t.phase;
+}
+
+function addRow(id) {
+  const tr = document.createElement("tr");
+  tr.dataset.id = id;
+  const cells = ["id", "status", "polls"].map((name) => {
+    const td = document.createElement("td");
+    td.className = name;
+    tr.appendChild(td);
+    return td;
+  });
+  cells[0].textContent = id;
+  cells[1].textContent = "Starting";
+  document.getElementById("exports").appendChild(tr);
+  rows.set(id, {status: cells[1], polls: cells[2]});
+}
+
+function follow(ids) {
+  const query = new URLSearchParams(ids.map((id) => ["ids", id]));
+  const events = new EventSource("/exports/stream?" + query);
+  events.addEventListener("transition", (message) => {
+    const t = JSON.parse(message.data);
+    const row = rows.get(t.id);
+    row.status.textContent = label(t);
+    row.status.className = "status " + (t.kind === "changed" ? t.phase : t.kind);
+    row.status.dataset.phase = t.phase;
+    row.polls.textContent = t.polls;
+  });
+  events.addEventListener("end", () => {
+    events.close();  // otherwise the browser reconnects and the watch starts again
+    summary.textContent = "All exports finished.";
+  });
+  events.addEventListener("error", (message) => {
+    if (message.data) {  // the server's own error event, not a dropped connection
+      events.close();
+      summary.textContent = "Watch failed: " + JSON.parse(message.data).message;
+    }
+  });
+}
+
+document.getElementById("start").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const workspaceIds = document.getElementById("workspaces").value
+    .split(",").map((s) => s.trim()).filter(Boolean);
+  summary.textContent = "Starting " + workspaceIds.length + " export(s)...";
+  const response = await fetch("/exports", {
+    method: "POST",
+    headers: {"Content-Type": "application/json"},
+    body: JSON.stringify({workspace_ids: workspaceIds,
+                          format: document.getElementById("format").value}),
+  });
+  if (!response.ok) {
+    summary.textContent = "Could not start: HTTP " + response.status;
+    return;
+  }
+  const {ids} = await response.json();
+  ids.forEach(addRow);
+  summary.textContent = "Watching " + ids.length + " export(s)...";
+  follow(ids);
+});
+</script>
+</body>
+</html>
+"""
