@@ -9,14 +9,19 @@ test only has to name the fixtures:
     inspect ``fake_d360.stats`` and ``fake_d360.operation(id)``.
 
 ``d360_client``
-    A :class:`~d360_async.Client` pointed at ``fake_d360`` with the fake's V3 and V2 tokens,
-    closed after the test.
+    A :class:`~d360_async.Client` pointed at ``fake_d360`` with the fake's V3 and V2 tokens and
+    the fake's rate limit as its starting budget, closed after the test.
 
 ``fake_d360_options``
-    The keyword arguments ``fake_d360`` is built with (default: none, so the fake's own
-    defaults).  Override it in a ``conftest.py`` or a test module to change the fake for many
-    tests; for one test, use the marker ``@pytest.mark.fake_d360(rate_limit=None, ...)``,
-    whose keyword arguments are applied on top.
+    Keyword arguments for ``FakeDocument360``, applied over :func:`default_fake_options`
+    (default: none).  Override it in a ``conftest.py`` or a test module to change the fake for
+    many tests; for one test, use the marker ``@pytest.mark.fake_d360(rate_limit=None, ...)``,
+    whose keyword arguments are applied last.
+
+The fake enforces a rate limit and sends the vendor's headers, but by default 100 requests
+per *second* rather than the vendor's 100 per minute, so tests run in milliseconds and the
+limiter is still exercised.  Pass ``rate_limit=FakeRateLimit()`` for the vendor's real
+60 per minute, or ``rate_limit=None`` for no limit at all.
 
 The fixtures are async and are declared with ``pytest_asyncio.fixture``, so they work with
 pytest-asyncio in ``auto`` mode and in ``strict`` mode (there, mark your tests with
@@ -38,9 +43,19 @@ if TYPE_CHECKING:
     from d360_async._client import Client
     from d360_async.testing import FakeDocument360
 
-__all__ = ["HAVE_PYTEST_ASYNCIO", "d360_client", "fake_d360", "fake_d360_options"]
+__all__ = [
+    "HAVE_PYTEST_ASYNCIO",
+    "d360_client",
+    "default_fake_options",
+    "fake_d360",
+    "fake_d360_options",
+]
 
 MARKER = "fake_d360"
+
+_VENDOR_DEFAULT: Any = object()
+# Requests per second the client allows itself when the fake has no limit at all.
+_UNLIMITED = 10_000.0
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -52,10 +67,28 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+def default_fake_options() -> dict[str, Any]:
+    """What ``fake_d360`` is built with before ``fake_d360_options`` and the marker apply."""
+    from d360_async.testing import FakeRateLimit
+
+    return {"rate_limit": FakeRateLimit(limit=100, window=1.0)}
+
+
 @pytest.fixture
 def fake_d360_options() -> dict[str, Any]:
     """Keyword arguments for :class:`~d360_async.testing.FakeDocument360`; override to change."""
     return {}
+
+
+def _settings(request: pytest.FixtureRequest, options: dict[str, Any]) -> dict[str, Any]:
+    settings = default_fake_options()
+    settings.update(options)
+    marker = request.node.get_closest_marker(MARKER)
+    if marker is not None:
+        if marker.args:
+            raise pytest.UsageError(f"@pytest.mark.{MARKER} takes keyword arguments only")
+        settings.update(marker.kwargs)
+    return settings
 
 
 try:
@@ -75,23 +108,30 @@ if HAVE_PYTEST_ASYNCIO:
         """A running fake Document360 for one test (see the module docstring)."""
         from d360_async.testing import FakeDocument360
 
-        options = dict(fake_d360_options)
-        marker = request.node.get_closest_marker(MARKER)
-        if marker is not None:
-            if marker.args:
-                raise pytest.UsageError(f"@pytest.mark.{MARKER} takes keyword arguments only")
-            options.update(marker.kwargs)
-        async with FakeDocument360(**options) as fake:
+        async with FakeDocument360(**_settings(request, fake_d360_options)) as fake:
             yield fake
 
     @pytest_asyncio.fixture
-    async def d360_client(fake_d360: FakeDocument360) -> AsyncIterator[Client]:
+    async def d360_client(
+        request: pytest.FixtureRequest,
+        fake_d360: FakeDocument360,
+        fake_d360_options: dict[str, Any],
+    ) -> AsyncIterator[Client]:
         """A :class:`~d360_async.Client` talking to ``fake_d360``, closed after the test."""
         from d360_async._client import Client
+        from d360_async._ratelimit import RateLimitConfig
 
+        limit = _settings(request, fake_d360_options).get("rate_limit", _VENDOR_DEFAULT)
+        if limit is _VENDOR_DEFAULT:
+            config = RateLimitConfig()  # the fake's own default is the vendor's 60/min
+        elif limit is None:
+            config = RateLimitConfig(rate=_UNLIMITED, period=1.0)
+        else:
+            config = RateLimitConfig(rate=limit.limit, period=limit.window)
         async with Client(
             api_token=fake_d360.api_token,
             v2_api_token=fake_d360.v2_api_token,
             base_url=fake_d360.url,
+            rate_limit=config,
         ) as client:
             yield client

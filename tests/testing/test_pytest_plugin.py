@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
+from pathlib import Path
 
 import pytest
 
 pytest_plugins = ["pytester"]
+
+TESTING_PAGE = Path(__file__).resolve().parents[2] / "docs" / "testing.md"
+# A fenced Python block whose first line is "# file: NAME" is a file of the example project.
+_FILE_BLOCK = re.compile(r"^```python\n# file: (\S+)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
+
+AUTO_INI = """
+    [pytest]
+    asyncio_mode = auto
+    asyncio_default_fixture_loop_scope = function
+    filterwarnings = error
+"""
 
 # A user's own code, and the tests they would write for it with the fixtures.
 USER_CODE = '''
@@ -103,19 +116,14 @@ def test_options_fixture_and_marker_configure_the_fake(pytester: pytest.Pytester
             assert status is not None
         """
     )
-    pytester.makeini(
-        """
-        [pytest]
-        asyncio_mode = auto
-        asyncio_default_fixture_loop_scope = function
-        filterwarnings = error
-        """
-    )
+    pytester.makeini(AUTO_INI)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--strict-markers")
     result.assert_outcomes(passed=2)
 
 
-def test_without_pytest_asyncio_nothing_is_registered(pytester: pytest.Pytester) -> None:
+def test_without_pytest_asyncio_nothing_is_registered(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # A package that fails to import shadows the real pytest-asyncio, as if it were missing.
     shadow = pytester.mkdir("shadow")
     (shadow / "pytest_asyncio").mkdir()
@@ -133,6 +141,16 @@ def test_without_pytest_asyncio_nothing_is_registered(pytester: pytest.Pytester)
         """
     )
     pytester.makeini("[pytest]\nfilterwarnings = error\n")
-    pytester.monkeypatch.setenv("PYTHONPATH", str(shadow))
+    monkeypatch.setenv("PYTHONPATH", str(shadow))
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:asyncio")
     result.assert_outcomes(passed=1)
+
+
+def test_the_example_in_the_testing_page_passes(pytester: pytest.Pytester) -> None:
+    files = dict(_FILE_BLOCK.findall(TESTING_PAGE.read_text(encoding="utf-8")))
+    assert sorted(files) == ["myapp.py", "test_myapp.py"]
+    for name, code in files.items():
+        pytester.path.joinpath(name).write_text(code, encoding="utf-8")
+    pytester.makeini(AUTO_INI)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)

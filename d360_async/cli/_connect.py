@@ -1,0 +1,167 @@
+"""Opening the right client for a kind of operation, with the shared command-line options.
+
+One place turns ``--base-url``/``--region``, ``--rate-limit``, ``--redis-url`` and
+``--max-concurrency`` into a :class:`~d360_async.Client` (V3, V2) or a
+:class:`~d360_async.smartdocumentor.SmartDocumentorClient`, and gives the commands a uniform
+way to build targets from ids.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from .._config import ConnectionLimits, Region
+from .._ratelimit import LocalRateLimiter, RateLimitConfig
+from .._ratelimit._protocol import LimiterStats, RateLimiter
+from ._credentials import Credentials
+from ._exit import UsageError
+from ._kinds import API, Kind
+from ._options import RateSpec
+
+if TYPE_CHECKING:
+    from .._client import Client
+    from .._target import Target
+
+__all__ = ["Connection", "check_base_url", "connect", "rate_limit_config"]
+
+
+def check_base_url(text: str) -> str:
+    """An absolute ``http(s)`` URL with a host; :class:`UsageError` otherwise."""
+    parts = urllib.parse.urlsplit(text.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"--base-url must be an absolute http(s) URL, got {text!r}")
+    if parts.username or parts.password:
+        raise UsageError("--base-url must not carry a user name or password")
+    return text.strip().rstrip("/")
+
+
+def rate_limit_config(rate: RateSpec) -> RateLimitConfig:
+    """The limiter configuration for ``--rate-limit N/PERIOD``."""
+    return RateLimitConfig(rate=rate.requests, period=rate.period)
+
+
+@attrs.define(slots=True)
+class Connection:
+    """An open client for one kind of operation.
+
+    Attributes:
+        kind: the kind of operation.
+        project: the V3 project id (``None`` for V2 and SmartDocumentor).
+        client: the :class:`~d360_async.Client`, or ``None`` for SmartDocumentor.
+        limiter: the limiter every request goes through (for the stats).
+        make_target: builds the watch target for one (validated) id.
+        base_url: where requests go (no credential in it).
+    """
+
+    kind: Kind
+    project: str | None
+    client: Client | None
+    limiter: RateLimiter
+    make_target: Callable[[str | int], Target[Any]]
+    base_url: str
+
+    def stats(self) -> list[LimiterStats]:
+        return self.limiter.stats()
+
+
+async def _shared_limiter(
+    stack: AsyncExitStack, rate: RateSpec | None, redis_url: str | None
+) -> RateLimiter | None:
+    """A limiter the command owns: Redis-backed with ``--redis-url``, else ``None``."""
+    if redis_url is None:
+        return None
+    from .._ratelimit._redis import RedisRateLimiter
+
+    config = rate_limit_config(rate) if rate is not None else RateLimitConfig()
+    try:
+        limiter = RedisRateLimiter(redis_url, config=config)
+    except ImportError as exc:
+        raise UsageError(str(exc)) from None
+    except ValueError as exc:  # redis-py refuses the URL
+        raise UsageError(f"invalid --redis-url: {exc}") from None
+    stack.push_async_callback(limiter.aclose)
+    return limiter
+
+
+@asynccontextmanager
+async def connect(
+    kind: Kind,
+    credentials: Credentials,
+    *,
+    project: str | None,
+    base_url: str | None,
+    region: Region | None,
+    rate: RateSpec | None,
+    redis_url: str | None,
+    max_concurrency: int | None,
+) -> AsyncIterator[Connection]:
+    """Open the client ``kind`` needs; everything is closed when the block ends."""
+    limits = (
+        ConnectionLimits(max_connections=max_concurrency, max_connections_per_host=max_concurrency)
+        if max_concurrency is not None
+        else None
+    )
+    async with AsyncExitStack() as stack:
+        limiter = await _shared_limiter(stack, rate, redis_url)
+        if kind.api is API.SMARTDOCUMENTOR:
+            from ..smartdocumentor import DEFAULT_BASE_URL, SmartDocumentorClient
+
+            if region is not None:
+                raise UsageError("--region does not apply to sd-tasks (use --base-url)")
+            if limiter is None:
+                limiter = LocalRateLimiter(rate_limit_config(rate) if rate is not None else None)
+                stack.push_async_callback(limiter.aclose)
+            assert credentials.sd_client_id is not None
+            assert credentials.sd_client_secret is not None
+            url = base_url or DEFAULT_BASE_URL
+            sd = SmartDocumentorClient(
+                client_id=credentials.sd_client_id,
+                client_secret=credentials.sd_client_secret,
+                base_url=url,
+                rate_limiter=limiter,
+                limits=limits,
+            )
+            await stack.enter_async_context(sd)
+
+            def sd_target(ident: str | int) -> Target[Any]:
+                return sd.tasks.target(task_id=int(ident))
+
+            yield Connection(kind, None, None, limiter, sd_target, url)
+            return
+
+        from .._client import Client
+
+        url = base_url or (region or Region.EU).value
+        client = Client(
+            api_token=credentials.api_token,
+            v2_api_token=credentials.v2_api_token,
+            base_url=url,
+            rate_limiter=limiter,
+            rate_limit=rate_limit_config(rate) if rate is not None and limiter is None else None,
+            limits=limits,
+        )
+        await stack.enter_async_context(client)
+        yield Connection(
+            kind, project, client, client.rate_limiter, _v3_v2_factory(kind, client, project), url
+        )
+
+
+def _v3_v2_factory(
+    kind: Kind, client: Client, project: str | None
+) -> Callable[[str | int], Target[Any]]:
+    if kind.name == "v2-deletes":
+        return lambda ident: client.v2.delete_file_target(str(ident))
+    if project is None:  # validate_project() guarantees one for V3 kinds
+        raise UsageError(f"{kind.name} need --project PROJECT_ID")
+    if kind.name == "exports":
+        return lambda ident: client.exports.target(project, str(ident))
+    if kind.name == "tasks":
+        return lambda ident: client.drive.target(project, str(ident))
+    if kind.name == "imports":
+        return lambda ident: client.imports.target(project, str(ident))
+    raise UsageError(f"unknown kind {kind.name!r}")

@@ -1,0 +1,126 @@
+"""Bad input: one clear line on stderr, the documented exit code, never a traceback."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+from cli_support import V2_TOKEN, V3_TOKEN, RunCli
+
+from d360_async.testing import FakeDocument360
+
+PROJECT = "9a3b4c5d-6e7f-8a9b-0c1d-2e3f4a5b6c7d"
+EXPORT = "0f8fad5b-d9cb-469f-a165-70867728950e"
+
+
+def closed_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_missing_token_exits_3(run_cli: RunCli) -> None:
+    result = await run_cli("watch", "exports", EXPORT, "--project", PROJECT, env={})
+    assert result.code == 3
+    assert result.stdout == ""
+    result.assert_one_error_line("D360_API_TOKEN is not set")
+
+
+async def test_missing_v2_token_names_its_variable(run_cli: RunCli) -> None:
+    result = await run_cli("status", "v2-deletes", "abc123", env={"D360_API_TOKEN": V3_TOKEN})
+    assert result.code == 3
+    result.assert_one_error_line("D360_V2_API_TOKEN is not set")
+    result.assert_no_secret()
+
+
+async def test_refused_token_exits_3(fake_d360: FakeDocument360, run_cli: RunCli) -> None:
+    ids = fake_d360.seed("export", 2)
+    result = await run_cli(
+        "watch", "exports", *ids, "--project", fake_d360.project_id,
+        "--base-url", fake_d360.url, "--json",
+        env={"D360_API_TOKEN": "not-the-right-token-Qx93"},
+    )  # fmt: skip
+    assert result.code == 3
+    assert result.stdout == ""
+    line = result.assert_one_error_line("authentication failed", "401")
+    assert "not-the-right-token-Qx93" not in line
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["watch", "exports", "../../etc", "--project", PROJECT], "malformed V3 export id"),
+        (["watch", "exports", EXPORT, "--project", "not-a-uuid"], "malformed project id"),
+        (["watch", "tasks", "a/b", "--project", PROJECT], "malformed V3 drive task id"),
+        (["watch", "v2-deletes", "x%2Fy"], "malformed V2 drive file deletion id"),
+        (["watch", "sd-tasks", "twelve"], "malformed SmartDocumentor task id"),
+        (["status", "exports", "nope", "--project", PROJECT], "malformed V3 export id"),
+        (["watch", "exports", EXPORT], "need --project"),
+        (["watch", "exports", "--project", PROJECT], "no ids given"),
+        (["watch", "widgets", "1"], "unknown kind 'widgets'"),
+        (["watch", "exports", EXPORT, "--project", PROJECT, "--region", "mars"], "unknown region"),
+        (["watch", "exports", EXPORT, "--project", PROJECT, "--rate-limit", "fast"], "rate limit"),
+        (["watch", "exports", EXPORT, "--project", PROJECT, "--timeout", "-1"], "--timeout"),
+        (["watch", "exports", EXPORT, "--project", PROJECT, "--base-url", "ftp://x"], "base-url"),
+        (["watch", "exports", EXPORT, "--project", PROJECT, "--bogus"], "unrecognized"),
+        (["status", "exports"], "required"),
+        (["frobnicate"], "invalid choice"),
+        ([], "required"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else " ".join(v)[:40],
+)
+async def test_usage_errors_exit_2(run_cli: RunCli, args: list[str], fragment: str) -> None:
+    result = await run_cli(*args)
+    assert result.code == 2, result.stderr
+    assert result.stdout == ""
+    result.assert_one_error_line(fragment)
+
+
+async def test_unreadable_ids_file_exits_2(run_cli: RunCli, tmp_path: Path) -> None:
+    missing = tmp_path / "missing.txt"
+    result = await run_cli("watch", "v2-deletes", "--ids-file", str(missing))
+    assert result.code == 2
+    result.assert_one_error_line("cannot read ids file", "missing.txt")
+    undecodable = tmp_path / "binary.txt"
+    undecodable.write_bytes(b"\xff\xfe\x00\x81")
+    result = await run_cli("watch", "v2-deletes", "--ids-file", str(undecodable))
+    assert result.code == 2
+    result.assert_one_error_line("cannot read ids file")
+
+
+async def test_unreachable_host_exits_1(run_cli: RunCli) -> None:
+    port = closed_port()
+    result = await run_cli(
+        "watch", "exports", EXPORT, "--project", PROJECT,
+        "--base-url", f"http://127.0.0.1:{port}", "--json",
+    )  # fmt: skip
+    assert result.code == 1
+    assert result.stdout == ""
+    result.assert_one_error_line(f"cannot reach http://127.0.0.1:{port}")
+
+
+async def test_help_and_version(run_cli: RunCli) -> None:
+    result = await run_cli("--help")
+    assert result.code == 0
+    assert "demo" in result.stdout
+    assert "Exit codes" in result.stdout
+    result = await run_cli("watch", "--help")
+    assert result.code == 0
+    assert "--ids-file" in result.stdout
+    assert "--time-scale" not in (await run_cli("demo", "--help")).stdout
+    result = await run_cli("--version")
+    assert result.code == 0
+    assert result.stdout.startswith("d360-async ")
+
+
+async def test_python_dash_m_works(run_cli: RunCli) -> None:
+    import sys
+
+    result = await run_cli(
+        "status", "v2-deletes", "abc", env={}, command=[sys.executable, "-m", "d360_async.cli"]
+    )
+    assert result.code == 3
+    result.assert_one_error_line("D360_V2_API_TOKEN")
+    assert V2_TOKEN not in result.stderr
