@@ -28,6 +28,7 @@ from ._errors import (
     D360Error,
     MalformedResponse,
     ProtocolError,
+    RateLimited,
     TimeoutError,
     TransportError,
 )
@@ -281,6 +282,7 @@ class Transport:
             if ticket is not None and attempt == 1:
                 admitted: Ticket | None = ticket
             elif limit:
+                self._refuse_long_wait(key, priority, method, shown_url)
                 admitted = await self._limiter.acquire(key, priority=priority)
             else:
                 admitted = None
@@ -329,6 +331,28 @@ class Transport:
             )
             if delay > 0:
                 await self._sleep(delay)
+
+    def _refuse_long_wait(
+        self, key: RateLimitKey, priority: Priority, method: str, shown_url: str
+    ) -> None:
+        """Raise instead of queueing when the budget is paused beyond the retry cap.
+
+        A key paused by a 429 (or exhausted until a distant reset) would otherwise hold the
+        caller for as long as the server said; past ``RetryPolicy.max_retry_after`` the caller
+        gets :class:`RateLimited` with ``retry_at`` and decides for itself.
+        """
+        next_available = getattr(self._limiter, "next_available", None)
+        if next_available is None:
+            return
+        wait = float(next_available(key, priority))
+        if wait > self._retry.max_retry_after:
+            raise RateLimited(
+                f"the rate-limit budget is exhausted for {wait:.0f}s, longer than the "
+                f"{self._retry.max_retry_after:.0f}s cap",
+                retry_at=self._wall_clock() + wait,
+                method=method,
+                url=shown_url,
+            )
 
     async def _attempt(
         self,

@@ -401,3 +401,24 @@ async def test_no_secret_in_reprs_errors_or_debug_logs(
     for secret in (secret_v3, secret_v2, "bad-secret-token", "bad-v2-secret"):
         assert secret not in blob
     assert "sig=" not in blob.replace("sig=REDACTED", "")
+
+
+async def test_budget_paused_beyond_cap_raises_instead_of_waiting() -> None:
+    # The server says the window resets in 10 minutes; the cap is 60 s: no 10-minute hang.
+    limit = FakeRateLimit(limit=2, window=600, reset_format="delay")
+    async with FakeDocument360(rate_limit=limit) as fake:
+        (export_id,) = fake.seed("export", 1)
+        transport = make_transport(
+            fake,
+            limiter=LocalRateLimiter(RateLimitConfig(rate=10_000, period=1)),
+            retry=RetryPolicy(max_retry_after=60),
+        )
+        try:
+            for _ in range(2):
+                await transport.request("GET", export_path(export_id), auth=BearerAuth(TOKEN))
+            with pytest.raises(RateLimited) as info:
+                await transport.request("GET", export_path(export_id), auth=BearerAuth(TOKEN))
+        finally:
+            await transport.aclose()
+        assert fake.stats.rate_limited == 0  # refused locally, never sent
+    assert info.value.retry_at is not None
