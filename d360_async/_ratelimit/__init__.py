@@ -9,6 +9,7 @@ from ._bucket import BucketSnapshot, TokenBucket
 from ._headers import parse_http_date, parse_rate_limit, parse_retry_after
 from ._local import LocalRateLimiter, RateLimitConfig
 from ._protocol import LimiterStats, Priority, RateLimiter, RateLimitKey, Ticket
+from ._redis import RedisRateLimiter, RedisTicket
 from ._state import RateLimitState
 
 __all__ = [
@@ -20,6 +21,8 @@ __all__ = [
     "RateLimitKey",
     "RateLimitState",
     "RateLimiter",
+    "RedisRateLimiter",
+    "RedisTicket",
     "Ticket",
     "TokenBucket",
     "parse_http_date",

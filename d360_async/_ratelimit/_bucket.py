@@ -311,12 +311,19 @@ class TokenBucket:
 
     # -- time -----------------------------------------------------------------------------
 
-    def advance(self, now: float) -> None:
-        """Bring the tokens up to ``now``: pause, then spread until the reset, then base rate."""
+    def advance(self, now: float, *, backlogged: bool = False) -> None:
+        """Bring the tokens up to ``now``: pause, then spread until the reset, then base rate.
+
+        ``backlogged``: requests were waiting for the whole time since the last update, so
+        each token would have been taken the moment it was complete and the capacity cannot
+        have bound; tokens a late timer did not hand out in time are then not lost (above
+        the capacity until :meth:`clamp`).
+        """
         t = self._updated
         if now <= t:
             return
         tokens = self._tokens
+        cap = math.inf if backlogged else self._capacity
         if self._paused_until > t:
             if now < self._paused_until:
                 self._updated = now
@@ -326,7 +333,7 @@ class TokenBucket:
         if self._spread_rate is not None and self._reset_at is not None:
             if self._reset_at > t:
                 end = min(now, self._reset_at)
-                tokens = min(self._capacity, tokens + self._spread_rate * (end - t))
+                tokens = min(cap, tokens + self._spread_rate * (end - t))
                 t = end
             if t >= self._reset_at:
                 # A fresh window: yesterday's debt is void, one probe may go at once.
@@ -336,7 +343,7 @@ class TokenBucket:
                     float(self._learned_limit) if self._learned_limit is not None else None
                 )
         if now > t:
-            tokens = min(self._capacity, tokens + self._base_rate * self._factor * (now - t))
+            tokens = min(cap, tokens + self._base_rate * self._factor * (now - t))
         self._tokens = tokens
         self._updated = now
 
@@ -384,11 +391,20 @@ class TokenBucket:
                 return t - now
         return t + (left - have) / (self._base_rate * self._factor) - now
 
-    def try_take(self, now: float) -> float:
-        """Take one token if there is one: returns 0.0, else the seconds to wait for one."""
-        wait = self.wait_time(now)
-        if wait > 0.0:
-            return wait
+    def clamp(self) -> None:
+        """Drop tokens above the capacity (after a backlog ended: no burst later)."""
+        self._tokens = min(self._tokens, self._capacity)
+
+    def try_take(self, now: float, *, backlogged: bool = False) -> float:
+        """Take one token if there is one: returns 0.0, else the seconds to wait for one.
+
+        ``backlogged``: see :meth:`advance`.
+        """
+        self.advance(now, backlogged=backlogged)
+        if self._tokens < 1.0 - EPSILON or self._paused_until > now:
+            wait = self.wait_time(now)
+            if wait > 0.0:
+                return wait
         self._tokens -= 1.0
         if self._remaining is not None:
             self._remaining -= 1.0

@@ -152,6 +152,7 @@ class _Lane:
         "throttled",
         "timer",
         "timer_at",
+        "timer_loop",
         "total_wait",
         "waiting",
         "waits",
@@ -165,6 +166,7 @@ class _Lane:
         self.in_flight = 0
         self.timer: TimerHandle | None = None
         self.timer_at = math.inf
+        self.timer_loop: asyncio.AbstractEventLoop | None = None
         self.on_timer: Callable[[], None] = _noop
         self.requests = 0
         self.waits = 0
@@ -192,6 +194,11 @@ class _Lane:
             self.waits += 1
             self.total_wait += waited
         return Ticket(self.key, now, waited, Priority(priority))
+
+    def now(self, now: float) -> float:
+        """Bring the bucket up to ``now`` (without the cap while callers wait); returns it."""
+        self.bucket.advance(now, backlogged=any(self.waiting))
+        return now
 
     def stop_timer(self) -> None:
         if self.timer is not None:
@@ -274,7 +281,7 @@ class LocalRateLimiter:
         lane = self._lane(key)
         now = self._clock()
         level = int(priority)
-        if lane.ahead(level) == 0 and lane.bucket.try_take(now) == 0.0:
+        if lane.ahead(level) == 0 and lane.bucket.try_take(lane.now(now)) == 0.0:
             return lane.admit(now, 0.0, level)
         future: asyncio.Future[Ticket] = asyncio.get_running_loop().create_future()
         lane.queues[level].append((future, now))
@@ -322,7 +329,7 @@ class LocalRateLimiter:
             status,
             self._config.headers_in_use(status, state),
             in_flight=lane.in_flight,
-            now=self._clock(),
+            now=lane.now(self._clock()),
             admitted_at=ticket.admitted_at,
         )
         if not self._closed and any(lane.waiting):
@@ -340,7 +347,9 @@ class LocalRateLimiter:
         lane = self._lanes.get(key)
         if lane is None:
             return True
-        return lane.ahead(int(priority)) == 0 and lane.bucket.wait_time(self._clock()) == 0.0
+        if lane.ahead(int(priority)):
+            return False
+        return lane.bucket.wait_time(lane.now(self._clock())) == 0.0
 
     def next_available(self, key: RateLimitKey, priority: Priority = Priority.DIRECT) -> float:
         """Seconds until an :meth:`acquire` at ``priority`` would be admitted (0: now).
@@ -352,7 +361,7 @@ class LocalRateLimiter:
         if lane is None:
             return 0.0
         need = lane.ahead(int(priority)) + 1
-        return lane.bucket.wait_time(self._clock(), float(need))
+        return lane.bucket.wait_time(lane.now(self._clock()), float(need))
 
     def budget(self, key: RateLimitKey) -> float:
         """The sustainable requests per second on ``key`` (see the protocol)."""
@@ -401,38 +410,43 @@ class LocalRateLimiter:
         while True:
             head = lane.head()
             if head is None:
+                bucket.clamp()
                 lane.stop_timer()
                 return
-            wait = bucket.try_take(now)
+            # Someone has waited since the bucket was last updated (an arrival to an empty
+            # queue updates it first), so a late timer must not cost tokens.
+            wait = bucket.try_take(now, backlogged=True)
             if wait > 0.0:
-                self._arm(lane, now, wait)
+                self._arm(lane, now, wait, head[0][0].get_loop())
                 return
             (future, enqueued), level = head
             lane.queues[level].popleft()
             lane.waiting[level] -= 1
             future.set_result(lane.admit(now, now - enqueued, level))
 
-    def _arm(self, lane: _Lane, now: float, wait: float) -> None:
+    def _arm(self, lane: _Lane, now: float, wait: float, loop: asyncio.AbstractEventLoop) -> None:
+        """Make sure the lane wakes up by ``now + wait``, on the loop its waiters run on."""
         deadline = now + wait
         if lane.timer is not None:
-            if lane.timer_at <= deadline:
+            if lane.timer_at <= deadline and lane.timer_loop is loop:
                 return  # an earlier wake-up is set; it re-arms for the rest
             lane.timer.cancel()
-        call_later = self._call_later or asyncio.get_running_loop().call_later
+        call_later = self._call_later or loop.call_later
         lane.timer_at = deadline
+        lane.timer_loop = loop
         lane.timer = call_later(wait, lane.on_timer)
 
     def _give_back(self, lane: _Lane, ticket: Ticket) -> None:
         ticket.completed = True
         lane.in_flight -= 1
         lane.requests -= 1
-        lane.bucket.refund(self._clock())
+        lane.bucket.refund(lane.now(self._clock()))
         if not self._closed:
             self._dispatch(lane)
 
     def _stats(self, lane: _Lane, now: float) -> LimiterStats:
         bucket = lane.bucket
-        bucket.advance(now)
+        lane.now(now)
         reset_at = bucket.reset_at
         return LimiterStats(
             key=lane.key,
@@ -477,7 +491,7 @@ class LocalRateLimiter:
             status,
             self._config.headers_in_use(status, state),
             in_flight=lane.in_flight,
-            now=self._clock(),
+            now=lane.now(self._clock()),
             admitted_at=admitted_at,
         )
         if any(lane.waiting):

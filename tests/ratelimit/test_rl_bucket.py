@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import attrs
@@ -194,7 +195,7 @@ def test_spreads_the_remaining_budget_until_the_reset() -> None:
     times = drain(b, T0, T0 + 2.0)
     assert len(times) == 19
     times.append(T0 + 2.0 + (b.wait_time(T0 + 2.0) if b.wait_time(T0 + 2.0) else 0.0))
-    gaps = [later - earlier for earlier, later in zip(times, times[1:], strict=False)]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
     assert max(gaps) == pytest.approx(min(gaps))
 
 
@@ -212,7 +213,9 @@ def test_spread_admits_exactly_the_budget_before_the_reset(
     b = bucket(40, 10.0, burst=burst)
     now = T0 + 100
     b.restore(attrs.evolve(b.snapshot(), tokens=min(float(burst), spent), updated=now))
-    b.observe(RateLimitState(remaining=remaining, reset_after=reset_after), in_flight=in_flight, now=now)
+    b.observe(
+        RateLimitState(remaining=remaining, reset_after=reset_after), in_flight=in_flight, now=now
+    )
     admitted = len(drain(b, now, now + reset_after))
     assert admitted == max(0, remaining - in_flight)
 
@@ -435,7 +438,9 @@ def test_wait_time_is_exact(
 
 @settings(max_examples=100, deadline=None)
 @given(_ops)
-def test_snapshot_round_trip(ops: list[tuple[str, float, int, int, float | None, float | None]]) -> None:
+def test_snapshot_round_trip(
+    ops: list[tuple[str, float, int, int, float | None, float | None]],
+) -> None:
     b = _replay(ops)
     copy = bucket(20, 2.0, burst=3, wait_margin=0.05)
     copy.restore(b.snapshot())

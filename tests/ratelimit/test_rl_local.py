@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from typing import TYPE_CHECKING
 
@@ -150,7 +151,7 @@ async def test_a_429_pauses_the_whole_key_then_releases_paced(clock: FakeClock) 
     times = rec.times()
     assert times[0] == pytest.approx(paused_at + 30.0)
     # One at the end of the pause, then one per refill: no thundering herd.
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert gaps == pytest.approx([GAP] * 3)
 
 
@@ -366,3 +367,44 @@ async def test_on_the_real_event_loop() -> None:
     assert elapsed >= 2 / 95 - 0.002
     assert elapsed < 0.5
     await limiter.aclose()
+
+
+async def test_a_late_timer_costs_no_tokens_and_leaves_no_burst(clock: FakeClock) -> None:
+    limiter = make(clock)
+    await limiter.acquire(KEY)
+    rec = Recorder(limiter, clock)
+    for name in "abcde":
+        await rec.start(name)
+    start = clock.now
+    # The event loop was busy: the timer due after one gap fires three gaps late.
+    clock.now = start + 3 * GAP
+    clock.fire_due()
+    await clock.settle()
+    assert rec.order == ["a", "b", "c"]  # every token that accrued meanwhile is used...
+    await clock.advance(2 * GAP)
+    assert rec.order == list("abcde")  # ...and the cadence goes on from there
+    assert rec.times()[3:] == pytest.approx([start + 4 * GAP, start + 5 * GAP])
+    # Once nobody waits the bucket is back to its capacity: no burst later.
+    await clock.advance(100)
+    assert limiter.has_capacity(KEY)
+    await limiter.acquire(KEY)
+    assert not limiter.has_capacity(KEY)
+
+
+def test_a_limiter_survives_its_event_loop() -> None:
+    """A timer left on a finished loop must not strand waiters on the next one."""
+    limiter = LocalRateLimiter(RateLimitConfig(rate=100, period=1.0))
+
+    async def leave_a_waiter() -> None:
+        await limiter.acquire(KEY)
+        asyncio.get_running_loop().create_task(limiter.acquire(KEY))
+        await asyncio.sleep(0)  # queued, timer armed; asyncio.run then cancels it
+
+    async def acquire_twice() -> float:
+        started = time.monotonic()
+        await limiter.acquire(KEY)
+        await asyncio.wait_for(limiter.acquire(KEY), timeout=1.0)
+        return time.monotonic() - started
+
+    asyncio.run(leave_a_waiter())
+    assert asyncio.run(acquire_twice()) < 0.5
