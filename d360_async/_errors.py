@@ -122,7 +122,7 @@ class ConnectError(TransportError):
     """The connection could not be established, so the request was certainly not sent."""
 
 
-class TimeoutError(TransportError, builtins.TimeoutError):  # noqa: A001 - deliberate, like httpx
+class TimeoutError(TransportError, builtins.TimeoutError):  # shadows the builtin, like httpx
     """A connect or read timeout expired."""
 
 

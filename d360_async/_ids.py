@@ -58,7 +58,9 @@ def uuid_id(value: object, *, name: str = "id") -> str:
     if isinstance(value, uuid.UUID):
         return str(value)
     if isinstance(value, str) and _UUID_RE.fullmatch(value):
-        return str(uuid.UUID(value))
+        # The pattern admits only the hyphenated 8-4-4-4-12 hex form, whose canonical text
+        # (``str(uuid.UUID(value))``) is the same characters lower-cased: no parse needed.
+        return value.lower()
     raise ValueError(f"{name} must be a UUID, got {_describe(value)}")
 
 

@@ -456,11 +456,18 @@ def _model_hook(cls: type[Any]) -> Callable[[Any, Any], Any]:
     if cls in _CAMEL_CASE:
         renames = {a.name: override(rename=_camel(a.name)) for a in attrs.fields(cls)}
     inner = make_dict_structure_fn(cls, converter, _cattrs_detailed_validation=True, **renames)
+    # The same field hooks without the per-field bookkeeping of detailed validation: what a
+    # well-formed body (nearly every body) goes through.  Whatever it rejects is structured
+    # again in detail, which fails too and raises the error that names every bad field.
+    fast = make_dict_structure_fn(cls, converter, _cattrs_detailed_validation=False, **renames)
 
     def structure_model(value: Any, _: Any) -> Any:
         if not isinstance(value, dict):
             raise _expected("an object", value)
-        return inner(value, cls)
+        try:
+            return fast(value, cls)
+        except Exception:
+            return inner(value, cls)
 
     return structure_model
 

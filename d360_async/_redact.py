@@ -67,6 +67,13 @@ SECRET_QUERY_PARAMETERS: frozenset[str] = frozenset(
 )
 
 
+# URLs that redaction leaves unchanged (the API's own, with no secret in them), remembered so
+# the second redaction of a request's URL (when its Response is built) is a dict lookup. Only
+# such fixed points are kept, so the memo never holds a secret; it is emptied when full.
+_UNCHANGED: dict[str, str] = {}
+_UNCHANGED_MAX = 1024
+
+
 def redact_url(url: str) -> str:
     """Return ``url`` without userinfo and with secret query values replaced by ``REDACTED``.
 
@@ -78,6 +85,20 @@ def redact_url(url: str) -> str:
     :data:`UNPARSABLE_URL`, because guessing where its query starts could leak one. Applying it
     twice gives the same result as applying it once.
     """
+    if type(url) is not str:
+        return _redact_url(url)
+    known = _UNCHANGED.get(url)
+    if known is not None:
+        return known
+    result = _redact_url(url)
+    if result == url:
+        if len(_UNCHANGED) >= _UNCHANGED_MAX:
+            _UNCHANGED.clear()
+        _UNCHANGED[result] = result
+    return result
+
+
+def _redact_url(url: str) -> str:
     try:
         parts = urllib.parse.urlsplit(url)
         # "user:password@host": the password is a credential, the user name often an e-mail.

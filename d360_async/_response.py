@@ -494,6 +494,10 @@ def _parse(response: Response) -> Any:
             # Not even the first character is JSON: plain text from a proxy or a stub server.
             raise _Unreadable("not JSON") from None
         raise _Unreadable("malformed JSON", f"{exc.msg} at offset {exc.pos}") from None
+    except ValueError:
+        # Valid JSON that Python refuses to read: an integer longer than the interpreter's
+        # limit on digits (4,300 by default, a guard against quadratic-time conversion).
+        raise _Unreadable("malformed JSON", "a number too long to read") from None
     except RecursionError:
         raise _Unreadable("JSON nested too deeply") from None
 

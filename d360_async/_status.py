@@ -18,9 +18,12 @@ them directly.  One declared table per API, and the rules behind them written on
   so it is PENDING like ``Queued``.  The response also carries ``is_complete``, and the
   vendor's own example pairs ``is_complete: true`` with code 2 (InProgress).  The rule:
   ``is_complete`` decides *whether* the task has ended, the code decides *how*.  So
-  ``is_complete: true`` is terminal whatever the code says (the phase comes from the code when
-  the code is terminal, 3/4/5, and is SUCCEEDED otherwise); ``is_complete: false`` is never
-  terminal (a terminal code then reads as RUNNING).  Every disagreement is reported as a
+  ``is_complete: true`` is terminal whatever *known* code comes with it (the phase comes from
+  the code when the code is terminal, 3/4/5, and is SUCCEEDED for 0/1/2, as in the vendor's
+  example); ``is_complete: false`` is never terminal (a terminal code then reads as RUNNING).
+  A code no table knows cannot say how the task ended, so it reads as UNKNOWN even with
+  ``is_complete: true``: guessing SUCCEEDED could report a failed deletion as done, and a watch
+  keeps polling until a known code says how it ended.  Every disagreement is reported as a
   warning on the reading, never hidden.  When ``is_complete`` is absent the code alone decides.
 * **V2 strings** (export and import status): Queued, Initiated, InProgress, Completed, Error,
   Cancelled, with the same meanings as the codes.
@@ -273,25 +276,23 @@ def normalise_v2_task(status: object, is_complete: bool | None) -> StatusReading
     """
     code_phase = _lookup_code(V2_CODES, status)
     raw = _json_raw(status)
-    warnings: list[str] = []
     if code_phase is None:
-        warnings.append(_unknown.report("v2", _hashable(status)))
+        # Whatever is_complete says, an unknown code cannot tell how the task ended.
+        return StatusReading(Phase.UNKNOWN, raw, (_unknown.report("v2", _hashable(status)),))
     if is_complete is None:
-        return StatusReading(code_phase or Phase.UNKNOWN, raw, tuple(warnings))
+        return StatusReading(code_phase, raw)
     if is_complete:
-        if code_phase is not None and code_phase.is_terminal:
-            return StatusReading(code_phase, raw, tuple(warnings))
-        warnings.append(
+        if code_phase.is_terminal:
+            return StatusReading(code_phase, raw)
+        note = (
             f"is_complete is true but status code {raw!r} is not a terminal code; "
             "treated as completed"
         )
-        return StatusReading(Phase.SUCCEEDED, raw, tuple(warnings))
-    if code_phase is not None and code_phase.is_terminal:
-        warnings.append(
-            f"status code {raw!r} is terminal but is_complete is false; treated as running"
-        )
-        return StatusReading(Phase.RUNNING, raw, tuple(warnings))
-    return StatusReading(code_phase or Phase.UNKNOWN, raw, tuple(warnings))
+        return StatusReading(Phase.SUCCEEDED, raw, (note,))
+    if code_phase.is_terminal:
+        note = f"status code {raw!r} is terminal but is_complete is false; treated as running"
+        return StatusReading(Phase.RUNNING, raw, (note,))
+    return StatusReading(code_phase, raw)
 
 
 def _sd_task_phase(text: object, code: object) -> Phase | None:

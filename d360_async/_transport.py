@@ -49,6 +49,9 @@ T = TypeVar("T")
 
 _OPEN, _CLOSED = "open", "closed"
 
+# Rate-limit keys remembered per transport (one per credential and project in practice).
+_MAX_CACHED_KEYS = 1024
+
 
 def map_client_error(exc: BaseException, *, method: str, url: str) -> TransportError:
     """Turn an aiohttp (or socket/asyncio) exception into the most specific of ours.
@@ -96,17 +99,20 @@ class Transport:
         "_base_url",
         "_clock",
         "_hooks",
+        "_keys",
         "_limiter",
         "_limits",
         "_owns_limiter",
         "_owns_session",
         "_quota",
+        "_rate_host",
         "_retry",
         "_rng",
         "_session",
         "_session_lock",
         "_sleep",
         "_state",
+        "_timeout",
         "_timeouts",
         "_wall_clock",
     )
@@ -130,6 +136,9 @@ class Transport:
         if url.scheme not in ("http", "https") or not url.host:
             raise ValueError("base_url must be an absolute http(s) URL")
         self._base_url = str(url).rstrip("/")
+        base = yarl.URL(self._base_url)
+        self._rate_host = f"{base.host}:{base.port}"
+        self._keys: dict[tuple[str, str | None], RateLimitKey] = {}
         self._session = session
         self._owns_session = session is None
         self._owns_limiter = limiter is None
@@ -137,6 +146,8 @@ class Transport:
         self._retry = retry if retry is not None else RetryPolicy()
         self._quota = RetryQuota(self._retry.quota)
         self._timeouts = timeouts if timeouts is not None else Timeouts()
+        # Timeouts is frozen, so the aiohttp form is built once, not per attempt.
+        self._timeout = self._client_timeout()
         self._limits = limits if limits is not None else ConnectionLimits()
         self._hooks = hooks if hooks is not None else Hooks()
         self._rng = rng if rng is not None else random.Random()
@@ -188,7 +199,7 @@ class Transport:
                     )
                     self._session = aiohttp.ClientSession(
                         connector=connector,
-                        timeout=self._client_timeout(),
+                        timeout=self._timeout,
                         headers={"User-Agent": USER_AGENT},
                     )
         return self._session
@@ -214,12 +225,15 @@ class Transport:
 
     def rate_key(self, auth: Auth | None, project_id: str | None = None) -> RateLimitKey:
         """The budget a request with this credential (and project) draws from."""
-        host = yarl.URL(self._base_url)
-        return RateLimitKey(
-            host=f"{host.host}:{host.port}",
-            token_fingerprint=auth.fingerprint if auth is not None else "anonymous",
-            project_id=project_id,
-        )
+        token = auth.fingerprint if auth is not None else "anonymous"
+        # One key object per budget: the limiter's lookups then find it by identity.
+        key = self._keys.get((token, project_id))
+        if key is None:
+            if len(self._keys) >= _MAX_CACHED_KEYS:
+                self._keys.clear()
+            key = RateLimitKey(host=self._rate_host, token_fingerprint=token, project_id=project_id)
+            self._keys[token, project_id] = key
+        return key
 
     async def request(
         self,
@@ -369,12 +383,15 @@ class Transport:
         """One attempt: send, read the whole body, and settle the limiter ticket once."""
         status: int | None = None
         response: Response | None = None
+        hooks = self._hooks
         try:
-            session = await self.session()
+            # A closed transport has no session, so the closed check in session() still runs.
+            session = self._session if self._session is not None else await self.session()
             headers: dict[str, str] = {"Accept": "application/json", "User-Agent": USER_AGENT}
             if auth is not None:
                 await auth.apply(headers)
-            await self._emit(self._hooks.on_request, RequestEvent(method, shown_url, attempt))
+            if hooks.on_request:
+                await self._emit(hooks.on_request, RequestEvent(method, shown_url, attempt))
             sent_at = self._clock()
             try:
                 async with session.request(
@@ -384,27 +401,34 @@ class Transport:
                     json=json,
                     data=data,
                     headers=headers,
-                    timeout=self._client_timeout(),
+                    timeout=self._timeout,
                     allow_redirects=False,
                 ) as raw:
                     status = raw.status
                     body = await raw.read()
+                    raw_headers = raw.headers
                     response = Response(
                         method=method,
                         url=shown_url,
-                        status=raw.status,
-                        headers=CIMultiDictProxy(raw.headers.copy()),
+                        status=status,
+                        # aiohttp's parser builds a fresh, read-only proxy for every response;
+                        # anything else is copied so later changes cannot reach the Response.
+                        headers=raw_headers
+                        if type(raw_headers) is CIMultiDictProxy
+                        else CIMultiDictProxy(raw_headers.copy()),
                         body=body,
-                        rate_limit=parse_rate_limit(raw.headers, now=self._wall_clock()),
+                        rate_limit=parse_rate_limit(raw_headers, now=self._wall_clock()),
                     )
             except _TRANSPORT_FAILURES as exc:
                 raise map_client_error(exc, method=method, url=shown_url) from exc
             elapsed = self._clock() - sent_at
-            logger.debug("%s %s -> %d in %.3fs", method, shown_url, response.status, elapsed)
-            await self._emit(
-                self._hooks.on_response,
-                ResponseEvent(method, shown_url, attempt, response.status, elapsed),
-            )
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug("%s %s -> %d in %.3fs", method, shown_url, response.status, elapsed)
+            if hooks.on_response:
+                await self._emit(
+                    hooks.on_response,
+                    ResponseEvent(method, shown_url, attempt, response.status, elapsed),
+                )
             return response
         finally:
             if admitted is not None:

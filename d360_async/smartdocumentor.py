@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping
 from types import TracebackType
@@ -224,12 +225,28 @@ class ClientCredentialsAuth:
         value = body.get("access_token")
         if not isinstance(value, str) or not value:
             raise malformed("token response has no access_token", response)
-        lifetime = body.get("expires_in", _DEFAULT_LIFETIME)
-        if isinstance(lifetime, str) and lifetime.strip().isdigit():
-            lifetime = int(lifetime)
-        if isinstance(lifetime, bool) or not isinstance(lifetime, int | float) or lifetime <= 0:
+        lifetime = _seconds(body.get("expires_in", _DEFAULT_LIFETIME))
+        if lifetime is None:
             raise malformed("token response has an invalid expires_in", response)
-        return value, float(lifetime)
+        return value, lifetime
+
+
+def _seconds(value: object) -> float | None:
+    """``expires_in`` as finite seconds > 0 (a JSON number, or digits as text), else None."""
+    if isinstance(value, str):
+        text = value.strip()
+        # ASCII digits only ("²".isdigit() is true, but int("²") raises), and not absurdly
+        # many (int() refuses more than 4,300).
+        if not (text.isascii() and text.isdigit()) or len(text) > 15:
+            return None
+        value = int(text)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        seconds = float(value)
+    except OverflowError:  # an integer beyond any float
+        return None
+    return seconds if 0 < seconds < math.inf else None
 
 
 def _decode_task(response: Response) -> SmartDocumentorTask:

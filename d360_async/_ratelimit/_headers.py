@@ -23,12 +23,20 @@ Rules, applied in this order:
 4. Epochs and HTTP dates are converted to delays against the server's own clock (its ``Date``
    header), not ours, so a skewed local clock does not matter. ``Date`` has whole-second
    resolution and is truncated, so ``epoch - Date`` over-estimates the delay by less than a
-   second: the safe direction. Without a usable ``Date``, the local clock is used.
+   second: the safe direction. Without a usable ``Date``, the local clock is used. A delay
+   converted from a point in time is flagged (:attr:`RateLimitState.reset_is_epoch`,
+   :attr:`RateLimitState.retry_is_date`): the server may have truncated it to the second,
+   which the limiter's default wait margin allows for.
 5. Negative counts and delays are clamped to 0; a limit below 1 is ignored (a window of no
    requests cannot be honoured, so the configured limit stays in force).
 6. Absurdly large values are clamped: delays to :data:`MAX_DELAY` (one hour), counts to
    :data:`MAX_COUNT`. The vendor's window is one minute; a bogus ten-year ``Retry-After``
    would otherwise stall every request on the key for good.
+
+Cost: this runs on every response. ``Date`` is parsed only when an epoch or an HTTP date needs
+it, and the last ``Date`` seen is remembered (it changes once a second); plain integers skip
+the general number parser, and a response that carries only ``X-RateLimit-Remaining`` reuses
+one immutable state per distinct value.
 """
 
 from __future__ import annotations
@@ -37,8 +45,11 @@ import email.utils
 import logging
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC
+from typing import Final
+
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from ._state import RateLimitState
 
@@ -67,20 +78,37 @@ MAX_COUNT = 1_000_000
 """Largest limit or remaining count believed; larger values are clamped to it."""
 
 _NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
-_WANTED = frozenset(
-    {
-        "x-ratelimit-limit",
-        "x-ratelimit-remaining",
-        "x-ratelimit-reset",
-        "retry-after",
-        "retry-after-ms",
-        "date",
-    }
+
+# The headers read, in the order of _collect's result.
+_NAMES: Final = (
+    "X-RateLimit-Limit",
+    "X-RateLimit-Remaining",
+    "X-RateLimit-Reset",
+    "Retry-After",
+    "retry-after-ms",
+    "Date",
 )
+_INDEX: Final = {name.lower(): index for index, name in enumerate(_NAMES)}
+_CASE_INSENSITIVE: Final = (CIMultiDictProxy, CIMultiDict)
+
+_EMPTY: Final = RateLimitState()
+_REMAINING_ONLY: dict[str, RateLimitState] = {}
+_REMAINING_ONLY_SIZE: Final = 4096
+"""Distinct ``Remaining``-only states kept (the vendor's counts stay below 100)."""
+
+_last_date: tuple[str, float | None] = ("", None)
+"""The last ``Date`` value parsed and its epoch (None: unusable)."""
+
+_Raw = tuple[str | None, str | None, str | None, str | None, str | None, str | None]
 
 
 def _garbage(name: str, value: str) -> None:
     logger.debug("ignoring unusable %s header: %r", name, value[:80])
+
+
+def _plain_int(text: str) -> bool:
+    """An unsigned run of ASCII digits: the common case, read with ``int()`` directly."""
+    return text.isdigit() and text.isascii()
 
 
 def _number(text: str) -> float | None:
@@ -96,6 +124,8 @@ def _numbers(value: str) -> tuple[list[float], bool]:
 
     Parameters after ``;`` (the IETF draft's ``10;w=1``) are dropped; empty parts are skipped.
     """
+    if _plain_int(value):
+        return [float(value)], False
     found: list[float] = []
     garbage = False
     for part in value.split(","):
@@ -116,6 +146,10 @@ def _count(name: str, value: str | None, *, minimum: int) -> int | None:
     """The smallest number in ``value`` as a count; below ``minimum`` is treated as garbage."""
     if value is None:
         return None
+    if _plain_int(value):
+        count = int(value)
+        if count >= minimum:
+            return min(count, MAX_COUNT)
     numbers, garbage = _numbers(value)
     if garbage:
         _garbage(name, value)
@@ -145,6 +179,34 @@ def parse_http_date(value: str) -> float | None:
         return None
 
 
+def _server_date(date: str) -> float | None:
+    """The ``Date`` header as epoch seconds, remembering the last one (it changes once a
+    second, and every response carries it). None when unusable."""
+    global _last_date
+    cached_value, cached = _last_date
+    if cached_value == date:
+        return cached
+    # A repeated Date is folded with ", " and the date itself contains a comma: try the
+    # whole value first, then its first 29-character IMF-fixdate.
+    parsed = parse_http_date(date)
+    if parsed is None and len(date) > 29:
+        parsed = parse_http_date(date[:29])
+    _last_date = (date, parsed)
+    return parsed
+
+
+def _retry_after(value: str, server_now: Callable[[], float]) -> tuple[float | None, bool]:
+    """``Retry-After`` as a delay, and whether it was sent as an HTTP date."""
+    numbers, garbage = _numbers(value)
+    if numbers and not garbage:
+        return _clamp_delay(max(numbers)), False
+    when = parse_http_date(value)
+    if when is None:
+        _garbage("Retry-After", value)
+        return None, False
+    return _clamp_delay(when - server_now()), True
+
+
 def parse_retry_after(value: str, *, server_now: float) -> float | None:
     """Seconds to wait according to a ``Retry-After`` value, or None when it is garbage.
 
@@ -153,18 +215,12 @@ def parse_retry_after(value: str, *, server_now: float) -> float | None:
     epoch seconds. Negative results are clamped to 0 and results above :data:`MAX_DELAY` to
     :data:`MAX_DELAY`.
     """
-    numbers, garbage = _numbers(value)
-    if numbers and not garbage:
-        return _clamp_delay(max(numbers))
-    when = parse_http_date(value)
-    if when is None:
-        _garbage("Retry-After", value)
-        return None
-    return _clamp_delay(when - server_now)
+    return _retry_after(value, lambda: server_now)[0]
 
 
-def _reset_after(value: str, *, server_now: float) -> float | None:
-    """``X-RateLimit-Reset`` as a delay: the latest of its numbers (epoch or delay each).
+def _reset_after(value: str, server_now: Callable[[], float]) -> tuple[float | None, bool]:
+    """``X-RateLimit-Reset`` as a delay: the latest of its numbers (epoch or delay each), and
+    whether a point in time (epoch or date) went into it.
 
     None when no part is usable; unusable parts beside usable ones are logged and skipped.
     """
@@ -172,31 +228,60 @@ def _reset_after(value: str, *, server_now: float) -> float | None:
     if numbers and garbage:
         _garbage("X-RateLimit-Reset", value)
     delays: list[float] = []
+    epoch = False
     for number in numbers:
         if number >= EPOCH_MS_THRESHOLD:
-            delays.append(number / 1000.0 - server_now)
+            delays.append(number / 1000.0 - server_now())
+            epoch = True
         elif number >= EPOCH_THRESHOLD:
-            delays.append(number - server_now)
+            delays.append(number - server_now())
+            epoch = True
         else:
             delays.append(number)
     if not delays:
         # Not documented, but a date is unambiguous: accept one.
         when = parse_http_date(value)
         if when is None:
-            return None
-        delays.append(when - server_now)
-    return _clamp_delay(max(delays))
+            return None, False
+        delays.append(when - server_now())
+        epoch = True
+    return _clamp_delay(max(delays)), epoch
 
 
-def _collect(headers: Mapping[str, str]) -> dict[str, str]:
-    """The headers this module reads, keyed by lower-case name; repeats joined with commas."""
-    found: dict[str, str] = {}
+def _collect(headers: Mapping[str, str]) -> _Raw:
+    """The values of the headers this module reads, in :data:`_NAMES` order (None: absent);
+    repeats joined with commas."""
+    if isinstance(headers, _CASE_INSENSITIVE):
+        # aiohttp's headers: a handful of case-insensitive lookups beat a scan of them all.
+        getall = headers.getall
+        found: list[str | None] = []
+        for name in _NAMES:
+            values = getall(name, None)
+            if values is None:
+                found.append(None)
+            elif len(values) == 1:
+                found.append(values[0])
+            else:
+                found.append(", ".join(values))
+        return (found[0], found[1], found[2], found[3], found[4], found[5])
+    slots: list[str | None] = [None] * len(_NAMES)
     for name, value in headers.items():
-        lowered = name.lower()
-        if lowered in _WANTED:
-            previous = found.get(lowered)
-            found[lowered] = value if previous is None else f"{previous}, {value}"
-    return found
+        index = _INDEX.get(name.lower())
+        if index is not None:
+            previous = slots[index]
+            slots[index] = value if previous is None else f"{previous}, {value}"
+    return (slots[0], slots[1], slots[2], slots[3], slots[4], slots[5])
+
+
+def _remaining_only(value: str) -> RateLimitState:
+    """The state of a response that says nothing but ``X-RateLimit-Remaining``."""
+    state = _REMAINING_ONLY.get(value)
+    if state is not None:
+        return state
+    state = RateLimitState(remaining=_count("X-RateLimit-Remaining", value, minimum=0))
+    if _plain_int(value) and len(_REMAINING_ONLY) < _REMAINING_ONLY_SIZE:
+        _REMAINING_ONLY[value] = state  # only clean values: garbage must log every time
+    return state
 
 
 def parse_rate_limit(headers: Mapping[str, str], *, now: float) -> RateLimitState:
@@ -212,42 +297,47 @@ def parse_rate_limit(headers: Mapping[str, str], *, now: float) -> RateLimitStat
         A :class:`RateLimitState` whose durations are relative seconds from arrival. Never
         raises on header content.
     """
-    found = _collect(headers)
-    server_now = now
-    date = found.get("date")
-    if date is not None:
-        # A repeated Date is folded with ", " and the date itself contains a comma: try the
-        # whole value first, then its first 29-character IMF-fixdate.
-        parsed = parse_http_date(date)
-        if parsed is None and len(date) > 29:
-            parsed = parse_http_date(date[:29])
-        if parsed is None:
-            _garbage("Date", date)
-        else:
-            server_now = parsed
+    limit_raw, remaining_raw, reset_raw, retry_raw, retry_ms_raw, date = _collect(headers)
+    if limit_raw is None and reset_raw is None and retry_raw is None and retry_ms_raw is None:
+        # The common shapes: nothing, or Remaining alone. Date is not needed for either.
+        return _EMPTY if remaining_raw is None else _remaining_only(remaining_raw)
 
-    limit = _count("X-RateLimit-Limit", found.get("x-ratelimit-limit"), minimum=1)
-    remaining = _count("X-RateLimit-Remaining", found.get("x-ratelimit-remaining"), minimum=0)
+    clock: list[float] = []
+
+    def server_now() -> float:
+        """The server's clock (its ``Date``), read on first need only."""
+        if not clock:
+            parsed = None if date is None else _server_date(date)
+            if parsed is None and date is not None:
+                _garbage("Date", date)
+            clock.append(now if parsed is None else parsed)
+        return clock[0]
+
+    limit = _count("X-RateLimit-Limit", limit_raw, minimum=1)
+    remaining = _count("X-RateLimit-Remaining", remaining_raw, minimum=0)
 
     reset_after: float | None = None
-    reset = found.get("x-ratelimit-reset")
-    if reset is not None:
-        reset_after = _reset_after(reset, server_now=server_now)
-        if reset_after is None:
-            _garbage("X-RateLimit-Reset", reset)
+    reset_is_epoch = False
+    if reset_raw is not None:
+        if _plain_int(reset_raw) and int(reset_raw) < EPOCH_THRESHOLD:
+            reset_after = min(float(reset_raw), MAX_DELAY)  # a delay, as most servers send
+        else:
+            reset_after, reset_is_epoch = _reset_after(reset_raw, server_now)
+            if reset_after is None:
+                _garbage("X-RateLimit-Reset", reset_raw)
 
     retry_after: float | None = None
-    retry_ms = found.get("retry-after-ms")
-    if retry_ms is not None:
-        millis, garbage = _numbers(retry_ms)
+    retry_is_date = False
+    if retry_ms_raw is not None:
+        millis, garbage = _numbers(retry_ms_raw)
         if garbage or not millis:
-            _garbage("retry-after-ms", retry_ms)
+            _garbage("retry-after-ms", retry_ms_raw)
         if millis:
             retry_after = _clamp_delay(max(millis) / 1000.0)
-    retry = found.get("retry-after")
-    if retry_after is None and retry is not None:
-        retry_after = parse_retry_after(retry, server_now=server_now)
+    if retry_after is None and retry_raw is not None:
+        retry_after, retry_is_date = _retry_after(retry_raw, server_now)
 
+    # Positional: measurably cheaper than keywords on this hot path.
     return RateLimitState(
-        limit=limit, remaining=remaining, reset_after=reset_after, retry_after=retry_after
+        limit, remaining, reset_after, retry_after, reset_is_epoch, retry_is_date
     )

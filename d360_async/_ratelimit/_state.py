@@ -24,12 +24,22 @@ class RateLimitState:
             epoch converted to a delay), when sent.
         retry_after: seconds the server asked us to wait (``Retry-After`` /
             ``retry-after-ms``), when sent.
+        reset_is_epoch: ``reset_after`` was converted from a point in time (an epoch or an
+            HTTP date) rather than sent as a delay. A point in time given in whole seconds may
+            have been truncated by the server, so it can be up to a second early; a delay is
+            a wait and is rounded up. Only the limiter's default wait margin reads this.
+        retry_is_date: the same for ``retry_after`` (sent as an HTTP date).
+
+    The two flags describe how a value was sent, not what it says: they take no part in
+    equality.
     """
 
     limit: int | None = None
     remaining: int | None = None
     reset_after: float | None = None
     retry_after: float | None = None
+    reset_is_epoch: bool = attrs.field(default=False, eq=False, repr=False)
+    retry_is_date: bool = attrs.field(default=False, eq=False, repr=False)
 
     @classmethod
     def from_headers(cls, headers: Mapping[str, str], now: float) -> RateLimitState:

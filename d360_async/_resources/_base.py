@@ -150,7 +150,11 @@ def decode_accepted(cls: type[H], project_id: str) -> Callable[[Response], H]:
         location = response.headers.get("Operation-Location")
         raw_id: Any = data.get("id")
         if raw_id is None and location:
-            segments = [s for s in yarl.URL(location).path.split("/") if s]
+            try:
+                path = yarl.URL(location).path
+            except ValueError:  # not a URL at all (``http://[::1``): it names nothing
+                path = ""
+            segments = [s for s in path.split("/") if s]
             raw_id = segments[-1] if segments else None
         if raw_id is None:
             raise malformed(

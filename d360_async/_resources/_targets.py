@@ -142,10 +142,17 @@ class ResourceTarget(Generic[S]):
 
 # Which attribute path of a client leads to the factory for each kind, and how the spec's
 # fields become its arguments.
-def _v3(path: tuple[str, ...]) -> Callable[[Any, Mapping[str, Any]], Target[Any]]:
+def _v3(
+    path: tuple[str, ...], *, since: bool = False
+) -> Callable[[Any, Mapping[str, Any]], Target[Any]]:
     def build(source: Any, spec: Mapping[str, Any]) -> Target[Any]:
         factory = _resolve(source, path)
-        extra = {"since": spec["since"]} if spec.get("since") is not None else {}
+        # Only API-reference targets take ``since``; other kinds ignore a stray one.
+        extra = {}
+        if since and spec.get("since") is not None:
+            if not isinstance(spec["since"], str):
+                raise ValueError("target spec 'since' must be an ISO 8601 timestamp")
+            extra["since"] = spec["since"]
         result: Target[Any] = factory(_field(spec, "project_id"), _field(spec, "id"), **extra)
         return result
 
@@ -173,7 +180,7 @@ _BUILDERS: Final[Mapping[str, Callable[[Any, Mapping[str, Any]], Target[Any]]]] 
     KIND_DRIVE_TASK: _v3(("drive", "target")),
     KIND_EXPORT: _v3(("exports", "target")),
     KIND_IMPORT: _v3(("imports", "target")),
-    KIND_API_REFERENCE: _v3(("api_references", "target")),
+    KIND_API_REFERENCE: _v3(("api_references", "target"), since=True),
     KIND_V2_DELETE_FILE: _v2(("v2", "delete_file_target")),
     KIND_V2_EXPORT: _v2(("v2", "exports", "target")),
     KIND_V2_IMPORT: _v2(("v2", "imports", "target")),

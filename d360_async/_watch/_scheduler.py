@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from bisect import bisect_right
 import random
 from collections.abc import Hashable, Iterable
 from typing import Final
@@ -91,26 +92,40 @@ PHASE_WEIGHT: Final[dict[Phase | None, float]] = {
 _PRECISE: Final = 0.5
 """A measured duration counts towards the floor when its uncertainty is at most this fraction."""
 
+STALE_FRACTION: Final = 1 / 64
+"""How far a duration model may drift before its survival curve is rebuilt.
+
+Rebuilding costs O(buckets), and with thousands of targets the censored counts change on almost
+every poll.  The curve is rebuilt when read only once the finished durations recorded since the
+last rebuild exceed this fraction of all finished durations, or the censored entries added,
+moved or withdrawn exceed this fraction of all censored entries.  Below 1 / STALE_FRACTION
+entries of either sort every change counts (the curve is exact), so small watches, and the
+first few completions of any watch, decide exactly as with an eager rebuild."""
+
+REKEY_FRACTION: Final = 1 / 32
+"""A new record low re-keys the waiting targets only if it undercuts the floor they were keyed
+with by more than this fraction.  Lows arrive in long runs of tiny steps once many operations
+finish, and each re-key costs O(lane); a target queued meanwhile waits at most this fraction of
+the floor too long, and is never polled earlier than the shortest duration seen."""
+
 # Log-spaced histogram buckets: [0, 0.25), [0.25, 0.3125), ... growing by 25 % up to ~4 months.
 _FIRST_EDGE: Final = 0.25
 _RATIO: Final = 1.25
 _NBUCKETS: Final = 80
-_LOG_RATIO: Final = math.log(_RATIO)
 _EDGES: Final[tuple[float, ...]] = (0.0, *(_FIRST_EDGE * _RATIO**i for i in range(_NBUCKETS)))
 _TINY: Final = 1e-9
 
 
 def _bucket(age: float) -> int:
-    """Index of the histogram bucket holding ``age`` (seconds)."""
-    if age < _FIRST_EDGE:
-        return 0
-    index = 1 + int(math.log(age / _FIRST_EDGE) / _LOG_RATIO)
-    # Guard the float rounding at bucket edges, and clamp the far tail into the last bucket.
-    if index < _NBUCKETS and age >= _EDGES[index + 1]:
-        index += 1
-    elif index > 1 and age < _EDGES[index]:
-        index -= 1
-    return min(index, _NBUCKETS - 1)
+    """Index of the histogram bucket holding ``age`` (seconds).
+
+    A binary search of the edges (in C) is exact at the edges and cheaper than a logarithm;
+    negative ages fall into the first bucket and the far tail into the last.
+    """
+    k = bisect_right(_EDGES, age) - 1
+    if 0 <= k < _NBUCKETS:
+        return k
+    return 0 if k < 0 else _NBUCKETS - 1
 
 
 class DurationModel:
@@ -121,13 +136,17 @@ class DurationModel:
     ``[lo, hi]`` and its unit mass is spread over the buckets it covers.  Operations still in
     the phase are counted at the age they have reached (right-censored), which is what keeps the
     estimate honest while only the quick ones have finished.  The survival curve is rebuilt
-    lazily (O(buckets)) after a change, so reading it is O(1) amortised.
+    lazily (O(buckets)) when it is read after enough changes (see :data:`STALE_FRACTION`;
+    :meth:`refresh` forces it), so reading it is O(1) amortised however many targets move.
     """
 
     __slots__ = (
         "_cumint",
         "_dirty",
         "_end",
+        "_keyed_floor",
+        "_moved",
+        "_recorded",
         "_surv",
         "_surv_end",
         "_tail_mean",
@@ -136,6 +155,7 @@ class DurationModel:
         "floor_samples",
         "floor_version",
         "min_lo",
+        "n_censored",
         "n_events",
         "sum_mid",
     )
@@ -144,11 +164,15 @@ class DurationModel:
         self.events = [0.0] * _NBUCKETS
         self.censored = [0] * _NBUCKETS
         self.n_events = 0
+        self.n_censored = 0
         self.sum_mid = 0.0
         self.min_lo = math.inf
         self.floor_samples = 0
         self.floor_version = 0
-        self._dirty = True
+        self._dirty = True  # the cached curve is too stale to read
+        self._recorded = 0  # finished durations recorded since the last rebuild
+        self._moved = 0  # censored entries added, moved or withdrawn since the last rebuild
+        self._keyed_floor = math.inf  # the floor as of the last floor_version bump
         self._surv: list[float] = []
         self._cumint: list[float] = []
         self._end = 0.0
@@ -158,7 +182,7 @@ class DurationModel:
     def __repr__(self) -> str:
         floor = f"{self.min_lo:.3g}s" if self.floor is not None else "-"
         return (
-            f"<DurationModel events={self.n_events} censored={sum(self.censored)} "
+            f"<DurationModel events={self.n_events} censored={self.n_censored} "
             f"mean={self.mean:.3g}s floor={floor}>"
         )
 
@@ -182,7 +206,8 @@ class DurationModel:
     def add_event(self, lo: float, hi: float) -> bool:
         """Record a phase known to have lasted between ``lo`` and ``hi`` seconds.
 
-        Returns True when the floor changed (callers re-key queued targets).
+        Returns True when queued targets must be re-keyed (``floor_version`` moved on): the
+        floor became known, or fell by more than :data:`REKEY_FRACTION` since the last re-key.
         """
         lo = max(0.0, lo)
         hi = max(lo, hi)
@@ -199,12 +224,17 @@ class DurationModel:
                 overlap = min(hi, top) - max(lo, _EDGES[k])
                 if overlap > 0:
                     self.events[k] += overlap / width
-        self._dirty = True
-        old_floor = self.floor
+        self._recorded += 1
+        if self._recorded > STALE_FRACTION * self.n_events:
+            self._dirty = True
         if hi - lo <= _PRECISE * mid:
             self.floor_samples += 1
             self.min_lo = min(self.min_lo, lo)
-        if self.floor != old_floor:
+        floor = self.floor
+        if floor is not None and (
+            math.isinf(self._keyed_floor) or floor < self._keyed_floor * (1.0 - REKEY_FRACTION)
+        ):
+            self._keyed_floor = floor
             self.floor_version += 1
             return True
         return False
@@ -213,14 +243,16 @@ class DurationModel:
         """Count one operation known to be still in the phase at ``age``; returns its bucket."""
         k = _bucket(max(0.0, age))
         self.censored[k] += 1
-        self._dirty = True
+        self.n_censored += 1
+        self._censored_changed()
         return k
 
     def remove_censored(self, bucket: int) -> None:
         """Withdraw an entry made by :meth:`add_censored` (the operation moved on)."""
         if bucket >= 0:
             self.censored[bucket] -= 1
-            self._dirty = True
+            self.n_censored -= 1
+            self._censored_changed()
 
     def move_censored(self, bucket: int, age: float) -> int:
         """Move an operation's censored entry to the age it has now reached."""
@@ -228,9 +260,20 @@ class DurationModel:
         if k != bucket:
             if bucket >= 0:
                 self.censored[bucket] -= 1
+            else:
+                self.n_censored += 1
             self.censored[k] += 1
-            self._dirty = True
+            self._censored_changed()
         return k
+
+    def _censored_changed(self) -> None:
+        self._moved += 1
+        if self._moved > STALE_FRACTION * self.n_censored:
+            self._dirty = True
+
+    def refresh(self) -> None:
+        """Rebuild the survival curve now from everything recorded (normally done lazily)."""
+        self._refresh()
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -260,6 +303,7 @@ class DurationModel:
         self._surv_end = surv[top + 1]
         self._tail_mean = max(self.mean, _FIRST_EDGE)
         self._dirty = False
+        self._recorded = self._moved = 0
 
     def survival(self, age: float) -> float:
         """Estimated probability that the phase lasts longer than ``age`` seconds.
@@ -274,18 +318,22 @@ class DurationModel:
         if age >= self._end:
             return self._surv_end * math.exp(-(age - self._end) / self._tail_mean)
         k = _bucket(age)
-        lo, hi = _EDGES[k], _EDGES[k + 1]
-        return self._surv[k] + (self._surv[k + 1] - self._surv[k]) * (age - lo) / (hi - lo)
+        lo = _EDGES[k]
+        s_lo = self._surv[k]
+        return s_lo + (self._surv[k + 1] - s_lo) * (age - lo) / (_EDGES[k + 1] - lo)
 
     def _integral(self, age: float) -> float:
-        """The integral of :meth:`survival` from 0 to ``age``."""
+        """The integral of :meth:`survival` from 0 to ``age`` (the curve is fresh)."""
         if age <= 0:
             return 0.0
         if age >= self._end:
             m = self._tail_mean
             return self._cumint[-1] + self._surv_end * m * (1.0 - math.exp(-(age - self._end) / m))
         k = _bucket(age)
-        return self._cumint[k] + (age - _EDGES[k]) * (self._surv[k] + self.survival(age)) / 2
+        lo = _EDGES[k]
+        s_lo = self._surv[k]
+        s_age = s_lo + (self._surv[k + 1] - s_lo) * (age - lo) / (_EDGES[k + 1] - lo)
+        return self._cumint[k] + (age - lo) * (s_lo + s_age) / 2
 
     def change_chance(self, age: float, since: float) -> float:
         """Probability that the phase ended before ``age``, given it had not at ``since``."""
@@ -450,13 +498,14 @@ class TargetState:
 class _Lane:
     """The waiting targets of one ``(group, kind, phase)``, earliest due first."""
 
-    __slots__ = ("floor_version", "heap", "kind", "phase")
+    __slots__ = ("floor_version", "heap", "kind", "model", "phase")
 
-    def __init__(self, kind: str, phase: Phase | None) -> None:
+    def __init__(self, kind: str, phase: Phase | None, model: DurationModel) -> None:
         self.kind = kind
         self.phase = phase
+        self.model = model  # of (kind, phase): the one that scores this lane's targets
         self.heap: list[tuple[float, int, TargetState]] = []
-        self.floor_version = 0
+        self.floor_version = model.floor_version
 
     def peek(self) -> TargetState | None:
         heap = self.heap
@@ -619,7 +668,7 @@ class Scheduler:
             if head is None:
                 continue
             if head.when <= now:
-                score = self.score(head, now)
+                score = self._score(head, lane.model, now)
                 if score > best_score or (score == best_score and head.when < best_when):
                     best_lane, best_score, best_when = lane, score, head.when
             elif head.when < early_when:
@@ -635,14 +684,20 @@ class Scheduler:
 
     def score(self, state: TargetState, now: float) -> float:
         """How much polling ``state`` now is worth: expected undetected change time + ageing."""
+        return self._score(state, self.model(state.kind, self._lane_phase(state)), now)
+
+    @staticmethod
+    def _lane_phase(state: TargetState) -> Phase | None:
+        """The phase whose model judges ``state``: None while its phase's start is unknown."""
+        return state.phase if state.start_known else None
+
+    def _score(self, state: TargetState, model: DurationModel, now: float) -> float:
         if state.phase is None or not state.start_known:
             # Not yet seen (or restored with an unknown age): judge by time to finish.
-            model = self.model(state.kind, None)
             age = now - state.added_at
             since = state.last_ok - state.added_at if state.observed else 0.0
             weight = PHASE_WEIGHT[None]
         else:
-            model = self.model(state.kind, state.phase)
             start = (state.start_lo + state.start_hi) / 2
             age = now - start
             since = max(0.0, state.last_ok - start)
@@ -783,19 +838,18 @@ class Scheduler:
         lanes = self._groups.get(state.group)
         if lanes is None:
             lanes = self._groups[state.group] = {}
-        lane_key = (state.kind, state.phase if state.start_known else None)
+        phase = self._lane_phase(state)
+        lane_key = (state.kind, phase)
         lane = lanes.get(lane_key)
         if lane is None:
-            lane = lanes[lane_key] = _Lane(*lane_key)
-            if lane.phase is not None:
-                lane.floor_version = self.model(state.kind, lane.phase).floor_version
+            lane = lanes[lane_key] = _Lane(state.kind, phase, self.model(state.kind, phase))
         self._seq += 1
         state.seq = self._seq
         heapq.heappush(lane.heap, (state.when, state.seq, state))
 
     def _head(self, lane: _Lane) -> TargetState | None:
         if lane.phase is not None:
-            version = self.model(lane.kind, lane.phase).floor_version
+            version = lane.model.floor_version
             if version != lane.floor_version:
                 # The shortest duration seen changed: re-key the lane (rare: it happens when a
                 # model first becomes trusted and on each new record low, O(log n) times).

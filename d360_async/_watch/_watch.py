@@ -36,9 +36,13 @@ Decisions, written once:
   never what is still buffered, so resuming repeats nothing and loses nothing.
 * **Errors end one target.**  Transient failures (transport errors, 5xx, 429, and a 404 on a
   target not yet seen within ``not_found_grace``) are retried with backoff until the deadline;
-  anything else ends the target with an ``ERROR`` transition.  A non-library exception (a bug in
-  a target) is logged and reported the same way, wrapped in :class:`~d360_async.WatchError` with
-  the original as ``__cause__``; the other targets go on.
+  a 2xx whose body could not be read (:class:`~d360_async.MalformedResponse` with a 2xx
+  ``status``: cut short, garbled, a proxy's page) is retried too, but ends the target once
+  :data:`MALFORMED_STREAK` polls in a row have failed, since the same unreadable answer poll
+  after poll means the API changed; anything else ends the target with an ``ERROR``
+  transition.  A non-library exception (a bug in a target) is logged and reported the same
+  way, wrapped in :class:`~d360_async.WatchError` with the original as ``__cause__``; the
+  other targets go on.
 * **Leaving the ``async with``** (normally, by ``break``, an exception or cancellation) cancels
   the task group: every poll in flight is cancelled at once and no task outlives the block.
 """
@@ -60,7 +64,15 @@ import attrs
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from .._errors import D360Error, NotFound, RateLimited, ServerError, TransportError, WatchError
+from .._errors import (
+    D360Error,
+    MalformedResponse,
+    NotFound,
+    RateLimited,
+    ServerError,
+    TransportError,
+    WatchError,
+)
 from .._phase import Phase
 from .._ratelimit._protocol import Priority, RateLimiter, RateLimitKey, Ticket
 from .._target import Observation, RawStatus, Target
@@ -70,6 +82,7 @@ from ._scheduler import Scheduler, TargetState
 
 __all__ = [
     "DEFAULT_POLICY",
+    "MALFORMED_STREAK",
     "Clock",
     "SystemClock",
     "Transition",
@@ -87,6 +100,13 @@ DEFAULT_POLICY: Final = PollPolicy()
 """The policy used when none is given."""
 
 _RETRYABLE: Final = (TransportError, ServerError, RateLimited)
+
+MALFORMED_STREAK: Final = 5
+"""Failed polls in a row after which an unreadable 2xx answer ends a target.
+
+The transport already retries such an answer, but only while its retry quota lasts; under a
+sustained share of garbled answers the quota runs dry and a single bad body would otherwise
+end an operation that is doing fine."""
 
 
 # -- public values --------------------------------------------------------------------------------
@@ -687,6 +707,13 @@ class Watch(Generic[S]):
             return True, delay
         if isinstance(exc, _RETRYABLE):
             return True, 0.0
+        if (
+            isinstance(exc, MalformedResponse)
+            and exc.status is not None
+            and 200 <= exc.status < 300
+        ):
+            # ``state.errors`` counts the failed polls in a row before this one.
+            return state.errors + 1 < MALFORMED_STREAK, 0.0
         if isinstance(exc, NotFound) and state.phase is None and not state.observed:
             # Just created and not visible yet?  Give it the grace period, then believe it.
             return now - state.added_at < state.policy.not_found_grace, 0.0
