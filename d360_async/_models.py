@@ -353,12 +353,25 @@ def _structure_uuid(value: object, _: type) -> uuid.UUID:
     raise _expected("a UUID", value)
 
 
+# Ids already read as UUIDs: a status check reads the same id again and again, and parsing
+# one is most of the cost of reading a small model.  Emptied when full.
+_UUIDS: dict[str, uuid.UUID] = {}
+_UUIDS_MAX: Final = 1024
+
+
 def _structure_resource_id(value: object, _: Any) -> ResourceId:
     if isinstance(value, str):
+        known = _UUIDS.get(value)
+        if known is not None:
+            return known
         try:
-            return uuid.UUID(value)
+            parsed = uuid.UUID(value)
         except ValueError:
             return value
+        if len(_UUIDS) >= _UUIDS_MAX:
+            _UUIDS.clear()
+        _UUIDS[value] = parsed
+        return parsed
     if isinstance(value, int) and not isinstance(value, bool):
         # Some ids come back as numbers; keep them usable as path text.
         return str(value)
@@ -369,6 +382,17 @@ def _structure_raw_status(value: object, _: Any) -> RawStatus:
     if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
         return value
     raise _expected("a status (text or integer)", value)
+
+
+def _optional_str(value: object, _: Any) -> str | None:
+    """``str | None`` in one call (the commonest field type)."""
+    if value is None or isinstance(value, str):
+        return value
+    raise _expected("text", value)
+
+
+def _optional_resource_id(value: object, _: Any) -> ResourceId | None:
+    return None if value is None else _structure_resource_id(value, _)
 
 
 def _is_union(tp: Any) -> bool:
@@ -385,6 +409,10 @@ def _union_hook(tp: Any) -> Callable[[Any, Any], Any]:
     if len(rest) < len(members):
         inner: Any = rest[0] if len(rest) == 1 else Union[rest]  # noqa: UP007 - built at runtime
         inner_hook = converter.get_structure_hook(inner)
+        if inner_hook is _structure_str:
+            return _optional_str
+        if inner_hook is _structure_resource_id:
+            return _optional_resource_id
 
         def optional(value: Any, _: Any) -> Any:
             return None if value is None else inner_hook(value, inner)
@@ -466,8 +494,9 @@ def _model_hook(cls: type[Any]) -> Callable[[Any, Any], Any]:
             raise _expected("an object", value)
         try:
             return fast(value, cls)
-        except Exception:
-            return inner(value, cls)
+        except Exception:  # reported below, outside this handler, so nothing is chained
+            pass
+        return inner(value, cls)
 
     return structure_model
 

@@ -206,7 +206,7 @@ def unwrap_v3(response: Response) -> Any:
         raise response._malformed(
             f"Expected a V3 envelope (JSON object), got {_json_kind(payload)}"
         )
-    request_id = _clean_id(payload.get("request_id")) or response.request_id
+    # The request id only goes into an exception, so it is looked up only on the way to one.
     if payload.get("success") is False:
         errors = _error_details(payload.get("errors"))
         cls: type[APIError] = ValidationError
@@ -228,7 +228,7 @@ def unwrap_v3(response: Response) -> Any:
             message,
             response,
             errors=errors,
-            request_id=request_id,
+            request_id=_envelope_request_id(payload, response),
             trace_id=_clean_id(payload.get("trace_id")),
             retry_at=None,
         )
@@ -238,11 +238,15 @@ def unwrap_v3(response: Response) -> Any:
             "V3 envelope has no 'data' key",
             response,
             errors=(),
-            request_id=request_id,
+            request_id=_envelope_request_id(payload, response),
             trace_id=None,
             retry_at=None,
         )
     return payload["data"]
+
+
+def _envelope_request_id(payload: Mapping[str, Any], response: Response) -> str | None:
+    return _clean_id(payload.get("request_id")) or response.request_id
 
 
 def check_v2(response: Response) -> Mapping[str, Any]:
@@ -468,15 +472,16 @@ def _parse(response: Response) -> Any:
     stripped = body.strip()
     if not stripped:
         raise _Unreadable("empty body")
-    content_type = response.content_type
-    if stripped[:1] == b"<":
+    first = stripped[:1]
+    if first == b"<":
         # Markup is never JSON. Proxies send HTML error pages (a 502 from a load balancer);
         # Azure storage answers an expired SAS link with XML.
+        content_type = response.content_type
         is_html = "html" in content_type or _looks_like_html(stripped)
         if not is_html and ("xml" in content_type or stripped.startswith((b"<?xml", b"<Error"))):
             raise _Unreadable("XML body")
         raise _Unreadable("HTML error page")
-    if "html" in content_type and stripped[:1] not in (b"{", b"["):
+    if first not in (b"{", b"[") and "html" in response.content_type:
         raise _Unreadable("HTML error page")
     try:
         text = body.decode("utf-8")

@@ -314,7 +314,9 @@ class Transport:
                     except MalformedResponse as exc:
                         error = exc
                     else:
-                        self._quota.refill(self._retry.success_refill)
+                        quota = self._quota
+                        if quota.available < quota.capacity:  # nothing to give back when full
+                            quota.refill(self._retry.success_refill)
                         return result
                 else:
                     error = error_from_response(response, now=self._wall_clock())

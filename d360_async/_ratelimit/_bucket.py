@@ -15,7 +15,10 @@ whatever its alignment, the base rate is::
     capacity  = clamp(burst, 1, floor(usable))
     base_rate = (usable - (capacity - 1)) / period
 
-so a larger burst buys latency for short bursts with a slightly lower sustained rate.
+so a larger burst buys latency for short bursts with a slightly lower sustained rate. Once the
+server has announced its limit (``X-RateLimit-Limit``), ``usable`` is that limit in full: the
+margin is slack for pacing on a guess, and the answers that follow (their ``Remaining``) keep
+the bucket honest from then on.
 
 **Calibration** from a response (:meth:`TokenBucket.observe`), with ``n`` requests still in
 flight (admitted, no answer yet: the server may not have counted them)::
@@ -33,18 +36,40 @@ The token in hand goes first, the others follow every ``1/spread_rate``, and the
 would fall exactly on the reset: with ``k`` counting refills, admissions happen at
 ``(1 - tokens + k) / spread_rate < horizon``, i.e. for ``k < avail``: exactly ``avail`` requests
 before the reset, never more, evenly spaced on a grid that the next window continues. At the reset
-(``reset_after`` plus ``wait_margin``) the window is fresh: the debt is dropped, one token is
-granted (a probe whose answer recalibrates the bucket) and the base rate applies again. An
-``X-RateLimit-Limit`` replaces the configured limit in the formulas above. Responses to
-requests admitted *before* the one that last calibrated the bucket are stale (they may come
-back out of order): they may only lower the estimate, never raise it. A fresh count *higher*
-than expected without a new reset means the window rolled over early: the expected reset is
-dropped and the bucket paces blind until a response announces the next one.
+the window is fresh: the debt is dropped, one token is granted (a probe whose answer
+recalibrates the bucket) and the base rate applies again. An ``X-RateLimit-Limit`` replaces the
+configured limit in the formulas above. Responses to requests admitted *before* the one that
+last calibrated the bucket, or before the current window began, are stale (they may come back
+out of order, or speak of the window that ended): they may only lower the estimate, never raise
+it. A fresh count *higher* than expected without a new reset means the window rolled over
+early: the expected reset is dropped and the bucket paces blind until a response announces the
+next one.
+
+**When the reset is**: ``reset_after`` plus a wait margin for what rounding may hide
+(``wait_margin``, plus ``epoch_margin`` when the reset was sent as a point in time, which a
+server may truncate to the second), but never later than ``anchor + period``. The *anchor* is
+when the first fresh answer of the current window arrived: the request it answers reached the
+server before that, inside the window, and no window of ``period`` seconds that contains that
+moment can end more than ``period`` later. This bound is exact to a round trip, needs no
+margin, and does not depend on how the server rounds its headers, which matters on short
+windows where a second of rounding is a large share of the window. It holds when ``period`` is
+at least the server's window, so it is used only while the server's announced limit (if any)
+agrees with the configured one and no announced reset has been longer than ``period`` plus
+what rounding up can add (:data:`ROUNDING` for a delay, twice that for an epoch read against
+the truncated ``Date``), nor one that would end the window later than the bound allows: one
+such reset refutes the period for the bucket's lifetime. A count that jumps up (a window that
+rolled over) or an anchor older than a period starts a new anchor.
+
+A count *without* a reset (a server that sends ``X-RateLimit-Limit`` and ``-Reset`` only once
+the budget is spent, or never) is spread the same way until ``anchor + period``, no faster
+than the base rate: the count is never overspent between two answers, and a spent count
+waits for the window's end instead of being repaid at the base rate into a 429.
 
 **429** (:meth:`TokenBucket.throttle`): the whole budget pauses until ``Retry-After`` (else the
 reset, else an exponential backoff of 1, 2, 4... seconds capped at one period), plus
 ``wait_margin``. Nothing refills during a pause; when it ends, one token is available and the
-rest comes back at the refill rate, so the waiters are released paced, not in a herd.
+rest comes back at the refill rate, so the waiters are released paced, not in a herd. (The
+margin on a ``Retry-After`` is ``wait_margin``, plus ``epoch_margin`` for an HTTP date.)
 
 **Adaptive mode** (AIMD, for servers that send no headers at all): the base rate is multiplied
 by ``factor`` in ``[MIN_FACTOR, 1]``. A 429 halves it (multiplicative decrease); every answered
@@ -68,6 +93,7 @@ __all__ = [
     "EPSILON",
     "INCREASE",
     "MIN_FACTOR",
+    "ROUNDING",
     "BucketSnapshot",
     "TokenBucket",
 ]
@@ -87,13 +113,16 @@ INCREASE = 0.02
 BACKOFF_BASE = 1.0
 """First pause (seconds) after a 429 that says neither ``Retry-After`` nor a reset."""
 
+ROUNDING = 1.0
+"""Seconds a server rounding its whole-second headers up can add to a reset."""
+
 
 @attrs.frozen(slots=True)
 class BucketSnapshot:
     """Everything a bucket learned, as plain values: what the Redis limiter stores.
 
     Times are on the clock the bucket was driven with. ``None`` means "not known" (or, for
-    ``throttled_at`` and ``calibrated_at``, "never").
+    ``throttled_at``, ``calibrated_at`` and ``anchor``, "never").
     """
 
     tokens: float
@@ -107,6 +136,8 @@ class BucketSnapshot:
     throttled_at: float | None
     consecutive: int
     calibrated_at: float | None
+    anchor: float | None = None
+    period_refuted: bool = False
 
     def shifted(self, offset: float) -> BucketSnapshot:
         """The same snapshot with every time moved by ``offset`` (onto another clock)."""
@@ -121,6 +152,7 @@ class BucketSnapshot:
             reset_at=move(self.reset_at),
             throttled_at=move(self.throttled_at),
             calibrated_at=move(self.calibrated_at),
+            anchor=move(self.anchor),
         )
 
 
@@ -134,25 +166,32 @@ class TokenBucket:
         limit: requests per ``period`` to assume until the server announces its limit.
         period: the server's window length in seconds.
         burst: how many requests may leave back to back after an idle spell.
-        safety_margin: fraction of the limit left unused when pacing blind.
+        safety_margin: fraction of the configured limit left unused while the server has not
+            announced its own.
         wait_margin: seconds added to every wait the server announces (reset, Retry-After),
             against rounding and network delay.
+        epoch_margin: seconds added, besides ``wait_margin``, to a reset or Retry-After that
+            was sent as a point in time (an epoch or an HTTP date), which may have been
+            truncated to the second.
         adaptive: lower the rate on 429s and raise it slowly on success (AIMD).
         now: the current time; the bucket starts full.
     """
 
     __slots__ = (
         "_adaptive",
+        "_anchor",
         "_base_rate",
         "_burst",
         "_calibrated_at",
         "_capacity",
         "_consecutive",
+        "_epoch_margin",
         "_factor",
         "_learned_limit",
         "_limit",
         "_paused_until",
         "_period",
+        "_period_refuted",
         "_remaining",
         "_reset_at",
         "_safety",
@@ -171,6 +210,7 @@ class TokenBucket:
         burst: int = 1,
         safety_margin: float = 0.05,
         wait_margin: float = 0.0,
+        epoch_margin: float = 0.0,
         adaptive: bool = True,
         now: float,
     ) -> None:
@@ -184,11 +224,14 @@ class TokenBucket:
             raise ValueError(f"safety_margin must be in [0, 1), got {safety_margin!r}")
         if not (wait_margin >= 0 and math.isfinite(wait_margin)):
             raise ValueError(f"wait_margin must be >= 0, got {wait_margin!r}")
+        if not (epoch_margin >= 0 and math.isfinite(epoch_margin)):
+            raise ValueError(f"epoch_margin must be >= 0, got {epoch_margin!r}")
         self._limit = float(limit)
         self._period = float(period)
         self._burst = burst
         self._safety = safety_margin
         self._wait_margin = wait_margin
+        self._epoch_margin = epoch_margin
         self._adaptive = adaptive
         self._learned_limit: int | None = None
         self._capacity = 1.0
@@ -204,11 +247,15 @@ class TokenBucket:
         self._throttled_at: float | None = None
         self._consecutive = 0
         self._calibrated_at: float | None = None
+        self._anchor: float | None = None
+        self._period_refuted = False
 
     def _derive(self) -> None:
         """Recompute capacity and base rate from the effective limit (module docstring)."""
-        limit = float(self._learned_limit) if self._learned_limit is not None else self._limit
-        usable = limit * (1.0 - self._safety)
+        if self._learned_limit is not None:
+            usable = float(self._learned_limit)  # announced: no guess to allow for
+        else:
+            usable = self._limit * (1.0 - self._safety)
         self._capacity = float(max(1, min(self._burst, math.floor(usable))))
         self._base_rate = max(usable - (self._capacity - 1.0), EPSILON) / self._period
 
@@ -330,20 +377,30 @@ class TokenBucket:
                 return
             t = self._paused_until
             tokens = max(tokens, 1.0)  # the pause is over: one probe, then the refill rate
-        if self._spread_rate is not None and self._reset_at is not None:
-            if self._reset_at > t:
-                end = min(now, self._reset_at)
-                tokens = min(cap, tokens + self._spread_rate * (end - t))
+        spread = self._spread_rate
+        reset_at = self._reset_at
+        if spread is not None and reset_at is not None:
+            if reset_at > t:
+                end = now if now < reset_at else reset_at
+                tokens += spread * (end - t)
+                if tokens > cap:
+                    tokens = cap
                 t = end
-            if t >= self._reset_at:
+            if t >= reset_at:
                 # A fresh window: yesterday's debt is void, one probe may go at once.
                 tokens = max(tokens, 1.0)
                 self._spread_rate = None
                 self._remaining = (
                     float(self._learned_limit) if self._learned_limit is not None else None
                 )
+                # Answers to requests admitted before now speak of the window that ended.
+                self._anchor = None
+                if self._calibrated_at is None or self._calibrated_at < reset_at:
+                    self._calibrated_at = reset_at
         if now > t:
-            tokens = min(cap, tokens + self._base_rate * self._factor * (now - t))
+            tokens += self._base_rate * self._factor * (now - t)
+            if tokens > cap:
+                tokens = cap
         self._tokens = tokens
         self._updated = now
 
@@ -442,9 +499,10 @@ class TokenBucket:
                 (overtaken by a later one) from fresh ones. None: treat as fresh.
         """
         self.advance(now)
-        fresh = (
-            admitted_at is None or self._calibrated_at is None or admitted_at >= self._calibrated_at
-        )
+        remaining = state.remaining
+        reset_after = state.reset_after
+        calibrated_at = self._calibrated_at
+        fresh = admitted_at is None or calibrated_at is None or admitted_at >= calibrated_at
         if fresh and admitted_at is not None:
             self._calibrated_at = admitted_at
         limit = state.limit
@@ -452,12 +510,47 @@ class TokenBucket:
             self._learned_limit = limit
             self._derive()
             self._tokens = min(self._tokens, self._capacity)
+        period = self._period
+        rolled = False
+        if fresh and remaining is not None:
+            rolled = (
+                self._remaining is not None and remaining - in_flight > self._remaining + EPSILON
+            )
+            anchor = self._anchor
+            if anchor is None or anchor + period <= now or rolled:
+                self._anchor = now  # the first answer of this window (module docstring)
+        if reset_after is not None and not self._period_refuted:
+            # The earliest the server's window can end, whatever it rounded up, against the
+            # latest a window of ``period`` can: beyond it, ``period`` is too short.
+            earliest = now + reset_after - (2.0 * ROUNDING if state.reset_is_epoch else ROUNDING)
+            latest = (now if self._anchor is None else self._anchor) + period
+            if earliest > latest:
+                self._period_refuted = True
         new_reset = None
-        if fresh and state.reset_after is not None:
-            new_reset = now + state.reset_after + self._wait_margin
-            self._reset_at = new_reset
-        if state.remaining is not None:
-            avail = float(state.remaining - in_flight)
+        paced = False  # the reset is our bound, not the server's word: spend at most the base rate
+        if fresh:
+            bound = (
+                self._anchor + period
+                if self._anchor is not None and self._period_bounds_windows()
+                else None
+            )
+            if reset_after is not None:
+                new_reset = now + reset_after + self._reset_margin(state)
+                if bound is not None and bound < new_reset:
+                    new_reset = bound
+            elif remaining is not None and bound is not None:
+                # A count without a reset: what is left must last until the window ends,
+                # which it does by the bound, or by the reset already announced for it.
+                pending = self._reset_at
+                if not rolled and pending is not None and now < pending < bound:
+                    new_reset = pending
+                else:
+                    new_reset = bound
+                    paced = True
+            if new_reset is not None:
+                self._reset_at = new_reset
+        if remaining is not None:
+            avail = float(remaining - in_flight)
             if fresh:
                 if (
                     new_reset is None
@@ -471,9 +564,11 @@ class TokenBucket:
                     self._spread_rate = None
                     self._reset_at = None
                 self._remaining = avail
-                self._tokens = min(avail, max(self._tokens, 0.0))
+                tokens = self._tokens if self._tokens > 0.0 else 0.0  # a debt is forgiven
+                self._tokens = avail if tokens > avail else tokens
             else:
-                self._tokens = min(self._tokens, avail)
+                if self._tokens > avail:
+                    self._tokens = avail
                 if self._remaining is None or avail < self._remaining:
                     self._remaining = avail
         elif new_reset is not None and self._remaining is not None:
@@ -481,12 +576,10 @@ class TokenBucket:
         else:
             return
         if new_reset is not None:
-            end: float | None = new_reset
+            end = new_reset
         elif self._spread_rate is not None and self._reset_at is not None:
             end = self._reset_at
         else:
-            end = None
-        if end is None:
             return
         start = max(now, self._paused_until)
         start_tokens = self._tokens if start <= now else max(self._tokens, 1.0)
@@ -496,10 +589,32 @@ class TokenBucket:
                 self._spread_rate = None
             return
         spread = max(0.0, avail - start_tokens + 1.0) / horizon
+        if paced:
+            spread = min(spread, self._base_rate * self._factor)
         if fresh or self._spread_rate is None:
             self._spread_rate = spread
         else:
             self._spread_rate = min(self._spread_rate, spread)
+
+    def _reset_margin(self, state: RateLimitState) -> float:
+        """The margin on an announced reset: more when it was a possibly truncated epoch."""
+        if state.reset_is_epoch:
+            return self._wait_margin + self._epoch_margin
+        return self._wait_margin
+
+    def _retry_margin(self, state: RateLimitState) -> float:
+        """The margin on a Retry-After: more when it was a possibly truncated HTTP date."""
+        if state.retry_is_date:
+            return self._wait_margin + self._epoch_margin
+        return self._wait_margin
+
+    def _period_bounds_windows(self) -> bool:
+        """Whether ``period`` may be trusted as an upper bound of the server's window: the
+        server has not announced a limit other than the configured one, nor a reset longer
+        than the period (module docstring)."""
+        return not self._period_refuted and (
+            self._learned_limit is None or self._learned_limit == self._limit
+        )
 
     def backoff(self) -> float:
         """The blind pause after the current run of 429s: 1, 2, 4... s, capped at a period."""
@@ -541,9 +656,9 @@ class TokenBucket:
             if self._adaptive:
                 self._factor = max(MIN_FACTOR, self._factor * DECREASE)
         if state is not None and state.retry_after is not None:
-            delay = state.retry_after + self._wait_margin
+            delay = state.retry_after + self._retry_margin(state)
         elif state is not None and state.reset_after is not None:
-            delay = state.reset_after + self._wait_margin
+            delay = state.reset_after + self._reset_margin(state)
         else:
             delay = self.backoff()
         self.pause_until(now + delay, now=now)
@@ -600,6 +715,8 @@ class TokenBucket:
             throttled_at=self._throttled_at,
             consecutive=self._consecutive,
             calibrated_at=self._calibrated_at,
+            anchor=self._anchor,
+            period_refuted=self._period_refuted,
         )
 
     def restore(self, snapshot: BucketSnapshot) -> None:
@@ -616,3 +733,5 @@ class TokenBucket:
         self._throttled_at = snapshot.throttled_at
         self._consecutive = snapshot.consecutive
         self._calibrated_at = snapshot.calibrated_at
+        self._anchor = snapshot.anchor
+        self._period_refuted = snapshot.period_refuted

@@ -338,6 +338,4 @@ def parse_rate_limit(headers: Mapping[str, str], *, now: float) -> RateLimitStat
         retry_after, retry_is_date = _retry_after(retry_raw, server_now)
 
     # Positional: measurably cheaper than keywords on this hot path.
-    return RateLimitState(
-        limit, remaining, reset_after, retry_after, reset_is_epoch, retry_is_date
-    )
+    return RateLimitState(limit, remaining, reset_after, retry_after, reset_is_epoch, retry_is_date)

@@ -32,7 +32,10 @@ from ._bucket import TokenBucket
 from ._protocol import LimiterStats, Priority, RateLimitKey, Ticket
 from ._state import RateLimitState
 
-__all__ = ["CallLater", "LocalRateLimiter", "RateLimitConfig", "TimerHandle"]
+__all__ = ["EPOCH_RESOLUTION", "CallLater", "LocalRateLimiter", "RateLimitConfig", "TimerHandle"]
+
+EPOCH_RESOLUTION = 1.0
+"""Seconds a reset sent as a whole-second epoch may be early by, if the server truncated it."""
 
 
 def _positive(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
@@ -73,11 +76,20 @@ class RateLimitConfig:
             (AIMD), for servers that send no rate-limit headers.
         use_headers: calibrate from ``X-RateLimit-*``. ``Retry-After`` on a 429 is honoured
             either way.
-        safety_margin: fraction of the limit left unused when pacing without headers, against
-            network jitter moving requests into the same window.
+        safety_margin: fraction of the configured ``rate`` left unused until the server
+            announces its own limit, against network jitter moving requests into the same
+            window. An announced ``X-RateLimit-Limit`` is used in full: from then on every
+            answer's ``X-RateLimit-Remaining`` says exactly what is left.
         wait_margin: seconds added to every wait the server announces (reset, Retry-After),
-            against rounding of those values. ``None`` means 2 % of the period, at most 1 s
-            (the resolution of the vendor's epoch reset).
+            against rounding of those values. ``None`` (the default) sizes the margin by how
+            the value was sent: a reset sent as an epoch (or a Retry-After sent as an HTTP
+            date) gets one second, its resolution, because a point in time is commonly
+            truncated to the second and may then be up to a second early; a value sent as a
+            number of seconds gets none, because a wait is rounded up (a server that said
+            "0" while still refusing would be broken). Either way the reset is also bounded
+            by ``period`` after the first answer of the window (see :mod:`._bucket`), which
+            needs no margin, so the margin costs nothing while ``rate`` and ``period``
+            describe the server. Set a number to add exactly that to every announced wait.
 
     .. versionadded:: 0.1.0
     """
@@ -97,10 +109,14 @@ class RateLimitConfig:
 
     @property
     def effective_wait_margin(self) -> float:
-        """``wait_margin``, with ``None`` resolved."""
-        if self.wait_margin is not None:
-            return self.wait_margin
-        return min(1.0, 0.02 * self.period)
+        """Seconds added to every announced wait: ``wait_margin``, or 0 when ``None``."""
+        return 0.0 if self.wait_margin is None else self.wait_margin
+
+    @property
+    def effective_epoch_margin(self) -> float:
+        """Seconds added besides to a wait announced as a point in time: the resolution of
+        an epoch, :data:`EPOCH_RESOLUTION`, when ``wait_margin`` is ``None``, else 0."""
+        return EPOCH_RESOLUTION if self.wait_margin is None else 0.0
 
     def new_bucket(self, now: float) -> TokenBucket:
         """A full bucket with these settings."""
@@ -110,6 +126,7 @@ class RateLimitConfig:
             burst=self.effective_burst,
             safety_margin=self.safety_margin,
             wait_margin=self.effective_wait_margin,
+            epoch_margin=self.effective_epoch_margin,
             adaptive=self.adaptive,
             now=now,
         )
@@ -121,7 +138,7 @@ class RateLimitConfig:
         if state is None or self.use_headers:
             return state
         if status == 429 and state.retry_after is not None:
-            return RateLimitState(retry_after=state.retry_after)
+            return RateLimitState(retry_after=state.retry_after, retry_is_date=state.retry_is_date)
         return None
 
 
@@ -147,6 +164,7 @@ class _Lane:
         "in_flight",
         "key",
         "on_timer",
+        "queued",
         "queues",
         "requests",
         "throttled",
@@ -163,6 +181,7 @@ class _Lane:
         self.bucket = bucket
         self.queues: tuple[deque[_Waiter], ...] = tuple(deque() for _ in Priority)
         self.waiting = [0] * len(Priority)  # live waiters per priority
+        self.queued = 0  # live waiters in all: sum(waiting), kept for the fast path
         self.in_flight = 0
         self.timer: TimerHandle | None = None
         self.timer_at = math.inf
@@ -175,6 +194,8 @@ class _Lane:
 
     def ahead(self, priority: int) -> int:
         """Live waiters that would be served before a newcomer at ``priority``."""
+        if not self.queued:
+            return 0
         return sum(self.waiting[: priority + 1])
 
     def head(self) -> tuple[_Waiter, int] | None:
@@ -193,12 +214,26 @@ class _Lane:
         if waited > 0.0:
             self.waits += 1
             self.total_wait += waited
-        return Ticket(self.key, now, waited, Priority(priority))
+        return Ticket(self.key, now, waited, _PRIORITIES[priority])
 
     def now(self, now: float) -> float:
         """Bring the bucket up to ``now`` (without the cap while callers wait); returns it."""
-        self.bucket.advance(now, backlogged=any(self.waiting))
+        self.bucket.advance(now, backlogged=self.queued > 0)
         return now
+
+    def enqueue(self, waiter: _Waiter, priority: int) -> None:
+        self.queues[priority].append(waiter)
+        self.waiting[priority] += 1
+        self.queued += 1
+
+    def dequeued(self, priority: int) -> None:
+        """A live waiter left its queue (admitted, or cancelled while queued)."""
+        self.waiting[priority] -= 1
+        self.queued -= 1
+
+    def clear(self) -> None:
+        self.waiting = [0] * len(Priority)
+        self.queued = 0
 
     def stop_timer(self) -> None:
         if self.timer is not None:
@@ -209,6 +244,9 @@ class _Lane:
 
 def _noop() -> None:
     return None
+
+
+_PRIORITIES: tuple[Priority, ...] = tuple(Priority)
 
 
 class LocalRateLimiter:
@@ -254,7 +292,7 @@ class LocalRateLimiter:
         return self._closed
 
     def __repr__(self) -> str:
-        queued = sum(sum(lane.waiting) for lane in self._lanes.values())
+        queued = sum(lane.queued for lane in self._lanes.values())
         in_flight = sum(lane.in_flight for lane in self._lanes.values())
         state = "closed" if self._closed else f"keys={len(self._lanes)}"
         return (
@@ -278,14 +316,13 @@ class LocalRateLimiter:
         """
         if self._closed:
             raise RuntimeError("the rate limiter is closed")
-        lane = self._lane(key)
+        lane = self._lanes.get(key) or self._lane(key)
         now = self._clock()
         level = int(priority)
         if lane.ahead(level) == 0 and lane.bucket.try_take(lane.now(now)) == 0.0:
             return lane.admit(now, 0.0, level)
         future: asyncio.Future[Ticket] = asyncio.get_running_loop().create_future()
-        lane.queues[level].append((future, now))
-        lane.waiting[level] += 1
+        lane.enqueue((future, now), level)
         self._dispatch(lane)
         try:
             return await future
@@ -293,7 +330,7 @@ class LocalRateLimiter:
             if not future.done() or future.cancelled():
                 future.cancel()
                 if not self._closed:
-                    lane.waiting[level] -= 1
+                    lane.dequeued(level)
             elif future.exception() is None:
                 # Admitted, but cancelled before it could resume: the request will never be
                 # sent, so the token goes to the next waiter.
@@ -325,14 +362,15 @@ class LocalRateLimiter:
         lane.in_flight -= 1
         if status == 429:
             lane.throttled += 1
+        config = self._config
         lane.bucket.record(
             status,
-            self._config.headers_in_use(status, state),
+            state if state is None or config.use_headers else config.headers_in_use(status, state),
             in_flight=lane.in_flight,
             now=lane.now(self._clock()),
             admitted_at=ticket.admitted_at,
         )
-        if not self._closed and any(lane.waiting):
+        if lane.queued and not self._closed:
             self._dispatch(lane)
 
     def stats(self) -> list[LimiterStats]:
@@ -385,7 +423,7 @@ class LocalRateLimiter:
                     future, _ = queue.popleft()
                     if not future.done():
                         future.set_exception(RuntimeError("the rate limiter was closed"))
-            lane.waiting = [0] * len(Priority)
+            lane.clear()
 
     # -- internals ------------------------------------------------------------------------
 
@@ -421,7 +459,7 @@ class LocalRateLimiter:
                 return
             (future, enqueued), level = head
             lane.queues[level].popleft()
-            lane.waiting[level] -= 1
+            lane.dequeued(level)
             future.set_result(lane.admit(now, now - enqueued, level))
 
     def _arm(self, lane: _Lane, now: float, wait: float, loop: asyncio.AbstractEventLoop) -> None:
@@ -459,7 +497,7 @@ class LocalRateLimiter:
             reset_after=reset_at - now if reset_at is not None and reset_at > now else None,
             rate=bucket.rate,
             in_flight=lane.in_flight,
-            queued=sum(lane.waiting),
+            queued=lane.queued,
             paused_for=max(0.0, bucket.paused_until - now),
             budget=bucket.sustainable_rate,
         )
@@ -470,7 +508,7 @@ class LocalRateLimiter:
         """Continue ``key`` from another bucket's knowledge (times on this limiter's clock)."""
         lane = self._lane(key)
         lane.bucket.restore(bucket.snapshot())
-        if any(lane.waiting):
+        if lane.queued:
             self._dispatch(lane)
 
     def _feedback(
@@ -494,5 +532,5 @@ class LocalRateLimiter:
             now=lane.now(self._clock()),
             admitted_at=admitted_at,
         )
-        if any(lane.waiting):
+        if lane.queued:
             self._dispatch(lane)

@@ -23,12 +23,13 @@ class Priority(enum.IntEnum):
     POLL = 1
 
 
-@attrs.frozen(slots=True)
+@attrs.frozen(slots=True, cache_hash=True)
 class RateLimitKey:
     """The budget a request draws from: the vendor limits per token per project.
 
     ``token_fingerprint`` is a short, non-reversible digest of the credential (never the
-    credential itself), so keys are safe to log and to store in Redis.
+    credential itself), so keys are safe to log and to store in Redis. The hash is computed
+    once: a key is looked up on every acquire and every complete.
     """
 
     host: str
@@ -130,9 +131,9 @@ class RateLimiter(Protocol):
     def budget(self, key: RateLimitKey) -> float:
         """The sustainable requests per second on ``key``: what a poller may plan to spend.
 
-        The long-run rate (the announced or configured limit per period, less the safety
-        margin, scaled down after 429s), not the instantaneous one: short spreads before a
-        reset and pauses are left out. Always positive.
+        The long-run rate (the announced limit per period, or the configured one less the
+        safety margin, scaled down after 429s), not the instantaneous one: short spreads
+        before a reset and pauses are left out. Always positive.
         """
         ...
 

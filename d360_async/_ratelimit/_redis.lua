@@ -10,11 +10,13 @@
 --          17 admitted_at (this clock)  18 headers present (1/0)
 --          19 backlog since: the caller has had requests waiting since then (this clock), so
 --             tokens that completed meanwhile were due to it and are not capped  ("" = none)
+--          20 epoch_margin  21 reset sent as an epoch (1/0)  22 Retry-After sent as a date (1/0)
 -- Returns  {result, now, tokens, updated, paused, reset, spread, learned, remaining, factor,
---           throttled, consecutive, calibrated, in_flight} as strings ("" = none);
---          result is the wait in seconds for acquire (0: admitted), else 0.
+--           throttled, consecutive, calibrated, anchor, refuted, in_flight} as strings
+--          ("" = none); result is the wait in seconds for acquire (0: admitted), else 0.
 
 local EPS, MIN_FACTOR, DECREASE, INCREASE, BACKOFF_BASE = 1e-9, 0.05, 0.5, 0.02, 1.0
+local ROUNDING = 1.0
 
 local op = ARGV[1]
 local now = tonumber(ARGV[2])
@@ -29,9 +31,11 @@ local status, h_limit, h_remaining = tonumber(ARGV[12]), tonumber(ARGV[13]), ton
 local h_reset, h_retry, admitted = tonumber(ARGV[15]), tonumber(ARGV[16]), tonumber(ARGV[17])
 local has_state = ARGV[18] == '1'
 local backlog_since = tonumber(ARGV[19])
+local epoch_margin = tonumber(ARGV[20]) or 0
+local reset_is_epoch, retry_is_date = ARGV[21] == '1', ARGV[22] == '1'
 
 local NAMES = {'tokens', 'updated', 'paused', 'reset', 'spread', 'learned', 'remaining',
-               'factor', 'throttled', 'consecutive', 'calibrated'}
+               'factor', 'throttled', 'consecutive', 'calibrated', 'anchor', 'refuted'}
 local B = {}
 local stored = redis.call('HMGET', KEYS[1], unpack(NAMES))
 for i, name in ipairs(NAMES) do
@@ -39,8 +43,8 @@ for i, name in ipairs(NAMES) do
 end
 
 local function derive()
-  local limit = B.learned or cfg_limit
-  local usable = limit * (1 - safety)
+  local usable
+  if B.learned ~= nil then usable = B.learned else usable = cfg_limit * (1 - safety) end
   B.capacity = math.max(1, math.min(burst, math.floor(usable)))
   B.base = math.max(usable - (B.capacity - 1), EPS) / period
 end
@@ -75,6 +79,8 @@ local function advance(t, uncapped)
       tokens = math.max(tokens, 1)
       B.spread = nil
       B.remaining = B.learned
+      B.anchor = nil
+      if B.calibrated == nil or B.calibrated < B.reset then B.calibrated = B.reset end
     end
   end
   if t > u then
@@ -115,6 +121,10 @@ local function wait_time(t)
   return x + (left - have) / (B.base * B.factor) - t
 end
 
+local function bounded()
+  return B.refuted ~= 1 and (B.learned == nil or B.learned == cfg_limit)
+end
+
 local function try_take(t)
   local w = wait_time(t)
   if w > 0 then return w end
@@ -129,6 +139,16 @@ local function refund(t)
   if B.remaining ~= nil then B.remaining = B.remaining + 1 end
 end
 
+local function reset_margin()
+  if reset_is_epoch then return margin + epoch_margin end
+  return margin
+end
+
+local function retry_margin()
+  if retry_is_date then return margin + epoch_margin end
+  return margin
+end
+
 local function observe(in_flight, t, adm)
   advance(t)
   local fresh = adm == nil or B.calibrated == nil or adm >= B.calibrated
@@ -138,10 +158,36 @@ local function observe(in_flight, t, adm)
     derive()
     B.tokens = math.min(B.tokens, B.capacity)
   end
+  local rolled = false
+  if fresh and h_remaining ~= nil then
+    rolled = B.remaining ~= nil and h_remaining - in_flight > B.remaining + EPS
+    if B.anchor == nil or B.anchor + period <= t or rolled then B.anchor = t end
+  end
+  if h_reset ~= nil and B.refuted ~= 1 then
+    local slack = ROUNDING
+    if reset_is_epoch then slack = 2 * ROUNDING end
+    local latest = t + period
+    if B.anchor ~= nil then latest = B.anchor + period end
+    if t + h_reset - slack > latest then B.refuted = 1 end
+  end
   local new_reset = nil
-  if fresh and h_reset ~= nil then
-    new_reset = t + h_reset + margin
-    B.reset = new_reset
+  local paced = false
+  if fresh then
+    local bound = nil
+    if B.anchor ~= nil and bounded() then bound = B.anchor + period end
+    if h_reset ~= nil then
+      new_reset = t + h_reset + reset_margin()
+      if bound ~= nil then new_reset = math.min(new_reset, bound) end
+    elseif h_remaining ~= nil and bound ~= nil then
+      local pending = B.reset
+      if not rolled and pending ~= nil and t < pending and pending < bound then
+        new_reset = pending
+      else
+        new_reset = bound
+        paced = true
+      end
+    end
+    if new_reset ~= nil then B.reset = new_reset end
   end
   local avail
   if h_remaining ~= nil then
@@ -179,6 +225,7 @@ local function observe(in_flight, t, adm)
     return
   end
   local spread = math.max(0, avail - start_tokens + 1) / horizon
+  if paced then spread = math.min(spread, B.base * B.factor) end
   if fresh or B.spread == nil then
     B.spread = spread
   else
@@ -204,9 +251,9 @@ local function throttle(in_flight, t, adm)
   end
   local delay
   if has_state and h_retry ~= nil then
-    delay = h_retry + margin
+    delay = h_retry + retry_margin()
   elseif has_state and h_reset ~= nil then
-    delay = h_reset + margin
+    delay = h_reset + reset_margin()
   else
     delay = math.min(period, BACKOFF_BASE * 2 ^ math.min(math.max(B.consecutive - 1, 0), 30))
   end

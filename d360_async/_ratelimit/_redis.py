@@ -11,8 +11,8 @@ cannot hold the budget down for good. Keys hold the token's fingerprint, never t
 Waiting is local: each process keeps its own FIFO per :class:`~._protocol.Priority` for each
 key, and one task per key asks Redis for a token on behalf of the head of that queue. When
 there is none, the script answers how long until there will be, and the task sleeps that
-long (at most ``max_sleep``, plus a little jitter so processes do not ask in lockstep), or
-less when an answer from this process recalibrates the key.
+long (at most ``max_sleep``, plus up to a millisecond of jitter so processes do not ask in
+lockstep), or less when an answer from this process recalibrates the key.
 
 If Redis becomes unreachable (any redis-py error or a timeout), the limiter carries on with an
 internal :class:`~._local.LocalRateLimiter`, seeded with the last state Redis reported, logs one
@@ -48,6 +48,9 @@ if TYPE_CHECKING:
 __all__ = ["RedisRateLimiter"]
 
 logger = logging.getLogger("d360_async.ratelimit")
+
+NAP_JITTER: Final = 0.001
+"""Most seconds added at random to a wait for a token, to de-synchronise processes."""
 
 SCRIPT: Final[str] = (
     importlib.resources.files(__package__).joinpath("_redis.lua").read_text(encoding="utf-8")
@@ -94,7 +97,7 @@ def _number(raw: bytes | str) -> float | None:
 def parse_reply(raw: list[bytes | str]) -> _Reply:
     """Decode the script's answer (a list of strings, ``""`` for none)."""
     values = [_number(item) for item in raw]
-    if len(values) != 14:
+    if len(values) != 16:
         raise ValueError(f"unexpected rate-limit script reply: {raw!r}")
 
     def required(index: int) -> float:
@@ -119,8 +122,10 @@ def parse_reply(raw: list[bytes | str]) -> _Reply:
             throttled_at=values[10],
             consecutive=int(required(11)),
             calibrated_at=values[12],
+            anchor=values[13],
+            period_refuted=values[14] == 1.0,
         ),
-        in_flight=int(required(13)),
+        in_flight=int(required(15)),
     )
 
 
@@ -164,6 +169,9 @@ def script_args(
         _arg(admitted_at),
         "1" if state is not None else "0",
         _arg(backlog_since),
+        _arg(config.effective_epoch_margin),
+        "1" if state is not None and state.reset_is_epoch else "0",
+        "1" if state is not None and state.retry_is_date else "0",
     ]
 
 
@@ -679,9 +687,15 @@ class RedisRateLimiter:
             lane.nudge()
 
     async def _nap(self, lane: _Lane, wait: float) -> None:
-        """Sleep until a token should be there (bounded, jittered), or until nudged."""
+        """Sleep until a token should be there (bounded, jittered), or until nudged.
+
+        The jitter only keeps processes that computed the same wake-up from reaching Redis in
+        the same instant; one script call takes well under a millisecond, so a millisecond is
+        plenty. Waking late costs no token (the backlog is credited, see ``_serve_until_idle``)
+        but delays the request, so the jitter is kept that small.
+        """
         delay = min(wait, self._max_sleep)
-        delay += random.uniform(0.0, min(0.01, delay * 0.1))  # only de-synchronises processes
+        delay += random.uniform(0.0, min(NAP_JITTER, delay * 0.1))
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         handle = asyncio.get_running_loop().call_later(delay, _resolve, future)
         lane.wake = future

@@ -8,7 +8,7 @@ caller.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, TypeVar
 
 import yarl
@@ -67,7 +67,7 @@ class Resource:
             )
         return self._auth
 
-    async def _call(
+    def _call(
         self,
         method: str,
         path: str,
@@ -78,8 +78,10 @@ class Resource:
         json: Any = None,
         priority: Priority = Priority.DIRECT,
         ticket: Ticket | None = None,
-    ) -> T:
-        return await self._transport.request_decoded(
+    ) -> Coroutine[Any, Any, T]:
+        # Hands back the transport's coroutine for the caller to await: no extra coroutine
+        # layer on every request.
+        return self._transport.request_decoded(
             method,
             path,
             decode,

@@ -28,11 +28,16 @@ The algorithm, written once:
    its ``(kind, phase)`` (counting only durations measured precisely), because a poll then cannot
    see a change.  The only exception is a token that has no due target at all to go to (see 4).
 3. **Selection.**  Among the heads of the group's lanes that are due, the token goes to the
-   one with the largest score: the *expected time a change has gone undetected* (from its lane's
-   model and the time since its last poll), weighted to prefer RUNNING over PENDING, plus an
-   ageing term proportional to how long it has been overdue.  This is the greedy rule that the
-   design's reference scheduler uses, evaluated on lane heads only, so a selection costs
-   O(lanes + log n) instead of O(n).
+   one with the largest score: the *expected time the operation's end has gone undetected*,
+   weighted to prefer RUNNING over PENDING (:data:`PHASE_WEIGHT`), plus an ageing term
+   proportional to how long it has been overdue.  A RUNNING target whose kind has a trained
+   RUNNING model is judged by that model from the start of its run; every other target that
+   joined when it started (not yet seen, PENDING, UNKNOWN, or RUNNING before any run of its
+   kind was seen to end) by its kind's join-to-finish model, given that it had not finished at
+   its last poll.  So polls go where a *finish* is likely, not to a pending target only because
+   its pending phase may be over (that change is not what callers wait for).  This is the greedy
+   rule that the design's reference scheduler uses, evaluated on lane heads only, so a
+   selection costs O(lanes + log n) instead of O(n).
 4. **No waste.**  The watch waits until something is due before it acquires a token; if a token
    is nevertheless held and nothing is due, it goes to the earliest-due target.
 5. **No starvation.**  Within a lane, targets are served earliest-due first, and a target
@@ -46,8 +51,8 @@ from __future__ import annotations
 
 import heapq
 import math
-from bisect import bisect_right
 import random
+from bisect import bisect_right
 from collections.abc import Hashable, Iterable
 from typing import Final
 
@@ -63,6 +68,8 @@ __all__ = [
     "MIN_SAMPLES",
     "PHASE_WEIGHT",
     "PRIOR_MEAN",
+    "REKEY_FRACTION",
+    "STALE_FRACTION",
     "DurationModel",
     "PollOutcome",
     "Scheduler",
@@ -82,12 +89,14 @@ PRIOR_MEAN: Final = 60.0
 """Mean duration (seconds) assumed beyond what has been observed, before anything is known."""
 
 PHASE_WEIGHT: Final[dict[Phase | None, float]] = {
-    None: 1.0,  # not yet seen: its score is about finishing, which is what callers wait for
+    None: 1.0,  # judged by time to finish, which is what callers wait for
     Phase.RUNNING: 1.0,
     Phase.PENDING: 0.5,  # the change a pending poll can see is only the start of the work
     Phase.UNKNOWN: 0.5,
 }
-"""How much a change in each phase is worth relative to a finished operation."""
+"""How much a change in each phase is worth relative to a finished operation.
+
+Applied to whichever model judges the target (see the module docstring, point 3)."""
 
 _PRECISE: Final = 0.5
 """A measured duration counts towards the floor when its uncertainty is at most this fraction."""
@@ -322,18 +331,19 @@ class DurationModel:
         s_lo = self._surv[k]
         return s_lo + (self._surv[k + 1] - s_lo) * (age - lo) / (_EDGES[k + 1] - lo)
 
-    def _integral(self, age: float) -> float:
-        """The integral of :meth:`survival` from 0 to ``age`` (the curve is fresh)."""
+    def _survival_and_integral(self, age: float) -> tuple[float, float]:
+        """:meth:`survival` at ``age`` and its integral from 0 (the curve is fresh)."""
         if age <= 0:
-            return 0.0
+            return 1.0, 0.0
         if age >= self._end:
             m = self._tail_mean
-            return self._cumint[-1] + self._surv_end * m * (1.0 - math.exp(-(age - self._end) / m))
+            decay = math.exp(-(age - self._end) / m)
+            return self._surv_end * decay, self._cumint[-1] + self._surv_end * m * (1.0 - decay)
         k = _bucket(age)
         lo = _EDGES[k]
         s_lo = self._surv[k]
         s_age = s_lo + (self._surv[k + 1] - s_lo) * (age - lo) / (_EDGES[k + 1] - lo)
-        return self._cumint[k] + (age - lo) * (s_lo + s_age) / 2
+        return s_age, self._cumint[k] + (age - lo) * (s_lo + s_age) / 2
 
     def change_chance(self, age: float, since: float) -> float:
         """Probability that the phase ended before ``age``, given it had not at ``since``."""
@@ -352,11 +362,13 @@ class DurationModel:
         dt = age - since
         if dt <= 0:
             return 0.0
-        s_since = self.survival(since)
+        if self._dirty:
+            self._refresh()
+        s_since, i_since = self._survival_and_integral(since)
         if s_since < _TINY:
             m = self._tail_mean
             return max(0.0, dt - m * (1.0 - math.exp(-dt / m)))
-        return max(0.0, dt - (self._integral(age) - self._integral(since)) / s_since)
+        return max(0.0, dt - (self._survival_and_integral(age)[1] - i_since) / s_since)
 
     def time_to_chance(self, since: float, chance: float) -> float:
         """Seconds after ``since`` until the chance that the phase has ended reaches ``chance``."""
@@ -498,12 +510,15 @@ class TargetState:
 class _Lane:
     """The waiting targets of one ``(group, kind, phase)``, earliest due first."""
 
-    __slots__ = ("floor_version", "heap", "kind", "model", "phase")
+    __slots__ = ("floor_version", "heap", "kind", "model", "phase", "total")
 
-    def __init__(self, kind: str, phase: Phase | None, model: DurationModel) -> None:
+    def __init__(
+        self, kind: str, phase: Phase | None, model: DurationModel, total: DurationModel
+    ) -> None:
         self.kind = kind
         self.phase = phase
-        self.model = model  # of (kind, phase): the one that scores this lane's targets
+        self.model = model  # of (kind, phase)
+        self.total = total  # of (kind, None): join to finish
         self.heap: list[tuple[float, int, TargetState]] = []
         self.floor_version = model.floor_version
 
@@ -668,7 +683,7 @@ class Scheduler:
             if head is None:
                 continue
             if head.when <= now:
-                score = self._score(head, lane.model, now)
+                score = self._score(head, lane.model, lane.total, now)
                 if score > best_score or (score == best_score and head.when < best_when):
                     best_lane, best_score, best_when = lane, score, head.when
             elif head.when < early_when:
@@ -683,17 +698,30 @@ class Scheduler:
         return state
 
     def score(self, state: TargetState, now: float) -> float:
-        """How much polling ``state`` now is worth: expected undetected change time + ageing."""
-        return self._score(state, self.model(state.kind, self._lane_phase(state)), now)
+        """How much polling ``state`` now is worth: expected undetected end time + ageing."""
+        model = self.model(state.kind, self._lane_phase(state))
+        return self._score(state, model, self.model(state.kind, None), now)
 
     @staticmethod
     def _lane_phase(state: TargetState) -> Phase | None:
         """The phase whose model judges ``state``: None while its phase's start is unknown."""
         return state.phase if state.start_known else None
 
-    def _score(self, state: TargetState, model: DurationModel, now: float) -> float:
+    def _score(
+        self, state: TargetState, model: DurationModel, total: DurationModel, now: float
+    ) -> float:
+        if state.fresh and (
+            state.phase is not Phase.RUNNING or not state.start_known or not model.trained
+        ):
+            # Its age is real: judge by time to finish, given it had not at the last poll (a
+            # pending one is further from it than the join-to-finish model alone can tell).
+            age = now - state.added_at
+            since = state.last_ok - state.added_at if state.observed else 0.0
+            undetected = total.expected_undetected(max(age, since), since)
+            weight = PHASE_WEIGHT.get(state.phase, 0.5)
+            return weight * undetected + AGEING * max(0.0, now - state.when)
         if state.phase is None or not state.start_known:
-            # Not yet seen (or restored with an unknown age): judge by time to finish.
+            # Restored with an unknown age: judge by time to finish since it joined.
             age = now - state.added_at
             since = state.last_ok - state.added_at if state.observed else 0.0
             weight = PHASE_WEIGHT[None]
@@ -842,7 +870,9 @@ class Scheduler:
         lane_key = (state.kind, phase)
         lane = lanes.get(lane_key)
         if lane is None:
-            lane = lanes[lane_key] = _Lane(state.kind, phase, self.model(state.kind, phase))
+            lane = lanes[lane_key] = _Lane(
+                state.kind, phase, self.model(state.kind, phase), self.model(state.kind, None)
+            )
         self._seq += 1
         state.seq = self._seq
         heapq.heappush(lane.heap, (state.when, state.seq, state))

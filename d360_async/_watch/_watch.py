@@ -60,6 +60,7 @@ from types import TracebackType
 from typing import Any, Final, Generic, Protocol, TypeVar, runtime_checkable
 
 import anyio
+import anyio.lowlevel
 import attrs
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -81,6 +82,7 @@ from ._policy import PollPolicy
 from ._scheduler import Scheduler, TargetState
 
 __all__ = [
+    "ADMIT_CHUNK",
     "DEFAULT_POLICY",
     "MALFORMED_STREAK",
     "Clock",
@@ -107,6 +109,9 @@ MALFORMED_STREAK: Final = 5
 The transport already retries such an answer, but only while its retry quota lasts; under a
 sustained share of garbled answers the quota runs dry and a single bad body would otherwise
 end an operation that is doing fine."""
+
+ADMIT_CHUNK: Final = 256
+"""Targets admitted between two yields to the event loop when a watch starts."""
 
 
 # -- public values --------------------------------------------------------------------------------
@@ -383,9 +388,14 @@ class Watch(Generic[S]):
             now = self._clock.monotonic()
             if self._policy.watch_timeout is not None:
                 self._deadline = now + self._policy.watch_timeout
-            for target, restore in self._initial:
+            initial, self._initial = self._initial, []
+            for i, (target, restore) in enumerate(initial, 1):
                 self._admit(target, self._policy, restore, now)
-            self._initial = []
+                if i % ADMIT_CHUNK == 0:
+                    # Let the loop breathe: ten thousand targets take tens of milliseconds.
+                    # Polls of the targets admitted so far may start meanwhile; all of them
+                    # joined at ``now``.
+                    await anyio.lowlevel.checkpoint()
             task_group.start_soon(self._run_timer)
         except BaseException as exc:
             await self.__aexit__(type(exc), exc, exc.__traceback__)

@@ -23,6 +23,7 @@ def bucket(
     burst: int = 1,
     safety_margin: float = 0.05,
     wait_margin: float = 0.0,
+    epoch_margin: float = 0.0,
     adaptive: bool = True,
 ) -> TokenBucket:
     return TokenBucket(
@@ -31,6 +32,7 @@ def bucket(
         burst=burst,
         safety_margin=safety_margin,
         wait_margin=wait_margin,
+        epoch_margin=epoch_margin,
         adaptive=adaptive,
         now=T0,
     )
@@ -154,7 +156,27 @@ def test_never_believes_more_than_remaining_minus_in_flight() -> None:
     b.observe(RateLimitState(remaining=2), in_flight=3, now=T0)
     assert b.tokens == -1  # a debt: one more request may be counted than we thought
     assert b.remaining == 0
-    assert b.wait_time(T0) == pytest.approx(2 / b.base_rate)
+    # Nothing is left in this window, which ends at most a period after its first answer.
+    assert b.reset_at == pytest.approx(T0 + 60.0)
+    assert b.wait_time(T0) == pytest.approx(60.0)
+
+
+def test_a_count_without_reset_is_spent_within_the_period() -> None:
+    b = bucket(20, 2.0)
+    b.observe(RateLimitState(remaining=9), in_flight=0, now=T0)
+    times = drain(b, T0, T0 + 2.0)
+    assert len(times) == 9  # exactly what is left, spread until the window must have ended
+    assert b.try_take(T0 + 2.0) == 0.0  # then a probe opens the next window
+
+
+def test_a_count_without_reset_repays_a_debt_at_the_base_rate_when_the_period_is_refuted() -> None:
+    b = bucket(20, 2.0)
+    b.observe(RateLimitState(remaining=5, reset_after=9.0), in_flight=0, now=T0)
+    b.advance(T0 + 9.0)  # that window (longer than the period) is over
+    b.observe(RateLimitState(remaining=2), in_flight=3, now=T0 + 9.0)
+    assert b.tokens == -1
+    assert b.reset_at == pytest.approx(T0 + 9.0)  # nothing bounds the new window
+    assert b.wait_time(T0 + 9.0) == pytest.approx(2 / b.base_rate)
 
 
 def test_a_response_never_adds_tokens() -> None:
@@ -258,10 +280,105 @@ def test_learns_the_announced_limit() -> None:
     assert b.limit == 100
     assert b.learned_limit == 100
     assert b.capacity == 5
-    assert b.base_rate == pytest.approx((95 - 4) / 60)
+    # An announced limit is used in full: the safety margin is for pacing on a guess.
+    assert b.base_rate == pytest.approx((100 - 4) / 60)
     b.observe(RateLimitState(limit=3), in_flight=0, now=T0)
-    assert b.capacity == 2  # floor(3 * 0.95)
-    assert b.tokens <= 2
+    assert b.capacity == 3
+    assert b.tokens <= 3
+
+
+# -- when the window ends -------------------------------------------------------------------
+
+
+def test_the_period_bounds_a_reset_rounded_up_by_the_server() -> None:
+    """The first answer of a 2 s window at T0: whatever the headers say, it ends by T0 + 2."""
+    b = bucket(20, 2.0)
+    b.observe(RateLimitState(limit=20, remaining=19, reset_after=2.0), in_flight=0, now=T0)
+    # A later answer of the same window, its reset rounded up (an epoch read against a
+    # truncated Date, plus the margin for an epoch the server may have truncated).
+    b.observe(
+        RateLimitState(limit=20, remaining=9, reset_after=2.0, reset_is_epoch=True),
+        in_flight=0,
+        now=T0 + 1.0,
+    )
+    assert b.reset_at == pytest.approx(T0 + 2.0)
+    times = drain(b, T0 + 1.0, T0 + 2.0)
+    assert len(times) == 9
+    assert b.try_take(T0 + 2.0) == 0.0  # the next window's first request, at once
+
+
+def test_a_reset_earlier_than_the_bound_is_taken() -> None:
+    b = bucket(20, 2.0)
+    b.observe(RateLimitState(remaining=5, reset_after=0.5), in_flight=0, now=T0)
+    assert b.reset_at == pytest.approx(T0 + 0.5)
+
+
+def test_margins_by_how_the_reset_was_sent() -> None:
+    """Nothing more for a delay (rounded up), the epoch margin for an epoch (maybe truncated).
+
+    The announced limit differs from the configured one, so the period bounds nothing here.
+    """
+    state = RateLimitState(limit=100, remaining=3, reset_after=9.0)
+    delay = bucket(60, 60.0, wait_margin=0.25, epoch_margin=1.0)
+    delay.observe(state, in_flight=0, now=T0)
+    assert delay.reset_at == pytest.approx(T0 + 9.25)
+    epoch = bucket(60, 60.0, wait_margin=0.25, epoch_margin=1.0)
+    epoch.observe(attrs.evolve(state, reset_is_epoch=True), in_flight=0, now=T0)
+    assert epoch.reset_at == pytest.approx(T0 + 10.25)
+    dated = bucket(60, 60.0, epoch_margin=1.0)
+    retry = RateLimitState(retry_after=4.0, retry_is_date=True)
+    assert dated.throttle(retry, in_flight=0, now=T0) == pytest.approx(T0 + 5.0)
+    seconds = bucket(60, 60.0, epoch_margin=1.0)
+    retry = RateLimitState(retry_after=4.0)
+    assert seconds.throttle(retry, in_flight=0, now=T0) == pytest.approx(T0 + 4.0)
+
+
+def test_an_announced_limit_other_than_the_configured_one_disables_the_bound() -> None:
+    b = bucket(20, 2.0)
+    b.observe(RateLimitState(limit=30, remaining=29, reset_after=3.0), in_flight=0, now=T0)
+    assert b.reset_at == pytest.approx(T0 + 3.0)
+
+
+def test_a_reset_longer_than_the_period_refutes_it_for_good() -> None:
+    b = bucket(20, 2.0)
+    b.observe(RateLimitState(remaining=19, reset_after=5.0), in_flight=0, now=T0)
+    assert b.reset_at == pytest.approx(T0 + 5.0)
+    assert b.snapshot().period_refuted
+    b.advance(T0 + 5.0)
+    b.observe(RateLimitState(remaining=19, reset_after=2.5), in_flight=0, now=T0 + 5.0)
+    assert b.reset_at == pytest.approx(T0 + 7.5)  # not T0 + 7: the period no longer binds
+
+
+def test_a_reset_that_outlasts_the_anchor_refutes_the_period() -> None:
+    b = bucket(20, 2.0)
+    b.observe(RateLimitState(remaining=19), in_flight=0, now=T0)  # the anchor
+    # 1.5 s later the server says 1.9 s more (a delay, rounded up by less than 1 s): its
+    # window ends after T0 + 2.4, later than a 2 s window opened before T0 can.
+    b.observe(RateLimitState(remaining=10, reset_after=1.9), in_flight=0, now=T0 + 1.5)
+    assert b.snapshot().period_refuted
+    assert b.reset_at == pytest.approx(T0 + 3.4)
+
+
+def test_answers_from_the_window_that_ended_do_not_move_the_next_one() -> None:
+    b = bucket(20, 2.0)
+    b.observe(RateLimitState(remaining=0, reset_after=1.0), in_flight=1, now=T0, admitted_at=T0)
+    assert b.try_take(T0 + 1.0) == 0.0  # the new window's first request
+    # The answer to the request still in flight at the reset: the old window, spent.
+    b.observe(
+        RateLimitState(remaining=0, reset_after=0.5),
+        in_flight=1,
+        now=T0 + 1.01,
+        admitted_at=T0 - 0.1,
+    )
+    assert b.reset_at == pytest.approx(T0 + 1.0)
+    b.observe(
+        RateLimitState(remaining=19, reset_after=2.0),
+        in_flight=0,
+        now=T0 + 1.02,
+        admitted_at=T0 + 1.0,
+    )
+    assert b.reset_at == pytest.approx(T0 + 3.02)
+    assert b.remaining == 19
 
 
 # -- 429 ------------------------------------------------------------------------------------
@@ -471,6 +588,7 @@ def test_repr_says_what_matters() -> None:
         {"burst": 0},
         {"safety_margin": 1.0},
         {"wait_margin": -1.0},
+        {"epoch_margin": math.nan},
     ],
 )
 def test_rejects_nonsense_settings(kwargs: dict[str, float]) -> None:

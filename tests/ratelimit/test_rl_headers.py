@@ -292,3 +292,103 @@ def test_never_raises_and_stays_in_bounds(headers: dict[str, str], now: float) -
     for delay in (state.reset_after, state.retry_after):
         if delay is not None:
             assert 0.0 <= delay <= MAX_DELAY
+
+
+# -- how values were sent, and the fast paths ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("headers", "epoch", "date"),
+    [
+        pytest.param({"X-RateLimit-Reset": "30"}, False, False, id="delay"),
+        pytest.param({"X-RateLimit-Reset": "2.5"}, False, False, id="delay-decimal"),
+        pytest.param({"X-RateLimit-Reset": str(int(NOW) + 30)}, True, False, id="epoch"),
+        pytest.param({"X-RateLimit-Reset": http_date(NOW + 30)}, True, False, id="reset-date"),
+        pytest.param({"Retry-After": "30"}, False, False, id="retry-seconds"),
+        pytest.param({"Retry-After": http_date(NOW + 30)}, False, True, id="retry-date"),
+    ],
+)
+def test_how_a_wait_was_sent_is_flagged(headers: dict[str, str], epoch: bool, date: bool) -> None:
+    state = parse({"Date": http_date(NOW), **headers})
+    assert (state.reset_is_epoch, state.retry_is_date) == (epoch, date)
+    # The flags say how, not what: they take no part in equality.
+    assert state == RateLimitState(
+        limit=state.limit,
+        remaining=state.remaining,
+        reset_after=state.reset_after,
+        retry_after=state.retry_after,
+    )
+
+
+def test_the_last_date_is_parsed_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from d360_async._ratelimit import _headers
+
+    calls: list[str] = []
+    real = _headers.parse_http_date
+
+    def counting(value: str) -> float | None:
+        calls.append(value)
+        return real(value)
+
+    monkeypatch.setattr(_headers, "parse_http_date", counting)
+    date = http_date(NOW + 1234)
+    for offset in range(5):
+        state = parse({"Date": date, "X-RateLimit-Reset": str(int(NOW) + 1240 + offset)})
+        assert state.reset_after == pytest.approx(6.0 + offset)
+    assert calls == [date]
+
+
+def test_date_is_not_read_when_nothing_needs_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from d360_async._ratelimit import _headers
+
+    def failing(value: str) -> float | None:
+        raise AssertionError("Date parsed for nothing")
+
+    monkeypatch.setattr(_headers, "parse_http_date", failing)
+    headers = {"Date": http_date(NOW + 99), "X-RateLimit-Remaining": "7"}
+    assert parse(headers) == RateLimitState(remaining=7)
+    headers |= {"X-RateLimit-Limit": "60", "X-RateLimit-Reset": "12", "Retry-After": "3"}
+    assert parse(headers) == RateLimitState(limit=60, remaining=7, reset_after=12, retry_after=3)
+
+
+def test_a_garbage_date_is_reported_every_time(caplog: pytest.LogCaptureFixture) -> None:
+    headers = {"Date": "not a date", "X-RateLimit-Reset": str(int(NOW) + 5)}
+    with caplog.at_level(logging.DEBUG, logger="d360_async.ratelimit"):
+        parse(headers)
+        parse(headers)
+    assert sum("Date" in record.getMessage() for record in caplog.records) == 2
+
+
+def test_a_remaining_only_state_is_shared_but_garbage_still_logs(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    assert parse({"X-RateLimit-Remaining": "12"}) is parse({"x-ratelimit-remaining": "12"})
+    with caplog.at_level(logging.DEBUG, logger="d360_async.ratelimit"):
+        for _ in range(2):
+            assert parse({"X-RateLimit-Remaining": "12, junk"}).remaining == 12
+    assert len(caplog.records) == 2
+
+
+@given(
+    st.lists(
+        st.tuples(_NAMES, st.text(max_size=30) | st.integers(-5, 10**10).map(str)),
+        max_size=8,
+    ),
+    st.floats(min_value=0, max_value=4e9),
+)
+def test_a_case_insensitive_multidict_reads_like_any_mapping(
+    items: list[tuple[str, str]], now: float
+) -> None:
+    """aiohttp's headers take a faster path: it must agree with the general one."""
+    multidict = CIMultiDict(items)
+    folded: dict[str, str] = {}
+    for name, value in items:
+        key = name.lower()
+        folded[key] = value if key not in folded else f"{folded[key]}, {value}"
+    fast = parse_rate_limit(multidict, now=now)
+    general = parse_rate_limit(folded, now=now)
+    assert fast == general
+    assert (fast.reset_is_epoch, fast.retry_is_date) == (
+        general.reset_is_epoch,
+        general.retry_is_date,
+    )

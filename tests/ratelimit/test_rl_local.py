@@ -272,7 +272,7 @@ async def test_calibration_shows_in_stats(clock: FakeClock) -> None:
     assert stats.remaining == 40
     assert stats.reset_after == pytest.approx(20.0)
     assert stats.rate == pytest.approx(41 / 20)  # 40 evenly spaced, the 41st on the reset
-    assert stats.budget == pytest.approx(95 / 60)
+    assert stats.budget == pytest.approx(100 / 60)  # the announced limit, in full
     assert limiter.budget(KEY) == stats.budget
 
 
@@ -348,8 +348,10 @@ async def test_repr(clock: FakeClock) -> None:
 def test_config_defaults_and_validation() -> None:
     config = RateLimitConfig()
     assert (config.rate, config.period, config.effective_burst) == (60.0, 60.0, 1)
-    assert config.effective_wait_margin == 1.0
-    assert RateLimitConfig(period=2.0).effective_wait_margin == pytest.approx(0.04)
+    # By default a margin only for resets sent as epochs, at their one-second resolution.
+    assert (config.effective_wait_margin, config.effective_epoch_margin) == (0.0, 1.0)
+    explicit = RateLimitConfig(wait_margin=0.25)
+    assert (explicit.effective_wait_margin, explicit.effective_epoch_margin) == (0.25, 0.0)
     for bad in ({"rate": 0}, {"period": -1}, {"burst": 0}, {"safety_margin": 1.5}):
         with pytest.raises(ValueError):  # noqa: PT011
             RateLimitConfig(**bad)  # type: ignore[arg-type]

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from d360_async._phase import Phase
 from d360_async._watch import DurationModel, PollPolicy, Scheduler
-from d360_async._watch._scheduler import MIN_SAMPLES
+from d360_async._watch._scheduler import AGEING, MIN_SAMPLES, REKEY_FRACTION, STALE_FRACTION
 
 # -- a scripted lifecycle ---------------------------------------------------------------------
 
@@ -358,8 +358,55 @@ def test_running_beats_pending_when_both_are_equally_due() -> None:
         assert sched.select("g", 0.0) is not None
         sched.observe(state, 0.0, phase, phase.value)
         sched.release(state, 0.0)
-    # Same (unknown) duration model for both phases: only the phase weight differs.
+    # Nothing learned yet: both are judged by time to finish, and only the phase weight differs.
     assert sched.select("g", 30.0) is running
+
+
+def test_a_pending_target_is_judged_by_its_chance_of_having_finished() -> None:
+    """A poll is worth most where a finish is likely, not where a pending phase has ended.
+
+    Pending phases of this kind last about 2 s and whole operations about 30 s.  ``old``
+    started at 0 s and was last seen pending at 25 s; ``young`` started at 10 s and was seen
+    pending at 11 s.  At 35 s only ``old`` can have finished, though ``young``'s pending phase
+    has almost surely ended, and ended longer ago than ``old``'s can have.
+    """
+    sched = Scheduler(rng=random.Random(1))
+    _trained(sched, "k", Phase.PENDING, [2.0, 2.1, 2.2])
+    _trained(sched, "k", None, [30.0, 30.5, 31.0])
+    policy = PollPolicy(first_delay=25, interval=1, jitter=0)
+    old = sched.add("o", kind="k", group="g", policy=policy, now=0)
+    policy = PollPolicy(interval=14, jitter=0)
+    young = sched.add("y", kind="k", group="g", policy=policy, now=10)
+    for state, seen_at in ((young, 11.0), (old, 25.0)):
+        assert sched.select("g", seen_at) is state
+        sched.observe(state, seen_at, Phase.PENDING, "Pending")
+        sched.release(state, seen_at)
+    assert (young.when, old.when) == (25.0, 26.0)  # ``young`` is even a little more overdue
+    assert sched.score(old, 35.0) > sched.score(young, 35.0)
+
+
+def test_running_targets_are_judged_by_the_running_model_once_it_is_trained() -> None:
+    sched = Scheduler(rng=random.Random(1))
+    policy = PollPolicy(jitter=0.0)
+    _trained(sched, "k", None, [30.0, 30.5, 31.0])
+    state = sched.add("r", kind="k", group="g", policy=policy, now=0.0)
+    sched.select("g", 0.0)
+    sched.observe(state, 0.0, Phase.PENDING, "Pending")
+    sched.release(state, 0.0)
+    sched.select("g", 5.0)
+    sched.observe(state, 5.0, Phase.RUNNING, "Running")  # the run began in (0, 5]
+    sched.release(state, 5.0)
+    # Untrained RUNNING model: time to finish, from the join-to-finish model.
+    total = sched.model("k", None)
+    assert sched.score(state, 20.0) == pytest.approx(
+        total.expected_undetected(20.0, 5.0) + AGEING * (20.0 - state.when)
+    )
+    # Once runs of this kind have been seen to end, the run's own age decides.
+    _trained(sched, "k", Phase.RUNNING, [4.0, 5.0, 6.0])
+    running = sched.model("k", Phase.RUNNING)
+    assert sched.score(state, 20.0) == pytest.approx(
+        running.expected_undetected(17.5, 2.5) + AGEING * (20.0 - state.when)
+    )
 
 
 def test_learned_quick_kind_goes_before_an_unknown_slow_one() -> None:
@@ -393,6 +440,25 @@ def test_no_poll_before_the_shortest_duration_seen() -> None:
     due = sched.release(state, 1.0)
     assert due is not None
     assert due >= 0.0 + 20.0
+
+
+def test_a_slightly_lower_record_low_does_not_rekey_and_polls_never_precede_it() -> None:
+    sched = Scheduler(rng=random.Random(1))
+    policy = PollPolicy(interval=1.0, jitter=0.0)
+    _trained(sched, "export", Phase.RUNNING, [50.0, 60.0, 70.0])
+    state = sched.add("e", kind="export", group="g", policy=policy, now=0.0)
+    sched.select("g", 0.0)
+    sched.observe(state, 0.0, Phase.RUNNING, "InProgress")
+    sched.release(state, 0.0)
+    model = sched.model("export", Phase.RUNNING)
+    version = model.floor_version
+    low = 50.0 * (1 - REKEY_FRACTION / 2)
+    assert not model.add_event(low, low)
+    assert model.floor == pytest.approx(low)  # the floor itself is exact
+    assert model.floor_version == version
+    assert sched.next_due("g") == pytest.approx(50.0)  # waits a little longer, never less
+    assert model.add_event(40.0, 40.0)
+    assert sched.next_due("g") == pytest.approx(40.0)
 
 
 def test_a_new_record_low_rekeys_waiting_targets() -> None:
@@ -595,9 +661,82 @@ def test_censored_entries_move_and_leave() -> None:
     model = DurationModel()
     bucket = model.add_censored(1.0)
     bucket = model.move_censored(bucket, 50.0)
-    assert sum(model.censored) == 1
+    assert sum(model.censored) == model.n_censored == 1
     model.remove_censored(bucket)
-    assert sum(model.censored) == 0
+    assert sum(model.censored) == model.n_censored == 0
+    assert model.move_censored(-1, 3.0) >= 0  # an operation's first entry
+    assert model.n_censored == 1
+
+
+def test_model_takes_any_age() -> None:
+    model = DurationModel()
+    assert model.add_censored(1e12) == len(model.censored) - 1  # the far tail: the last bucket
+    model.add_event(1e9, 2e9)
+    assert model.add_censored(-1.0) == 0
+    assert 0.0 <= model.survival(1e10) <= 1.0
+    assert model.time_to_chance(1e9, 0.5) >= 0.0
+
+
+def _eager(events: Sequence[tuple[float, float]], censored: Sequence[float]) -> DurationModel:
+    model = DurationModel()
+    for lo, hi in events:
+        model.add_event(lo, hi)
+    for age in censored:
+        model.add_censored(age)
+    model.refresh()
+    return model
+
+
+def test_a_small_model_is_always_exact() -> None:
+    """Below 1 / STALE_FRACTION entries every change is seen by the next read."""
+    model = DurationModel()
+    events: list[tuple[float, float]] = []
+    censored: list[float] = []
+    for i in range(int(1 / STALE_FRACTION) - 1):
+        if i % 3 == 0:
+            events.append((5.0 + i, 6.0 + i))
+            model.add_event(*events[-1])
+        else:
+            censored.append(2.0 + i)
+            model.add_censored(censored[-1])
+        eager = _eager(events, censored)
+        for age in (1.0, 7.0, 30.0, 90.0):
+            assert model.survival(age) == eager.survival(age)
+
+
+def test_a_large_model_rebuilds_rarely_and_stays_close(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Thousands of censored entries move on every poll; the curve is rebuilt now and then."""
+    rebuilds = 0
+    rebuild = DurationModel._refresh
+
+    def counting(self: DurationModel) -> None:
+        nonlocal rebuilds
+        rebuilds += 1
+        rebuild(self)
+
+    monkeypatch.setattr(DurationModel, "_refresh", counting)
+    rng = random.Random(3)
+    events = [(d, d + 1.0) for d in (rng.uniform(10, 60) for _ in range(200))]
+    ages = [rng.uniform(0, 40) for _ in range(5_000)]
+    model = DurationModel()
+    for lo, hi in events:
+        model.add_event(lo, hi)
+    buckets = [model.add_censored(age) for age in ages]
+    model.refresh()
+    rebuilds = 0
+    moves = 2_000
+    for i in range(moves):
+        ages[i] += 5.0
+        buckets[i] = model.move_censored(buckets[i], ages[i])
+        model.survival(20.0)  # read after every change, as the scheduler does
+    # One rebuild per STALE_FRACTION of the entries moved, not one per move.
+    assert 0 < rebuilds <= moves / (STALE_FRACTION * len(ages)) + 1
+    eager = _eager(events, ages)
+    for age in (5.0, 20.0, 40.0, 70.0):
+        assert model.survival(age) == pytest.approx(eager.survival(age), abs=0.02)
+    model.refresh()
+    for age in (5.0, 20.0, 40.0, 70.0):
+        assert model.survival(age) == pytest.approx(eager.survival(age), abs=1e-12)
 
 
 _durations = st.lists(

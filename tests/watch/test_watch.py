@@ -53,6 +53,7 @@ from d360_async._watch import (
     wait,
     watch,
 )
+from d360_async._watch._watch import ADMIT_CHUNK
 
 T = TypeVar("T")
 
@@ -467,6 +468,38 @@ async def test_one_scheduler_a_bounded_number_of_tasks(
     assert probe.max_in_flight <= 4
     # Test body + clock driver + one group runner + the timer + at most 4 polls.
     assert probe.max_tasks <= 2 + 1 + 1 + 4
+
+
+async def test_entering_a_large_watch_lets_the_loop_run(
+    clock: VirtualClock, limiter: SimLimiter
+) -> None:
+    """Targets are admitted ADMIT_CHUNK at a time, with a yield to the event loop in between."""
+    total = 3 * ADMIT_CHUNK + 10
+    targets = [SimTarget(f"op{i}", clock, limiter) for i in range(total)]
+    w = watch(targets, policy=PollPolicy(first_delay=1000.0), clock=clock)
+    seen: list[int] = []
+    entered = False
+
+    async def spy() -> None:
+        while not entered:
+            seen.append(w.live)
+            await anyio.lowlevel.checkpoint()
+
+    async def main() -> int:
+        nonlocal entered
+        live = 0
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(spy)
+            await anyio.lowlevel.checkpoint()
+            async with w:
+                entered = True
+                live = w.live
+        return live
+
+    assert await clock.run(main) == total
+    assert seen[0] == 0
+    assert any(0 < n < total for n in seen), "the loop never ran while targets were admitted"
+    assert all(b - a <= ADMIT_CHUNK for a, b in itertools.pairwise(seen))
 
 
 async def test_ten_thousand_targets_cost_little_memory(clock: VirtualClock) -> None:
