@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import aiohttp
 
 from ._auth import ApiTokenAuth, Auth, BearerAuth, TokenProvider
 from ._config import ConnectionLimits, Hooks, Region, Timeouts
-from ._ratelimit import LocalRateLimiter, RateLimitConfig
+from ._lifecycle import TransportOwner
+from ._ratelimit import RateLimitConfig
 from ._ratelimit._protocol import LimiterStats, RateLimiter
 from ._resources import (
     ApiReferencesResource,
@@ -31,7 +31,7 @@ __all__ = ["Client"]
 logger = logging.getLogger("d360_async")
 
 
-class Client:
+class Client(TransportOwner):
     """An asyncio client for the Document360 V3 and V2 APIs.
 
     Use it as an async context manager::
@@ -75,23 +75,16 @@ class Client:
         url = base_url.value if isinstance(base_url, Region) else base_url
         if rate_limiter is not None and rate_limit is not None:
             raise ValueError("give rate_limiter or rate_limit, not both")
-        if rate_limiter is None:
-            config = (
-                rate_limit
-                if isinstance(rate_limit, RateLimitConfig)
-                else RateLimitConfig(rate=float(rate_limit))
-                if rate_limit is not None
-                else RateLimitConfig()
-            )
-            rate_limiter = LocalRateLimiter(config)
-            owns_limiter = True
-        else:
-            owns_limiter = False
-        self._owns_limiter = owns_limiter
+        config = (
+            RateLimitConfig(rate=float(rate_limit))
+            if isinstance(rate_limit, int | float)
+            else rate_limit
+        )
         self._transport = Transport(
             base_url=url,
             session=session,
             limiter=rate_limiter,
+            rate_limit=config,
             retry=retry,
             timeouts=timeouts,
             limits=limits,
@@ -111,39 +104,7 @@ class Client:
         state = "closed" if self._transport.closed else "open"
         return f"<Client {self._transport.base_url} {state}>"
 
-    # -- lifecycle ---------------------------------------------------------------------------
-
-    async def __aenter__(self) -> Self:
-        if self._transport.closed:
-            raise RuntimeError("this client is closed; create a new one")
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        """Close the session (when owned) and the limiter (when owned). Idempotent."""
-        if self._transport.closed:
-            return
-        await self._transport.aclose()
-        if self._owns_limiter:
-            await self._transport.limiter.aclose()
-
-    @property
-    def closed(self) -> bool:
-        return self._transport.closed
-
     # -- rate limiting -----------------------------------------------------------------------
-
-    @property
-    def rate_limiter(self) -> RateLimiter:
-        """The limiter every request of this client goes through."""
-        return self._transport.limiter
 
     def rate_limit_stats(self) -> list[LimiterStats]:
         """Requests sent, waits, 429s and the current limit estimate, per rate-limit key."""

@@ -32,7 +32,7 @@ from ._errors import (
     TimeoutError,
     TransportError,
 )
-from ._ratelimit import LocalRateLimiter, parse_rate_limit
+from ._ratelimit import LocalRateLimiter, RateLimitConfig, parse_rate_limit
 from ._ratelimit._protocol import Priority, RateLimiter, RateLimitKey, Ticket
 from ._redact import redact_url
 from ._response import Response, error_from_response
@@ -123,6 +123,7 @@ class Transport:
         base_url: str,
         session: aiohttp.ClientSession | None = None,
         limiter: RateLimiter | None = None,
+        rate_limit: RateLimitConfig | None = None,
         retry: RetryPolicy | None = None,
         timeouts: Timeouts | None = None,
         limits: ConnectionLimits | None = None,
@@ -142,7 +143,10 @@ class Transport:
         self._session = session
         self._owns_session = session is None
         self._owns_limiter = limiter is None
-        self._limiter: RateLimiter = limiter if limiter is not None else LocalRateLimiter()
+        # A limiter passed in is shared and stays open; one built here is owned and closed here.
+        self._limiter: RateLimiter = (
+            limiter if limiter is not None else LocalRateLimiter(rate_limit)
+        )
         self._retry = retry if retry is not None else RetryPolicy()
         self._quota = RetryQuota(self._retry.quota)
         self._timeouts = timeouts if timeouts is not None else Timeouts()

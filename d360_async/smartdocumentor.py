@@ -29,8 +29,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping
-from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final
 
 import aiohttp
 import attrs
@@ -39,6 +38,7 @@ from ._auth import Auth
 from ._config import ConnectionLimits, Hooks, Timeouts
 from ._ids import external_id as check_external_id
 from ._ids import sd_task_id
+from ._lifecycle import TransportOwner
 from ._models import SmartDocumentorPage, SmartDocumentorTask, as_mapping, malformed, structure
 from ._ratelimit._protocol import Priority, RateLimiter, Ticket
 from ._redact import Secret, fingerprint
@@ -394,7 +394,7 @@ class SmartDocumentorTasks:
         )
 
 
-class SmartDocumentorClient:
+class SmartDocumentorClient(TransportOwner):
     """An asyncio client for SmartDocumentor's external task API.
 
     Args:
@@ -460,32 +460,6 @@ class SmartDocumentorClient:
     def auth(self) -> ClientCredentialsAuth:
         """The cached client-credentials token source."""
         return self._auth
-
-    @property
-    def rate_limiter(self) -> RateLimiter:
-        """The limiter every request of this client goes through."""
-        return self._transport.limiter
-
-    @property
-    def closed(self) -> bool:
-        return self._transport.closed
-
-    async def __aenter__(self) -> Self:
-        if self._transport.closed:
-            raise RuntimeError("this client is closed; create a new one")
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        """Close the session and limiter this client owns; idempotent."""
-        await self._transport.aclose()
 
     def target_from_spec(self, spec: Mapping[str, Any]) -> Target[Any]:
         """Rebuild a task target from the ``spec`` stored in a watch checkpoint."""
