@@ -64,7 +64,7 @@ from ._fake_ops import (
     SdTask,
     draw_lifecycle,
 )
-from ._fake_ratelimit import RateDecision, ServerRateLimiter
+from ._fake_ratelimit import BudgetUse, ServerRateLimiter, budget_used, rate_headers
 from ._fake_stats import FakeStats, token_fingerprint
 
 __all__ = ["DEFAULT_PROJECT_ID", "FakeDocument360"]
@@ -529,6 +529,24 @@ class FakeDocument360:
         """Zero every counter in :attr:`stats`, in place (operations keep their poll counts)."""
         self.stats.reset()
 
+    def budget_use(self) -> dict[str, BudgetUse]:
+        """What share of the rate-limit budget each key spent, measured by the server.
+
+        Keys are `"<token fingerprint>|<project or ->"`. The share is taken over the whole
+        windows between a key's first and last admission (see
+        [budget_used][d360_async.testing._fake_ratelimit.budget_used]); it needs
+        `record_times` (the default).
+        """
+        limiter = self._limiter
+        if limiter is None:
+            return {}
+        found: dict[str, BudgetUse] = {}
+        for key in limiter.budget_keys():
+            token, project = key if isinstance(key, tuple) and len(key) == 2 else (key, None)
+            label = f"{token_fingerprint(str(token))}|{project or '-'}"
+            found[label] = budget_used(limiter.config, limiter.admission_times(key))
+        return found
+
     def reset_rate_limits(self) -> None:
         """Refill every rate-limit budget."""
         for limiter in (self._limiter, self._sd_limiter):
@@ -717,8 +735,10 @@ class FakeDocument360:
                 return self._send(route, self._unauthorized(request, family), headers)
             limiter = self._sd_limiter if family == "sd" else self._limiter
             if limiter is not None:
-                decision = limiter.admit(key, now)
-                self._rate_headers(limiter.config, decision, now, headers)
+                limiter.record = self.record_times
+                epoch = self.epoch(now)
+                decision = limiter.admit(key, now, epoch)
+                rate_headers(limiter.config, decision, epoch, headers)
                 if not decision.allowed:
                     stats.rate_limited += 1
                     headers["Retry-After"] = str(max(1, math.ceil(decision.retry_after)))
@@ -889,20 +909,6 @@ class FakeDocument360:
         return _Reply(
             401, payload=problem(401, self._trace_id()), content_type=_PROBLEM_JSON, headers=headers
         )
-
-    def _rate_headers(
-        self, config: FakeRateLimit, decision: RateDecision, now: float, headers: dict[str, str]
-    ) -> None:
-        if not config.headers:
-            return
-        headers["X-RateLimit-Remaining"] = str(decision.remaining)
-        if config.send_limit_and_reset == "always" or decision.remaining == 0:
-            headers["X-RateLimit-Limit"] = str(decision.limit)
-            if config.reset_format == "delay":
-                reset = math.ceil(decision.reset_after)
-            else:
-                reset = math.ceil(self.epoch(now) + decision.reset_after)
-            headers["X-RateLimit-Reset"] = str(reset)
 
     # ------------------------------------------------------------------ error replies
 

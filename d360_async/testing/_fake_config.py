@@ -15,11 +15,15 @@ from typing import Final, Literal, get_args
 import attrs
 
 __all__ = [
+    "ALGORITHMS",
     "API_ROUTES",
+    "DIALECTS",
     "FAULT_KINDS",
     "OPERATION_KINDS",
     "ROUTES",
     "STATUS_ROUTES",
+    "Algorithm",
+    "Dialect",
     "FakeLifecycle",
     "FakeRateLimit",
     "FaultKind",
@@ -123,36 +127,96 @@ def _positive(instance: object, attribute: attrs.Attribute[float], value: float)
         raise ValueError(f"{attribute.name} must be a positive number, got {value!r}")
 
 
+Algorithm = Literal["fixed_window", "fixed_window_aligned", "sliding_window", "token_bucket"]
+"""How :class:`FakeRateLimit` counts requests (see its docstring)."""
+
+Dialect = Literal[
+    "x-ratelimit", "vendor_page", "remaining_only", "ietf", "gateway", "github", "none"
+]
+"""Which rate-limit headers :class:`FakeRateLimit` sends (see its docstring)."""
+
+ALGORITHMS: tuple[str, ...] = (
+    "fixed_window",
+    "fixed_window_aligned",
+    "sliding_window",
+    "token_bucket",
+)
+DIALECTS: tuple[str, ...] = (
+    "x-ratelimit",
+    "vendor_page",
+    "remaining_only",
+    "ietf",
+    "gateway",
+    "github",
+    "none",
+)
+
+
 @attrs.frozen(slots=True)
 class FakeRateLimit:
-    """How :class:`FakeDocument360` limits requests and reports it in headers.
+    """How [FakeDocument360][d360_async.testing.FakeDocument360] limits requests and says so.
 
     The vendor documents 60 (Professional, Business) or 100 (Enterprise, Trial) requests per
-    minute, applied per API token per project on V3; its pages disagree on whether
-    ``X-RateLimit-Reset`` is an epoch or a delay, and on when ``Limit``/``Reset`` are sent.
-    Each of those variants can be reproduced here.
+    minute, applied per API token per project on V3, but not the policy behind it: its pages
+    disagree on whether `X-RateLimit-Reset` is an epoch or a delay and on when `Limit` and
+    `Reset` are sent, and a gateway in front may count differently. Every policy and header
+    dialect a client may meet can be played here, so a client can be tested against the
+    behaviours it does not assume.
+
+    Algorithms (`algorithm`):
+
+    - `"fixed_window"`: a counter of `limit` requests that resets `window` seconds after the
+      first request of the window (the window opens with the first request after the previous
+      one closed).
+    - `"fixed_window_aligned"`: the same counter, on windows aligned to multiples of `window`
+      on the server's wall clock (`fake.epoch()`), as many gateways count.
+    - `"sliding_window"`: at most `limit` requests in any `window` seconds (a sliding log).
+    - `"token_bucket"`: a bucket of `burst` tokens (default `limit`) refilled continuously at
+      `limit / window` tokens per second.
+
+    Header dialects (`dialect`):
+
+    - `"x-ratelimit"` (default): `X-RateLimit-Remaining` on every answer, `X-RateLimit-Limit`
+      and `X-RateLimit-Reset` as `send_limit_and_reset` and `reset_format` say (the vendor's
+      published spec: always, as an epoch).
+    - `"vendor_page"`: the vendor's rate-limit page: `Remaining` on every answer, `Limit` and
+      `Reset` (seconds until the reset) only once `Remaining` is 0.
+    - `"remaining_only"`: `X-RateLimit-Remaining` and nothing else.
+    - `"ietf"`: draft-ietf-httpapi-ratelimit-headers-11 structured fields,
+      `RateLimit-Policy: "default";q=<limit>;w=<window>` and
+      `RateLimit: "default";r=<remaining>;t=<seconds to reset>`.
+    - `"gateway"`: an API gateway's token bucket: `X-RateLimit-Limit` is the bucket size,
+      `X-RateLimit-Remaining` the whole tokens left, `X-RateLimit-Reset` the whole seconds until
+      the next token (`0` while tokens remain).
+    - `"github"`: `X-RateLimit-Limit`, `-Remaining`, `-Used` and `-Reset` (epoch) on every
+      answer.
+    - `"none"`: no rate-limit header at all (the same as `headers=False`).
+
+    Whatever the dialect, a 429 carries `Retry-After` in whole seconds, rounded up.
 
     Attributes:
-        limit: requests allowed per window (the bucket capacity for ``token_bucket``).
-        window: the window length in seconds (``token_bucket`` refills ``limit`` per window).
-        algorithm: ``"fixed_window"`` (a counter reset ``window`` seconds after the first
-            request of the window) or ``"token_bucket"`` (continuous refill).
-        reset_format: ``X-RateLimit-Reset`` as a UTC ``"epoch"`` in seconds (per the server's
-            possibly skewed clock) or as a ``"delay"`` in seconds; both rounded up.
-        send_limit_and_reset: ``"always"``, or ``"when_exhausted"`` (only once
-            ``X-RateLimit-Remaining`` is 0). ``X-RateLimit-Remaining`` is always sent.
-        headers: ``False`` sends no ``X-RateLimit-*`` header at all; a 429 still carries
-            ``Retry-After``.
-        per: ``"token_project"`` (the vendor's spec: one budget per token per V3 project) or
-            ``"token"`` (one budget per token).
+        limit: requests allowed per window (for `"token_bucket"`: tokens refilled per window).
+        window: the window length in seconds.
+        algorithm: see above.
+        burst: the bucket size of `"token_bucket"` (default: `limit`); ignored otherwise.
+        reset_format: `X-RateLimit-Reset` of the `"x-ratelimit"` dialect as a UTC `"epoch"` in
+            seconds (per the server's possibly skewed clock) or as a `"delay"` in seconds;
+            both rounded up.
+        send_limit_and_reset: for the `"x-ratelimit"` dialect: `"always"`, or
+            `"when_exhausted"` (only once `X-RateLimit-Remaining` is 0).
+        headers: `False` sends no rate-limit header at all, whatever the dialect.
+        dialect: see above.
+        per: `"token_project"` (the vendor's spec: one budget per token per V3 project) or
+            `"token"` (one budget per token).
 
-    .. versionadded:: 0.1.0
+    Added in version 0.1.0; `fixed_window_aligned`, `sliding_window`, `burst` and `dialect` in
+    0.2.0.
     """
 
     limit: int = attrs.field(default=60)
     window: float = attrs.field(default=60.0, validator=_positive)
-    algorithm: Literal["fixed_window", "token_bucket"] = attrs.field(
-        default="fixed_window", validator=attrs.validators.in_(("fixed_window", "token_bucket"))
+    algorithm: Algorithm = attrs.field(
+        default="fixed_window", validator=attrs.validators.in_(ALGORITHMS)
     )
     reset_format: Literal["epoch", "delay"] = attrs.field(
         default="epoch", validator=attrs.validators.in_(("epoch", "delay"))
@@ -164,11 +228,30 @@ class FakeRateLimit:
     per: Literal["token", "token_project"] = attrs.field(
         default="token_project", validator=attrs.validators.in_(("token", "token_project"))
     )
+    burst: int | None = attrs.field(default=None)
+    dialect: Dialect = attrs.field(default="x-ratelimit", validator=attrs.validators.in_(DIALECTS))
 
     @limit.validator
     def _check_limit(self, attribute: attrs.Attribute[int], value: int) -> None:
         if value < 1:
             raise ValueError(f"limit must be at least 1, got {value!r}")
+
+    @burst.validator
+    def _check_burst(self, attribute: attrs.Attribute[int | None], value: int | None) -> None:
+        if value is not None and value < 1:
+            raise ValueError(f"burst must be at least 1, got {value!r}")
+
+    @property
+    def capacity(self) -> int:
+        """The most requests that may pass back to back: `burst` for a bucket, else `limit`."""
+        if self.algorithm == "token_bucket" and self.burst is not None:
+            return self.burst
+        return self.limit
+
+    @property
+    def sustained_rate(self) -> float:
+        """Requests per second the policy allows in the long run: `limit / window`."""
+        return self.limit / self.window
 
 
 @attrs.frozen(slots=True)

@@ -1,15 +1,25 @@
-"""The fake server's rate limiter: pure arithmetic, time passed in."""
+"""The fake server's rate limiter and its headers: pure arithmetic, time passed in.
+
+Every policy of [FakeRateLimit][d360_async.testing.FakeRateLimit] is one small state machine
+per key; [ServerRateLimiter.admit][d360_async.testing._fake_ratelimit.ServerRateLimiter.admit]
+spends one request and says what the server would announce. [rate_headers][] writes that
+decision in one of the header dialects. [budget_used][] is the ground truth the benchmarks
+report: what share of what the policy allowed a client actually spent.
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable
+from collections import deque
+from collections.abc import Hashable, Sequence
 
 import attrs
 
 from ._fake_config import FakeRateLimit
 
-__all__ = ["RateDecision", "ServerRateLimiter"]
+__all__ = ["BudgetUse", "RateDecision", "ServerRateLimiter", "budget_used", "rate_headers"]
+
+_EPS = 1e-9
 
 
 @attrs.frozen(slots=True)
@@ -18,11 +28,14 @@ class RateDecision:
 
     Attributes:
         allowed: whether the request is admitted (else: 429).
-        limit: the configured limit.
-        remaining: requests left after this one (0 when refused).
-        reset_after: seconds until the budget is back to ``limit`` (the window's end, or the
-            time the bucket is full again).
-        retry_after: seconds until a request would be admitted (0 when admitted).
+        limit: the policy's capacity (`burst` for a token bucket, else `limit`).
+        remaining: requests left after this one (0 when refused), whole.
+        reset_after: seconds until the budget is back to `limit` (the window's end, the time
+            the bucket is full again, or the time the newest counted request leaves a sliding
+            window).
+        retry_after: seconds until a request would be admitted (0 when admitted now and
+            more is left; otherwise when the next unit of budget frees).
+        window: the policy's window in seconds (announced by the IETF dialect).
     """
 
     allowed: bool
@@ -30,62 +43,252 @@ class RateDecision:
     remaining: int
     reset_after: float
     retry_after: float
+    window: float = 0.0
+
+
+class _Key:
+    """One key's state: its counter, bucket or log, and (when recorded) admission times."""
+
+    __slots__ = ("count", "end", "log", "times", "tokens", "updated")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.end = -math.inf  # fixed windows: when the current window closes
+        self.tokens = 0.0
+        self.updated = 0.0
+        self.log: deque[float] = deque()
+        self.times: list[float] = []
 
 
 class ServerRateLimiter:
-    """One budget per key, either a fixed window or a token bucket.
+    """One budget per key under one [FakeRateLimit][d360_async.testing.FakeRateLimit] policy.
 
-    Each key's state is two floats in a dict, so admission is O(1).
+    Admission is O(1) amortised for every algorithm (the sliding log holds at most `limit`
+    times per key).
+
+    Args:
+        config: the policy.
+        record: keep every admission time per key, for [budget_used][].
     """
 
-    __slots__ = ("_config", "_rate", "_state")
+    __slots__ = ("_config", "_keys", "_rate", "record")
 
-    def __init__(self, config: FakeRateLimit) -> None:
+    def __init__(self, config: FakeRateLimit, *, record: bool = False) -> None:
         self._config = config
         self._rate = config.limit / config.window
-        # fixed_window: [count, window_end]; token_bucket: [tokens, last_refill]
-        self._state: dict[Hashable, list[float]] = {}
+        self._keys: dict[Hashable, _Key] = {}
+        self.record = record
 
     @property
     def config(self) -> FakeRateLimit:
-        """The configuration this limiter enforces."""
+        """The policy this limiter enforces."""
         return self._config
 
     def reset(self) -> None:
         """Forget every key (every budget is full again)."""
-        self._state.clear()
+        self._keys.clear()
 
-    def admit(self, key: Hashable, now: float) -> RateDecision:
-        """Spend one request of ``key``'s budget at time ``now``, if there is one."""
-        if self._config.algorithm == "fixed_window":
-            return self._fixed_window(key, now)
-        return self._token_bucket(key, now)
+    def admission_times(self, key: Hashable) -> list[float]:
+        """The (epoch) times `key` was admitted at, when recording."""
+        state = self._keys.get(key)
+        return [] if state is None else list(state.times)
 
-    def _fixed_window(self, key: Hashable, now: float) -> RateDecision:
-        limit = self._config.limit
-        state = self._state.get(key)
-        if state is None or now >= state[1]:
-            # The window opens with the first request after the previous one closed.
-            state = [0.0, now + self._config.window]
-            self._state[key] = state
-        reset_after = state[1] - now
-        if state[0] < limit:
-            state[0] += 1
-            return RateDecision(True, limit, limit - int(state[0]), reset_after, 0.0)
-        return RateDecision(False, limit, 0, reset_after, reset_after)
+    def budget_keys(self) -> list[Hashable]:
+        """Every key seen since the last reset."""
+        return list(self._keys)
 
-    def _token_bucket(self, key: Hashable, now: float) -> RateDecision:
-        limit = self._config.limit
-        rate = self._rate
-        state = self._state.get(key)
+    def admit(self, key: Hashable, now: float, epoch: float | None = None) -> RateDecision:
+        """Spend one request of `key`'s budget at time `now`, if there is one.
+
+        Args:
+            key: the budget.
+            now: the server's clock.
+            epoch: the server's wall clock at `now` (windows aligned to the clock use it);
+                defaults to `now`.
+        """
+        state = self._keys.get(key)
         if state is None:
-            state = [float(limit), now]
-            self._state[key] = state
-        tokens = min(float(limit), state[0] + max(0.0, now - state[1]) * rate)
-        state[1] = now
-        if tokens >= 1.0 - 1e-9:
+            state = self._keys[key] = _Key()
+            state.tokens = float(self._config.capacity)
+            state.updated = now
+        at = now if epoch is None else epoch
+        algorithm = self._config.algorithm
+        if algorithm == "token_bucket":
+            decision = self._token_bucket(state, now)
+        elif algorithm == "sliding_window":
+            decision = self._sliding(state, now)
+        else:
+            decision = self._fixed(state, now, at, aligned=algorithm == "fixed_window_aligned")
+        if decision.allowed and self.record:
+            state.times.append(at)
+        return decision
+
+    def _fixed(self, state: _Key, now: float, epoch: float, *, aligned: bool) -> RateDecision:
+        config = self._config
+        limit, window = config.limit, config.window
+        if aligned:
+            # Windows are [k*window, (k+1)*window) on the server's wall clock.
+            end_epoch = (math.floor(epoch / window) + 1.0) * window
+            end = now + (end_epoch - epoch)
+            if end > state.end + _EPS:
+                state.count = 0
+                state.end = end
+        elif now >= state.end:
+            # The window opens with the first request after the previous one closed.
+            state.count = 0
+            state.end = now + window
+        reset_after = max(0.0, state.end - now)
+        if state.count < limit:
+            state.count += 1
+            left = limit - state.count
+            return RateDecision(
+                True, limit, left, reset_after, 0.0 if left else reset_after, window
+            )
+        return RateDecision(False, limit, 0, reset_after, reset_after, window)
+
+    def _sliding(self, state: _Key, now: float) -> RateDecision:
+        config = self._config
+        limit, window = config.limit, config.window
+        log = state.log
+        while log and log[0] <= now - window:
+            log.popleft()
+        if len(log) < limit:
+            log.append(now)
+            left = limit - len(log)
+            retry = 0.0 if left else log[0] + window - now
+            return RateDecision(True, limit, left, log[-1] + window - now, retry, window)
+        return RateDecision(False, limit, 0, log[-1] + window - now, log[0] + window - now, window)
+
+    def _token_bucket(self, state: _Key, now: float) -> RateDecision:
+        capacity = float(self._config.capacity)
+        rate = self._rate
+        tokens = min(capacity, state.tokens + max(0.0, now - state.updated) * rate)
+        state.updated = max(state.updated, now)
+        window = self._config.window
+        if tokens >= 1.0 - _EPS:
             tokens = max(0.0, tokens - 1.0)
-            state[0] = tokens
-            return RateDecision(True, limit, math.floor(tokens), (limit - tokens) / rate, 0.0)
-        state[0] = tokens
-        return RateDecision(False, limit, 0, (limit - tokens) / rate, (1.0 - tokens) / rate)
+            state.tokens = tokens
+            left = math.floor(tokens + _EPS)
+            retry = 0.0 if left else (1.0 - tokens) / rate
+            return RateDecision(
+                True, int(capacity), left, (capacity - tokens) / rate, retry, window
+            )
+        state.tokens = tokens
+        return RateDecision(
+            False, int(capacity), 0, (capacity - tokens) / rate, (1.0 - tokens) / rate, window
+        )
+
+
+def _ceil(seconds: float) -> int:
+    """Whole seconds, rounded up (a wait announced shorter than it is would be a lie)."""
+    return max(0, math.ceil(seconds - 1e-6))
+
+
+def rate_headers(
+    config: FakeRateLimit, decision: RateDecision, epoch: float, headers: dict[str, str]
+) -> None:
+    """Write `decision` into `headers` in the dialect of `config` (see `FakeRateLimit`).
+
+    Args:
+        config: the policy and its dialect.
+        decision: what the limiter decided for this request.
+        epoch: the server's wall clock now (for epoch resets).
+        headers: the response headers, updated in place.
+    """
+    dialect = "none" if not config.headers else config.dialect
+    if dialect == "none":
+        return
+    remaining = str(decision.remaining)
+    if dialect == "ietf":
+        window = _ceil(decision.window)
+        headers["RateLimit-Policy"] = f'"default";q={decision.limit};w={window}'
+        headers["RateLimit"] = f'"default";r={remaining};t={_ceil(decision.reset_after)}'
+        return
+    headers["X-RateLimit-Remaining"] = remaining
+    if dialect == "remaining_only":
+        return
+    if dialect == "gateway":
+        headers["X-RateLimit-Limit"] = str(decision.limit)
+        next_token = 0.0 if decision.remaining > 0 else decision.retry_after
+        headers["X-RateLimit-Reset"] = str(_ceil(next_token))
+        return
+    if dialect == "github":
+        headers["X-RateLimit-Limit"] = str(decision.limit)
+        headers["X-RateLimit-Used"] = str(decision.limit - decision.remaining)
+        headers["X-RateLimit-Reset"] = str(_ceil(epoch + decision.reset_after))
+        return
+    if dialect == "vendor_page":
+        if decision.remaining == 0:
+            headers["X-RateLimit-Limit"] = str(decision.limit)
+            headers["X-RateLimit-Reset"] = str(_ceil(decision.reset_after))
+        return
+    # "x-ratelimit": the classic fields, as configured.
+    if config.send_limit_and_reset == "always" or decision.remaining == 0:
+        headers["X-RateLimit-Limit"] = str(decision.limit)
+        if config.reset_format == "delay":
+            reset = _ceil(decision.reset_after)
+        else:
+            reset = _ceil(epoch + decision.reset_after)
+        headers["X-RateLimit-Reset"] = str(reset)
+
+
+@attrs.frozen(slots=True)
+class BudgetUse:
+    """How much of what a policy allowed a client spent, over the whole windows it was busy.
+
+    Attributes:
+        admitted: requests admitted inside the measured span.
+        allowed: the most the policy would have admitted inside that span.
+        start: the span's start (epoch seconds).
+        end: the span's end.
+    """
+
+    admitted: int
+    allowed: float
+    start: float
+    end: float
+
+    @property
+    def share(self) -> float:
+        """`admitted / allowed` (1.0 when nothing was allowed)."""
+        return self.admitted / self.allowed if self.allowed > 0 else 1.0
+
+
+def budget_used(config: FakeRateLimit, times: Sequence[float]) -> BudgetUse:
+    """The share of the budget a client spent, measured from the server's side.
+
+    The span is chosen so that a client that spreads its requests is not penalised for where
+    the measurement starts or stops: end effects are left out, waste inside is not.
+
+    - Fixed windows aligned to the clock: the whole windows between the first and the last
+      admission; each allowed `limit`.
+    - Fixed windows from the first request, and sliding windows: whole windows of `window`
+      seconds counted from the first admission (a greedy client would open one at each of
+      those times), up to the last admission; each allowed `limit`. Gaps between the
+      server's windows count as lost budget.
+    - A token bucket: from the first admission to the last; allowed is the full bucket at the
+      start plus the refill since (`burst + rate * span`).
+
+    Args:
+        config: the policy.
+        times: admission times of one key (epoch seconds, as
+            [ServerRateLimiter.admission_times][d360_async.testing._fake_ratelimit.ServerRateLimiter.admission_times]
+            returns them), in order.
+    """
+    if len(times) < 2:
+        return BudgetUse(len(times), float(config.capacity), 0.0, 0.0)
+    first, last = times[0], times[-1]
+    window = config.window
+    if config.algorithm == "token_bucket":
+        allowed = config.capacity + config.sustained_rate * (last - first)
+        return BudgetUse(len(times), allowed, first, last)
+    if config.algorithm == "fixed_window_aligned":
+        start = math.ceil(first / window - _EPS) * window
+    else:
+        start = first
+    whole = math.floor((last - start) / window + _EPS)
+    if whole < 1:
+        return BudgetUse(len(times), float(config.limit), first, last)
+    end = start + whole * window
+    admitted = sum(1 for at in times if start - _EPS <= at < end - _EPS)
+    return BudgetUse(admitted, float(whole * config.limit), start, end)

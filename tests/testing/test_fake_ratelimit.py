@@ -226,3 +226,138 @@ async def test_clock_skew_moves_date_and_epoch_reset(
         assert later - date == pytest.approx(300.0, abs=1.5)
         # The epoch reset is reported on the server's own (skewed) clock.
         assert int(headers["X-RateLimit-Reset"]) == pytest.approx(date + 60.0, abs=1.5)
+
+
+# ---------------------------------------------------------------------------- every policy
+
+from d360_async.testing._fake_ratelimit import budget_used, rate_headers  # noqa: E402
+
+
+def test_aligned_window_resets_on_clock_multiples() -> None:
+    limiter = ServerRateLimiter(
+        FakeRateLimit(limit=2, window=10.0, algorithm="fixed_window_aligned")
+    )
+    # Server clock 0 is epoch 1007: the window closes at epoch 1010, three seconds later.
+    first = limiter.admit("k", 0.0, 1007.0)
+    assert (first.remaining, first.reset_after) == (1, pytest.approx(3.0))
+    assert limiter.admit("k", 1.0, 1008.0).remaining == 0
+    refused = limiter.admit("k", 2.0, 1009.0)
+    assert not refused.allowed
+    assert refused.retry_after == pytest.approx(1.0)
+    reopened = limiter.admit("k", 3.0, 1010.0)
+    assert (reopened.allowed, reopened.remaining) == (True, 1)
+    assert reopened.reset_after == pytest.approx(10.0)
+
+
+def test_sliding_window_frees_one_slot_per_aged_request() -> None:
+    limiter = ServerRateLimiter(FakeRateLimit(limit=2, window=10.0, algorithm="sliding_window"))
+    assert limiter.admit("k", 0.0).remaining == 1
+    assert limiter.admit("k", 4.0).remaining == 0
+    refused = limiter.admit("k", 9.0)
+    assert not refused.allowed
+    assert refused.retry_after == pytest.approx(1.0)  # the request at 0 leaves at 10
+    again = limiter.admit("k", 10.0)
+    assert again.allowed
+    assert not limiter.admit("k", 11.0).allowed  # 4 and 10 are still inside
+    assert limiter.admit("k", 14.0).allowed
+
+
+def test_token_bucket_burst_differs_from_refill() -> None:
+    config = FakeRateLimit(limit=10, window=1.0, algorithm="token_bucket", burst=3)
+    limiter = ServerRateLimiter(config)
+    assert [limiter.admit("k", 0.0).allowed for _ in range(4)] == [True, True, True, False]
+    assert limiter.admit("k", 0.1).allowed  # one token per 0.1 s
+    assert not limiter.admit("k", 0.1).allowed
+    assert config.capacity == 3
+    assert config.sustained_rate == 10.0
+
+
+def _headers(config: FakeRateLimit, remaining: int, reset_after: float = 4.2) -> dict[str, str]:
+    decision_limiter = ServerRateLimiter(config)
+    decision = decision_limiter.admit("k", 0.0, 1000.0)
+    decision = attrs_evolve(decision, remaining=remaining, reset_after=reset_after)
+    headers: dict[str, str] = {}
+    rate_headers(config, decision, 1000.0, headers)
+    return headers
+
+
+def attrs_evolve(decision: object, **changes: object) -> object:
+    import attrs
+
+    return attrs.evolve(decision, **changes)  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("dialect", "remaining", "expected"),
+    [
+        (
+            "x-ratelimit",
+            5,
+            {"X-RateLimit-Remaining": "5", "X-RateLimit-Limit": "60", "X-RateLimit-Reset": "1005"},
+        ),
+        ("vendor_page", 5, {"X-RateLimit-Remaining": "5"}),
+        (
+            "vendor_page",
+            0,
+            {"X-RateLimit-Remaining": "0", "X-RateLimit-Limit": "60", "X-RateLimit-Reset": "5"},
+        ),
+        ("remaining_only", 0, {"X-RateLimit-Remaining": "0"}),
+        ("ietf", 5, {"RateLimit-Policy": '"default";q=60;w=60', "RateLimit": '"default";r=5;t=5'}),
+        (
+            "github",
+            5,
+            {
+                "X-RateLimit-Remaining": "5",
+                "X-RateLimit-Limit": "60",
+                "X-RateLimit-Used": "55",
+                "X-RateLimit-Reset": "1005",
+            },
+        ),
+        ("none", 5, {}),
+    ],
+)
+def test_dialects_write_their_headers(
+    dialect: str, remaining: int, expected: dict[str, str]
+) -> None:
+    config = FakeRateLimit(dialect=dialect)  # type: ignore[arg-type]
+    assert _headers(config, remaining) == expected
+
+
+def test_gateway_dialect_announces_the_next_token() -> None:
+    config = FakeRateLimit(
+        limit=10, window=1.0, algorithm="token_bucket", burst=2, dialect="gateway"
+    )
+    limiter = ServerRateLimiter(config)
+    sent = []
+    for at in (0.0, 0.0, 0.05):
+        headers: dict[str, str] = {}
+        rate_headers(config, limiter.admit("k", at), at, headers)
+        sent.append(headers)
+    assert sent[0] == {
+        "X-RateLimit-Remaining": "1",
+        "X-RateLimit-Limit": "2",
+        "X-RateLimit-Reset": "0",
+    }
+    assert sent[1]["X-RateLimit-Remaining"] == "0"
+    assert sent[1]["X-RateLimit-Reset"] == "1"  # 0.1 s to the next token, in whole seconds
+
+
+def test_budget_used_counts_whole_windows() -> None:
+    aligned = FakeRateLimit(limit=10, window=10.0, algorithm="fixed_window_aligned")
+    # 10 per window in [10, 20) and [20, 30), 5 in the partial windows at either end.
+    times = [5.0 + i * 0.5 for i in range(10)] + [10 + i for i in range(10)]
+    times += [20 + i for i in range(5)] + [30.5]
+    use = budget_used(aligned, times)
+    assert (use.start, use.end) == (10.0, 30.0)
+    assert use.admitted == 15
+    assert use.allowed == 20.0
+    assert use.share == pytest.approx(0.75)
+    bucket = FakeRateLimit(limit=10, window=1.0, algorithm="token_bucket", burst=20)
+    assert budget_used(bucket, [0.0, 1.0]).allowed == pytest.approx(30.0)
+
+
+def test_server_reports_budget_use_per_key() -> None:
+    fake = FakeDocument360(
+        rate_limit=FakeRateLimit(limit=3, window=1.0, algorithm="sliding_window")
+    )
+    assert fake.budget_use() == {}
