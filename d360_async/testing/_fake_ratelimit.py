@@ -49,7 +49,7 @@ class RateDecision:
 class _Key:
     """One key's state: its counter, bucket or log, and (when recorded) admission times."""
 
-    __slots__ = ("count", "end", "log", "times", "tokens", "updated")
+    __slots__ = ("count", "end", "log", "times", "tokens", "updated", "window_index")
 
     def __init__(self) -> None:
         self.count = 0
@@ -58,6 +58,7 @@ class _Key:
         self.updated = 0.0
         self.log: deque[float] = deque()
         self.times: list[float] = []
+        self.window_index = -1
 
 
 class ServerRateLimiter:
@@ -127,12 +128,13 @@ class ServerRateLimiter:
         config = self._config
         limit, window = config.limit, config.window
         if aligned:
-            # Windows are [k*window, (k+1)*window) on the server's wall clock.
-            end_epoch = (math.floor(epoch / window) + 1.0) * window
-            end = now + (end_epoch - epoch)
-            if end > state.end + _EPS:
+            # Windows are [k*window, (k+1)*window) on the server's wall clock; the window's
+            # number is compared, not its end (epochs are too large for a float tolerance).
+            index = math.floor(epoch / window)
+            if index != state.window_index:
+                state.window_index = index
                 state.count = 0
-                state.end = end
+            state.end = now + ((index + 1.0) * window - epoch)
         elif now >= state.end:
             # The window opens with the first request after the previous one closed.
             state.count = 0
