@@ -14,7 +14,9 @@ from ._client import Client
 from ._config import (
     ConnectionLimits,
     Hooks,
+    LimiterWaitEvent,
     Region,
+    RequestEndEvent,
     RequestEvent,
     ResponseEvent,
     RetryEvent,
@@ -69,8 +71,9 @@ from ._ratelimit import (
 from ._resources import DownloadProgress, ExportNotReady, MissingCredential
 from ._retry import RetryPolicy
 from ._target import Observation, Target
+from ._telemetry import Telemetry
 from ._version import __version__
-from ._watch import PollPolicy, Transition, TransitionKind, Watch
+from ._watch import PollPolicy, TargetFinished, Transition, TransitionKind, Watch
 
 if TYPE_CHECKING:
     from ._ratelimit._redis import RedisRateLimiter
@@ -100,6 +103,7 @@ __all__ = [
     "Import",
     "ImportStarted",
     "LimiterStats",
+    "LimiterWaitEvent",
     "LocalRateLimiter",
     "LogMessage",
     "MalformedResponse",
@@ -119,6 +123,7 @@ __all__ = [
     "RateLimiter",
     "RedisRateLimiter",
     "Region",
+    "RequestEndEvent",
     "RequestEvent",
     "ResponseEvent",
     "RetryEvent",
@@ -127,6 +132,8 @@ __all__ = [
     "SmartDocumentorPage",
     "SmartDocumentorTask",
     "Target",
+    "TargetFinished",
+    "Telemetry",
     "TimeoutError",
     "Timeouts",
     "TokenProvider",

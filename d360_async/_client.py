@@ -23,6 +23,7 @@ from ._resources import (
 )
 from ._retry import RetryPolicy
 from ._target import Target
+from ._telemetry import Telemetry, instrument
 from ._transport import Transport
 from ._watch import PollPolicy, Transition, Watch, wait, watch
 
@@ -53,7 +54,12 @@ class Client(TransportOwner):
         retry: the :class:`RetryPolicy`.
         timeouts: per-attempt :class:`Timeouts`.
         limits: connection pool bounds for the session the client creates.
-        hooks: observability callbacks (request sent, response received, retry scheduled).
+        hooks: observability callbacks (requests, responses, retries, limiter waits, and the
+            transitions of ``client.watch``).
+        telemetry: OpenTelemetry spans and metrics through the global providers when
+            ``opentelemetry-api`` is installed (the ``otel`` extra), a no-op until the
+            application configures the SDK; ``False`` turns them off, a
+            [Telemetry][d360_async.Telemetry] sends them to other providers.
     """
 
     def __init__(
@@ -69,6 +75,7 @@ class Client(TransportOwner):
         timeouts: Timeouts | None = None,
         limits: ConnectionLimits | None = None,
         hooks: Hooks | None = None,
+        telemetry: bool | Telemetry = True,
     ) -> None:
         if api_token is None and v2_api_token is None:
             raise ValueError("give api_token (V3), v2_api_token (V2), or both")
@@ -88,7 +95,7 @@ class Client(TransportOwner):
             retry=retry,
             timeouts=timeouts,
             limits=limits,
-            hooks=hooks,
+            hooks=instrument(self, hooks, telemetry, "document360"),
         )
         self._v3_auth: Auth | None = BearerAuth(api_token) if api_token is not None else None
         self._v2_auth: Auth | None = (
@@ -130,6 +137,7 @@ class Client(TransportOwner):
         targets only named in it are rebuilt with :meth:`target_from_spec`.
         """
         options.setdefault("resolver", self.target_from_spec)
+        options.setdefault("hooks", self._transport.hooks)
         return watch(targets, policy=policy if policy is not None else PollPolicy(), **options)
 
     async def wait(
@@ -141,5 +149,8 @@ class Client(TransportOwner):
     ) -> Transition[Any]:
         """Watch one operation until it ends and return its final transition."""
         return await wait(
-            target, timeout=timeout, policy=policy if policy is not None else PollPolicy()
+            target,
+            timeout=timeout,
+            policy=policy if policy is not None else PollPolicy(),
+            hooks=self._transport.hooks,
         )

@@ -8,7 +8,7 @@ turned into ours (:func:`map_client_error`).
 from __future__ import annotations
 
 import asyncio
-import inspect
+import itertools
 import logging
 import random
 import time
@@ -21,7 +21,17 @@ import yarl
 from multidict import CIMultiDictProxy
 
 from ._auth import Auth
-from ._config import ConnectionLimits, Hooks, RequestEvent, ResponseEvent, RetryEvent, Timeouts
+from ._config import (
+    ConnectionLimits,
+    Hooks,
+    LimiterWaitEvent,
+    RequestEndEvent,
+    RequestEvent,
+    ResponseEvent,
+    RetryEvent,
+    Timeouts,
+    notify,
+)
 from ._errors import (
     ConnectError,
     ConnectTimeout,
@@ -41,7 +51,7 @@ from ._version import __version__
 
 __all__ = ["USER_AGENT", "Transport", "map_client_error"]
 
-logger = logging.getLogger("d360_async")
+logger = logging.getLogger("d360_async.transport")
 
 USER_AGENT = f"d360-async/{__version__}"
 
@@ -51,6 +61,9 @@ _OPEN, _CLOSED = "open", "closed"
 
 # Rate-limit keys remembered per transport (one per credential and project in practice).
 _MAX_CACHED_KEYS = 1024
+
+# Numbers the calls of every transport in the process, for hooks to tell calls apart.
+_CALLS = itertools.count(1)
 
 
 def map_client_error(exc: BaseException, *, method: str, url: str) -> TransportError:
@@ -176,6 +189,10 @@ class Transport:
         return self._limiter
 
     @property
+    def hooks(self) -> Hooks:
+        return self._hooks
+
+    @property
     def retry_quota(self) -> RetryQuota:
         return self._quota
 
@@ -288,6 +305,52 @@ class Transport:
         A 2xx whose body ``decode`` rejects with :class:`MalformedResponse` (truncated JSON,
         an HTML page from a proxy) is retried like a transient failure when the policy allows.
         """
+        call = next(_CALLS)
+        sending = self._send(
+            call,
+            method,
+            url,
+            decode,
+            auth=auth,
+            params=params,
+            json=json,
+            data=data,
+            project_id=project_id,
+            priority=priority,
+            ticket=ticket,
+            limit=limit,
+        )
+        ends = self._hooks.on_request_end
+        if not ends:
+            return await sending
+        started = self._clock()
+        error: BaseException | None = None
+        try:
+            return await sending
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            shown = redact_url(self.url_for(url))
+            end = RequestEndEvent(method.upper(), shown, call, self._clock() - started, error)
+            await self._emit(ends, end)
+
+    async def _send(
+        self,
+        call: int,
+        method: str,
+        url: str,
+        decode: Callable[[Response], T],
+        *,
+        auth: Auth | None,
+        params: Mapping[str, str | int] | None,
+        json: Any,
+        data: Mapping[str, str] | None,
+        project_id: str | None,
+        priority: Priority,
+        ticket: Ticket | None,
+        limit: bool,
+    ) -> T:
         method = method.upper()
         full_url = self.url_for(url)
         shown_url = redact_url(full_url)
@@ -304,10 +367,17 @@ class Transport:
                 admitted = await self._limiter.acquire(key, priority=priority)
             else:
                 admitted = None
+            if admitted is not None and self._hooks.on_limiter_wait:
+                await self._emit(
+                    self._hooks.on_limiter_wait,
+                    LimiterWaitEvent(
+                        method, shown_url, attempt, admitted.waited, key, admitted.priority, call
+                    ),
+                )
             error: D360Error
             try:
                 response = await self._attempt(
-                    method, full_url, shown_url, attempt, auth, params, json, data, admitted
+                    method, full_url, shown_url, attempt, auth, params, json, data, admitted, call
                 )
             except TransportError as exc:
                 error = exc
@@ -345,9 +415,10 @@ class Transport:
                 delay,
                 attempt,
                 type(error).__name__,
+                extra={"d360_key": key.token_fingerprint, "d360_attempt": attempt},
             )
             await self._emit(
-                self._hooks.on_retry, RetryEvent(method, shown_url, attempt, delay, error)
+                self._hooks.on_retry, RetryEvent(method, shown_url, attempt, delay, error, call)
             )
             if delay > 0:
                 await self._sleep(delay)
@@ -385,6 +456,7 @@ class Transport:
         json: Any,
         data: Mapping[str, str] | None,
         admitted: Ticket | None,
+        call: int = 0,
     ) -> Response:
         """One attempt: send, read the whole body, and settle the limiter ticket once."""
         status: int | None = None
@@ -394,10 +466,14 @@ class Transport:
             # A closed transport has no session, so the closed check in session() still runs.
             session = self._session if self._session is not None else await self.session()
             headers: dict[str, str] = {"Accept": "application/json", "User-Agent": USER_AGENT}
+            if hooks.on_request:
+                # Before the credential is added: a hook never sees it, nor can it replace it.
+                event = RequestEvent(method, shown_url, attempt, call)
+                await self._emit(hooks.on_request, event)
+                if event.headers:
+                    headers = {**event.headers, **headers}
             if auth is not None:
                 await auth.apply(headers)
-            if hooks.on_request:
-                await self._emit(hooks.on_request, RequestEvent(method, shown_url, attempt))
             sent_at = self._clock()
             try:
                 async with session.request(
@@ -433,7 +509,7 @@ class Transport:
             if hooks.on_response:
                 await self._emit(
                     hooks.on_response,
-                    ResponseEvent(method, shown_url, attempt, response.status, elapsed),
+                    ResponseEvent(method, shown_url, attempt, response.status, elapsed, call),
                 )
             return response
         finally:
@@ -485,13 +561,7 @@ class Transport:
             raise map_client_error(exc, method=method, url=shown_url) from exc
 
     async def _emit(self, hooks: tuple[Callable[..., Any], ...], event: object) -> None:
-        for hook in hooks:
-            try:
-                result = hook(event)
-                if inspect.isawaitable(result):
-                    await result
-            except Exception:
-                logger.exception("an event hook raised; ignoring it")
+        await notify(hooks, event)
 
 
 def _identity(response: Response) -> Response:

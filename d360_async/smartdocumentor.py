@@ -47,6 +47,7 @@ from ._response import Response
 from ._retry import RetryPolicy
 from ._status import normalise_smartdocumentor
 from ._target import Observation, Target
+from ._telemetry import Telemetry, instrument
 from ._transport import Transport
 
 __all__ = [
@@ -409,6 +410,8 @@ class SmartDocumentorClient(TransportOwner):
         timeouts: per-attempt timeouts.
         limits: connection pool bounds for a session the client creates.
         hooks: observability callbacks.
+        telemetry: OpenTelemetry spans and metrics, as for [Client][d360_async.Client]
+            (``False`` turns them off).
         token_refresh_margin: seconds before expiry at which a cached token is replaced.
         clock: monotonic clock for token expiry (tests inject a fake one).
 
@@ -429,6 +432,7 @@ class SmartDocumentorClient(TransportOwner):
         timeouts: Timeouts | None = None,
         limits: ConnectionLimits | None = None,
         hooks: Hooks | None = None,
+        telemetry: bool | Telemetry = True,
         token_refresh_margin: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -439,7 +443,7 @@ class SmartDocumentorClient(TransportOwner):
             retry=retry,
             timeouts=timeouts,
             limits=limits,
-            hooks=hooks,
+            hooks=instrument(self, hooks, telemetry, "smartdocumentor"),
         )
         self._auth = ClientCredentialsAuth(
             self._transport,

@@ -65,6 +65,7 @@ import attrs
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from .._config import Hooks, notify
 from .._errors import (
     D360Error,
     MalformedResponse,
@@ -87,6 +88,7 @@ __all__ = [
     "MALFORMED_STREAK",
     "Clock",
     "SystemClock",
+    "TargetFinished",
     "Transition",
     "TransitionKind",
     "Watch",
@@ -173,6 +175,38 @@ class Transition(Generic[S]):
         return self.target.key
 
 
+@attrs.frozen(slots=True)
+class TargetFinished:
+    """A watched target will yield nothing more: the event of ``Hooks.on_target_finished``.
+
+    Added in version 0.1.0.
+
+    Attributes:
+        key: the target's key.
+        kind: the target's kind (``"v3.export"``...).
+        phase: the last phase seen (None if the target was never seen).
+        polls: polls made for it (including failed ones).
+        first_seen_at: when the watch first saw it (None if never seen by this watch, for
+            instance a target resumed from a checkpoint already seen before).
+        finished_at: when it finished.
+        transition: its final transition; None when it was removed with
+            [Watch.remove][d360_async.Watch.remove].
+    """
+
+    key: str
+    kind: str
+    phase: Phase | None
+    polls: int
+    first_seen_at: datetime | None
+    finished_at: datetime
+    transition: Transition[Any] | None
+
+    @property
+    def removed(self) -> bool:
+        """Whether it was removed rather than finished."""
+        return self.transition is None
+
+
 class Clock(Protocol):
     """Where a watch gets its time from; inject a fake one to test without real waiting."""
 
@@ -250,6 +284,7 @@ class _Entry(Generic[S]):
         "delivered_phase",
         "delivered_raw",
         "final_delivered",
+        "first_seen",
         "group",
         "removed",
         "scope",
@@ -269,6 +304,7 @@ class _Entry(Generic[S]):
         self.final_delivered = False
         self.accounted = False  # its final transition was handed over (or it was removed)
         self.removed = False
+        self.first_seen: datetime | None = None  # for hooks: its first CHANGED transition
 
 
 _Item = tuple[_Entry[S], Transition[S]] | None  # None: "re-check whether the watch is over"
@@ -307,6 +343,7 @@ class Watch(Generic[S]):
         buffer: int = 64,
         clock: Clock | None = None,
         resolver: Callable[[Mapping[str, Any]], Target[S]] | None = None,
+        hooks: Hooks | None = None,
     ) -> None:
         if not isinstance(policy, PollPolicy):
             raise TypeError("policy must be a PollPolicy")
@@ -319,6 +356,7 @@ class Watch(Generic[S]):
         self._keep_open = keep_open
         self._buffer = buffer
         self._clock: Clock = clock if clock is not None else SystemClock()
+        self._hooks = hooks if hooks is not None else Hooks()
         self._sched = Scheduler()
         self._entries: dict[str, _Entry[S]] = {}
         self._carried: dict[str, CheckpointEntry] = {}  # finished targets from the checkpoint
@@ -491,6 +529,8 @@ class Watch(Generic[S]):
         self._sched.remove(entry.state)
         if entry.scope is not None:
             entry.scope.cancel()
+        if self._hooks.on_target_finished and not entry.accounted and self._lifecycle is _RUNNING:
+            self._tg.start_soon(self._notify_finished, entry, None)
         self._account(entry)
         return True
 
@@ -701,7 +741,13 @@ class Watch(Generic[S]):
                 transition = self._bug(entry, "poll() raised", exc)
             await self._emit(entry, transition)
             return
-        logger.debug("transient error polling %s (attempt %d): %r", state.key, state.errors, exc)
+        logger.debug(
+            "transient error polling %s (attempt %d): %r",
+            state.key,
+            state.errors,
+            exc,
+            extra={"d360_target": state.key, "d360_kind": state.kind, "d360_attempt": state.errors},
+        )
         if outcome.stalled:
             error = exc if isinstance(exc, D360Error) else None
             await self._emit(
@@ -731,7 +777,13 @@ class Watch(Generic[S]):
 
     def _bug(self, entry: _Entry[S], what: str, exc: Exception) -> Transition[S]:
         """An ERROR transition for a non-library exception, which is also logged."""
-        logger.error("%s for watched target %s", what, entry.state.key, exc_info=exc)
+        logger.error(
+            "%s for watched target %s",
+            what,
+            entry.state.key,
+            exc_info=exc,
+            extra={"d360_target": entry.state.key, "d360_kind": entry.state.kind},
+        )
         error = WatchError(f"{what} for target {entry.state.key!r}: {type(exc).__name__}: {exc}")
         error.__cause__ = exc
         self._sched.finish(entry.state)
@@ -764,8 +816,32 @@ class Watch(Generic[S]):
         if entry.removed:
             return
         await self._send.send((entry, transition))
+        hooks = self._hooks
+        if hooks.on_transition or hooks.on_target_finished:
+            await self._notify(entry, transition)
         if transition.final:
             self._account(entry)
+
+    async def _notify(self, entry: _Entry[S], transition: Transition[S]) -> None:
+        """Tell the hooks about a transition handed over, and about the end of its target."""
+        if transition.previous is None and transition.kind is TransitionKind.CHANGED:
+            entry.first_seen = transition.observed_at
+        await notify(self._hooks.on_transition, transition)
+        if transition.final and not entry.accounted:
+            await self._notify_finished(entry, transition)
+
+    async def _notify_finished(self, entry: _Entry[S], transition: Transition[S] | None) -> None:
+        state = entry.state
+        finished = TargetFinished(
+            key=state.key,
+            kind=state.kind,
+            phase=state.phase,
+            polls=state.polls,
+            first_seen_at=entry.first_seen,
+            finished_at=transition.observed_at if transition is not None else self._clock.utcnow(),
+            transition=transition,
+        )
+        await notify(self._hooks.on_target_finished, finished)
 
     def _account(self, entry: _Entry[S]) -> None:
         """The target will yield nothing more: one fewer to wait for."""
@@ -829,6 +905,7 @@ def watch(
     buffer: int = 64,
     clock: Clock | None = None,
     resolver: Callable[[Mapping[str, Any]], Target[S]] | None = None,
+    hooks: Hooks | None = None,
 ) -> Watch[S]:
     """Watch many long-running operations; use as ``async with watch(targets) as w``.
 
@@ -845,6 +922,8 @@ def watch(
         clock: time source (tests pass a fake one).
         resolver: rebuilds checkpointed targets that are not in ``targets`` from their spec
             (``client.watch`` passes ``client.target_from_spec``).
+        hooks: ``on_transition`` and ``on_target_finished`` callbacks (``client.watch``
+            passes the client's hooks, its OpenTelemetry support included).
 
     Raises:
         ValueError: a malformed checkpoint, or one naming live targets that are neither given
@@ -859,6 +938,7 @@ def watch(
         buffer=buffer,
         clock=clock,
         resolver=resolver,
+        hooks=hooks,
     )
 
 
@@ -869,6 +949,7 @@ async def wait(
     timeout: float | None = None,  # noqa: ASYNC109
     policy: PollPolicy = DEFAULT_POLICY,
     clock: Clock | None = None,
+    hooks: Hooks | None = None,
 ) -> Transition[S]:
     """Watch one target until it ends, and return its final transition.
 
@@ -879,7 +960,7 @@ async def wait(
     if timeout is not None:
         policy = attrs.evolve(policy, target_timeout=timeout)
     final: Transition[S] | None = None
-    async with watch([target], policy=policy, clock=clock, max_concurrency=1) as w:
+    async with watch([target], policy=policy, clock=clock, max_concurrency=1, hooks=hooks) as w:
         async for transition in w:
             final = transition
     if final is None or not final.final:  # pragma: no cover - the iterator ends on a final one

@@ -714,6 +714,9 @@ class FakeDocument360:
         stats = self.stats
         stats.requests += 1
         stats.by_route[route] += 1
+        traceparent = request.headers.get("traceparent")
+        if traceparent is not None:
+            stats.trace_context[route, traceparent.split("-")[1] if "-" in traceparent else ""] += 1
         if self.record_times:
             stats.request_times.append(self._clock())
         low, high = self._latency

@@ -40,6 +40,8 @@ class FakeStats:
         downloads_served: download requests answered with the file (200).
         downloads_with_credentials: download requests that carried an ``Authorization`` or
             ``api_token`` header (a signed link must be fetched without them).
+        trace_context: requests that carried a W3C ``traceparent`` header, per
+            ``(route, trace id)``, to check that trace context is propagated (and where not).
         request_times: arrival time of every request, in order (not kept when the server
             was built with ``record_times=False``).
         admitted_times: time of every request that spent rate-limit budget (budget use;
@@ -59,6 +61,7 @@ class FakeStats:
     downloads: int = 0
     downloads_served: int = 0
     downloads_with_credentials: int = 0
+    trace_context: Counter[tuple[str, str]] = attrs.field(factory=Counter)
     request_times: list[float] = attrs.field(factory=list, repr=False)
     admitted_times: list[float] = attrs.field(factory=list, repr=False)
 
