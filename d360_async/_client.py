@@ -29,7 +29,7 @@ from ._watch import PollPolicy, Transition, Watch, wait, watch
 
 __all__ = ["Client"]
 
-logger = logging.getLogger("d360_async")
+logger = logging.getLogger("d360_async.client")
 
 
 class Client(TransportOwner):

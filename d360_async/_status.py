@@ -204,9 +204,9 @@ class _UnknownLog:
                 self._seen.add((api, value))
             full = len(self._seen) >= self.MAX
         if first:
-            logger.warning("%s; treating it as %s", note, Phase.UNKNOWN)
+            logger.warning("%s; treating it as %s", note, Phase.UNKNOWN, extra={"d360_api": api})
         elif full:
-            logger.debug("%s; treating it as %s", note, Phase.UNKNOWN)
+            logger.debug("%s; treating it as %s", note, Phase.UNKNOWN, extra={"d360_api": api})
         return note
 
     def clear(self) -> None:

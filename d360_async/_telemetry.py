@@ -77,7 +77,7 @@ _SCHEMA_URL: Final = "https://opentelemetry.io/schemas/1.26.0"
 # Path segments that name a resource (a collection, an action), not an instance; anything
 # else with a digit in it is an id.  Vendor paths, e.g. "/v3/projects/{project_id}/exports",
 # "/v2/Drive/Folders/DeleteFile/Status/{task_id}" (Document360 API reference).
-_VERSION = re.compile(r"v\d+")
+_VERSION = re.compile(r"v\d+(?:\.\d+)*")
 _DIGIT = re.compile(r"\d")
 
 

@@ -397,7 +397,12 @@ class Transport:
                     if response.status == 401 and auth is not None and not refreshed:
                         refreshed = True
                         if await auth.refresh():
-                            logger.debug("401 from %s %s: credential refreshed", method, shown_url)
+                            logger.debug(
+                                "401 from %s %s: credential refreshed",
+                                method,
+                                shown_url,
+                                extra={"d360_key": key.token_fingerprint, "d360_attempt": attempt},
+                            )
                             continue
             delay = self._retry.decide(
                 method=method,
@@ -505,7 +510,14 @@ class Transport:
                 raise map_client_error(exc, method=method, url=shown_url) from exc
             elapsed = self._clock() - sent_at
             if logger.isEnabledFor(logging.DEBUG):
-                logger.debug("%s %s -> %d in %.3fs", method, shown_url, response.status, elapsed)
+                logger.debug(
+                    "%s %s -> %d in %.3fs",
+                    method,
+                    shown_url,
+                    response.status,
+                    elapsed,
+                    extra={"d360_attempt": attempt, "d360_status": response.status},
+                )
             if hooks.on_response:
                 await self._emit(
                     hooks.on_response,

@@ -217,7 +217,11 @@ class ClientCredentialsAuth:
         early = min(self._margin, lifetime / 2)
         self._generation += 1
         self._token = _Token(Secret(value), requested_at + lifetime - early, self._generation)
-        logger.debug("SmartDocumentor token obtained, valid %.0f s", lifetime)
+        logger.debug(
+            "SmartDocumentor token obtained, valid %.0f s",
+            lifetime,
+            extra={"d360_key": fingerprint(self._client_id)},
+        )
         return self._token
 
     @staticmethod

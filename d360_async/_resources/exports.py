@@ -157,7 +157,11 @@ class ExportsResource(Resource):
         try:
             return await _fetch_to(self, url, target, progress, chunk_size)
         except PermissionDenied as first:
-            logger.debug("download link refused (%s); fetching a fresh one", first.status)
+            logger.debug(
+                "download link refused (%s); fetching a fresh one",
+                first.status,
+                extra={"d360_target": f"{project_id}/{export_id}", "d360_status": first.status},
+            )
             export = await self.get(project_id, export_id)
             url = _ready_link(export)
             try:

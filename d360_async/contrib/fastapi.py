@@ -274,7 +274,11 @@ class WatchEventStream(Response):
                     await write(_event("transition", self.serialize(transition)))
                     count += 1
         except D360Error as exc:
-            logger.warning("a watch streamed as server-sent events failed: %s", exc)
+            logger.warning(
+                "a watch streamed as server-sent events failed: %s",
+                exc,
+                extra={"d360_error": type(exc).__name__, "d360_status": exc.status},
+            )
             return _event("error", {"error": type(exc).__name__, "message": str(exc)})
         return _event("end", {"transitions": count})
 

@@ -9,7 +9,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
 
@@ -133,7 +132,9 @@ async def test_a_watch_with_faults_and_429s_is_counted_exactly(
     assert len(finals) == 300
     assert all(t.kind is TransitionKind.CHANGED and t.phase.is_terminal for t in finals)
     assert stats.rate_limited >= 1, "the test must include a 429"
-    assert stats.faults["http_500"] and stats.faults["html_502"] and stats.faults["malformed_json"]
+    assert stats.faults["http_500"]
+    assert stats.faults["html_502"]
+    assert stats.faults["malformed_json"]
 
     # One CLIENT span per call (per poll), following the HTTP client conventions.
     spans = otel.ours()
@@ -154,11 +155,13 @@ async def test_a_watch_with_faults_and_429s_is_counted_exactly(
     retries = [e for span in spans for e in span.events if e.name == "d360.retry"]
     assert len(retries) == sum(_resends(span) for span in spans) > 0
     reasons = Counter(e.attributes["d360.retry.reason"] for e in retries)  # type: ignore[index]
-    assert reasons["500"] >= 1 and reasons["429"] >= 1, reasons
+    assert reasons["500"] >= 1, reasons
+    assert reasons["429"] >= 1, reasons
     assert all(e.attributes["d360.retry.delay"] >= 0 for e in retries)  # type: ignore[index]
     # A 429 pauses the key: later attempts wait for the limiter, and say so.
     waits = [e for span in spans for e in span.events if e.name == "d360.rate_limit.wait"]
-    assert waits and all(e.attributes["d360.rate_limit.waited"] > 0 for e in waits)  # type: ignore[index]
+    assert waits
+    assert all(e.attributes["d360.rate_limit.waited"] > 0 for e in waits)
 
     # Request metrics agree with the server's own counts, status by status.
     assert otel.total("d360.requests") == stats.requests
@@ -222,7 +225,8 @@ async def test_trace_context_reaches_the_api_and_not_the_download_host(
     routes = {route for route, traced in stats.trace_context if traced == trace_id}
     assert "v3.exports.get" in routes
     assert "download" not in {route for route, _ in stats.trace_context}
-    assert stats.downloads == 1 and not stats.download_credentials_seen
+    assert stats.downloads == 1
+    assert not stats.download_credentials_seen
     ours = otel.ours()
     assert ours
     for span in ours:
@@ -331,12 +335,15 @@ async def test_hooks_see_waits_ends_transitions_and_finished_targets() -> None:
     # Per call: waits and attempts first, its end last.
     for call in {e.call for e in ends}:
         mine = [e for e in events if getattr(e, "call", None) == call]
-        assert isinstance(mine[0], LimiterWaitEvent) and isinstance(mine[-1], RequestEndEvent)
+        assert isinstance(mine[0], LimiterWaitEvent)
+        assert isinstance(mine[-1], RequestEndEvent)
     transitions = [e for e in events if isinstance(e, Transition)]
     (finished,) = [e for e in events if isinstance(e, TargetFinished)]
     assert transitions[-1] is final is finished.transition
-    assert finished.key == target.key and finished.polls == final.polls
-    assert finished.phase is final.phase and not finished.removed
+    assert finished.key == target.key
+    assert finished.polls == final.polls
+    assert finished.phase is final.phase
+    assert not finished.removed
     assert finished.first_seen_at == transitions[0].observed_at <= finished.finished_at
 
 
@@ -349,7 +356,7 @@ async def test_removed_targets_leave_the_phase_counter(otel: Otel) -> None:
             targets = [client.exports.target(fake.project_id, i) for i in ids]
             async with client.watch(targets, keep_open=True) as watch:
                 seen = 0
-                async for transition in watch:
+                async for _transition in watch:
                     seen += 1
                     if seen == 3:
                         break
@@ -368,3 +375,24 @@ async def _settle() -> None:
 
     for _ in range(5):
         await asyncio.sleep(0)
+
+
+async def test_smartdocumentor_spans_and_no_client_secret(otel: Otel) -> None:
+    from d360_async.smartdocumentor import SmartDocumentorClient
+
+    async with FakeDocument360(rate_limit=None) as fake:
+        [task_id] = fake.seed("sd_task", 1)
+        async with SmartDocumentorClient(
+            client_id=fake.sd_client_id,
+            client_secret=fake.sd_client_secret,
+            base_url=fake.url,
+            telemetry=otel.telemetry,
+        ) as sd:
+            await sd.tasks.status(task_id=int(task_id))
+            token = await sd.auth.token()
+        requests = fake.stats.requests
+    ours = otel.ours()
+    assert len(ours) == requests == 2  # the token, then the status
+    assert {(s.attributes or {})["d360.api"] for s in ours} == {"smartdocumentor"}
+    assert {s.name for s in ours} == {"POST /connect/token", "GET /api/v1.0/external/sdtask/status"}
+    _assert_no_secret(_everything_exported(otel), fake.sd_client_secret, token)
