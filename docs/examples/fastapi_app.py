@@ -14,12 +14,18 @@ Run it against the real API::
     uvicorn --factory docs.examples.fastapi_app:app_from_env
 
 or build it yourself with :func:`create_app` (the tests put ``FakeDocument360`` behind it).
+
+OpenTelemetry, opt-in: with ``D360_OTEL_CONSOLE=1`` (and ``opentelemetry-sdk`` installed) the
+service prints its spans and metrics to the console.  Each HTTP request gets a server span,
+and the client's spans (the exports it starts, the polls of the watch it streams) are its
+children: one trace per request, polls included.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Annotated, Any
 
 from fastapi import FastAPI, HTTPException, Query
@@ -35,7 +41,19 @@ from d360_async.contrib.fastapi import (
     watch_events,
 )
 
-__all__ = ["ExportsStarted", "StartExports", "app_from_env", "create_app"]
+__all__ = [
+    "ExportsStarted",
+    "StartExports",
+    "TraceRequests",
+    "app_from_env",
+    "configure_console_telemetry",
+    "create_app",
+]
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 MAX_EXPORTS = 20
 """Exports one request may start (and one stream may follow)."""
@@ -60,17 +78,23 @@ def create_app(
     project_id: str,
     base_url: Region | str = Region.EU,
     policy: PollPolicy | None = None,
+    trace_requests: bool = False,
+    tracer_provider: Any = None,
     **client_options: Any,
 ) -> FastAPI:
     """The service, talking to ``base_url`` with ``api_token`` about ``project_id``.
 
     ``policy`` paces the watches behind ``/exports/stream``; ``client_options`` go to
-    :class:`~d360_async.Client` (``rate_limit=``, ``retry=``...).
+    :class:`~d360_async.Client` (``rate_limit=``, ``retry=``, ``telemetry=``...).
+    ``trace_requests`` opens an OpenTelemetry server span around each request (from
+    ``tracer_provider``, or the global one), so the client's spans join the request's trace.
     """
     app = FastAPI(
         title="Document360 exports",
         lifespan=d360_lifespan(api_token=api_token, base_url=base_url, **client_options),
     )
+    if trace_requests:
+        app.add_middleware(TraceRequests, tracer_provider=tracer_provider)
 
     @app.get("/", response_class=HTMLResponse)
     async def page() -> str:
@@ -111,12 +135,67 @@ def create_app(
 
 def app_from_env() -> FastAPI:
     """The service configured from ``D360_API_TOKEN``, ``D360_PROJECT_ID`` and, optionally,
-    ``D360_BASE_URL`` (for ``uvicorn --factory``)."""
+    ``D360_BASE_URL`` and ``D360_OTEL_CONSOLE=1`` (for ``uvicorn --factory``)."""
+    console = os.environ.get("D360_OTEL_CONSOLE", "") not in ("", "0")
+    if console:
+        configure_console_telemetry()
     return create_app(
         api_token=os.environ["D360_API_TOKEN"],
         project_id=os.environ["D360_PROJECT_ID"],
         base_url=os.environ.get("D360_BASE_URL", Region.EU),
+        trace_requests=console,
     )
+
+
+def configure_console_telemetry(*, metric_interval: float = 10.0) -> None:
+    """Install the OpenTelemetry SDK as the global providers, printing to the console.
+
+    The client needs no change: it emits through the global providers once they are set.
+    """
+    from opentelemetry import metrics, trace
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import (
+        ConsoleMetricExporter,
+        PeriodicExportingMetricReader,
+    )
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+
+    resource = Resource.create({"service.name": "d360-exports-example"})
+    tracer_provider = TracerProvider(resource=resource)
+    tracer_provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
+    trace.set_tracer_provider(tracer_provider)
+    reader = PeriodicExportingMetricReader(
+        ConsoleMetricExporter(), export_interval_millis=metric_interval * 1000
+    )
+    metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=[reader]))
+
+
+class TraceRequests:
+    """ASGI middleware: one server span per HTTP request, current while it is handled.
+
+    A few lines instead of ``opentelemetry-instrumentation-asgi``, which does the same with
+    more attributes; either makes the client's spans children of the request's.
+    """
+
+    def __init__(self, app: ASGIApp, tracer_provider: Any = None) -> None:
+        from opentelemetry import trace
+
+        self.app = app
+        self.tracer = trace.get_tracer("fastapi_app", tracer_provider=tracer_provider)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        from opentelemetry.trace import SpanKind
+
+        name = f"{scope['method']} {scope['path']}"
+        with self.tracer.start_as_current_span(name, kind=SpanKind.SERVER) as span:
+            span.set_attribute("http.request.method", scope["method"])
+            span.set_attribute("url.path", scope["path"])
+            await self.app(scope, receive, send)
 
 
 PAGE = """<!doctype html>
