@@ -225,8 +225,8 @@ class Telemetry:
     def hooks(self, service: str = "document360") -> Hooks:
         """The [Hooks][d360_async.Hooks] that feed this telemetry, for one kind of client.
 
-        Clients add them to their own hooks; a [Watch][d360_async.Watch] built with
-        [watch][d360_async.watch.watch] gets them through ``hooks=``.
+        Clients add them to their own hooks; a [Watch][d360_async.Watch] built directly gets
+        them through ``hooks=``.
 
         Args:
             service: ``"document360"`` (the API is told from the path: ``v3``, ``v2``) or
