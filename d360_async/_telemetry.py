@@ -74,6 +74,9 @@ SCOPE: Final = "d360_async"
 
 _SCHEMA_URL: Final = "https://opentelemetry.io/schemas/1.26.0"
 
+_RECHECK: Final = 0.5
+"""Seconds between two looks at whether the application configured global providers."""
+
 # Path segments that name a resource (a collection, an action), not an instance; anything
 # else with a digit in it is an id.  Vendor paths, e.g. "/v3/projects/{project_id}/exports",
 # "/v2/Drive/Folders/DeleteFile/Status/{task_id}" (Document360 API reference).
@@ -159,6 +162,10 @@ class Telemetry:
         self._owners: weakref.WeakSet[Any] = weakref.WeakSet()
         self._phases: dict[str, str] = {}  # watched target key -> phase it is counted in
         self._suppress = getattr(otel_context, "_SUPPRESS_HTTP_INSTRUMENTATION_KEY", None)
+        self._global_traces = tracer_provider is None
+        self._global_metrics = meter_provider is None
+        self._live = not (self._global_traces and self._global_metrics)
+        self._checked_at = -_RECHECK  # monotonic time of the last look at the globals
 
         self.request_duration = meter.create_histogram(
             "http.client.request.duration",
@@ -243,6 +250,31 @@ class Telemetry:
             on_target_finished=[self.on_target_finished],
         )
 
+    def recording(self) -> bool:
+        """Whether anything records what this telemetry emits.
+
+        False only while both signals go to global providers that the application has not
+        set yet: calls then skip the telemetry's work (it would all go to no-ops).  Once a
+        global provider is set, it cannot be unset, so the answer stays True.
+        """
+        if self._live:
+            return True
+        self._checked_at = time.monotonic()
+        traces = not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+        # The API's placeholder meter provider has no public name; any other one records.
+        meters = type(metrics.get_meter_provider()).__name__ != "_ProxyMeterProvider"
+        self._live = (self._global_traces and traces) or (self._global_metrics and meters)
+        return self._live
+
+    def _recording(self) -> bool:
+        """[recording][d360_async.Telemetry.recording], looking at the globals at most every
+        half second: calls made within half a second of the SDK's set-up may go unrecorded."""
+        if self._live:
+            return True
+        if time.monotonic() - self._checked_at < _RECHECK:
+            return False
+        return self.recording()
+
     def observe(self, owner: object) -> None:
         """Report the rate-limit gauges of a client (held weakly; closed clients drop out)."""
         self._owners.add(owner)
@@ -250,6 +282,8 @@ class Telemetry:
     # -- watch events ---------------------------------------------------------------------
 
     def on_transition(self, transition: Transition[Any]) -> None:
+        if not self._recording():
+            return
         kind = transition.target.kind
         phase = transition.phase.value
         self.transitions.add(
@@ -273,6 +307,8 @@ class Telemetry:
         before = self._phases.pop(finished.key, None)
         if before is not None:
             self.targets.add(-1, {"d360.target.kind": finished.kind, "d360.phase": before})
+        if not self._recording():
+            return
         last = finished.transition
         outcome = "removed" if last is None else last.kind.value
         attributes = {"d360.target.kind": finished.kind, "d360.outcome": outcome}
@@ -350,12 +386,17 @@ class _Feed:
         version = path.split("/", 2)[1] if path.startswith("/") else ""
         return version if _VERSION.fullmatch(version) else self._service
 
-    def _call(self, call: int, method: str, url: str, waited: float = 0.0) -> _Call:
-        """The call's record, starting its span (back-dated by a first wait) if new."""
+    def _call(self, call: int, method: str, url: str, waited: float = 0.0) -> _Call | None:
+        """The call's record, starting its span (back-dated by a first wait) if new.
+
+        None when nothing records (no SDK configured yet): the call is then not followed.
+        """
         calls = self._telemetry._calls
         found = calls.get(call)
         if found is not None:
             return found
+        if not self._telemetry._recording():
+            return None
         parts = urllib.parse.urlsplit(url)
         template = url_template(parts.path)
         span_attributes: dict[str, str | int] = {
@@ -397,6 +438,8 @@ class _Feed:
 
     def on_limiter_wait(self, event: LimiterWaitEvent) -> None:
         record = self._call(event.call, event.method, event.url, waited=event.waited)
+        if record is None:
+            return
         priority = event.priority.name.lower()
         telemetry = self._telemetry
         telemetry.limiter_wait.record(
@@ -420,6 +463,8 @@ class _Feed:
 
     def on_request(self, event: RequestEvent) -> None:
         record = self._call(event.call, event.method, event.url)
+        if record is None:
+            return
         self._settle(record, None)
         record.attempt = event.attempt
         record.pending = True
@@ -474,6 +519,8 @@ class _Feed:
     def on_request_end(self, event: RequestEndEvent) -> None:
         calls = self._telemetry._calls
         record = calls.get(event.call) or self._call(event.call, event.method, event.url)
+        if record is None:
+            return
         error = event.error
         self._settle(record, error)
         del calls[event.call]

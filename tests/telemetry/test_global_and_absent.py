@@ -75,6 +75,12 @@ async def main() -> None:
         # Built before the application configured the SDK: the global proxies forward later.
         early = Client(api_token=fake.api_token, base_url=fake.url)
         off = Client(api_token=fake.api_token, base_url=fake.url, telemetry=False)
+        from d360_async import _telemetry
+
+        assert _telemetry._default is not None
+        assert not _telemetry._default.recording(), "nothing records before the SDK is set"
+        await early.exports.get(fake.project_id, export_id)  # a call no one records
+        assert not _telemetry._default._calls
 
         from opentelemetry import metrics, trace
         from opentelemetry.sdk.metrics import MeterProvider
@@ -91,6 +97,7 @@ async def main() -> None:
         trace.set_tracer_provider(provider)
         reader = InMemoryMetricReader()
         metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+        assert _telemetry._default.recording()
 
         async with early, off:
             await early.exports.get(fake.project_id, export_id)
@@ -111,6 +118,7 @@ async def main() -> None:
                         assert sum(p.value for p in m.data.data_points) == 2
         assert {"d360.requests", "d360.rate_limit.wait", "d360.rate_limit.limit"} <= names
         assert len(fake.stats.trace_context) == 2, fake.stats.trace_context
+        assert fake.stats.requests == 4
 
 
 asyncio.run(main())
