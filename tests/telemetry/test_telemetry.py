@@ -207,8 +207,9 @@ async def test_a_watch_with_faults_and_429s_is_counted_exactly(
 
 
 async def test_trace_context_reaches_the_api_and_not_the_download_host(
-    otel: Otel, tmp_path: Path
+    otel: Otel, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG, logger="d360_async")
     tracer = otel.tracer_provider.get_tracer("test")
     async with FakeDocument360(rate_limit=None) as fake:
         [export_id] = fake.seed("export", 1)
@@ -221,6 +222,7 @@ async def test_trace_context_reaches_the_api_and_not_the_download_host(
                 await client.exports.download(fake.project_id, export_id, tmp_path / "x.zip")
         stats = fake.stats
     assert export.download_url
+    assert "sig=" in str(export.download_url)  # a signed link: its signature must go nowhere
     trace_id = format(parent.get_span_context().trace_id, "032x")
     routes = {route for route, traced in stats.trace_context if traced == trace_id}
     assert "v3.exports.get" in routes
@@ -233,7 +235,9 @@ async def test_trace_context_reaches_the_api_and_not_the_download_host(
         assert span.parent is not None
         assert span.parent.span_id == parent.get_span_context().span_id
         assert "download" not in span.name
-    _assert_no_secret(_everything_exported(otel), fake.api_token)
+    texts = _everything_exported(otel) + [r.getMessage() for r in caplog.records]
+    signature = str(export.download_url).split("sig=")[1].split("&")[0]
+    _assert_no_secret(texts, fake.api_token, signature)
 
 
 async def test_watch_polls_join_the_trace_of_who_started_the_watch(otel: Otel) -> None:
