@@ -16,7 +16,8 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from d360_async import Telemetry
+from d360_async import Client, Telemetry
+from d360_async.testing import FakeDocument360
 
 
 @attrs.define
@@ -28,6 +29,12 @@ class Otel:
     spans_exporter: InMemorySpanExporter
     reader: InMemoryMetricReader
     telemetry: Telemetry
+
+    def client(self, fake: FakeDocument360, **options: Any) -> Client:
+        """A client of ``fake`` whose telemetry goes to these providers."""
+        return Client(
+            api_token=fake.api_token, base_url=fake.url, telemetry=self.telemetry, **options
+        )
 
     def spans(self) -> list[ReadableSpan]:
         return list(self.spans_exporter.get_finished_spans())

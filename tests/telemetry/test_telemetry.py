@@ -214,9 +214,7 @@ async def test_trace_context_reaches_the_api_and_not_the_download_host(
     async with FakeDocument360(rate_limit=None) as fake:
         [export_id] = fake.seed("export", 1)
         fake.finish(export_id)
-        async with Client(
-            api_token=fake.api_token, base_url=fake.url, telemetry=otel.telemetry
-        ) as client:
+        async with otel.client(fake) as client:
             with tracer.start_as_current_span("handler") as parent:
                 export = await client.exports.get(fake.project_id, export_id)
                 await client.exports.download(fake.project_id, export_id, tmp_path / "x.zip")
@@ -244,9 +242,7 @@ async def test_watch_polls_join_the_trace_of_who_started_the_watch(otel: Otel) -
     tracer = otel.tracer_provider.get_tracer("test")
     async with FakeDocument360(rate_limit=None) as fake:
         [export_id] = fake.seed("export", 1, pending=0.1, running=0.2)
-        async with Client(
-            api_token=fake.api_token, base_url=fake.url, telemetry=otel.telemetry
-        ) as client:
+        async with otel.client(fake) as client:
             with tracer.start_as_current_span("request") as parent:
                 target = client.exports.target(fake.project_id, export_id)
                 final = await client.wait(target, policy=PollPolicy(interval=0.05))
@@ -270,9 +266,7 @@ async def test_no_double_span_with_the_aiohttp_client_instrumentation(
             [export_id] = fake.seed("export", 1)
             fake.finish(export_id)
             # The client's session is created after instrument(), so it is instrumented.
-            async with Client(
-                api_token=fake.api_token, base_url=fake.url, telemetry=otel.telemetry
-            ) as client:
+            async with otel.client(fake) as client:
                 await client.exports.get(fake.project_id, export_id)
                 await client.exports.get(fake.project_id, export_id)
                 await client.exports.download(fake.project_id, export_id, tmp_path / "x.zip")
@@ -354,9 +348,7 @@ async def test_hooks_see_waits_ends_transitions_and_finished_targets() -> None:
 async def test_removed_targets_leave_the_phase_counter(otel: Otel) -> None:
     async with FakeDocument360(rate_limit=None) as fake:
         ids = fake.seed("export", 3, pending=30, running=30)
-        async with Client(
-            api_token=fake.api_token, base_url=fake.url, telemetry=otel.telemetry
-        ) as client:
+        async with otel.client(fake) as client:
             targets = [client.exports.target(fake.project_id, i) for i in ids]
             async with client.watch(targets, keep_open=True) as watch:
                 seen = 0
