@@ -392,3 +392,35 @@ async def test_smartdocumentor_spans_and_no_client_secret(otel: Otel) -> None:
     assert {(s.attributes or {})["d360.api"] for s in ours} == {"smartdocumentor"}
     assert {s.name for s in ours} == {"POST /connect/token", "GET /api/v1.0/external/sdtask/status"}
     _assert_no_secret(_everything_exported(otel), fake.sd_client_secret, token)
+
+
+async def test_a_failed_call_and_a_cancelled_one(otel: Otel) -> None:
+    import asyncio
+    import uuid
+
+    from d360_async import NotFound
+
+    async with FakeDocument360(rate_limit=None) as fake:
+        [export_id] = fake.seed("export", 1)
+        fake.faults.set("slow", 1.0, delay=0.5)
+        async with otel.client(fake) as client:
+            with pytest.raises(NotFound):
+                await client.exports.get(fake.project_id, str(uuid.uuid4()))
+            call = asyncio.ensure_future(client.exports.get(fake.project_id, export_id))
+            for _ in range(200):  # until the second request reached the server
+                if fake.stats.requests >= 2:
+                    break
+                await asyncio.sleep(0.005)
+            call.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await call
+    failed, cancelled = otel.ours()
+    assert failed.status.status_code is StatusCode.ERROR
+    assert failed.status.description == "404"
+    assert (failed.attributes or {})["error.type"] == "404"
+    assert (failed.attributes or {})["http.response.status_code"] == 404
+    assert cancelled.status.status_code is StatusCode.UNSET
+    assert (cancelled.attributes or {})["d360.cancelled"] is True
+    assert (cancelled.attributes or {})["error.type"] == "CancelledError"
+    assert otel.total("d360.requests", **{"d360.status_class": "none"}) == 1
+    assert not otel.telemetry._calls, "every call's record is gone once it ended"
