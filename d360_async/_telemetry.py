@@ -310,7 +310,10 @@ class Telemetry:
         if not self._recording():
             return
         last = finished.transition
-        outcome = "removed" if last is None else last.kind.value
+        if last is not None:
+            outcome = last.kind.value
+        else:
+            outcome = "abandoned" if finished.abandoned else "removed"
         attributes = {"d360.target.kind": finished.kind, "d360.outcome": outcome}
         self.polls.record(finished.polls, attributes)
         if (

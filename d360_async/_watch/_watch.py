@@ -190,7 +190,9 @@ class TargetFinished:
             instance a target resumed from a checkpoint already seen before).
         finished_at: when it finished.
         transition: its final transition; None when it was removed with
-            [Watch.remove][d360_async.Watch.remove].
+            [Watch.remove][d360_async.Watch.remove] or abandoned.
+        abandoned: the watch's ``async with`` block was left before the target finished (a
+            ``break``, an exception, a cancellation).
     """
 
     key: str
@@ -200,11 +202,12 @@ class TargetFinished:
     first_seen_at: datetime | None
     finished_at: datetime
     transition: Transition[Any] | None
+    abandoned: bool = False
 
     @property
     def removed(self) -> bool:
         """Whether it was removed rather than finished."""
-        return self.transition is None
+        return self.transition is None and not self.abandoned
 
 
 class Clock(Protocol):
@@ -461,6 +464,11 @@ class Watch(Generic[S]):
         finally:
             self._send.close()
             self._receive.close()
+            if self._hooks.on_target_finished:
+                with anyio.CancelScope(shield=True):
+                    for entry in list(self._entries.values()):
+                        if not entry.accounted and not entry.removed:
+                            await self._notify_finished(entry, None, abandoned=True)
 
     # -- iteration ------------------------------------------------------------------------------
 
@@ -830,7 +838,9 @@ class Watch(Generic[S]):
         if transition.final and not entry.accounted:
             await self._notify_finished(entry, transition)
 
-    async def _notify_finished(self, entry: _Entry[S], transition: Transition[S] | None) -> None:
+    async def _notify_finished(
+        self, entry: _Entry[S], transition: Transition[S] | None, *, abandoned: bool = False
+    ) -> None:
         state = entry.state
         finished = TargetFinished(
             key=state.key,
@@ -840,6 +850,7 @@ class Watch(Generic[S]):
             first_seen_at=entry.first_seen,
             finished_at=transition.observed_at if transition is not None else self._clock.utcnow(),
             transition=transition,
+            abandoned=abandoned,
         )
         await notify(self._hooks.on_target_finished, finished)
 

@@ -424,3 +424,17 @@ async def test_a_failed_call_and_a_cancelled_one(otel: Otel) -> None:
     assert (cancelled.attributes or {})["error.type"] == "CancelledError"
     assert otel.total("d360.requests", **{"d360.status_class": "none"}) == 1
     assert not otel.telemetry._calls, "every call's record is gone once it ended"
+
+
+async def test_leaving_a_watch_early_empties_the_phase_counter(otel: Otel) -> None:
+    async with FakeDocument360(rate_limit=None) as fake:
+        ids = fake.seed("export", 3, pending=30, running=30)
+        async with otel.client(fake) as client:
+            targets = [client.exports.target(fake.project_id, i) for i in ids]
+            async with client.watch(targets) as watch:
+                async for _ in watch:
+                    break
+            counted = otel.total("d360.watch.targets", **{"d360.phase": "pending"})
+    assert counted == 0
+    assert otel.total("d360.watch.polls", **{"d360.outcome": "abandoned"}) == 3
+    assert not otel.telemetry._phases
