@@ -49,8 +49,6 @@ from collections.abc import Callable, Mapping
 from datetime import UTC
 from typing import Final
 
-from multidict import CIMultiDict, CIMultiDictProxy
-
 from ._state import RateLimitState
 
 __all__ = [
@@ -58,6 +56,7 @@ __all__ = [
     "EPOCH_THRESHOLD",
     "MAX_COUNT",
     "MAX_DELAY",
+    "MAX_WINDOW",
     "parse_http_date",
     "parse_rate_limit",
     "parse_retry_after",
@@ -74,12 +73,16 @@ EPOCH_MS_THRESHOLD = 1e11
 MAX_DELAY = 3600.0
 """Longest wait (seconds) a header may impose; larger values are clamped to it."""
 
+MAX_WINDOW = 7 * 86400.0
+"""Longest policy window (seconds) believed: a week; IETF `w=` values beyond are clamped."""
+
 MAX_COUNT = 1_000_000
 """Largest limit or remaining count believed; larger values are clamped to it."""
 
 _NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
 
-# The headers read, in the order of _collect's result.
+# The headers read, in the order of _collect's result. The older IETF drafts' unprefixed
+# names are read into the same slots as the X- names (the X- value wins when both come).
 _NAMES: Final = (
     "X-RateLimit-Limit",
     "X-RateLimit-Remaining",
@@ -87,9 +90,17 @@ _NAMES: Final = (
     "Retry-After",
     "retry-after-ms",
     "Date",
+    "X-RateLimit-Used",
+    "RateLimit",
+    "RateLimit-Policy",
 )
+_ALIASES: Final = {
+    "ratelimit-limit": 0,
+    "ratelimit-remaining": 1,
+    "ratelimit-reset": 2,
+}
 _INDEX: Final = {name.lower(): index for index, name in enumerate(_NAMES)}
-_CASE_INSENSITIVE: Final = (CIMultiDictProxy, CIMultiDict)
+_SLOTS: Final = len(_NAMES)
 
 _EMPTY: Final = RateLimitState()
 _REMAINING_ONLY: dict[str, RateLimitState] = {}
@@ -99,7 +110,7 @@ _REMAINING_ONLY_SIZE: Final = 4096
 _last_date: tuple[str, float | None] = ("", None)
 """The last ``Date`` value parsed and its epoch (None: unusable)."""
 
-_Raw = tuple[str | None, str | None, str | None, str | None, str | None, str | None]
+_Raw = list[str | None]
 
 
 def _garbage(name: str, value: str) -> None:
@@ -249,28 +260,29 @@ def _reset_after(value: str, server_now: Callable[[], float]) -> tuple[float | N
 
 
 def _collect(headers: Mapping[str, str]) -> _Raw:
-    """The values of the headers this module reads, in :data:`_NAMES` order (None: absent);
-    repeats joined with commas."""
-    if isinstance(headers, _CASE_INSENSITIVE):
-        # aiohttp's headers: a handful of case-insensitive lookups beat a scan of them all.
-        getall = headers.getall
-        found: list[str | None] = []
-        for name in _NAMES:
-            values = getall(name, None)
-            if values is None:
-                found.append(None)
-            elif len(values) == 1:
-                found.append(values[0])
-            else:
-                found.append(", ".join(values))
-        return (found[0], found[1], found[2], found[3], found[4], found[5])
-    slots: list[str | None] = [None] * len(_NAMES)
+    """The values of the headers this module reads, in `_NAMES` order (None: absent);
+    repeats joined with commas. One pass over the headers, whatever their number."""
+    slots: list[str | None] = [None] * _SLOTS
+    aliased: list[str | None] | None = None
     for name, value in headers.items():
-        index = _INDEX.get(name.lower())
-        if index is not None:
-            previous = slots[index]
-            slots[index] = value if previous is None else f"{previous}, {value}"
-    return (slots[0], slots[1], slots[2], slots[3], slots[4], slots[5])
+        lowered = name.lower()
+        index = _INDEX.get(lowered)
+        if index is None:
+            alias = _ALIASES.get(lowered)
+            if alias is None:
+                continue
+            if aliased is None:
+                aliased = [None, None, None]
+            previous = aliased[alias]
+            aliased[alias] = value if previous is None else f"{previous}, {value}"
+            continue
+        previous = slots[index]
+        slots[index] = value if previous is None else f"{previous}, {value}"
+    if aliased is not None:
+        for index, alias_value in enumerate(aliased):
+            if slots[index] is None:
+                slots[index] = alias_value
+    return slots
 
 
 def _remaining_only(value: str) -> RateLimitState:
@@ -284,37 +296,145 @@ def _remaining_only(value: str) -> RateLimitState:
     return state
 
 
+def _sf_members(value: str) -> list[tuple[str, dict[str, str]]]:
+    """The members of a structured-field list (RFC 8941) as (name, parameters), tolerantly.
+
+    `"default";q=100;w=60, "burst";q=10;w=1` gives `[("default", {"q": "100", "w": "60"}),
+    ("burst", {...})]`. Commas and semicolons inside quoted strings are kept; a member that
+    is not `name;key=value...` is returned with whatever parameters could be read.
+    """
+    members: list[tuple[str, dict[str, str]]] = []
+    parts: list[str] = []
+    current: list[str] = []
+    quoted = False
+    for char in value:
+        if char == '"':
+            quoted = not quoted
+        if char in ",;" and not quoted:
+            parts.append("".join(current))
+            current = []
+            if char == ",":
+                parts.append(",")
+            continue
+        current.append(char)
+    parts.append("".join(current))
+    name: str | None = None
+    params: dict[str, str] = {}
+    for part in [*parts, ","]:
+        if part == ",":
+            if name is not None:
+                members.append((name, params))
+            name, params = None, {}
+            continue
+        text = part.strip()
+        if name is None:
+            name = text.strip('"')
+        elif "=" in text:
+            key, _, raw = text.partition("=")
+            params[key.strip().lower()] = raw.strip().strip('"')
+    return members
+
+
+def _sf_number(params: dict[str, str], key: str) -> float | None:
+    raw = params.get(key)
+    return None if raw is None else _number(raw)
+
+
+def _ietf(
+    fields: str | None, policies: str | None
+) -> tuple[int | None, int | None, float | None, float | None]:
+    """Limit, remaining, reset delay and window from draft-ietf-httpapi-ratelimit-headers-11.
+
+    `RateLimit: "name";r=<remaining>;t=<seconds>` says where each policy stands;
+    `RateLimit-Policy: "name";q=<quota>;w=<window>` what each allows. With several policies
+    the tightest binds: the one with the fewest requests remaining (on a tie, the longest
+    wait), whose quota and window are then reported. Without `RateLimit`, the policy with the
+    smallest quota per second is reported.
+    """
+    quota: dict[str, tuple[float | None, float | None]] = {}
+    for name, params in _sf_members(policies or ""):
+        quota[name] = (_sf_number(params, "q"), _sf_number(params, "w"))
+    best: tuple[float, float, str] | None = None
+    for name, params in _sf_members(fields or ""):
+        remaining = _sf_number(params, "r")
+        if remaining is None:
+            continue
+        reset = _sf_number(params, "t") or 0.0
+        candidate = (remaining, -reset, name)
+        if best is None or candidate < best:
+            best = candidate
+    if best is not None:
+        remaining, minus_reset, name = best
+        limit, window = quota.get(name, (None, None))
+        if limit is None and len(quota) == 1:
+            limit, window = next(iter(quota.values()))
+        return (
+            None if limit is None or limit < 1 else min(math.floor(limit), MAX_COUNT),
+            min(max(0, math.floor(remaining)), MAX_COUNT),
+            _clamp_delay(-minus_reset),
+            None if window is None or window <= 0 else _clamp_window(window),
+        )
+    tightest: tuple[float, float, float] | None = None
+    for limit, window in quota.values():
+        if limit is None or limit < 1:
+            continue
+        per_second = limit / window if window else math.inf
+        if tightest is None or per_second < tightest[0]:
+            tightest = (per_second, limit, window or 0.0)
+    if tightest is None:
+        return None, None, None, None
+    _, limit, window = tightest
+    return min(math.floor(limit), MAX_COUNT), None, None, _clamp_window(window) or None
+
+
 def parse_rate_limit(headers: Mapping[str, str], *, now: float) -> RateLimitState:
     """What one response's headers say about the rate limit (see the module docstring).
 
     Args:
         headers: the response headers; any mapping (a case-insensitive multidict keeps
             repeated headers, which are then read conservatively).
-        now: the local wall clock (``time.time()``) when the response arrived; used only when
-            the response has no usable ``Date`` header.
+        now: the local wall clock (`time.time()`) when the response arrived; used only when
+            the response has no usable `Date` header.
 
     Returns:
-        A :class:`RateLimitState` whose durations are relative seconds from arrival. Never
-        raises on header content.
+        A [RateLimitState][d360_async.RateLimitState] whose durations are relative seconds
+        from arrival. Never raises on header content.
     """
-    limit_raw, remaining_raw, reset_raw, retry_raw, retry_ms_raw, date = _collect(headers)
-    if limit_raw is None and reset_raw is None and retry_raw is None and retry_ms_raw is None:
+    raw = _collect(headers)
+    limit_raw, remaining_raw, reset_raw, retry_raw, retry_ms_raw, date = raw[:6]
+    used_raw, fields_raw, policy_raw = raw[6:]
+    if (
+        limit_raw is None
+        and reset_raw is None
+        and retry_raw is None
+        and retry_ms_raw is None
+        and fields_raw is None
+        and policy_raw is None
+    ):
         # The common shapes: nothing, or Remaining alone. Date is not needed for either.
         return _EMPTY if remaining_raw is None else _remaining_only(remaining_raw)
 
     clock: list[float] = []
+    server_date: list[float] = []
 
     def server_now() -> float:
-        """The server's clock (its ``Date``), read on first need only."""
+        """The server's clock (its `Date`), read on first need only."""
         if not clock:
             parsed = None if date is None else _server_date(date)
             if parsed is None and date is not None:
                 _garbage("Date", date)
+            if parsed is not None:
+                server_date.append(parsed)
             clock.append(now if parsed is None else parsed)
         return clock[0]
 
     limit = _count("X-RateLimit-Limit", limit_raw, minimum=1)
     remaining = _count("X-RateLimit-Remaining", remaining_raw, minimum=0)
+    window = _window(limit_raw)
+    if remaining is None and limit is not None and used_raw is not None:
+        used = _count("X-RateLimit-Used", used_raw, minimum=0)
+        if used is not None:
+            remaining = max(0, limit - used)
 
     reset_after: float | None = None
     reset_is_epoch = False
@@ -325,6 +445,17 @@ def parse_rate_limit(headers: Mapping[str, str], *, now: float) -> RateLimitStat
             reset_after, reset_is_epoch = _reset_after(reset_raw, server_now)
             if reset_after is None:
                 _garbage("X-RateLimit-Reset", reset_raw)
+
+    if fields_raw is not None or policy_raw is not None:
+        ietf_limit, ietf_remaining, ietf_reset, ietf_window = _ietf(fields_raw, policy_raw)
+        if ietf_remaining is None and fields_raw is not None:
+            _garbage("RateLimit", fields_raw)
+        # The structured fields are the newer and more precise: they win where both speak.
+        limit = ietf_limit if ietf_limit is not None else limit
+        remaining = ietf_remaining if ietf_remaining is not None else remaining
+        if ietf_reset is not None:
+            reset_after, reset_is_epoch = ietf_reset, False
+        window = ietf_window if ietf_window is not None else window
 
     retry_after: float | None = None
     retry_is_date = False
@@ -338,4 +469,36 @@ def parse_rate_limit(headers: Mapping[str, str], *, now: float) -> RateLimitStat
         retry_after, retry_is_date = _retry_after(retry_raw, server_now)
 
     # Positional: measurably cheaper than keywords on this hot path.
-    return RateLimitState(limit, remaining, reset_after, retry_after, reset_is_epoch, retry_is_date)
+    return RateLimitState(
+        limit,
+        remaining,
+        reset_after,
+        retry_after,
+        reset_is_epoch,
+        retry_is_date,
+        window,
+        server_date[0] if server_date else None,
+    )
+
+
+def _window(limit_raw: str | None) -> float | None:
+    """The `w=` parameter of an older draft's `RateLimit-Limit: 10, 10;w=1, 1000;w=3600`
+    list: the window of the smallest quota (the limit reported), when one states it."""
+    if limit_raw is None or "w=" not in limit_raw:
+        return None
+    best: tuple[float, float] | None = None
+    for part in limit_raw.split(","):
+        quota, _, params = part.partition(";")
+        count = _number(quota)
+        for param in params.split(";"):
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "w":
+                seconds = _number(value)
+                if count is not None and seconds is not None and seconds > 0:
+                    if best is None or count < best[0]:
+                        best = (count, seconds)
+    return None if best is None else _clamp_window(best[1])
+
+
+def _clamp_window(seconds: float) -> float:
+    return min(seconds, MAX_WINDOW)

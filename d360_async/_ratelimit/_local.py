@@ -28,7 +28,7 @@ from typing import Protocol
 
 import attrs
 
-from ._bucket import TokenBucket
+from ._budget import Budget, BudgetSnapshot
 from ._protocol import LimiterStats, Priority, RateLimitKey, Ticket
 from ._state import RateLimitState
 
@@ -118,9 +118,9 @@ class RateLimitConfig:
         an epoch, :data:`EPOCH_RESOLUTION`, when ``wait_margin`` is ``None``, else 0."""
         return EPOCH_RESOLUTION if self.wait_margin is None else 0.0
 
-    def new_bucket(self, now: float) -> TokenBucket:
-        """A full bucket with these settings."""
-        return TokenBucket(
+    def new_bucket(self, now: float) -> Budget:
+        """A fresh budget with these settings: the configured rate is its prior."""
+        return Budget(
             self.rate,
             self.period,
             burst=self.effective_burst,
@@ -176,7 +176,7 @@ class _Lane:
         "waits",
     )
 
-    def __init__(self, key: RateLimitKey, bucket: TokenBucket) -> None:
+    def __init__(self, key: RateLimitKey, bucket: Budget) -> None:
         self.key = key
         self.bucket = bucket
         self.queues: tuple[deque[_Waiter], ...] = tuple(deque() for _ in Priority)
@@ -214,7 +214,7 @@ class _Lane:
         if waited > 0.0:
             self.waits += 1
             self.total_wait += waited
-        return Ticket(self.key, now, waited, _PRIORITIES[priority])
+        return Ticket(self.key, now, waited, _PRIORITIES[priority], seq=self.bucket.seq)
 
     def now(self, now: float) -> float:
         """Bring the bucket up to ``now`` (without the cap while callers wait); returns it."""
@@ -366,9 +366,9 @@ class LocalRateLimiter:
         lane.bucket.record(
             status,
             state if state is None or config.use_headers else config.headers_in_use(status, state),
-            in_flight=lane.in_flight,
             now=lane.now(self._clock()),
-            admitted_at=ticket.admitted_at,
+            sent=ticket.admitted_at,
+            seq=ticket.seq,
         )
         if lane.queued and not self._closed:
             self._dispatch(lane)
@@ -478,7 +478,7 @@ class LocalRateLimiter:
         ticket.completed = True
         lane.in_flight -= 1
         lane.requests -= 1
-        lane.bucket.refund(lane.now(self._clock()))
+        lane.bucket.refund(lane.now(self._clock()), ticket.seq)
         if not self._closed:
             self._dispatch(lane)
 
@@ -500,14 +500,15 @@ class LocalRateLimiter:
             queued=lane.queued,
             paused_for=max(0.0, bucket.paused_until - now),
             budget=bucket.sustainable_rate,
+            policy=bucket.estimate(),
         )
 
     # -- for the Redis limiter's fallback -------------------------------------------------
 
-    def _seed(self, key: RateLimitKey, bucket: TokenBucket) -> None:
-        """Continue ``key`` from another bucket's knowledge (times on this limiter's clock)."""
+    def _seed(self, key: RateLimitKey, snapshot: BudgetSnapshot) -> None:
+        """Continue `key` from what another limiter knew (times on this limiter's clock)."""
         lane = self._lane(key)
-        lane.bucket.restore(bucket.snapshot())
+        lane.bucket.restore(snapshot)
         if lane.queued:
             self._dispatch(lane)
 
@@ -519,18 +520,21 @@ class LocalRateLimiter:
         *,
         admitted_at: float | None,
     ) -> None:
-        """Apply an answer to a request this limiter did not admit (e.g. a Redis ticket)."""
+        """Apply an answer to a request this limiter did not admit (e.g. a Redis ticket): it
+        counts as the latest admission."""
         if self._closed:
             return
         lane = self._lane(key)
         if status == 429:
             lane.throttled += 1
-        lane.bucket.record(
+        now = lane.now(self._clock())
+        bucket = lane.bucket
+        bucket.record(
             status,
             self._config.headers_in_use(status, state),
-            in_flight=lane.in_flight,
-            now=lane.now(self._clock()),
-            admitted_at=admitted_at,
+            now=now,
+            sent=now if admitted_at is None else admitted_at,
+            seq=bucket.seq,
         )
         if lane.queued:
             self._dispatch(lane)

@@ -7,6 +7,7 @@ from typing import Protocol, runtime_checkable
 
 import attrs
 
+from ._policy import PolicyEstimate
 from ._state import RateLimitState
 
 __all__ = ["LimiterStats", "Priority", "RateLimitKey", "RateLimiter", "Ticket"]
@@ -50,6 +51,7 @@ class Ticket:
         waited: seconds spent waiting for admission.
         priority: the priority it was requested with.
         completed: set by :meth:`RateLimiter.complete`; completing twice is an error.
+        seq: the admission number on its key (1, 2, ...): answers are ordered by it.
     """
 
     key: RateLimitKey
@@ -57,6 +59,7 @@ class Ticket:
     waited: float = 0.0
     priority: Priority = Priority.DIRECT
     completed: bool = attrs.field(default=False, repr=False)
+    seq: int = attrs.field(default=0, kw_only=True)
 
 
 @attrs.frozen(slots=True)
@@ -77,6 +80,8 @@ class LimiterStats:
         queued: callers waiting for admission now.
         paused_for: seconds the key stays paused after a 429 (0 when not paused).
         budget: the sustainable rate, requests per second (see :meth:`RateLimiter.budget`).
+        policy: the server's policy as learned so far, each belief with its evidence (None
+            for a limiter that does not learn).
     """
 
     key: RateLimitKey
@@ -92,6 +97,7 @@ class LimiterStats:
     queued: int = 0
     paused_for: float = 0.0
     budget: float = 0.0
+    policy: PolicyEstimate | None = None
 
 
 @runtime_checkable

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Final
 import attrs
 
 from ._bucket import BucketSnapshot, TokenBucket
+from ._budget import BudgetSnapshot
 from ._local import LocalRateLimiter, RateLimitConfig
 from ._protocol import LimiterStats, Priority, RateLimitKey, Ticket
 from ._state import RateLimitState
@@ -544,7 +545,7 @@ class RedisRateLimiter:
     def _lane(self, key: RateLimitKey) -> _Lane:
         lane = self._lanes.get(key)
         if lane is None:
-            lane = _Lane(key, self.redis_keys(key), self._config.new_bucket(self._clock()))
+            lane = _Lane(key, self.redis_keys(key), _token_bucket(self._config, self._clock()))
             self._lanes[key] = lane
         return lane
 
@@ -720,7 +721,7 @@ class RedisRateLimiter:
         )
         for lane in self._lanes.values():
             # Carry on from what Redis last said: pauses and calibration survive the switch.
-            self._local._seed(lane.key, lane.mirror)
+            self._local._seed(lane.key, _as_budget(lane.mirror))
             lane.nudge()
 
     def _divert(self, lane: _Lane) -> None:
@@ -769,6 +770,37 @@ class RedisRateLimiter:
             paused_for=max(0.0, bucket.paused_until - now),
             budget=bucket.sustainable_rate,
         )
+
+
+def _token_bucket(config: RateLimitConfig, now: float) -> TokenBucket:
+    """The bucket the script keeps, with these settings."""
+    return TokenBucket(
+        config.rate,
+        config.period,
+        burst=config.effective_burst,
+        safety_margin=config.safety_margin,
+        wait_margin=config.effective_wait_margin,
+        epoch_margin=config.effective_epoch_margin,
+        adaptive=config.adaptive,
+        now=now,
+    )
+
+
+def _as_budget(bucket: TokenBucket) -> BudgetSnapshot:
+    """What the shared bucket knew, for the local fallback to continue from."""
+    return BudgetSnapshot(
+        credits=bucket.remaining,
+        grant_at=bucket.reset_at,
+        paused_until=bucket.paused_until,
+        limit=int(bucket.limit),
+        window=bucket.period,
+        family="unknown",
+        end_lo=None,
+        end_hi=bucket.reset_at,
+        refill_rate=0.0,
+        factor=bucket.factor,
+        rate=max(bucket.rate, bucket.sustainable_rate),
+    )
 
 
 def _describe(client: Any) -> str:

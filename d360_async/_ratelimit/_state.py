@@ -29,6 +29,10 @@ class RateLimitState:
             have been truncated by the server, so it can be up to a second early; a delay is
             a wait and is rounded up. Only the limiter's default wait margin reads this.
         retry_is_date: the same for ``retry_after`` (sent as an HTTP date).
+        window: the policy's window in seconds, when the server states it (the IETF fields'
+            ``w=``).
+        date: the server's ``Date`` (epoch seconds, whole) when it was read to convert an
+            epoch or an HTTP date; the limiter narrows the server's clock offset with it.
 
     The two flags describe how a value was sent, not what it says: they take no part in
     equality.
@@ -40,6 +44,8 @@ class RateLimitState:
     retry_after: float | None = None
     reset_is_epoch: bool = attrs.field(default=False, eq=False, repr=False)
     retry_is_date: bool = attrs.field(default=False, eq=False, repr=False)
+    window: float | None = None
+    date: float | None = attrs.field(default=None, eq=False, repr=False)
 
     @classmethod
     def from_headers(cls, headers: Mapping[str, str], now: float) -> RateLimitState:
@@ -61,4 +67,5 @@ class RateLimitState:
             and self.remaining is None
             and self.reset_after is None
             and self.retry_after is None
+            and self.window is None
         )

@@ -202,7 +202,8 @@ def rate_headers(
         return
     remaining = str(decision.remaining)
     if dialect == "ietf":
-        window = _ceil(decision.window)
+        # A bucket's quota is its burst, over the time the burst takes to come back.
+        window = _ceil(decision.window * decision.limit / config.limit)
         headers["RateLimit-Policy"] = f'"default";q={decision.limit};w={window}'
         headers["RateLimit"] = f'"default";r={remaining};t={_ceil(decision.reset_after)}'
         return

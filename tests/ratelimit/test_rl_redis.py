@@ -27,7 +27,7 @@ from d360_async._ratelimit import (
     Ticket,
     TokenBucket,
 )
-from d360_async._ratelimit._redis import SCRIPT, parse_reply, script_args
+from d360_async._ratelimit._redis import SCRIPT, _token_bucket, parse_reply, script_args
 
 if TYPE_CHECKING:
     from conftest import RedisServer
@@ -67,7 +67,7 @@ class Parity:
         self.config = config
         self.keys = [f"{name}:bucket", f"{name}:inflight"]
         self.now = 1000.0
-        self.bucket = config.new_bucket(self.now)
+        self.bucket = _token_bucket(config, self.now)
         self.call("peek")  # both start full at the same time
 
     def call(
