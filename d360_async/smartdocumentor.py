@@ -45,7 +45,6 @@ from ._redact import Secret, fingerprint
 from ._resources._targets import KIND_SD_TASK, ResourceTarget, observation, target_from_spec
 from ._response import Response
 from ._retry import RetryPolicy
-from ._status import normalise_smartdocumentor
 from ._target import Observation, Target
 from ._telemetry import Telemetry, instrument
 from ._transport import Transport
@@ -381,13 +380,7 @@ class SmartDocumentorTasks:
 
         async def poll(ticket: Ticket | None) -> Observation[SmartDocumentorTask]:
             snapshot = await self._status(params, priority=Priority.POLL, ticket=ticket)
-            reading = normalise_smartdocumentor(
-                task_status=snapshot.task_status,
-                task_status_text=snapshot.task_status_text,
-                integration_status=snapshot.integration_status,
-                integration_status_text=snapshot.integration_status_text,
-            )
-            return observation(reading, snapshot)
+            return observation(snapshot._reading(), snapshot)
 
         return ResourceTarget(
             kind=KIND_SD_TASK,

@@ -28,7 +28,6 @@ from .._models import Export, ExportStarted
 from .._phase import Phase
 from .._ratelimit._protocol import Priority, Ticket
 from .._redact import redact_url
-from .._status import normalise_v3
 from .._target import Observation
 from ._base import Resource, decode_accepted, decode_v3
 from ._targets import KIND_EXPORT, ResourceTarget, observation
@@ -113,7 +112,7 @@ class ExportsResource(Resource):
             snapshot = await self._call(
                 "GET", path, _DECODE, project_id=project, priority=Priority.POLL, ticket=ticket
             )
-            return observation(normalise_v3(snapshot.status), snapshot)
+            return observation(snapshot._reading(), snapshot)
 
         return ResourceTarget(
             kind=KIND_EXPORT,
@@ -183,8 +182,7 @@ def _text(value: object, name: str) -> str:
 
 
 def _ready_link(export: Export) -> str:
-    reading = normalise_v3(export.status)
-    if reading.phase is not Phase.SUCCEEDED:
+    if export.phase is not Phase.SUCCEEDED:
         raise ExportNotReady(
             f"export {export.id} is not completed (status {export.status!r})", export=export
         )

@@ -13,7 +13,6 @@ from .._auth import Auth
 from .._ids import safe_token
 from .._models import V2DeleteFileStatus, V2Export, V2Import
 from .._ratelimit._protocol import Priority, Ticket
-from .._status import normalise_v2, normalise_v2_task
 from .._target import Observation
 from .._transport import Transport
 from ._base import Resource, decode_v2
@@ -57,7 +56,7 @@ class V2ExportsResource(_V2Base):
             snapshot = await self._call(
                 "GET", path, _DECODE_EXPORT, priority=Priority.POLL, ticket=ticket
             )
-            return observation(normalise_v2(snapshot.status), snapshot)
+            return observation(snapshot._reading(), snapshot)
 
         return ResourceTarget(
             kind=KIND_V2_EXPORT,
@@ -88,7 +87,7 @@ class V2ImportsResource(_V2Base):
             snapshot = await self._call(
                 "GET", path, _DECODE_IMPORT, priority=Priority.POLL, ticket=ticket
             )
-            return observation(normalise_v2(snapshot.status), snapshot)
+            return observation(snapshot._reading(), snapshot)
 
         return ResourceTarget(
             kind=KIND_V2_IMPORT,
@@ -131,7 +130,7 @@ class V2Resource(_V2Base):
             snapshot = await self._call(
                 "GET", path, _DECODE_DELETE, priority=Priority.POLL, ticket=ticket
             )
-            return observation(normalise_v2_task(snapshot.status, snapshot.is_complete), snapshot)
+            return observation(snapshot._reading(), snapshot)
 
         return ResourceTarget(
             kind=KIND_V2_DELETE_FILE,
