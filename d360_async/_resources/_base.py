@@ -45,6 +45,7 @@ class Resource:
     __slots__ = ("_auth", "_transport")
 
     _needs = "api_token"
+    _env = "D360_API_TOKEN"
 
     def __init__(self, transport: Transport, auth: Auth | None) -> None:
         self._transport = transport
@@ -63,7 +64,8 @@ class Resource:
         """The credential, or :class:`MissingCredential` when the client was built without it."""
         if self._auth is None:
             raise MissingCredential(
-                f"{type(self).__name__} needs the client to be built with {self._needs}="
+                f"{type(self).__name__} needs the client to be built with {self._needs}= "
+                f"(or {self._env} set in the environment)"
             )
         return self._auth
 

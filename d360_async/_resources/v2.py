@@ -35,6 +35,7 @@ class _V2Base(Resource):
     __slots__ = ()
 
     _needs = "v2_api_token"
+    _env = "D360_V2_API_TOKEN"
 
 
 class V2ExportsResource(_V2Base):
