@@ -33,7 +33,7 @@ unit: $(VENV)/.dev-installed
 	$(BIN)/pytest -W error $(PYTEST_ARGS)
 
 docs: $(VENV)/.dev-installed
-	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir $(VENV)/site
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir $(VENV)/site
 
 test: lint typecheck docs unit
 

@@ -88,13 +88,6 @@ class Client(TransportOwner):
             application configures the SDK; ``False`` turns them off, a
             [Telemetry][d360_async.Telemetry] sends them to other providers.
 
-    Attributes:
-        exports: V3 exports: start, read, download, watch.
-        drive: V3 drive background tasks.
-        imports: V3 imports.
-        api_references: V3 API-reference imports and their logs.
-        v2: the V2 API (delete-file status, `v2.exports`, `v2.imports`).
-
     Raises:
         MissingCredential: neither token was passed and neither `D360_API_TOKEN` nor
             `D360_V2_API_TOKEN` is set.
@@ -150,10 +143,18 @@ class Client(TransportOwner):
             ApiTokenAuth(v2_api_token) if v2_api_token is not None else None
         )
         self.exports = ExportsResource(self._transport, self._v3_auth)
+        """V3 exports: start, read, download and watch them
+        ([ExportsResource][d360_async.ExportsResource])."""
         self.drive = DriveResource(self._transport, self._v3_auth)
+        """V3 drive background tasks ([DriveResource][d360_async.DriveResource])."""
         self.imports = ImportsResource(self._transport, self._v3_auth)
+        """V3 imports ([ImportsResource][d360_async.ImportsResource])."""
         self.api_references = ApiReferencesResource(self._transport, self._v3_auth)
+        """V3 API-reference imports and their logs
+        ([ApiReferencesResource][d360_async.ApiReferencesResource])."""
         self.v2 = V2Resource(self._transport, self._v2_auth)
+        """The V2 API: delete-file status, `v2.exports`, `v2.imports`
+        ([V2Resource][d360_async.V2Resource])."""
 
     def __repr__(self) -> str:
         state = "closed" if self._transport.closed else "open"
@@ -181,8 +182,9 @@ class Client(TransportOwner):
         """Watch many operations; ``async with client.watch(...) as w: async for t in w``.
 
         Targets may come from other clients (a V2 client, a SmartDocumentor client); each keeps
-        its own rate-limit key.  ``resume=`` takes a checkpoint from :meth:`Watch.checkpoint`;
-        targets only named in it are rebuilt with :meth:`target_from_spec`.
+        its own rate-limit key.  ``resume=`` takes a checkpoint from
+        [Watch.checkpoint][d360_async.Watch.checkpoint]; targets only named in it are rebuilt with
+        [target_from_spec][d360_async.Client.target_from_spec].
         """
         options.setdefault("resolver", self.target_from_spec)
         options.setdefault("hooks", self._transport.hooks)

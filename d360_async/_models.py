@@ -1,17 +1,17 @@
-"""Typed results: frozen attrs models and the one cattrs :data:`converter` that builds them.
+"""Typed results: frozen attrs models and the one cattrs `converter` that builds them.
 
-The models mirror the vendor's example bodies (``shared/vendor-docs``).  How they are read:
+The models mirror the example bodies of the vendor's API reference.  How they are read:
 
 * **Lenient about shape, strict about types.**  Unknown extra fields are ignored (the vendor
   adds fields); optional fields may be missing or ``null``.  A *required* field that is
   missing, or any value of the wrong JSON type (a number where text is expected, text where a
-  number is), is a :class:`~d360_async.MalformedResponse`: guessing would hide a real change in
-  the API.  No cattrs exception ever reaches a caller.
-* **Timestamps** become timezone-aware :class:`~datetime.datetime` values; the vendor documents
+  number is), is a [MalformedResponse][d360_async.MalformedResponse]: guessing would hide a real
+  change in the API.  No cattrs exception ever reaches a caller.
+* **Timestamps** become timezone-aware `datetime` values; the vendor documents
   them as UTC, so a timestamp without an offset is read as UTC.
 * **Ids the API returns** are read leniently: a UUID when the text is one, else the text as
-  it came (:data:`ResourceId`).  Ids the caller *sends* are validated strictly in
-  :mod:`d360_async._ids`.
+  it came (`ResourceId`).  Ids the caller *sends* are validated strictly in
+  `d360_async._ids`.
 * **Field names** are the vendor's snake_case for V2 and V3; SmartDocumentor's camelCase keys
   (``taskStatusText``) are renamed to snake_case attributes (``task_status_text``).
 * Signed download links are shown redacted in ``repr``: the SAS signature authorises whoever
@@ -73,7 +73,7 @@ __all__ = [
 T = TypeVar("T")
 
 ResourceId = uuid.UUID | str
-"""An id the API returned: a :class:`uuid.UUID` when it parses as one, else the text."""
+"""An id the API returned: a `uuid.UUID` when it parses as one, else the text."""
 
 RawStatus = str | int
 """A status value as the vendor sent it: text (V3, V2 export/import) or a number (V2 codes)."""
@@ -603,7 +603,7 @@ def _error_lines(exc: BaseException) -> list[str]:
 
 
 def structure(data: Any, cls: type[T], *, response: Response | None = None) -> T:
-    """Build ``cls`` from decoded JSON, or raise :class:`MalformedResponse`.
+    """Build ``cls`` from decoded JSON, or raise [MalformedResponse][d360_async.MalformedResponse].
 
     ``response`` (when given) supplies the method, redacted URL, status and ids for the
     exception, so a malformed body is reported like any other failed call.
@@ -621,7 +621,8 @@ def structure(data: Any, cls: type[T], *, response: Response | None = None) -> T
 
 
 def malformed(message: str, response: Response | None) -> MalformedResponse:
-    """A :class:`MalformedResponse` carrying what ``response`` says about the exchange."""
+    """A [MalformedResponse][d360_async.MalformedResponse] carrying what ``response`` says about the
+    exchange."""
     if response is None:
         return MalformedResponse(message)
     return MalformedResponse(
@@ -635,7 +636,8 @@ def malformed(message: str, response: Response | None) -> MalformedResponse:
 
 
 def as_mapping(value: Any, what: str, response: Response | None = None) -> Mapping[str, Any]:
-    """``value`` if it is a JSON object, else :class:`MalformedResponse` naming ``what``."""
+    """``value`` if it is a JSON object, else [MalformedResponse][d360_async.MalformedResponse]
+    naming ``what``."""
     if isinstance(value, dict):
         return value
     raise malformed(f"Expected {what} to be a JSON object, got {_kind(value)}", response)

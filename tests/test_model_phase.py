@@ -69,7 +69,7 @@ def test_v2_export_and_import_say_their_phase(cls: type[Any], status: str | int)
 @pytest.mark.parametrize("code", [*V2_CODES, 42])
 @pytest.mark.parametrize("complete", [True, False])
 def test_v2_delete_status_follows_is_complete_and_warns(code: int, complete: bool) -> None:
-    model = V2DeleteFileStatus(task_id="65868a00c536f34594713fec", is_complete=complete, status=code)
+    model = V2DeleteFileStatus(task_id="65868a00c536f34594713f", is_complete=complete, status=code)
     reading = normalise_v2_task(code, complete)
     assert model.phase is reading.phase
     assert model.status_warnings == reading.warnings
@@ -122,19 +122,21 @@ def test_smartdocumentor_task_says_its_phase(fields: dict[str, Any], phase: Phas
 
 async def test_a_fetched_model_and_the_watch_agree() -> None:
     """`client.exports.get` gives the phase the watch reports for the same answer."""
-    async with FakeDocument360(
-        rate_limit=None, lifecycle=FakeLifecycle(pending=0.05, running=0.1)
-    ) as fake:
-        async with Client(api_token=fake.api_token, base_url=fake.url, rate_limit=1000) as client:
-            started = await client.exports.create(fake.project_id, workspace_id="w", format="pdf")
-            first = await client.exports.get(fake.project_id, started.id)
-            assert first.phase in (Phase.PENDING, Phase.RUNNING)
-            assert not first.is_terminal
-            async with client.watch([client.exports.target(fake.project_id, started.id)]) as w:
-                seen = [t async for t in w if t.kind is TransitionKind.CHANGED]
-            assert seen
-            for transition in seen:
-                assert transition.snapshot.phase is transition.phase
-            last = await client.exports.get(fake.project_id, started.id)
-            assert last.phase is Phase.SUCCEEDED is seen[-1].phase
-            assert last.is_terminal
+    async with (
+        FakeDocument360(
+            rate_limit=None, lifecycle=FakeLifecycle(pending=0.05, running=0.1)
+        ) as fake,
+        Client(api_token=fake.api_token, base_url=fake.url, rate_limit=1000) as client,
+    ):
+        started = await client.exports.create(fake.project_id, workspace_id="w", format="pdf")
+        first = await client.exports.get(fake.project_id, started.id)
+        assert first.phase in (Phase.PENDING, Phase.RUNNING)
+        assert not first.is_terminal
+        async with client.watch([client.exports.target(fake.project_id, started.id)]) as w:
+            seen = [t async for t in w if t.kind is TransitionKind.CHANGED]
+        assert seen
+        for transition in seen:
+            assert transition.snapshot.phase is transition.phase
+        last = await client.exports.get(fake.project_id, started.id)
+        assert last.phase is Phase.SUCCEEDED is seen[-1].phase
+        assert last.is_terminal

@@ -47,7 +47,7 @@ class ExportNotReady(D360Error):
     """The export has not completed (or completed without a link), so there is nothing to
     download yet.  ``export`` holds what the API said.
 
-    .. versionadded:: 0.1.0
+    Added in version 0.1.0.
     """
 
     def __init__(self, message: str, *, export: Export) -> None:
@@ -74,10 +74,11 @@ class ExportsResource(Resource):
         format: str,
         lang_code: str | None = None,
     ) -> ExportStarted:
-        """Start an export; the 202 answer becomes an :class:`ExportStarted` handle.
+        """Start an export; the 202 answer becomes an [ExportStarted][d360_async.ExportStarted]
+        handle.
 
         Follow it with ``client.exports.target(handle.project_id, handle.id)`` or fetch it
-        with :meth:`get`.
+        with [get][d360_async.ExportsResource.get].
         """
         project = uuid_id(project_id, name="project_id")
         body: dict[str, Any] = {

@@ -1,8 +1,9 @@
 """``client.imports``: start V3 imports and read their status.
 
-Vendor facts (DESIGN.md §2): ``POST /v3/projects/{project_id}/imports`` answers 202 with an
-``Operation-Location``; ``GET /v3/projects/{project_id}/imports/{import_id}`` answers
-``{id, status, completed_at}`` with the V3 status strings.
+Vendor facts (V3 API reference, "Imports"): ``POST /v3/projects/{project_id}/imports``
+answers 202 with an ``Operation-Location``;
+``GET /v3/projects/{project_id}/imports/{import_id}`` answers ``{id, status, completed_at}``
+with the V3 status strings.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """``client.v2``: the V2 API's status endpoints, authenticated with the ``api_token`` header.
 
-Vendor facts (V2 pages, DESIGN.md §2): every V2 body is an envelope whose ``success: false`` is
+Vendor facts (the V2 API reference pages): every V2 body is an envelope whose ``success: false`` is
 an error whatever the HTTP status; the delete-file status encodes its state as 0..5 (Queued,
 Initiated, InProgress, Completed, Error, Cancelled) plus an ``is_complete`` flag that the vendor's
-own example contradicts, so both are read (see :mod:`d360_async._status`).  V2 ids are not UUIDs
+own example contradicts, so both are read (see `d360_async._status`).  V2 ids are not UUIDs
 (``65868a00c536f34594713fec``); they are checked to be safe path segments.
 """
 
@@ -108,7 +108,9 @@ class V2Resource(_V2Base):
     def __init__(self, transport: Transport, auth: Auth | None) -> None:
         super().__init__(transport, auth)
         self.exports = V2ExportsResource(transport, auth)
+        """V2 exports: [V2ExportsResource][d360_async.V2ExportsResource]."""
         self.imports = V2ImportsResource(transport, auth)
+        """V2 imports: [V2ImportsResource][d360_async.V2ImportsResource]."""
 
     async def delete_file_status(self, task_id: str) -> V2DeleteFileStatus:
         """``GET /v2/Drive/Folders/DeleteFile/Status/{taskId}``: a delete-file task's state.
@@ -142,4 +144,6 @@ class V2Resource(_V2Base):
             poll=poll,
         )
 
-    target = delete_file_target
+    def target(self, task_id: str) -> ResourceTarget[V2DeleteFileStatus]:
+        """The same as [delete_file_target][d360_async.V2Resource.delete_file_target]."""
+        return self.delete_file_target(task_id)

@@ -4,9 +4,9 @@ Commands: ``demo`` (hundreds of operations on a local fake server), ``watch`` (f
 operations until they end), ``status`` (one status, once) and ``export`` (start an export,
 wait for it, download it).  See ``docs/cli.md``.
 
-:func:`main` parses the command line, runs the command and *returns* the exit code, so tests
+`main` parses the command line, runs the command and *returns* the exit code, so tests
 can call it; the console script wrapper generated from ``pyproject.toml`` passes that value to
-:func:`sys.exit`, as does ``python -m d360_async.cli``.  Every error a user can cause ends as one
+`sys.exit`, as does ``python -m d360_async.cli``.  Every error a user can cause ends as one
 line on stderr and a documented exit code, never a traceback:
 
 * 0: every operation succeeded;

@@ -80,7 +80,7 @@ def _base_url(args: argparse.Namespace) -> str | None:
 def _open(
     args: argparse.Namespace, kind: Kind, project: str | None
 ) -> AbstractAsyncContextManager[Connection]:
-    """The :func:`connect` context for the shared options (credentials read first)."""
+    """The `connect` context for the shared options (credentials read first)."""
     credentials = read_credentials(kind.api)
     return connect(
         kind,

@@ -1,9 +1,9 @@
 """Opening the right client for a kind of operation, with the shared command-line options.
 
 One place turns ``--base-url``/``--region``, ``--rate-limit``, ``--redis-url`` and
-``--max-concurrency`` into a :class:`~d360_async.Client` (V3, V2) or a
-:class:`~d360_async.smartdocumentor.SmartDocumentorClient`, and gives the commands a uniform
-way to build targets from ids.
+``--max-concurrency`` into a [Client][d360_async.Client] (V3, V2) or a
+[SmartDocumentorClient][d360_async.smartdocumentor.SmartDocumentorClient], and gives the commands a
+uniform way to build targets from ids.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ __all__ = ["Connection", "check_base_url", "connect", "rate_limit_config"]
 
 
 def check_base_url(text: str) -> str:
-    """An absolute ``http(s)`` URL with a host; :class:`UsageError` otherwise."""
+    """An absolute ``http(s)`` URL with a host; `UsageError` otherwise."""
     parts = urllib.parse.urlsplit(text.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise UsageError(f"--base-url must be an absolute http(s) URL, got {text!r}")
@@ -52,7 +52,7 @@ class Connection:
     Attributes:
         kind: the kind of operation.
         project: the V3 project id (``None`` for V2 and SmartDocumentor).
-        client: the :class:`~d360_async.Client`, or ``None`` for SmartDocumentor.
+        client: the [Client][d360_async.Client], or ``None`` for SmartDocumentor.
         limiter: the limiter every request goes through (for the stats).
         make_target: builds the watch target for one (validated) id.
         base_url: where requests go (no credential in it).

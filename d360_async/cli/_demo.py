@@ -1,6 +1,6 @@
 """``d360-async demo``: hundreds of operations watched on a local fake, within its budget.
 
-The demo starts :class:`~d360_async.testing.FakeDocument360` on 127.0.0.1 with a rate limit
+The demo starts [FakeDocument360][d360_async.testing.FakeDocument360] on 127.0.0.1 with a rate limit
 that genuinely binds, starts V3 exports through the real client (``POST``, 202), seeds V3 drive
 tasks and V2 file deletions (the vendor has no endpoint to create those), and watches them all
 at once.  Every request goes over HTTP through the library's limiter; the fake counts what it
@@ -53,7 +53,7 @@ class Population:
 
 
 # Quick drive tasks among slow exports: the mixed case where a scheduler that learns durations
-# per kind earns its keep (DESIGN.md §6).
+# per kind earns its keep (see docs/watching.md).
 POPULATIONS: Final[tuple[Population, ...]] = (
     Population("exports", "export", 0.6, pending=(2.0, 10.0), running=(5.0, 35.0)),
     Population("tasks", "drive_task", 0.2, pending=(0.5, 2.0), running=(1.0, 6.0)),

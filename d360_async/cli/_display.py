@@ -3,7 +3,7 @@
 rich is an optional dependency (the ``cli`` extra).  Without it, or when the output is not a
 terminal (CI logs, pipes), the same information is printed as one plain line every few
 seconds, and tables are drawn with spaces.  Nothing here reads the clock or the network: the
-caller builds a :class:`ProgressView` and hands it over.
+caller builds a `ProgressView` and hands it over.
 """
 
 from __future__ import annotations

@@ -1,12 +1,14 @@
 """Exit codes, and the one place where an exception becomes a line on stderr and a code.
 
-The codes are part of the command-line contract (``docs/cli.md``)::
+The codes are part of the command-line contract (``docs/cli.md``):
 
-    0  OK            every operation succeeded
-    1  FAILED        an operation failed, was cancelled, timed out, ended with an error, or
-                     the API could not be reached
-    2  USAGE         the command line or its input is wrong (argparse uses 2 as well)
-    3  AUTH          no credential was given, or the server refused it (401/403)
+```text
+0  OK            every operation succeeded
+1  FAILED        an operation failed, was cancelled, timed out, ended with an error, or
+                 the API could not be reached
+2  USAGE         the command line or its input is wrong (argparse uses 2 as well)
+3  AUTH          no credential was given, or the server refused it (401/403)
+```
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ class ExitCode(enum.IntEnum):
 
 
 class CLIError(Exception):
-    """An error the CLI reports as one line on stderr, then exits with :attr:`code`."""
+    """An error the CLI reports as one line on stderr, then exits with `code`."""
 
     code: ExitCode = ExitCode.FAILED
 

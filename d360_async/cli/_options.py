@@ -1,6 +1,6 @@
 """Parsing of option values that argparse cannot check by itself, without any I/O.
 
-Each parser raises :class:`~d360_async.cli._exit.UsageError` with a message meant for a person;
+Each parser raises `UsageError` with a message meant for a person;
 argparse turns it into ``d360-async: error: ...`` and exit code 2.
 """
 
@@ -101,7 +101,7 @@ def parse_rate(text: str) -> RateSpec:
 
 
 def parse_region(text: str) -> Region:
-    """``eu``, ``us`` or ``ca`` (any case) to a :class:`Region`."""
+    """``eu``, ``us`` or ``ca`` (any case) to a [Region][d360_async.Region]."""
     try:
         return Region.parse(text)
     except ValueError as exc:

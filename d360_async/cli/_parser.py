@@ -22,7 +22,7 @@ T = TypeVar("T")
 
 
 class _Parser(argparse.ArgumentParser):
-    """Reports a bad command line as a :class:`UsageError` (one line, exit code 2)."""
+    """Reports a bad command line as a `UsageError` (one line, exit code 2)."""
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{message} (see '{self.prog} --help')")

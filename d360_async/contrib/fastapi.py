@@ -2,25 +2,29 @@
 
 Install with ``pip install 'd360-async[fastapi]'``. Three pieces:
 
-* :func:`d360_lifespan` opens one :class:`~d360_async.Client` when the application starts,
-  stores it on ``app.state``, and closes it on shutdown (:func:`open_client` does the same
-  inside a lifespan of your own);
-* :func:`get_client` is the dependency that hands that client to endpoints
-  (:data:`D360Client` is the ready-made ``Annotated`` form);
-* :func:`watch_events` turns a watch into a ``text/event-stream`` response: one
-  ``event: transition`` with a JSON ``data:`` line per :class:`~d360_async.Transition`, then
-  one ``event: end``. When the browser goes away the watch is left at once, so every request
-  it had in flight stops.
+* [d360_lifespan][d360_async.contrib.fastapi.d360_lifespan] opens one [Client][d360_async.Client]
+  when the application starts, stores it on ``app.state``, and closes it on shutdown
+  ([open_client][d360_async.contrib.fastapi.open_client] does the same inside a lifespan of your
+  own);
+* [get_client][d360_async.contrib.fastapi.get_client] is the dependency that hands that client to
+  endpoints ([D360Client][d360_async.contrib.fastapi.D360Client] is the ready-made ``Annotated``
+  form);
+* [watch_events][d360_async.contrib.fastapi.watch_events] turns a watch into a ``text/event-stream``
+  response: one ``event: transition`` with a JSON ``data:`` line per
+  [Transition][d360_async.Transition], then one ``event: end``. When the browser goes away the
+  watch is left at once, so every request it had in flight stops.
 
-Example::
+For example:
 
-    app = FastAPI(lifespan=d360_lifespan(api_token=os.environ["D360_API_TOKEN"]))
+```python
+app = FastAPI(lifespan=d360_lifespan(api_token=os.environ["D360_API_TOKEN"]))
 
-    @app.get("/exports/{export_id}/events")
-    async def export_events(export_id: str, client: D360Client) -> WatchEventStream:
-        return watch_events(client.watch([client.exports.target(PROJECT_ID, export_id)]))
+@app.get("/exports/{export_id}/events")
+async def export_events(export_id: str, client: D360Client) -> WatchEventStream:
+    return watch_events(client.watch([client.exports.target(PROJECT_ID, export_id)]))
+```
 
-.. versionadded:: 0.1.0
+Added in version 0.1.0.
 """
 
 from __future__ import annotations
@@ -72,18 +76,21 @@ async def open_client(app: Starlette, /, **client_kwargs: Any) -> AsyncIterator[
     """Open a client for ``app`` for as long as the block runs; for your own lifespan.
 
     The client is built with ``Client(**client_kwargs)``, stored as ``app.state.d360_client``
-    (where :func:`get_client` finds it), and closed and removed when the block exits::
+    (where [get_client][d360_async.contrib.fastapi.get_client] finds it), and closed and removed
+    when the block exits:
 
-        @asynccontextmanager
-        async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-            async with open_client(app, api_token=token) as client:
-                ...  # anything else your application starts
-                yield
+    ```python
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with open_client(app, api_token=token) as client:
+            ...  # anything else your application starts
+            yield
+    ```
 
     ``app`` is the FastAPI (or Starlette) application. The client is created when the block
     starts, so create it inside the application's event loop, as a lifespan does.
 
-    .. versionadded:: 0.1.0
+    Added in version 0.1.0.
     """
     if getattr(app.state, STATE_KEY, None) is not None:
         raise RuntimeError(f"app.state.{STATE_KEY} is already set: one client per application")
@@ -101,14 +108,17 @@ def d360_lifespan(
 ) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
     """A lifespan for ``FastAPI(lifespan=...)`` that opens one client per application.
 
-    ``client_kwargs`` are passed to :class:`~d360_async.Client` when the application starts
-    (not when this is called), and the client is closed on shutdown::
+    ``client_kwargs`` are passed to [Client][d360_async.Client] when the application starts
+    (not when this is called), and the client is closed on shutdown:
 
-        app = FastAPI(lifespan=d360_lifespan(api_token=token, base_url=Region.US))
+    ```python
+    app = FastAPI(lifespan=d360_lifespan(api_token=token, base_url=Region.US))
+    ```
 
-    To start other things too, use :func:`open_client` inside a lifespan of your own.
+    To start other things too, use [open_client][d360_async.contrib.fastapi.open_client] inside a
+    lifespan of your own.
 
-    .. versionadded:: 0.1.0
+    Added in version 0.1.0.
     """
 
     @asynccontextmanager
@@ -123,10 +133,11 @@ def get_client(request: Request) -> Client:
     """The dependency that hands the application's client to an endpoint.
 
     Raises:
-        RuntimeError: the application was not started with :func:`d360_lifespan` or
-            :func:`open_client` (or has already shut down).
+        RuntimeError: the application was not started with
+            [d360_lifespan][d360_async.contrib.fastapi.d360_lifespan] or
+            [open_client][d360_async.contrib.fastapi.open_client] (or has already shut down).
 
-    .. versionadded:: 0.1.0
+    Added in version 0.1.0.
     """
     client = getattr(request.app.state, STATE_KEY, None)
     if not isinstance(client, Client):
@@ -154,10 +165,10 @@ def transition_payload(transition: Transition[Any]) -> dict[str, Any]:
     message of the error behind an ``"error"`` transition, else ``null``).
 
     The snapshot is left out on purpose: an export's snapshot holds a signed download link,
-    which authorises whoever reads it. Pass your own ``serialize=`` to :func:`watch_events`
-    to send what your page needs.
+    which authorises whoever reads it. Pass your own ``serialize=`` to
+    [watch_events][d360_async.contrib.fastapi.watch_events] to send what your page needs.
 
-    .. versionadded:: 0.1.0
+    Added in version 0.1.0.
     """
     error = transition.error
     return {
@@ -184,21 +195,22 @@ def _event(name: str, data: Mapping[str, Any]) -> bytes:
 class WatchEventStream(Response):
     """A ``text/event-stream`` response that runs a watch while the client listens.
 
-    Build it with :func:`watch_events`. It enters the watch when the response starts, sends an
-    ``event: transition`` per transition and an ``event: end`` (``data: {"transitions": n}``)
-    once the watch is over, and a comment line every ``heartbeat`` seconds so that proxies keep
-    the connection open. If the watch raises a :class:`~d360_async.D360Error`, an
-    ``event: error`` (``data: {"error": <class name>, "message": ...}``) is sent instead of
-    ``end``.
+    Build it with [watch_events][d360_async.contrib.fastapi.watch_events]. It enters the watch when
+    the response starts, sends an ``event: transition`` per transition and an ``event: end``
+    (``data: {"transitions": n}``) once the watch is over, and a comment line every ``heartbeat``
+    seconds so that proxies keep the connection open. If the watch raises a
+    [D360Error][d360_async.D360Error], an ``event: error`` (``data: {"error": <class name>,
+    "message": ...}``) is sent instead of ``end``.
 
     The response listens for the client's disconnection itself, whichever ASGI server runs it:
     when the client goes away, the watch's ``async with`` is left at once (cancelling its
     requests) and nothing more is sent.
 
-    .. versionadded:: 0.1.0
+    Added in version 0.1.0.
     """
 
     media_type = "text/event-stream"
+    """Server-sent events."""
 
     def __init__(
         self,
@@ -298,21 +310,23 @@ def watch_events(
             policy or options), or targets to watch with the application's client (then
             ``request`` is needed to find it).
         request: the current request; only needed when ``source`` is targets.
-        serialize: builds each transition's JSON object (:func:`transition_payload` by
-            default).
+        serialize: builds each transition's JSON object
+            ([transition_payload][d360_async.contrib.fastapi.transition_payload] by default).
         heartbeat: seconds between keep-alive comments, or ``None`` for none.
         headers: extra response headers.
 
-    In the browser::
+    In the browser:
 
-        const events = new EventSource("/exports/events");
-        events.addEventListener("transition", (e) => show(JSON.parse(e.data)));
-        events.addEventListener("end", () => events.close());
+    ```javascript
+    const events = new EventSource("/exports/events");
+    events.addEventListener("transition", (e) => show(JSON.parse(e.data)));
+    events.addEventListener("end", () => events.close());
+    ```
 
     Close the ``EventSource`` on ``end``: otherwise the browser reconnects and the watch starts
     again.
 
-    .. versionadded:: 0.1.0
+    Added in version 0.1.0.
     """
     if isinstance(source, Watch):
         watch = source

@@ -104,4 +104,4 @@ async def test_documented_block_runs_against_the_fake(
             assert exports
             assert all(op.first_terminal_served_at is not None for op in exports)
         if "download(" in code:
-            assert any(path.suffix == ".zip" for path in tmp_path.iterdir())
+            assert (tmp_path / "export.zip").is_file()
