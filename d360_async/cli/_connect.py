@@ -16,10 +16,12 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from .._config import ConnectionLimits, Region
+from .._errors import ConnectError, D360Error
 from .._ratelimit import LocalRateLimiter, RateLimitConfig
 from .._ratelimit._protocol import LimiterStats, RateLimiter
+from .._retry import RetryPolicy
 from ._credentials import Credentials
-from ._exit import UsageError
+from ._exit import FINAL_CAUSES, UsageError, connection_cause
 from ._kinds import API, Kind
 from ._options import RateSpec
 
@@ -27,7 +29,25 @@ if TYPE_CHECKING:
     from .._client import Client
     from .._target import Target
 
-__all__ = ["Connection", "check_base_url", "connect", "rate_limit_config"]
+__all__ = ["CommandRetryPolicy", "Connection", "check_base_url", "connect", "rate_limit_config"]
+
+
+@attrs.frozen
+class CommandRetryPolicy(RetryPolicy):
+    """The library's retry policy, except that a connection that cannot succeed soon is not
+    retried: a refused port, a host name that does not resolve, a TLS failure.
+
+    Someone at a terminal wants "connection refused" at once, not after four attempts paced
+    by the rate limiter; a watch that meets one mid-way still polls that operation again
+    later (the watch itself retries transport errors), so nothing is given up for good.
+    """
+
+    def is_retryable(self, method: str, error: D360Error) -> bool:
+        if isinstance(error, ConnectError):
+            cause = connection_cause(error)
+            if cause is not None and cause[0] in FINAL_CAUSES:
+                return False
+        return super().is_retryable(method, error)
 
 
 def check_base_url(text: str) -> str:
@@ -125,6 +145,7 @@ async def connect(
                 base_url=url,
                 rate_limiter=limiter,
                 limits=limits,
+                retry=CommandRetryPolicy(),
             )
             await stack.enter_async_context(sd)
 
@@ -144,6 +165,7 @@ async def connect(
             rate_limiter=limiter,
             rate_limit=rate_limit_config(rate) if rate is not None and limiter is None else None,
             limits=limits,
+            retry=CommandRetryPolicy(),
         )
         await stack.enter_async_context(client)
         yield Connection(

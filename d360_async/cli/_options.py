@@ -16,6 +16,7 @@ from .._config import Region
 from ._exit import UsageError
 
 __all__ = [
+    "DEMO_BUDGET",
     "RateSpec",
     "parse_ids_text",
     "parse_positive_float",
@@ -72,6 +73,12 @@ class RateSpec:
         if self.period == 3600.0:
             return f"{count}/h"
         return f"{count}/{self.period:g}s"
+
+
+DEMO_BUDGET: Final = RateSpec(requests=300, period=10.0)
+"""The demo's (and `d360-async fake`'s) budget: 300 requests per 10 s per token, 30 per second
+on average: enough to follow 500 operations in about a minute, tight enough that a careless
+poller would trip it."""
 
 
 def parse_rate(text: str) -> RateSpec:

@@ -44,7 +44,18 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from .._client import Client
-from .._errors import D360Error
+from .._errors import (
+    APIError,
+    AuthenticationError,
+    D360Error,
+    MalformedResponse,
+    NotFound,
+    PermissionDenied,
+    RateLimited,
+    ServerError,
+    TransportError,
+    ValidationError,
+)
 from .._target import Target
 from .._watch import Transition, Watch
 
@@ -55,6 +66,7 @@ __all__ = [
     "d360_lifespan",
     "get_client",
     "open_client",
+    "public_error",
     "transition_payload",
     "watch_events",
 ]
@@ -155,14 +167,50 @@ D360Client = Annotated[Client, Depends(get_client)]
 # -- server-sent events ---------------------------------------------------------------------
 
 
+# What a browser is told about an error, by its class: a category and nothing else.  The
+# message of one of our errors names the backend's method and URL (redacted of secrets, but
+# still the backend's address) and may quote the server's own error text, which is the
+# backend's business, not the page's.
+_PUBLIC_ERRORS: Final[tuple[tuple[type[D360Error], str], ...]] = (
+    (NotFound, "not found"),
+    (AuthenticationError, "the service's credential was refused"),
+    (PermissionDenied, "the service may not do this"),
+    (RateLimited, "rate limited; try again later"),
+    (ValidationError, "the request was refused"),
+    (ServerError, "the Document360 API failed"),
+    (APIError, "the Document360 API answered with an error"),
+    (MalformedResponse, "the Document360 API's answer could not be read"),
+    (TransportError, "the Document360 API could not be reached"),
+)
+
+
+def public_error(exc: BaseException) -> str:
+    """A short description of ``exc`` that is safe to send to a browser.
+
+    It says what kind of failure it was ("not found", "the Document360 API could not be
+    reached"), with the HTTP status when there was one, and never the backend's URL, the
+    server's error text or anything else from the exception's message.  Log the exception
+    itself on the server for the details.
+
+    Added in version 0.1.0.
+    """
+    for cls, text in _PUBLIC_ERRORS:
+        if isinstance(exc, cls):
+            status = exc.status
+            return f"{text} (HTTP {status})" if status is not None else text
+    return "the operation could not be followed"
+
+
 def transition_payload(transition: Transition[Any]) -> dict[str, Any]:
     """The default JSON object for one transition's ``data:`` line.
 
     Keys: ``key`` and ``target_kind`` (the target's), ``kind`` (``"changed"``,
     ``"stalled"``, ``"error"`` or ``"timed_out"``), ``previous`` (``null`` on first sight) and
     ``phase`` (lower-case phase names), ``raw_status``, ``observed_at`` (ISO 8601), ``polls``,
-    ``final`` (nothing more will come for this target), ``warnings`` and ``error`` (the
-    message of the error behind an ``"error"`` transition, else ``null``).
+    ``final`` (nothing more will come for this target), ``warnings`` and ``error`` (what
+    [public_error][d360_async.contrib.fastapi.public_error] says about the error behind an
+    ``"error"`` transition, else ``null``: never the backend's URL or the server's own error
+    text, which stay in the server's log).
 
     The snapshot is left out on purpose: an export's snapshot holds a signed download link,
     which authorises whoever reads it. Pass your own ``serialize=`` to
@@ -182,7 +230,7 @@ def transition_payload(transition: Transition[Any]) -> dict[str, Any]:
         "polls": transition.polls,
         "final": transition.final,
         "warnings": list(transition.warnings),
-        "error": None if error is None else str(error),
+        "error": None if error is None else public_error(error),
     }
 
 
@@ -200,7 +248,7 @@ class WatchEventStream(Response):
     (``data: {"transitions": n}``) once the watch is over, and a comment line every ``heartbeat``
     seconds so that proxies keep the connection open. If the watch raises a
     [D360Error][d360_async.D360Error], an ``event: error`` (``data: {"error": <class name>,
-    "message": ...}``) is sent instead of ``end``.
+    "message": <public_error(exc)>}``) is sent instead of ``end``; the details go to the log.
 
     The response listens for the client's disconnection itself, whichever ASGI server runs it:
     when the client goes away, the watch's ``async with`` is left at once (cancelling its
@@ -291,7 +339,7 @@ class WatchEventStream(Response):
                 exc,
                 extra={"d360_error": type(exc).__name__, "d360_status": exc.status},
             )
-            return _event("error", {"error": type(exc).__name__, "message": str(exc)})
+            return _event("error", {"error": type(exc).__name__, "message": public_error(exc)})
         return _event("end", {"transitions": count})
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from pathlib import Path
 
@@ -43,9 +44,13 @@ async def test_refused_token_exits_3(fake_d360: FakeDocument360, run_cli: RunCli
         env={"D360_API_TOKEN": "not-the-right-token-Qx93"},
     )  # fmt: skip
     assert result.code == 3
-    assert result.stdout == ""
+    [summary] = result.lines  # --json: the run still ends with its summary object
+    assert summary["type"] == "summary"
+    assert summary["exit_code"] == 3
+    assert "authentication failed" in summary["error"]
     line = result.assert_one_error_line("authentication failed", "401")
     assert "not-the-right-token-Qx93" not in line
+    assert "not-the-right-token-Qx93" not in result.stdout
 
 
 @pytest.mark.parametrize(
@@ -97,8 +102,75 @@ async def test_unreachable_host_exits_1(run_cli: RunCli) -> None:
         "--base-url", f"http://127.0.0.1:{port}", "--json",
     )  # fmt: skip
     assert result.code == 1
-    assert result.stdout == ""
-    result.assert_one_error_line(f"cannot reach http://127.0.0.1:{port}")
+    result.assert_one_error_line(f"cannot reach http://127.0.0.1:{port}: connection refused")
+    # With --json, stdout still ends with the summary object, the error in it.
+    [summary] = result.lines
+    assert summary == {
+        "type": "summary",
+        "command": "watch",
+        "error": f"cannot reach http://127.0.0.1:{port}: connection refused",
+        "exit_code": 1,
+    }
+
+
+@pytest.mark.parametrize("command", ["watch", "status", "export"])
+async def test_a_refused_port_is_named_within_a_second(run_cli: RunCli, command: str) -> None:
+    port = closed_port()
+    args = {
+        "watch": ["watch", "exports", EXPORT],
+        "status": ["status", "exports", EXPORT],
+        "export": ["export", "--workspace", "w"],
+    }[command]
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    result = await run_cli(
+        *args, "--project", PROJECT, "--base-url", f"http://127.0.0.1:{port}", "--json"
+    )
+    took = loop.time() - started
+    assert result.code == 1
+    result.assert_one_error_line("connection refused")
+    assert result.lines[-1]["type"] == "summary"
+    # The interpreter's start-up is most of this; four attempts paced by the limiter took 4 s.
+    assert took < 3.0, f"{took:.1f} s"
+
+
+async def test_an_unresolvable_host_is_named(run_cli: RunCli) -> None:
+    result = await run_cli(
+        "status", "exports", EXPORT, "--project", PROJECT,
+        "--base-url", "http://no-such-host.invalid",
+    )  # fmt: skip
+    assert result.code == 1
+    result.assert_one_error_line("cannot reach http://no-such-host.invalid: name not resolved")
+
+
+async def test_a_tls_failure_is_named(fake_d360: FakeDocument360, run_cli: RunCli) -> None:
+    # https:// to a plain-HTTP server: the handshake fails.
+    url = fake_d360.url.replace("http://", "https://")
+    result = await run_cli(
+        "status", "exports", EXPORT, "--project", PROJECT, "--base-url", url, "--json"
+    )
+    assert result.code == 1
+    line = result.assert_one_error_line(f"cannot reach {url}: TLS: ")
+    assert result.lines[-1]["error"] == line.removeprefix("d360-async: error: ")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["watch", "exports", EXPORT, "--json"],  # no --project
+        ["watch", "exports", "--project", PROJECT, "--json"],  # no ids
+        ["status", "exports", "nope", "--project", PROJECT, "--json"],
+        ["watch", "--json", "exports", EXPORT, "--project", PROJECT, "--rate-limit", "x"],
+    ],
+)
+async def test_usage_errors_end_with_a_json_summary(run_cli: RunCli, args: list[str]) -> None:
+    result = await run_cli(*args)
+    assert result.code == 2
+    line = result.assert_one_error_line()
+    [summary] = result.lines
+    assert summary["type"] == "summary"
+    assert summary["exit_code"] == 2
+    assert summary["error"] == line.removeprefix("d360-async: error: ")
 
 
 async def test_help_and_version(run_cli: RunCli) -> None:
@@ -124,3 +196,23 @@ async def test_python_dash_m_works(run_cli: RunCli) -> None:
     assert result.code == 3
     result.assert_one_error_line("D360_V2_API_TOKEN")
     assert V2_TOKEN not in result.stderr
+
+
+async def test_a_refused_port_fails_in_under_a_second_in_process(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from d360_async.cli import main
+
+    monkeypatch.setenv("D360_API_TOKEN", V3_TOKEN)
+    port = closed_port()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    code = await asyncio.to_thread(
+        main,
+        ["watch", "exports", EXPORT, "--project", PROJECT,
+         "--base-url", f"http://127.0.0.1:{port}"],
+    )  # fmt: skip
+    took = loop.time() - started
+    assert code == 1
+    assert "connection refused" in capsys.readouterr().err
+    assert took < 1.0, f"{took:.2f} s"
