@@ -18,16 +18,21 @@ test only has to name the fixtures:
     many tests; for one test, use the marker ``@pytest.mark.fake_d360(rate_limit=None, ...)``,
     whose keyword arguments are applied last.
 
-The fake enforces a rate limit and sends the vendor's headers, but by default 100 requests
-per *second* rather than the vendor's 100 per minute, so tests run in milliseconds and the
-limiter is still exercised.  Pass ``rate_limit=FakeRateLimit()`` for the vendor's real
-60 per minute, or ``rate_limit=None`` for no limit at all.
+The fixture's fake enforces a rate limit and sends the vendor's headers, but 100 requests per
+*second* (`FakeRateLimit(limit=100, window=1.0)`), so tests run in milliseconds and the limiter
+is still exercised; a `FakeDocument360()` built directly enforces the vendor's lowest plan,
+60 per minute.  Pass ``rate_limit=FakeRateLimit()`` for that, or ``rate_limit=None`` for no
+limit at all.
 
 The fixtures are async and are declared with ``pytest_asyncio.fixture``, so they work with
 pytest-asyncio in ``auto`` mode and in ``strict`` mode (there, mark your tests with
 ``@pytest.mark.asyncio``).  pytest-asyncio is not a dependency of d360-async: when it is not
 installed, this plugin registers no fixture at all (it only declares the marker), so it never
 breaks a test suite that does not use it.
+
+Set pytest-asyncio's ``asyncio_default_fixture_loop_scope`` (to ``function``) in the project's
+pytest configuration: pytest-asyncio 0.24 and later warn on every run where it is unset, which
+``-W error`` turns into an INTERNALERROR before any test runs (see docs/testing.md).
 
 Added in version 0.1.0.
 """
