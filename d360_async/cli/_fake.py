@@ -20,6 +20,7 @@ import contextlib
 import math
 import signal
 import sys
+import types
 import typing
 from collections.abc import Callable, Mapping
 from typing import Any, Final
@@ -54,6 +55,8 @@ RATE_LIMIT_FIELDS: Final[tuple[tuple[str, str], ...]] = (
     ("reset_format", "X-RateLimit-Reset as an epoch or as a delay in seconds"),
     ("send_limit_and_reset", "when X-RateLimit-Limit and -Reset are sent"),
     ("headers", "whether X-RateLimit-* headers are sent at all"),
+    ("dialect", "which rate-limit headers are sent, in which form"),
+    ("burst", "the bucket size of token_bucket (default: the limit)"),
 )
 
 # ``--exports N`` and friends: the option for each kind the fake can seed.
@@ -93,6 +96,29 @@ def _field_types() -> dict[str, Any]:
     return {name: field.type for name, field in _fields().items()}
 
 
+def _without_none(kind: Any) -> Any:
+    """``X | None`` as ``X`` (an option not given already means "not set")."""
+    members = [m for m in typing.get_args(kind) if m is not type(None)]
+    if typing.get_origin(kind) in (typing.Union, types.UnionType) and len(members) == 1:
+        return members[0]
+    return kind
+
+
+def _number(kind: Any) -> Callable[[str], Any]:
+    """The parser for a numeric field (anything else is passed on as text)."""
+    if kind not in (int, float):
+        return str
+
+    def parse(text: str) -> Any:
+        try:
+            return kind(text)
+        except ValueError:
+            what = "a whole number" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+
+    return parse
+
+
 def _shown_default(field: Any) -> str:
     default = field.default
     if isinstance(default, bool):
@@ -105,15 +131,20 @@ def add_rate_limit_options(group: argparse._ArgumentGroup) -> None:
     fields = _fields()
     for name, text in RATE_LIMIT_FIELDS:
         field = fields[name]
-        shown = f"{text} (default {_shown_default(field)})"
+        shown = text if field.default is None else f"{text} (default {_shown_default(field)})"
         if field.type is bool:
             group.add_argument(
                 _option(name), dest=_dest(name), choices=("on", "off"), type=str.lower, help=shown
             )
             continue
-        kind = field.type
-        choices = typing.get_args(kind) if typing.get_origin(kind) is typing.Literal else None
-        group.add_argument(_option(name), dest=_dest(name), choices=choices, help=shown)
+        kind = _without_none(field.type)
+        if typing.get_origin(kind) is typing.Literal:
+            choices = typing.get_args(kind)
+            group.add_argument(_option(name), dest=_dest(name), choices=choices, help=shown)
+        else:
+            group.add_argument(
+                _option(name), dest=_dest(name), metavar="N", type=_number(kind), help=shown
+            )
 
 
 def rate_limit_from(args: argparse.Namespace) -> Any:

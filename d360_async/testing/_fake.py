@@ -547,9 +547,8 @@ class FakeDocument360:
         """What share of the rate-limit budget each key spent, measured by the server.
 
         Keys are `"<token fingerprint>|<project or ->"`. The share is taken over the whole
-        windows between a key's first and last admission (see
-        [budget_used][d360_async.testing._fake_ratelimit.budget_used]); it needs
-        `record_times` (the default).
+        windows between a key's first and last admission (see `budget_used` in the private
+        `d360_async.testing._fake_ratelimit`); it needs `record_times` (the default).
         """
         limiter = self._limiter
         if limiter is None:

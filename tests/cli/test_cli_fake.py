@@ -55,6 +55,8 @@ def test_options_forward_to_fake_rate_limit() -> None:
         "--rate-limit-reset-format", "delay",
         "--rate-limit-send-limit-and-reset", "when_exhausted",
         "--rate-limit-headers", "off",
+        "--rate-limit-dialect", "vendor_page",
+        "--rate-limit-burst", "50",
     )  # fmt: skip
     assert rate_limit_from(args) == FakeRateLimit(
         limit=300,
@@ -63,6 +65,8 @@ def test_options_forward_to_fake_rate_limit() -> None:
         reset_format="delay",
         send_limit_and_reset="when_exhausted",
         headers=False,
+        dialect="vendor_page",
+        burst=50,
     )
 
 
@@ -77,6 +81,7 @@ def test_no_rate_limit() -> None:
     [
         (["--rate-limit-algorithm", "leaky"], "invalid choice"),
         (["--rate-limit-headers", "maybe"], "invalid choice"),
+        (["--rate-limit-burst", "lots"], "expected a whole number"),
         (["--port", "70000"], "port"),
         (["--exports", "-1"], "whole number"),
         (["--fault", "gremlins"], "unknown fault"),
