@@ -136,7 +136,7 @@ def connection_cause(exc: BaseException) -> tuple[str, str] | None:
 
     Our transport errors keep the aiohttp (or OS) exception as their ``__cause__``; this walks
     that chain and names the first cause it recognises.  ``kind`` is one of ``"refused"``,
-    ``"dns"``, ``"tls"``, ``"reset"``, ``"timeout"`` or ``"os"``; ``text`` is what a person
+    ``"dns"``, ``"tls"``, ``"reset"`` or ``"os"``; ``text`` is what a person
     reads ("connection refused", "name not resolved", "TLS: certificate verify failed ...").
     ``None`` when nothing in the chain is a connection failure.
     """
@@ -177,7 +177,9 @@ def _classify(exc: BaseException) -> tuple[str, str] | None:
     if isinstance(exc, ConnectionResetError):
         return ("reset", "connection reset by the server")
     if isinstance(exc, TimeoutError):
-        return ("timeout", "timed out")
+        return None  # our own message says which timeout it was
+    if isinstance(exc, OSError):
+        return _os(exc)
     return None
 
 

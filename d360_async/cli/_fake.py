@@ -29,7 +29,7 @@ import attrs
 
 from ._exit import CLIError, ExitCode, UsageError
 from ._jsonl import JsonLines
-from ._options import RateSpec
+from ._options import RateSpec, parse_int_within, parse_ratio
 
 __all__ = [
     "DEFAULT_PORT",
@@ -426,7 +426,7 @@ def add_fake_parser(
     ops.add_argument(
         "--failure-ratio",
         metavar="R",
-        type=typed(_ratio, "ratio"),
+        type=typed(parse_ratio, "ratio"),
         default=0.0,
         help="share of operations that end failed, 0 to 1 (default 0)",
     )
@@ -483,30 +483,8 @@ def add_fake_parser(
 
 
 def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise UsageError(f"expected a port number, got {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise UsageError(f"expected a port from 0 to 65535, got {text!r}")
-    return value
+    return parse_int_within(text, 0, 65535, what="a port")
 
 
 def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise UsageError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise UsageError(f"expected a whole number >= 0, got {text!r}")
-    return value
-
-
-def _ratio(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise UsageError(f"expected a number, got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise UsageError(f"expected a ratio from 0 to 1, got {text!r}")
-    return value
+    return parse_int_within(text, 0)

@@ -19,9 +19,11 @@ __all__ = [
     "DEMO_BUDGET",
     "RateSpec",
     "parse_ids_text",
+    "parse_int_within",
     "parse_positive_float",
     "parse_positive_int",
     "parse_rate",
+    "parse_ratio",
     "parse_region",
 ]
 
@@ -128,12 +130,31 @@ def parse_positive_float(text: str) -> float:
 
 def parse_positive_int(text: str) -> int:
     """An integer greater than zero."""
+    return parse_int_within(text, 1)
+
+
+def parse_int_within(
+    text: str, low: int, high: int | None = None, *, what: str = "a whole number"
+) -> int:
+    """An integer from ``low`` to ``high`` (no upper bound when ``None``)."""
     try:
         value = int(text)
     except ValueError:
-        raise UsageError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise UsageError(f"expected a whole number >= 1, got {text!r}")
+        raise UsageError(f"expected {what}, got {text!r}") from None
+    if value < low or (high is not None and value > high):
+        bound = f">= {low}" if high is None else f"from {low} to {high}"
+        raise UsageError(f"expected {what} {bound}, got {text!r}")
+    return value
+
+
+def parse_ratio(text: str) -> float:
+    """A number from 0 to 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise UsageError(f"expected a number, got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise UsageError(f"expected a ratio from 0 to 1, got {text!r}")
     return value
 
 

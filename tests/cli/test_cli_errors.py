@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 from pathlib import Path
+from types import SimpleNamespace
 
+import aiohttp
 import pytest
 from cli_support import V2_TOKEN, V3_TOKEN, RunCli
 
+from d360_async import ConnectError
+from d360_async.cli._exit import connection_cause, describe_error
 from d360_async.testing import FakeDocument360
 
 PROJECT = "9a3b4c5d-6e7f-8a9b-0c1d-2e3f4a5b6c7d"
@@ -134,13 +139,69 @@ async def test_a_refused_port_is_named_within_a_second(run_cli: RunCli, command:
     assert took < 3.0, f"{took:.1f} s"
 
 
-async def test_an_unresolvable_host_is_named(run_cli: RunCli) -> None:
-    result = await run_cli(
-        "status", "exports", EXPORT, "--project", PROJECT,
-        "--base-url", "http://no-such-host.invalid",
-    )  # fmt: skip
-    assert result.code == 1
-    result.assert_one_error_line("cannot reach http://no-such-host.invalid: name not resolved")
+def _chained(cause: BaseException) -> ConnectError:
+    """A ConnectError as the transport raises it: ``raise ConnectError(...) from cause``."""
+    try:
+        try:
+            raise cause
+        except BaseException as exc:
+            raise ConnectError("could not connect", method="GET", url="http://h/x") from exc
+    except ConnectError as error:
+        return error
+
+
+def _connector_error(os_error: OSError) -> BaseException:
+    key = SimpleNamespace(host="h", port=443, ssl=True)
+    return aiohttp.ClientConnectorError(key, os_error)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("cause", "kind", "text"),
+    [
+        (ConnectionRefusedError(111, "Connection refused"), "refused", "connection refused"),
+        (socket.gaierror(-2, "Name or service not known"), "dns", "name not resolved"),
+        (ConnectionResetError(104, "reset"), "reset", "connection reset by the server"),
+        (OSError(101, "Network is unreachable"), "os", "network is unreachable"),
+    ],
+    ids=["refused", "dns", "reset", "unreachable"],
+)
+def test_connection_causes_are_named(cause: OSError, kind: str, text: str) -> None:
+    # Bare, and wrapped the way aiohttp wraps them, under our ConnectError.
+    for inner in (cause, _connector_error(cause)):
+        assert connection_cause(_chained(inner)) == (kind, text)
+    assert describe_error(_chained(_connector_error(cause))) == f"cannot reach http://h: {text}"
+
+
+def test_tls_causes_are_named() -> None:
+    verify = ssl.SSLCertVerificationError(1, "certificate verify failed")
+    verify.verify_message = "self-signed certificate"
+    key = SimpleNamespace(host="h", port=443, ssl=True)
+    wrapped = aiohttp.ClientConnectorCertificateError(key, verify)  # type: ignore[arg-type]
+    assert connection_cause(_chained(wrapped)) == (
+        "tls",
+        "TLS: certificate verify failed (self-signed certificate)",
+    )
+    handshake = ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number")
+    handshake.reason = "WRONG_VERSION_NUMBER"
+    assert connection_cause(_chained(handshake)) == ("tls", "TLS: wrong version number")
+
+
+@pytest.mark.parametrize("cause", [ValueError("odd"), TimeoutError()], ids=["other", "timeout"])
+def test_an_error_without_a_connection_cause_keeps_its_message(cause: BaseException) -> None:
+    error = _chained(cause)
+    assert connection_cause(error) is None
+    assert describe_error(error) == "cannot reach http://h: could not connect"
+
+
+def test_the_command_policy_gives_up_at_once_only_on_final_causes() -> None:
+    from d360_async.cli._connect import CommandRetryPolicy
+
+    policy = CommandRetryPolicy()
+    refused = _chained(_connector_error(ConnectionRefusedError(111, "refused")))
+    reset = _chained(_connector_error(ConnectionResetError(104, "reset")))
+    assert not policy.is_retryable("GET", refused)
+    assert policy.is_retryable("GET", reset)  # may well work a moment later
+    assert policy.is_retryable("POST", reset)  # a ConnectError: surely not sent
 
 
 async def test_a_tls_failure_is_named(fake_d360: FakeDocument360, run_cli: RunCli) -> None:
