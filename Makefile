@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: demo test lint typecheck unit docs bench clean
+.PHONY: demo test lint typecheck unit docs dist package-check bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,12 +33,31 @@ unit: $(VENV)/.dev-installed
 	$(BIN)/pytest -W error $(PYTEST_ARGS)
 
 docs: $(VENV)/.dev-installed
-	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir $(VENV)/site
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir $(VENV)/site
 
-test: lint typecheck docs unit
+# The sdist and the wheel, built from this tree with the dev venv's hatchling (no isolated
+# build env to download), and checked by twine: metadata and the README as PyPI renders it.
+dist: $(VENV)/.dev-installed
+	rm -rf dist
+	$(BIN)/python -m build --no-isolation --sdist --wheel --outdir dist . >/dev/null
+	$(BIN)/twine check --strict dist/*
+
+# The wheel in a fresh venv (its dependencies from the package index, through pip), and the
+# console script it installs must run from there.
+WHEEL_VENV := $(VENV)/wheel-check
+package-check: dist
+	rm -rf $(WHEEL_VENV)
+	$(PYTHON) -m venv $(WHEEL_VENV)
+	$(WHEEL_VENV)/bin/python -m pip --disable-pip-version-check -q install dist/*.whl
+	cd $(WHEEL_VENV) && bin/python -c "import sys, d360_async; \
+	  assert d360_async.__file__.startswith(sys.prefix), d360_async.__file__"
+	cd $(WHEEL_VENV) && bin/d360-async --help >/dev/null && bin/d360-async --version
+	rm -rf $(WHEEL_VENV)
+
+test: lint typecheck docs package-check unit
 
 bench: $(VENV)/.dev-installed
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) site .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) site dist .mypy_cache .ruff_cache .hypothesis

@@ -68,7 +68,20 @@ from ._ratelimit import (
     RateLimitKey,
     RateLimitState,
 )
-from ._resources import DownloadProgress, ExportNotReady, MissingCredential
+from ._resources import (
+    ApiReferencesResource,
+    DownloadProgress,
+    DriveResource,
+    ExportNotReady,
+    ExportsResource,
+    ImportsResource,
+    MissingCredential,
+    ResourceTarget,
+    V2ExportsResource,
+    V2ImportsResource,
+    V2Resource,
+    target_from_spec,
+)
 from ._retry import RetryPolicy
 from ._target import Observation, Target
 from ._telemetry import Telemetry
@@ -83,6 +96,7 @@ __all__ = [
     "ApiReferenceImport",
     "ApiReferenceLog",
     "ApiReferenceLogDetail",
+    "ApiReferencesResource",
     "ApiTokenAuth",
     "Auth",
     "AuthenticationError",
@@ -94,14 +108,17 @@ __all__ = [
     "D360Error",
     "DownloadLinkExpired",
     "DownloadProgress",
+    "DriveResource",
     "DriveTask",
     "ErrorDetail",
     "Export",
     "ExportNotReady",
     "ExportStarted",
+    "ExportsResource",
     "Hooks",
     "Import",
     "ImportStarted",
+    "ImportsResource",
     "LimiterStats",
     "LimiterWaitEvent",
     "LocalRateLimiter",
@@ -125,6 +142,7 @@ __all__ = [
     "Region",
     "RequestEndEvent",
     "RequestEvent",
+    "ResourceTarget",
     "ResponseEvent",
     "RetryEvent",
     "RetryPolicy",
@@ -142,11 +160,15 @@ __all__ = [
     "TransportError",
     "V2DeleteFileStatus",
     "V2Export",
+    "V2ExportsResource",
     "V2Import",
+    "V2ImportsResource",
+    "V2Resource",
     "ValidationError",
     "Watch",
     "WatchError",
     "__version__",
+    "target_from_spec",
 ]
 
 

@@ -1,7 +1,7 @@
 """Credentials: how a request is authenticated, without ever exposing the secret.
 
 * V3 uses ``Authorization: Bearer <token>``; the token may come from an async provider, which
-  is asked again once after a 401 (DESIGN.md §3).
+  is asked again once after a 401.
 * V2 uses a separate token in the ``api_token`` header (vendor docs: "Header parameter name
   api_token").
 """
@@ -48,10 +48,10 @@ class BearerAuth:
 
     __slots__ = ("_fingerprint", "_lock", "_provider", "_refreshed_at", "_token")
 
-    #: A 401 seen this soon after a refresh is answered with the new token, not another
-    #: provider call: many requests in flight at the moment a token expires must cause one
-    #: refresh, not one each.
     REFRESH_COALESCE_SECONDS = 1.0
+    """A 401 seen this soon after a refresh is answered with the new token, not another
+    provider call: many requests in flight at the moment a token expires must cause one
+    refresh, not one each."""
 
     def __init__(self, token: str | TokenProvider) -> None:
         self._lock = asyncio.Lock()
@@ -70,6 +70,7 @@ class BearerAuth:
 
     @property
     def fingerprint(self) -> str:
+        """A short non-reversible digest of the token (of the provider, for a provider)."""
         return self._fingerprint
 
     async def _current(self) -> str:
@@ -81,9 +82,11 @@ class BearerAuth:
         return self._token.get()
 
     async def apply(self, headers: dict[str, str]) -> None:
+        """Set `Authorization: Bearer <token>` (asking the provider on first use)."""
         headers["Authorization"] = f"Bearer {await self._current()}"
 
     async def refresh(self) -> bool:
+        """Ask the provider for a new token after a 401; False for a static token."""
         if self._provider is None:
             return False
         async with self._lock:
@@ -94,6 +97,7 @@ class BearerAuth:
         return True
 
     def secrets(self) -> tuple[str, ...]:
+        """The token in use, so logs and errors can be scrubbed of it."""
         return (self._token.get(),) if self._token is not None else ()
 
     def __repr__(self) -> str:
@@ -114,15 +118,19 @@ class ApiTokenAuth:
 
     @property
     def fingerprint(self) -> str:
+        """A short non-reversible digest of the token."""
         return self._fingerprint
 
     async def apply(self, headers: dict[str, str]) -> None:
+        """Set the `api_token` header."""
         headers["api_token"] = self._token.get()
 
     async def refresh(self) -> bool:
+        """Always False: a static V2 token cannot be refreshed."""
         return False
 
     def secrets(self) -> tuple[str, ...]:
+        """The token, so logs and errors can be scrubbed of it."""
         return (self._token.get(),)
 
     def __repr__(self) -> str:

@@ -1,10 +1,11 @@
-"""The public :class:`Client`: one per token (and base URL), used as an async context manager."""
+"""The public `Client`: one per token (and base URL), used as an async context manager."""
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Final
 
 import aiohttp
 
@@ -18,6 +19,7 @@ from ._resources import (
     DriveResource,
     ExportsResource,
     ImportsResource,
+    MissingCredential,
     V2Resource,
     target_from_spec,
 )
@@ -27,32 +29,57 @@ from ._telemetry import Telemetry, instrument
 from ._transport import Transport
 from ._watch import PollPolicy, Transition, Watch, wait, watch
 
-__all__ = ["Client"]
+__all__ = ["ENV_API_TOKEN", "ENV_BASE_URL", "ENV_V2_API_TOKEN", "Client"]
 
 logger = logging.getLogger("d360_async.client")
+
+ENV_API_TOKEN: Final = "D360_API_TOKEN"
+ENV_V2_API_TOKEN: Final = "D360_V2_API_TOKEN"
+ENV_BASE_URL: Final = "D360_BASE_URL"
+
+
+def _from_environment(name: str) -> str | None:
+    """The variable's value, or `None` when it is unset or blank."""
+    value = os.environ.get(name, "").strip()
+    return value or None
 
 
 class Client(TransportOwner):
     """An asyncio client for the Document360 V3 and V2 APIs.
 
-    Use it as an async context manager::
+    Use it as an async context manager:
 
-        async with Client(api_token=os.environ["D360_API_TOKEN"]) as client:
-            export = await client.exports.get(project_id, export_id)
+    ```python
+    async with Client() as client:  # D360_API_TOKEN and D360_BASE_URL from the environment
+        export = await client.exports.get(project_id, export_id)
+        print(export.status, export.phase)
+    ```
+
+    Every argument is keyword-only.  The credentials and the base URL may come from the
+    environment, as most API clients do: an argument that is passed always wins, an
+    environment variable fills in one that is not, and an empty variable counts as unset.
+
+    | argument | environment variable | when neither is given |
+    |---|---|---|
+    | `api_token` | `D360_API_TOKEN` | no V3 (`client.v2` may still be used) |
+    | `v2_api_token` | `D360_V2_API_TOKEN` | no V2 (the V3 resources may still be used) |
+    | `base_url` | `D360_BASE_URL` | [Region.EU][d360_async.Region] |
 
     Args:
         api_token: the V3 bearer token, or an async callable returning one (asked again once
             after a 401).
-        v2_api_token: the separate V2 ``api_token``; needed only for ``client.v2``.
-        base_url: a :class:`Region` or any absolute URL (a proxy, the fake server).
+        v2_api_token: the separate V2 `api_token`; needed only for `client.v2`.
+        base_url: a [Region][d360_async.Region] or any absolute URL (a proxy, the fake
+            server).
         session: an aiohttp session to borrow; the client then never closes it.
-        rate_limiter: a limiter to share (for instance one :class:`RedisRateLimiter` for many
-            processes); by default each client has its own in-process limiter.
+        rate_limiter: a limiter to share (for instance one
+            [RedisRateLimiter][d360_async.RedisRateLimiter] for many processes); by default
+            each client has its own in-process limiter.
         rate_limit: requests per minute to assume when the server sends no rate-limit headers
             (the vendor's lowest paid plan allows 60, Enterprise 100), or a full
-            :class:`RateLimitConfig`.
-        retry: the :class:`RetryPolicy`.
-        timeouts: per-attempt :class:`Timeouts`.
+            [RateLimitConfig][d360_async.RateLimitConfig].
+        retry: the [RetryPolicy][d360_async.RetryPolicy].
+        timeouts: per-attempt [Timeouts][d360_async.Timeouts].
         limits: connection pool bounds for the session the client creates.
         hooks: observability callbacks (requests, responses, retries, limiter waits, and the
             transitions of ``client.watch``).
@@ -60,6 +87,11 @@ class Client(TransportOwner):
             ``opentelemetry-api`` is installed (the ``otel`` extra), a no-op until the
             application configures the SDK; ``False`` turns them off, a
             [Telemetry][d360_async.Telemetry] sends them to other providers.
+
+    Raises:
+        MissingCredential: neither token was passed and neither `D360_API_TOKEN` nor
+            `D360_V2_API_TOKEN` is set.
+        ValueError: both `rate_limiter` and `rate_limit` were given.
     """
 
     def __init__(
@@ -67,7 +99,7 @@ class Client(TransportOwner):
         *,
         api_token: str | TokenProvider | None = None,
         v2_api_token: str | None = None,
-        base_url: Region | str = Region.EU,
+        base_url: Region | str | None = None,
         session: aiohttp.ClientSession | None = None,
         rate_limiter: RateLimiter | None = None,
         rate_limit: RateLimitConfig | float | None = None,
@@ -77,8 +109,17 @@ class Client(TransportOwner):
         hooks: Hooks | None = None,
         telemetry: bool | Telemetry = True,
     ) -> None:
+        if api_token is None:
+            api_token = _from_environment(ENV_API_TOKEN)
+        if v2_api_token is None:
+            v2_api_token = _from_environment(ENV_V2_API_TOKEN)
         if api_token is None and v2_api_token is None:
-            raise ValueError("give api_token (V3), v2_api_token (V2), or both")
+            raise MissingCredential(
+                f"no API token: pass api_token= or set {ENV_API_TOKEN} "
+                f"(for the V2 API: v2_api_token= or {ENV_V2_API_TOKEN})"
+            )
+        if base_url is None:
+            base_url = _from_environment(ENV_BASE_URL) or Region.EU
         url = base_url.value if isinstance(base_url, Region) else base_url
         if rate_limiter is not None and rate_limit is not None:
             raise ValueError("give rate_limiter or rate_limit, not both")
@@ -102,10 +143,18 @@ class Client(TransportOwner):
             ApiTokenAuth(v2_api_token) if v2_api_token is not None else None
         )
         self.exports = ExportsResource(self._transport, self._v3_auth)
+        """V3 exports: start, read, download and watch them
+        ([ExportsResource][d360_async.ExportsResource])."""
         self.drive = DriveResource(self._transport, self._v3_auth)
+        """V3 drive background tasks ([DriveResource][d360_async.DriveResource])."""
         self.imports = ImportsResource(self._transport, self._v3_auth)
+        """V3 imports ([ImportsResource][d360_async.ImportsResource])."""
         self.api_references = ApiReferencesResource(self._transport, self._v3_auth)
+        """V3 API-reference imports and their logs
+        ([ApiReferencesResource][d360_async.ApiReferencesResource])."""
         self.v2 = V2Resource(self._transport, self._v2_auth)
+        """The V2 API: delete-file status, `v2.exports`, `v2.imports`
+        ([V2Resource][d360_async.V2Resource])."""
 
     def __repr__(self) -> str:
         state = "closed" if self._transport.closed else "open"
@@ -133,8 +182,9 @@ class Client(TransportOwner):
         """Watch many operations; ``async with client.watch(...) as w: async for t in w``.
 
         Targets may come from other clients (a V2 client, a SmartDocumentor client); each keeps
-        its own rate-limit key.  ``resume=`` takes a checkpoint from :meth:`Watch.checkpoint`;
-        targets only named in it are rebuilt with :meth:`target_from_spec`.
+        its own rate-limit key.  ``resume=`` takes a checkpoint from
+        [Watch.checkpoint][d360_async.Watch.checkpoint]; targets only named in it are rebuilt with
+        [target_from_spec][d360_async.Client.target_from_spec].
         """
         options.setdefault("resolver", self.target_from_spec)
         options.setdefault("hooks", self._transport.hooks)

@@ -30,7 +30,7 @@ logger = logging.getLogger("d360_async.hooks")
 
 
 class Region(enum.Enum):
-    """The vendor's API hosts; V2 and V3 share them (DESIGN.md §2)."""
+    """The vendor's API hosts; V2 and V3 share them (Document360 API docs, "Base URL")."""
 
     EU = "https://apihub.document360.io"
     US = "https://apihub.us.document360.io"

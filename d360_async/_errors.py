@@ -1,24 +1,26 @@
 """The exception tree.
 
-Every failure the library reports is a :class:`D360Error`; no aiohttp, redis or cattrs type
-reaches a caller::
+Every failure the library reports is a [D360Error][d360_async.D360Error]; no aiohttp, redis or
+cattrs type reaches a caller:
 
-    D360Error
-    ├── TransportError                 no usable HTTP exchange happened
-    │   ├── ConnectError               could not connect (request surely not sent)
-    │   │   └── ConnectTimeout         connecting timed out (also a TimeoutError)
-    │   ├── TimeoutError               connect/read timeout (also a builtins.TimeoutError)
-    │   └── ProtocolError              connection dropped, truncated body, bad framing
-    ├── APIError                       the server answered, and the answer is an error
-    │   ├── AuthenticationError        401
-    │   ├── PermissionDenied           403
-    │   ├── NotFound                   404
-    │   ├── ValidationError            400, 422, and V2 ``success: false``
-    │   ├── RateLimited                429, or a wait longer than the configured cap
-    │   └── ServerError                5xx
-    ├── MalformedResponse              2xx whose body cannot be read (HTML, bad JSON, fields)
-    ├── DownloadLinkExpired            a signed export link refused (403) even after refresh
-    └── WatchError                     a watched operation ended with an error
+```text
+D360Error
+├── TransportError                 no usable HTTP exchange happened
+│   ├── ConnectError               could not connect (request surely not sent)
+│   │   └── ConnectTimeout         connecting timed out (also a TimeoutError)
+│   ├── TimeoutError               connect/read timeout (also a builtins.TimeoutError)
+│   └── ProtocolError              connection dropped, truncated body, bad framing
+├── APIError                       the server answered, and the answer is an error
+│   ├── AuthenticationError        401
+│   ├── PermissionDenied           403
+│   ├── NotFound                   404
+│   ├── ValidationError            400, 422, and V2 ``success: false``
+│   ├── RateLimited                429, or a wait longer than the configured cap
+│   └── ServerError                5xx
+├── MalformedResponse              2xx whose body cannot be read (HTML, bad JSON, fields)
+├── DownloadLinkExpired            a signed export link refused (403) even after refresh
+└── WatchError                     a watched operation ended with an error
+```
 """
 
 from __future__ import annotations

@@ -4,12 +4,12 @@ An id is interpolated into a path (``/v3/projects/{project_id}/exports/{export_i
 value such as ``"../other"``, ``"a%2Fb"``, ``"a/b"``, ``"x?y"`` or one with whitespace could
 address a different resource than the caller meant.  Every path id therefore passes through
 one of these functions *before* any request is built, and a malformed id raises
-:class:`ValueError` locally: no request is ever sent for it.
+`ValueError` locally: no request is ever sent for it.
 
 Rules:
 
 * Where the vendor's spec types an id as ``string (uuid)`` (project ids, V3 export ids), only a
-  canonical, hyphenated UUID is accepted (or a :class:`uuid.UUID`), and the lowercase canonical
+  canonical, hyphenated UUID is accepted (or a `uuid.UUID`), and the lowercase canonical
   text is what goes into the URL.
 * Every other path id (V3 drive task, import, API-reference and log ids; V2 task, export and
   import ids such as ``65868a00c536f34594713fec``) must be a *safe token*: 1-128 ASCII letters,
@@ -51,7 +51,7 @@ def _describe(value: object) -> str:
 def uuid_id(value: object, *, name: str = "id") -> str:
     """A UUID path id in canonical lowercase form; ``ValueError`` otherwise.
 
-    Accepts a :class:`uuid.UUID` or its hyphenated 36-character text (any case).  Braces,
+    Accepts a `uuid.UUID` or its hyphenated 36-character text (any case).  Braces,
     ``urn:uuid:`` prefixes and the 32-digit form are refused: they are not what the API
     returns, and refusing them keeps every accepted value free of URL-significant characters.
     """
@@ -67,7 +67,7 @@ def uuid_id(value: object, *, name: str = "id") -> str:
 def safe_token(value: object, *, name: str = "id") -> str:
     """A path id made of 1-128 ASCII letters, digits, ``_`` or ``-``; ``ValueError`` otherwise.
 
-    UUIDs (as :class:`uuid.UUID` or text) pass, as do the hexadecimal ids the V2 API returns.
+    UUIDs (as `uuid.UUID` or text) pass, as do the hexadecimal ids the V2 API returns.
     """
     if isinstance(value, uuid.UUID):
         return str(value)

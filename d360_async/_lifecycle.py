@@ -1,4 +1,4 @@
-"""The lifecycle every client shares: it owns one :class:`Transport` and closes it once."""
+"""The lifecycle every client shares: it owns one `Transport` and closes it once."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ __all__ = ["TransportOwner"]
 
 
 class TransportOwner:
-    """Base of :class:`Client` and ``SmartDocumentorClient``: ``async with`` and ``aclose``.
+    """Base of [Client][d360_async.Client] and ``SmartDocumentorClient``: ``async with`` and
+    ``aclose``.
 
     A closed client cannot be reopened; ``aclose`` is idempotent and closes only what the
     transport owns (a session or limiter passed in by the caller stays open).
@@ -22,7 +23,7 @@ class TransportOwner:
 
     @property
     def closed(self) -> bool:
-        """True once :meth:`aclose` has run."""
+        """True once `aclose` has run."""
         return self._transport.closed
 
     @property

@@ -1,17 +1,17 @@
-"""Typed results: frozen attrs models and the one cattrs :data:`converter` that builds them.
+"""Typed results: frozen attrs models and the one cattrs `converter` that builds them.
 
-The models mirror the vendor's example bodies (``shared/vendor-docs``).  How they are read:
+The models mirror the example bodies of the vendor's API reference.  How they are read:
 
 * **Lenient about shape, strict about types.**  Unknown extra fields are ignored (the vendor
   adds fields); optional fields may be missing or ``null``.  A *required* field that is
   missing, or any value of the wrong JSON type (a number where text is expected, text where a
-  number is), is a :class:`~d360_async.MalformedResponse`: guessing would hide a real change in
-  the API.  No cattrs exception ever reaches a caller.
-* **Timestamps** become timezone-aware :class:`~datetime.datetime` values; the vendor documents
+  number is), is a [MalformedResponse][d360_async.MalformedResponse]: guessing would hide a real
+  change in the API.  No cattrs exception ever reaches a caller.
+* **Timestamps** become timezone-aware `datetime` values; the vendor documents
   them as UTC, so a timestamp without an offset is read as UTC.
 * **Ids the API returns** are read leniently: a UUID when the text is one, else the text as
-  it came (:data:`ResourceId`).  Ids the caller *sends* are validated strictly in
-  :mod:`d360_async._ids`.
+  it came (`ResourceId`).  Ids the caller *sends* are validated strictly in
+  `d360_async._ids`.
 * **Field names** are the vendor's snake_case for V2 and V3; SmartDocumentor's camelCase keys
   (``taskStatusText``) are renamed to snake_case attributes (``task_status_text``).
 * Signed download links are shown redacted in ``repr``: the SAS signature authorises whoever
@@ -33,7 +33,15 @@ from cattrs.errors import IterableValidationNote
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from ._errors import MalformedResponse
+from ._phase import Phase
 from ._redact import redact_url
+from ._status import (
+    StatusReading,
+    normalise_smartdocumentor,
+    normalise_v2,
+    normalise_v2_task,
+    normalise_v3,
+)
 
 if TYPE_CHECKING:
     from ._response import Response
@@ -65,7 +73,7 @@ __all__ = [
 T = TypeVar("T")
 
 ResourceId = uuid.UUID | str
-"""An id the API returned: a :class:`uuid.UUID` when it parses as one, else the text."""
+"""An id the API returned: a `uuid.UUID` when it parses as one, else the text."""
 
 RawStatus = str | int
 """A status value as the vendor sent it: text (V3, V2 export/import) or a number (V2 codes)."""
@@ -75,11 +83,54 @@ def _redacted(url: str | None) -> str:
     return repr(None if url is None else redact_url(url))
 
 
+class _StatusModel:
+    """What every status-bearing model says about itself: its [Phase][d360_async.Phase].
+
+    The phase is read from the same status tables a watch uses, so a model fetched directly
+    (`await client.exports.get(...)`) and the snapshot of a watch's
+    [Transition][d360_async.Transition] always agree.
+    """
+
+    __slots__ = ()
+
+    def _reading(self) -> StatusReading:
+        raise NotImplementedError
+
+    @property
+    def phase(self) -> Phase:
+        """The vendor's status normalised to a [Phase][d360_async.Phase] (`UNKNOWN` when no
+        table knows it).
+
+        Added in version 0.1.0.
+        """
+        return self._reading().phase
+
+    @property
+    def is_terminal(self) -> bool:
+        """True once the operation has ended: the phase is `SUCCEEDED`, `FAILED` or
+        `CANCELLED`.
+
+        Added in version 0.1.0.
+        """
+        return self._reading().phase.is_terminal
+
+    @property
+    def status_warnings(self) -> tuple[str, ...]:
+        """Anything odd about the status, as one line of text each; empty when it was clean.
+
+        For instance the V2 delete-file status whose `is_complete` contradicts its code, or a
+        status no table knows.  The same text a watch puts on its observations.
+
+        Added in version 0.1.0.
+        """
+        return self._reading().warnings
+
+
 # --- V3 -----------------------------------------------------------------------------------------
 
 
 @attrs.frozen(kw_only=True)
-class DriveTask:
+class DriveTask(_StatusModel):
     """A V3 drive background task (``GET /v3/projects/{project_id}/drive/tasks/{task_id}``).
 
     Attributes:
@@ -90,9 +141,12 @@ class DriveTask:
     task_id: ResourceId
     status: str | None
 
+    def _reading(self) -> StatusReading:
+        return normalise_v3(self.status)
+
 
 @attrs.frozen(kw_only=True)
-class Export:
+class Export(_StatusModel):
     """A V3 export (``GET /v3/projects/{project_id}/exports/{export_id}``).
 
     Attributes:
@@ -108,14 +162,20 @@ class Export:
     download_url: str | None = attrs.field(default=None, repr=_redacted)
     completed_at: datetime | None = None
 
+    def _reading(self) -> StatusReading:
+        return normalise_v3(self.status)
+
 
 @attrs.frozen(kw_only=True)
-class Import:
+class Import(_StatusModel):
     """A V3 import (``GET /v3/projects/{project_id}/imports/{import_id}``)."""
 
     id: ResourceId | None
     status: str | None
     completed_at: datetime | None = None
+
+    def _reading(self) -> StatusReading:
+        return normalise_v3(self.status)
 
 
 @attrs.frozen(kw_only=True)
@@ -155,7 +215,7 @@ class ApiReferenceImport(OperationHandle):
 
 
 @attrs.frozen(kw_only=True)
-class ApiReferenceLog:
+class ApiReferenceLog(_StatusModel):
     """One API-reference import attempt, as listed newest first by ``.../logs``.
 
     Attributes:
@@ -168,6 +228,9 @@ class ApiReferenceLog:
     error_count: int = 0
     warning_count: int = 0
 
+    def _reading(self) -> StatusReading:
+        return normalise_v3(self.status)
+
 
 @attrs.frozen(kw_only=True)
 class LogMessage:
@@ -178,7 +241,7 @@ class LogMessage:
 
 
 @attrs.frozen(kw_only=True)
-class ApiReferenceLogDetail:
+class ApiReferenceLogDetail(_StatusModel):
     """One import log with its errors and warnings (``.../logs/{log_id}``)."""
 
     id: ResourceId | None
@@ -187,12 +250,15 @@ class ApiReferenceLogDetail:
     errors: tuple[LogMessage, ...] = ()
     warnings: tuple[LogMessage, ...] = ()
 
+    def _reading(self) -> StatusReading:
+        return normalise_v3(self.status)
+
 
 # --- V2 -----------------------------------------------------------------------------------------
 
 
 @attrs.frozen(kw_only=True)
-class V2DeleteFileStatus:
+class V2DeleteFileStatus(_StatusModel):
     """``task_status`` of ``GET /v2/Drive/Folders/DeleteFile/Status/{taskId}``.
 
     Attributes:
@@ -206,29 +272,38 @@ class V2DeleteFileStatus:
     is_complete: bool
     status: int
 
+    def _reading(self) -> StatusReading:
+        return normalise_v2_task(self.status, self.is_complete)
+
 
 @attrs.frozen(kw_only=True)
-class V2Export:
+class V2Export(_StatusModel):
     """``GET /v2/Project/Export/{exportId}``: Initiated, InProgress, Completed or Error."""
 
     status: RawStatus | None
     download_url: str | None = attrs.field(default=None, repr=_redacted)
     id: str | None = None
 
+    def _reading(self) -> StatusReading:
+        return normalise_v2(self.status)
+
 
 @attrs.frozen(kw_only=True)
-class V2Import:
+class V2Import(_StatusModel):
     """``GET /v2/Project/Import/{importId}``: Queued, InProgress, Completed or Error."""
 
     status: RawStatus | None
     id: str | None = None
+
+    def _reading(self) -> StatusReading:
+        return normalise_v2(self.status)
 
 
 # --- SmartDocumentor -----------------------------------------------------------------------------
 
 
 @attrs.frozen(kw_only=True)
-class SmartDocumentorTask:
+class SmartDocumentorTask(_StatusModel):
     """``GetTaskStatusResponse`` of ``GET /api/v1.0/external/sdtask/status``.
 
     Required as the vendor's table marks them: ``taskId``, ``workspaceId``, ``displayName``,
@@ -252,6 +327,14 @@ class SmartDocumentorTask:
     integration_status_text: str | None = None
     restart_count: int = 0  # "Only returned whenever the Task has been re-processed"
     pre_processing_started_on: datetime | None = None
+
+    def _reading(self) -> StatusReading:
+        return normalise_smartdocumentor(
+            task_status=self.task_status,
+            task_status_text=self.task_status_text,
+            integration_status=self.integration_status,
+            integration_status_text=self.integration_status_text,
+        )
 
 
 @attrs.frozen(kw_only=True)
@@ -520,7 +603,7 @@ def _error_lines(exc: BaseException) -> list[str]:
 
 
 def structure(data: Any, cls: type[T], *, response: Response | None = None) -> T:
-    """Build ``cls`` from decoded JSON, or raise :class:`MalformedResponse`.
+    """Build ``cls`` from decoded JSON, or raise [MalformedResponse][d360_async.MalformedResponse].
 
     ``response`` (when given) supplies the method, redacted URL, status and ids for the
     exception, so a malformed body is reported like any other failed call.
@@ -538,7 +621,8 @@ def structure(data: Any, cls: type[T], *, response: Response | None = None) -> T
 
 
 def malformed(message: str, response: Response | None) -> MalformedResponse:
-    """A :class:`MalformedResponse` carrying what ``response`` says about the exchange."""
+    """A [MalformedResponse][d360_async.MalformedResponse] carrying what ``response`` says about the
+    exchange."""
     if response is None:
         return MalformedResponse(message)
     return MalformedResponse(
@@ -552,7 +636,8 @@ def malformed(message: str, response: Response | None) -> MalformedResponse:
 
 
 def as_mapping(value: Any, what: str, response: Response | None = None) -> Mapping[str, Any]:
-    """``value`` if it is a JSON object, else :class:`MalformedResponse` naming ``what``."""
+    """``value`` if it is a JSON object, else [MalformedResponse][d360_async.MalformedResponse]
+    naming ``what``."""
     if isinstance(value, dict):
         return value
     raise malformed(f"Expected {what} to be a JSON object, got {_kind(value)}", response)

@@ -2,7 +2,7 @@
 
 Each API reports progress in its own vocabulary (V3 strings, V2 integers and strings,
 SmartDocumentor task and integration codes).  The library maps every one of them onto the
-six members of :class:`Phase`; the per-API tables live in :mod:`d360_async._status`.
+six members of [Phase][d360_async.Phase]; the per-API tables live in `d360_async._status`.
 
 Rules, written once:
 

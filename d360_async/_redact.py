@@ -4,11 +4,11 @@ Three kinds of secret pass through the client: the V3 bearer token, the V2 ``api
 signatures embedded in URLs (the export ``download_url`` carries a SAS token valid 30 minutes
 that authorises whoever holds the link, per the vendor's export-status page). The rules:
 
-* URLs are redacted *once*, when a :class:`~d360_async._response.Response` or an error is
+* URLs are redacted *once*, when a `Response` or an error is
   built, so nothing downstream can leak a signature by formatting a URL.
-* Tokens live in :class:`Secret`, whose ``repr``/``str`` never show the value and which refuses
+* Tokens live in `Secret`, whose ``repr``/``str`` never show the value and which refuses
   to be pickled, so a token cannot escape through a debugger, a log record or a checkpoint.
-* Rate-limit keys and logs identify a token by :func:`fingerprint`, a short one-way digest.
+* Rate-limit keys and logs identify a token by `fingerprint`, a short one-way digest.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ REDACTED = "REDACTED"
 """What the value of a secret-bearing query parameter is replaced with."""
 
 UNPARSABLE_URL = "<unparsable URL>"
-"""Returned by :func:`redact_url` for a URL it cannot take apart safely."""
+"""Returned by `redact_url` for a URL it cannot take apart safely."""
 
 # Compared case-insensitively. Azure SAS tokens (sv, se, st, sp, sig, skoid, sktid, skt, ske,
 # sks, skv) sign the export download links; the AWS and GCS presigned-URL parameters are here in
@@ -82,7 +82,7 @@ def redact_url(url: str) -> str:
     fragment is treated like a query, because OAuth implicit flows put tokens there.
 
     It never raises: a URL that cannot be split (``http://[::1``) becomes
-    :data:`UNPARSABLE_URL`, because guessing where its query starts could leak one. Applying it
+    `UNPARSABLE_URL`, because guessing where its query starts could leak one. Applying it
     twice gives the same result as applying it once.
     """
     if type(url) is not str:
@@ -141,7 +141,7 @@ def fingerprint(secret: str) -> str:
 class Secret:
     """A credential that never shows itself by accident.
 
-    ``repr``, ``str`` and f-strings print ``Secret('…')``; only :meth:`get` returns the value.
+    ``repr``, ``str`` and f-strings print ``Secret('…')``; only `get` returns the value.
     Equality compares values in constant time; pickling and copying through ``__reduce__`` are
     refused, so a token cannot end up in a checkpoint file.
     """
@@ -161,7 +161,7 @@ class Secret:
 
     @property
     def fingerprint(self) -> str:
-        """:func:`fingerprint` of the value."""
+        """`fingerprint` of the value."""
         return fingerprint(self._value)
 
     def __repr__(self) -> str:

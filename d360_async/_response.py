@@ -1,12 +1,12 @@
 """What came back from the server, and how it becomes data or an exception, without I/O.
 
-The transport builds a :class:`Response` from each exchange and, for a non-2xx status, raises
+The transport builds a `Response` from each exchange and, for a non-2xx status, raises
 ``error_from_response(response, now=time.time())``. Resources then read 2xx bodies with
-:func:`unwrap_v3` or :func:`check_v2`. Everything here is synchronous and total: any bytes at all
+`unwrap_v3` or `check_v2`. Everything here is synchronous and total: any bytes at all
 decode either to data or to one of our exceptions, never to a ``KeyError`` or
 ``UnicodeDecodeError``.
 
-Body shapes handled (vendor pages in ``shared/vendor-docs``, summarised in DESIGN.md §2):
+Body shapes handled (as the vendor's API reference shows them):
 
 * V3 success envelope ``{data, success, request_id, errors, warnings}``;
 * V3 errors as RFC 7807 ``application/problem+json``
@@ -86,7 +86,7 @@ class Response:
     """One HTTP response, fully read.
 
     ``url`` is redacted on construction (signatures and tokens replaced), so no code holding a
-    :class:`Response` can leak a signed link. ``headers`` should be case-insensitive (aiohttp's
+    `Response` can leak a signed link. ``headers`` should be case-insensitive (aiohttp's
     ``CIMultiDictProxy``); lookups here also tolerate a plain ``dict``.
     """
 
@@ -156,15 +156,16 @@ class Response:
 def error_from_response(response: Response, *, now: float) -> D360Error:
     """Decode a non-2xx response into the most specific exception, ready to raise.
 
-    The class follows the status (401 :class:`AuthenticationError`, 403
-    :class:`PermissionDenied`, 404 :class:`NotFound`, 400/422 :class:`ValidationError`, 429
-    :class:`RateLimited`, 5xx :class:`ServerError`, any other :class:`APIError`); the message
+    The class follows the status (401 [AuthenticationError][d360_async.AuthenticationError], 403
+    [PermissionDenied][d360_async.PermissionDenied], 404 [NotFound][d360_async.NotFound], 400/422
+    [ValidationError][d360_async.ValidationError], 429 [RateLimited][d360_async.RateLimited], 5xx
+    [ServerError][d360_async.ServerError], any other [APIError][d360_async.APIError]); the message
     comes from the body when it says something (problem ``title``/``detail``, the first entry of
-    ``errors``), else from the reason phrase plus a note on what the body was ("empty body",
-    "HTML error page"). V2 ``stack_trace`` values are dropped; raw HTML is never quoted.
+    ``errors``), else from the reason phrase plus a note on what the body was ("empty body", "HTML
+    error page"). V2 ``stack_trace`` values are dropped; raw HTML is never quoted.
 
-    ``now`` is wall-clock epoch seconds (``time.time()``); a :class:`RateLimited` gets
-    ``retry_at = now + Retry-After`` (or ``+ X-RateLimit-Reset`` as a delay) when the response
+    ``now`` is wall-clock epoch seconds (``time.time()``); a [RateLimited][d360_async.RateLimited]
+    gets ``retry_at = now + Retry-After`` (or ``+ X-RateLimit-Reset`` as a delay) when the response
     said how long to wait.
     """
     if response.is_success:
@@ -253,12 +254,13 @@ def check_v2(response: Response) -> Mapping[str, Any]:
     """Return a V2 payload after checking its envelope.
 
     The V2 API reports failure in the body: ``success: false`` is an error even with HTTP 200
-    (delete-file-status page, DESIGN.md §2), so every V2 read goes through here.
+    (V2 API reference, "Get the status of the delete-file operation"), so every V2 read goes
+    through here.
 
     Raises:
         MalformedResponse: the body is not JSON or not an object.
         ValidationError: ``success`` is ``false``; ``errors`` holds the V2 errors as
-            :class:`ErrorDetail` (``code=error_code``, ``message=description``).
+            [ErrorDetail][d360_async.ErrorDetail] (``code=error_code``, ``message=description``).
     """
     payload = response.json()
     if not isinstance(payload, dict):
@@ -351,7 +353,7 @@ def _unreadable_content(response: Response, note: str) -> _ErrorContent:
 
 def _error_details(raw: Any) -> tuple[ErrorDetail, ...]:
     """Map V3 ``errors[{code, message, field, details}]`` and V2 ``errors[{error_code,
-    description, custom_data, stack_trace}]`` to :class:`ErrorDetail`.
+    description, custom_data, stack_trace}]`` to [ErrorDetail][d360_async.ErrorDetail].
 
     ``stack_trace`` is dropped on purpose: it is the server's internals, not the caller's
     business, and can be kilobytes long. ASP.NET's ``{"field": ["message", ...]}`` form is
@@ -467,7 +469,7 @@ def _build(
 
 
 def _parse(response: Response) -> Any:
-    """Parse the body as JSON or raise :class:`_Unreadable` saying why not."""
+    """Parse the body as JSON or raise `_Unreadable` saying why not."""
     body = response.body.removeprefix(b"\xef\xbb\xbf")
     stripped = body.strip()
     if not stripped:

@@ -1,21 +1,22 @@
 """When to try a request again, and after how long: pure decisions, no sleeping.
 
-The transport runs the loop; :meth:`RetryPolicy.decide` is asked after every failed attempt
-and either returns the delay before the next one or raises. The rules, written once:
+The transport runs the loop; [RetryPolicy.decide][d360_async.RetryPolicy.decide] is asked after
+every failed attempt and either returns the delay before the next one or raises. The rules, written
+once:
 
 * **What is retried.** Idempotent methods (GET, HEAD, OPTIONS, PUT, DELETE) retry on 429,
   5xx, transport failures (connect, timeout, dropped connection) and an unreadable 2xx body of
   a GET. POST and PATCH retry only on 429 (the vendor refused before doing anything) and on
-  :class:`ConnectError` (the request was never sent): anything else might create a second
-  export. 400, 401, 403 and 404 are never retried; a 401 refresh is the transport's business.
+  [ConnectError][d360_async.ConnectError] (the request was never sent): anything else might create a
+  second export. 400, 401, 403 and 404 are never retried; a 401 refresh is the transport's business.
 * **How long.** ``Retry-After`` on a 429 or 503 is honoured (the vendor's 429 page: "Retry after
   the duration specified in the Retry-After header") plus at most 10 % jitter so that clients
   throttled together do not return together. A wait above ``max_retry_after`` is not slept: a
-  :class:`RateLimited` carrying ``retry_at`` is raised so the caller can decide. Otherwise
-  full-jitter exponential backoff, ``uniform(0, min(cap, base * 2 ** (attempt - 1)))``.
+  [RateLimited][d360_async.RateLimited] carrying ``retry_at`` is raised so the caller can decide.
+  Otherwise full-jitter exponential backoff, ``uniform(0, min(cap, base * 2 ** (attempt - 1)))``.
 * **How many.** At most ``max_attempts`` attempts and no retry whose delay would end past
   ``deadline`` seconds after the call began.
-* **How much, across calls.** Each retry spends tokens from a :class:`RetryQuota` shared by one
+* **How much, across calls.** Each retry spends tokens from a `RetryQuota` shared by one
   client (``timeout_cost`` for a timeout, ``retry_cost`` otherwise) and each success refills a
   little, so a sustained outage turns into one attempt per call instead of ``max_attempts``
   times the traffic. 429 retries are free: the rate limiter already paces them.
@@ -116,8 +117,8 @@ class RetryPolicy:
         backoff_cap: the largest ceiling any backoff can have, in seconds.
         deadline: seconds one call may take including all retries; ``None`` for no limit.
         max_retry_after: the longest server-requested wait that is slept; above it,
-            :class:`RateLimited` with ``retry_at`` is raised instead.
-        quota: capacity of the per-client :class:`RetryQuota`.
+            [RateLimited][d360_async.RateLimited] with ``retry_at`` is raised instead.
+        quota: capacity of the per-client `RetryQuota`.
         retry_cost: tokens a retry spends.
         timeout_cost: tokens a retry after a timeout spends (timeouts are the costliest
             failures to repeat: each one held a connection for the whole timeout).
@@ -135,7 +136,7 @@ class RetryPolicy:
     success_refill: int = attrs.field(default=1, validator=_non_negative_int)
 
     def new_quota(self) -> RetryQuota:
-        """A full :class:`RetryQuota` sized for this policy."""
+        """A full `RetryQuota` sized for this policy."""
         return RetryQuota(self.quota)
 
     def backoff(self, attempt: int, rng: random.Random) -> float:
@@ -187,7 +188,7 @@ class RetryPolicy:
             elapsed: seconds since the call began (monotonic).
             now: wall-clock epoch seconds, for ``retry_at``.
             rng: the jitter source.
-            quota: the client's shared :class:`RetryQuota`; spent only when a retry is granted.
+            quota: the client's shared `RetryQuota`; spent only when a retry is granted.
 
         Raises:
             RateLimited: chained from ``error``, when the server asked for a wait longer than

@@ -1,4 +1,4 @@
-"""Status tables: every vendor status vocabulary mapped onto :class:`~d360_async.Phase`.
+"""Status tables: every vendor status vocabulary mapped onto [Phase][d360_async.Phase].
 
 Pure and synchronous; the resources and targets call the ``normalise_*`` functions, tests call
 them directly.  One declared table per API, and the rules behind them written once here:

@@ -1,4 +1,4 @@
-"""What the watch needs from anything it can follow: the :class:`Target` protocol."""
+"""What the watch needs from anything it can follow: the [Target][d360_async.Target] protocol."""
 
 from __future__ import annotations
 
@@ -66,9 +66,10 @@ class Target(Protocol[S]):
     async def poll(self, *, ticket: Ticket | None = None) -> Observation[S]:
         """Fetch the status once.
 
-        ``ticket`` is a rate-limit admission the caller already holds for :attr:`rate_key`;
-        when given, the first attempt is sent without acquiring again.  Raises a
-        :class:`~d360_async.D360Error` on failure (after the client's own retries).
+        ``ticket`` is a rate-limit admission the caller already holds for
+        [rate_key][d360_async.Target.rate_key]; when given, the first attempt is sent without
+        acquiring again.  Raises a [D360Error][d360_async.D360Error] on failure (after the client's
+        own retries).
         """
         ...
 

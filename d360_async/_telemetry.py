@@ -282,6 +282,7 @@ class Telemetry:
     # -- watch events ---------------------------------------------------------------------
 
     def on_transition(self, transition: Transition[Any]) -> None:
+        """Count one watch transition and move its target between the by-phase counts."""
         if not self._recording():
             return
         kind = transition.target.kind
@@ -304,6 +305,7 @@ class Telemetry:
                 self._phases[key] = phase
 
     def on_target_finished(self, finished: TargetFinished) -> None:
+        """Record a finished target's polls and time to its end; drop it from the counts."""
         before = self._phases.pop(finished.key, None)
         if before is not None:
             self.targets.add(-1, {"d360.target.kind": finished.kind, "d360.phase": before})

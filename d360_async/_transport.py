@@ -2,7 +2,7 @@
 
 Everything that decides (error decoding, retry delays, rate-limit arithmetic) lives in pure
 modules; this one only feeds them.  It is also the *only* place where aiohttp exceptions are
-turned into ours (:func:`map_client_error`).
+turned into ours (`map_client_error`).
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ class Transport:
     """Sends requests for one client: owns or borrows the session, limits, retries.
 
     A session passed in is *borrowed*: it is used as is and never closed.  Otherwise the
-    transport creates one on first use and closes it in :meth:`aclose`.  A closed transport
+    transport creates one on first use and closes it in `aclose`.  A closed transport
     cannot be reused.
     """
 
@@ -270,7 +270,7 @@ class Transport:
         ticket: Ticket | None = None,
         limit: bool = True,
     ) -> Response:
-        """Send one logical request (with retries) and return its 2xx :class:`Response`."""
+        """Send one logical request (with retries) and return its 2xx `Response`."""
         return await self.request_decoded(
             method,
             url,
@@ -300,10 +300,11 @@ class Transport:
         ticket: Ticket | None = None,
         limit: bool = True,
     ) -> T:
-        """Like :meth:`request`, but ``decode`` runs inside the retry loop.
+        """Like `request`, but ``decode`` runs inside the retry loop.
 
-        A 2xx whose body ``decode`` rejects with :class:`MalformedResponse` (truncated JSON,
-        an HTML page from a proxy) is retried like a transient failure when the policy allows.
+        A 2xx whose body ``decode`` rejects with [MalformedResponse][d360_async.MalformedResponse]
+        (truncated JSON, an HTML page from a proxy) is retried like a transient failure when the
+        policy allows.
         """
         call = next(_CALLS)
         sending = self._send(
@@ -435,7 +436,7 @@ class Transport:
 
         A key paused by a 429 (or exhausted until a distant reset) would otherwise hold the
         caller for as long as the server said; past ``RetryPolicy.max_retry_after`` the caller
-        gets :class:`RateLimited` with ``retry_at`` and decides for itself.
+        gets [RateLimited][d360_async.RateLimited] with ``retry_at`` and decides for itself.
         """
         next_available = getattr(self._limiter, "next_available", None)
         if next_available is None:

@@ -1,6 +1,6 @@
 """SmartDocumentor: task status over OAuth2 client credentials.
 
-Vendor facts (SmartDocumentor task-status page, DESIGN.md §2):
+Vendor facts (SmartDocumentor API documentation, "Get task status"):
 
 * Every call carries ``Authorization: Bearer <access token>``; the token comes from the OAuth2
   client-credentials grant at ``/connect/token`` (scope ``WebAPI``) and lives 3600 s, so it is
@@ -12,13 +12,15 @@ Vendor facts (SmartDocumentor task-status page, DESIGN.md §2):
 * ``GET .../sdtask/statuslistpaginated`` pages through tasks (``pageNumber``, ``pageSize``,
   filters); ``PATCH .../sdtask/restartprocessing?taskId=`` reprocesses a stuck task.
 
-The client secret and the access token live in :class:`~d360_async._redact.Secret` and never
+The client secret and the access token live in `Secret` and never
 appear in a ``repr``, a log record or an exception.
 
-Example::
+For example:
 
-    async with SmartDocumentorClient(client_id=..., client_secret=...) as sd:
-        task = await sd.tasks.status(task_id=44)
+```python
+async with SmartDocumentorClient(client_id=..., client_secret=...) as sd:
+    task = await sd.tasks.status(task_id=44)
+```
 """
 
 from __future__ import annotations
@@ -45,7 +47,6 @@ from ._redact import Secret, fingerprint
 from ._resources._targets import KIND_SD_TASK, ResourceTarget, observation, target_from_spec
 from ._response import Response
 from ._retry import RetryPolicy
-from ._status import normalise_smartdocumentor
 from ._target import Observation, Target
 from ._telemetry import Telemetry, instrument
 from ._transport import Transport
@@ -62,6 +63,7 @@ __all__ = [
 logger = logging.getLogger("d360_async.smartdocumentor")
 
 DEFAULT_BASE_URL: Final = "https://cloud.smartdocumentor.net"
+"""The SmartDocumentor host a client talks to when no `base_url` is given."""
 _API: Final = "/api/v1.0/external/sdtask"
 _DEFAULT_LIFETIME: Final = 3600.0  # the vendor's documented token lifetime, in seconds
 
@@ -80,7 +82,7 @@ class _Token:
 
 
 class ClientCredentialsAuth:
-    """OAuth2 client-credentials :class:`~d360_async._auth.Auth` with a cached token.
+    """OAuth2 client-credentials [Auth][d360_async.Auth] with a cached token.
 
     The token is fetched through the transport (no credential on that request, outside the
     rate limiter), cached until ``refresh_margin`` seconds before ``expires_in`` runs out (at
@@ -95,7 +97,7 @@ class ClientCredentialsAuth:
         refresh_margin: how long before expiry a token stops being used.
         clock: a monotonic clock, injectable for tests.
 
-    .. versionadded:: 0.1.0
+    Added in version 0.1.0.
     """
 
     __slots__ = (
@@ -142,14 +144,15 @@ class ClientCredentialsAuth:
         self._generation = 0
         # The budget is the client's, whatever token it currently holds.
         self._fingerprint = fingerprint(f"smartdocumentor:{token_url}:{client_id}")
-        #: How many token requests this credential has sent (observability, tests).
         self.token_requests = 0
+        """How many token requests this credential has sent (observability, tests)."""
 
     def __repr__(self) -> str:
         return f"ClientCredentialsAuth(client_id={self._client_id!r}, {self._fingerprint})"
 
     @property
     def fingerprint(self) -> str:
+        """A short non-reversible digest of the token URL and client id (the budget's key)."""
         return self._fingerprint
 
     def _valid(self) -> _Token | None:
@@ -172,6 +175,7 @@ class ClientCredentialsAuth:
         return token
 
     async def apply(self, headers: dict[str, str]) -> None:
+        """Set `Authorization: Bearer <access token>`, fetching a token when none is valid."""
         token = await self._current()
         _sent_with.set((id(self), token.generation))
         headers["Authorization"] = f"Bearer {token.value.get()}"
@@ -193,6 +197,7 @@ class ClientCredentialsAuth:
         return True
 
     def secrets(self) -> tuple[str, ...]:
+        """The client secret and the current access token, so logs can be scrubbed of them."""
         token = self._token
         return (self._secret.get(),) + ((token.value.get(),) if token is not None else ())
 
@@ -381,13 +386,7 @@ class SmartDocumentorTasks:
 
         async def poll(ticket: Ticket | None) -> Observation[SmartDocumentorTask]:
             snapshot = await self._status(params, priority=Priority.POLL, ticket=ticket)
-            reading = normalise_smartdocumentor(
-                task_status=snapshot.task_status,
-                task_status_text=snapshot.task_status_text,
-                integration_status=snapshot.integration_status,
-                integration_status_text=snapshot.integration_status_text,
-            )
-            return observation(reading, snapshot)
+            return observation(snapshot._reading(), snapshot)
 
         return ResourceTarget(
             kind=KIND_SD_TASK,
@@ -410,7 +409,7 @@ class SmartDocumentorClient(TransportOwner):
         scope: the OAuth2 scope (the vendor's is ``WebAPI``).
         session: an aiohttp session to borrow (then never closed by this client).
         rate_limiter: a limiter to share; by default the client has its own.
-        retry: the :class:`~d360_async.RetryPolicy`.
+        retry: the [RetryPolicy][d360_async.RetryPolicy].
         timeouts: per-attempt timeouts.
         limits: connection pool bounds for a session the client creates.
         hooks: observability callbacks.
@@ -419,7 +418,7 @@ class SmartDocumentorClient(TransportOwner):
         token_refresh_margin: seconds before expiry at which a cached token is replaced.
         clock: monotonic clock for token expiry (tests inject a fake one).
 
-    .. versionadded:: 0.1.0
+    Added in version 0.1.0.
     """
 
     def __init__(

@@ -29,7 +29,7 @@ from d360_async._models import (
 )
 from d360_async._response import Response
 
-# Verbatim ``data`` members of the vendor's example bodies (shared/vendor-docs).
+# Verbatim ``data`` members of the example bodies in the vendor's API reference.
 DRIVE_TASK_COMPLETED = json.loads(
     '{"task_id": "a3b4c5d6-1234-5678-9abc-def012345678", "status": "Completed"}'
 )

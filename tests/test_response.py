@@ -31,7 +31,7 @@ HTML = {"Content-Type": "text/html"}
 
 
 def _problem(type_: str, title: str, status: int, detail: str, code: str, message: str) -> bytes:
-    # The shape of every problem body on the vendor's V3 pages (vendor-docs 000, 001, 002).
+    # The shape of every problem body on the vendor's V3 API reference pages.
     return json.dumps(
         {
             "type": f"https://developer.document360.com/errors/{type_}",
@@ -83,7 +83,7 @@ PROBLEM_500 = _problem(
     "An unexpected error occurred.",
 )
 
-# V2 delete-file status page (vendor-docs 004): the 400 example and the 200 example.
+# V2 API reference, delete-file status page: the 400 example and the 200 example.
 V2_400 = b"""{
   "extension_data": null,
   "success": false,
@@ -121,7 +121,7 @@ V2_FAILED = json.dumps(
     }
 ).encode()
 
-# V3 success envelopes (vendor-docs 000, 001, 002).
+# V3 success envelopes (V3 API reference examples).
 V3_TASK_COMPLETED = b"""{
 "data": {
 "task_id": "a3b4c5d6-1234-5678-9abc-def012345678",

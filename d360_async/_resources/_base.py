@@ -1,9 +1,9 @@
 """What every resource shares: the transport and credential, and the body decoders.
 
-Decoders run *inside* the transport's retry loop (:meth:`Transport.request_decoded`), so a
+Decoders run *inside* the transport's retry loop (`Transport.request_decoded`), so a
 2xx whose body cannot be read (a proxy's HTML page, truncated JSON, a missing field) is
-retried like any transient failure before :class:`~d360_async.MalformedResponse` reaches the
-caller.
+retried like any transient failure before [MalformedResponse][d360_async.MalformedResponse] reaches
+the caller.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ class Resource:
     __slots__ = ("_auth", "_transport")
 
     _needs = "api_token"
+    _env = "D360_API_TOKEN"
 
     def __init__(self, transport: Transport, auth: Auth | None) -> None:
         self._transport = transport
@@ -60,10 +61,12 @@ class Resource:
 
     @property
     def auth(self) -> Auth:
-        """The credential, or :class:`MissingCredential` when the client was built without it."""
+        """The credential, or [MissingCredential][d360_async.MissingCredential] when the client was
+        built without it."""
         if self._auth is None:
             raise MissingCredential(
-                f"{type(self).__name__} needs the client to be built with {self._needs}="
+                f"{type(self).__name__} needs the client to be built with {self._needs}= "
+                f"(or {self._env} set in the environment)"
             )
         return self._auth
 

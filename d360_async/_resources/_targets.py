@@ -1,13 +1,14 @@
 """Targets: one long-running operation each, in the shape the watch consumes.
 
-Every status-bearing resource builds a :class:`ResourceTarget` with ``.target(...)``.  A target
-is plain data plus one coroutine: its identity (``key``, ``kind``), the rate-limit budget its
-polls draw from, and a ``poll`` that fetches the status once (at :attr:`Priority.POLL`, so
-direct calls sharing the budget go first) and normalises it.
+Every status-bearing resource builds a [ResourceTarget][d360_async.ResourceTarget] with
+``.target(...)``.  A target is plain data plus one coroutine: its identity (``key``, ``kind``), the
+rate-limit budget its polls draw from, and a ``poll`` that fetches the status once (at
+[Priority.POLL][d360_async.Priority.POLL], so direct calls sharing the budget go first) and
+normalises it.
 
 ``to_spec()`` gives a small JSON object (``{"kind", "project_id", "id", ...}``) that a watch
-checkpoint stores; :func:`target_from_spec` turns it back into a target with the credentials of
-the client(s) resuming the watch.  No credential is ever part of a spec.
+checkpoint stores; [target_from_spec][d360_async.target_from_spec] turns it back into a target with
+the credentials of the client(s) resuming the watch.  No credential is ever part of a spec.
 """
 
 from __future__ import annotations
@@ -63,7 +64,8 @@ PollFn = Callable[[Ticket | None], Awaitable[Observation[S]]]
 
 
 def observation(reading: StatusReading, snapshot: S) -> Observation[S]:
-    """An :class:`Observation` from a status reading and the model it was read from."""
+    """An [Observation][d360_async.Observation] from a status reading and the model it was read
+    from."""
     return Observation(
         phase=reading.phase,
         raw_status=reading.raw_status,
@@ -73,12 +75,12 @@ def observation(reading: StatusReading, snapshot: S) -> Observation[S]:
 
 
 class ResourceTarget(Generic[S]):
-    """One operation of one resource, implementing :class:`~d360_async.Target`.
+    """One operation of one resource, implementing [Target][d360_async.Target].
 
     Two targets are equal when their ``key`` is: the key names the operation, whichever client
     built the target object.
 
-    .. versionadded:: 0.1.0
+    Added in version 0.1.0.
     """
 
     __slots__ = ("_key", "_kind", "_limiter", "_poll", "_rate_key", "_spec")
@@ -121,11 +123,12 @@ class ResourceTarget(Generic[S]):
         return self._limiter
 
     async def poll(self, *, ticket: Ticket | None = None) -> Observation[S]:
-        """Fetch the status once and normalise it (see :class:`~d360_async.Target`)."""
+        """Fetch the status once and normalise it (see [Target][d360_async.Target])."""
         return await self._poll(ticket)
 
     def to_spec(self) -> dict[str, Any]:
-        """The JSON object :func:`target_from_spec` rebuilds this target from."""
+        """The JSON object [target_from_spec][d360_async.target_from_spec] rebuilds this target
+        from."""
         return dict(self._spec)
 
     def __repr__(self) -> str:
@@ -210,18 +213,18 @@ def _field(spec: Mapping[str, Any], name: str) -> Any:
 
 
 def target_from_spec(source: Any, spec: Mapping[str, Any]) -> Target[Any]:
-    """Rebuild a target from :meth:`ResourceTarget.to_spec` output.
+    """Rebuild a target from [ResourceTarget.to_spec][d360_async.ResourceTarget.to_spec] output.
 
-    ``source`` is a :class:`~d360_async.Client`, a
-    :class:`~d360_async.smartdocumentor.SmartDocumentorClient`, or an iterable of them (for a
-    checkpoint of a watch that mixed clients); the first one that offers the target's kind
-    builds it.  The ids in the spec are validated again, exactly as if they were typed in.
+    ``source`` is a [Client][d360_async.Client], a
+    [SmartDocumentorClient][d360_async.smartdocumentor.SmartDocumentorClient], or an iterable of
+    them (for a checkpoint of a watch that mixed clients); the first one that offers the target's
+    kind builds it.  The ids in the spec are validated again, exactly as if they were typed in.
 
     Raises:
         ValueError: the spec is not an object, names an unknown kind, lacks a field, holds an
             invalid id, or no given client can build that kind.
 
-    .. versionadded:: 0.1.0
+    Added in version 0.1.0.
     """
     if not isinstance(spec, Mapping):
         raise ValueError("target spec must be a JSON object")

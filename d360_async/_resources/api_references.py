@@ -26,7 +26,7 @@ from .._models import (
 from .._phase import Phase
 from .._ratelimit._protocol import Priority, Ticket
 from .._response import Response, unwrap_v3
-from .._status import StatusReading, normalise_v3
+from .._status import StatusReading
 from .._target import Observation
 from ._base import Resource, decode_accepted, decode_v3
 from ._targets import KIND_API_REFERENCE, ResourceTarget, observation
@@ -226,7 +226,7 @@ class ApiReferencesResource(Resource):
                 cutoff is not None and newest.created_at is not None and newest.created_at < cutoff
             ):
                 return observation(StatusReading(Phase.PENDING, None), newest)
-            return observation(normalise_v3(newest.status), newest)
+            return observation(newest._reading(), newest)
 
         spec: dict[str, Any] = {"kind": KIND_API_REFERENCE, "project_id": project, "id": reference}
         if cutoff is not None:

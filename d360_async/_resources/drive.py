@@ -7,7 +7,6 @@ import uuid
 from .._ids import safe_token, uuid_id
 from .._models import DriveTask
 from .._ratelimit._protocol import Priority, Ticket
-from .._status import normalise_v3
 from .._target import Observation
 from ._base import Resource, decode_v3
 from ._targets import KIND_DRIVE_TASK, ResourceTarget, observation
@@ -53,7 +52,7 @@ class DriveResource(Resource):
             snapshot = await self._call(
                 "GET", path, _DECODE, project_id=project, priority=Priority.POLL, ticket=ticket
             )
-            return observation(normalise_v3(snapshot.status), snapshot)
+            return observation(snapshot._reading(), snapshot)
 
         return ResourceTarget(
             kind=KIND_DRIVE_TASK,

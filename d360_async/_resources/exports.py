@@ -13,7 +13,7 @@ import asyncio
 import inspect
 import logging
 import os
-import tempfile
+import secrets
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -28,7 +28,6 @@ from .._models import Export, ExportStarted
 from .._phase import Phase
 from .._ratelimit._protocol import Priority, Ticket
 from .._redact import redact_url
-from .._status import normalise_v3
 from .._target import Observation
 from ._base import Resource, decode_accepted, decode_v3
 from ._targets import KIND_EXPORT, ResourceTarget, observation
@@ -48,7 +47,7 @@ class ExportNotReady(D360Error):
     """The export has not completed (or completed without a link), so there is nothing to
     download yet.  ``export`` holds what the API said.
 
-    .. versionadded:: 0.1.0
+    Added in version 0.1.0.
     """
 
     def __init__(self, message: str, *, export: Export) -> None:
@@ -75,10 +74,11 @@ class ExportsResource(Resource):
         format: str,
         lang_code: str | None = None,
     ) -> ExportStarted:
-        """Start an export; the 202 answer becomes an :class:`ExportStarted` handle.
+        """Start an export; the 202 answer becomes an [ExportStarted][d360_async.ExportStarted]
+        handle.
 
         Follow it with ``client.exports.target(handle.project_id, handle.id)`` or fetch it
-        with :meth:`get`.
+        with [get][d360_async.ExportsResource.get].
         """
         project = uuid_id(project_id, name="project_id")
         body: dict[str, Any] = {
@@ -113,7 +113,7 @@ class ExportsResource(Resource):
             snapshot = await self._call(
                 "GET", path, _DECODE, project_id=project, priority=Priority.POLL, ticket=ticket
             )
-            return observation(normalise_v3(snapshot.status), snapshot)
+            return observation(snapshot._reading(), snapshot)
 
         return ResourceTarget(
             kind=KIND_EXPORT,
@@ -132,6 +132,7 @@ class ExportsResource(Resource):
         *,
         progress: DownloadProgress | None = None,
         chunk_size: int = _CHUNK_SIZE,
+        mode: int | None = None,
     ) -> Path:
         """Download a Completed export's file to ``dest`` and return the path written.
 
@@ -140,6 +141,11 @@ class ExportsResource(Resource):
         temporary file beside the destination, which is renamed over it only once complete and
         of the announced ``Content-Length``; on any failure or cancellation the temporary file
         is removed and ``dest`` is untouched.
+
+        The file gets the permissions any new file of the process gets (`0o666` less the
+        umask: `0o644` with the usual `022`, as curl and wget give), unless `mode` asks for
+        others (`mode=0o600` for a file only its owner may read), which are then applied
+        exactly, whatever the umask.
 
         The link is requested without any credential.  If it has expired (403), the export is
         read again for a fresh link, once.
@@ -151,11 +157,15 @@ class ExportsResource(Resource):
         """
         if chunk_size < 1:
             raise ValueError("chunk_size must be at least 1")
+        if mode is not None and (
+            isinstance(mode, bool) or not isinstance(mode, int) or not 0 <= mode <= 0o7777
+        ):
+            raise ValueError("mode must be a permission mode such as 0o644")
         export = await self.get(project_id, export_id)
         url = _ready_link(export)
         target = _destination(Path(dest), url, str(export.id))
         try:
-            return await _fetch_to(self, url, target, progress, chunk_size)
+            return await _fetch_to(self, url, target, progress, chunk_size, mode)
         except PermissionDenied as first:
             logger.debug(
                 "download link refused (%s); fetching a fresh one",
@@ -165,7 +175,7 @@ class ExportsResource(Resource):
             export = await self.get(project_id, export_id)
             url = _ready_link(export)
             try:
-                return await _fetch_to(self, url, target, progress, chunk_size)
+                return await _fetch_to(self, url, target, progress, chunk_size, mode)
             except PermissionDenied as second:
                 raise DownloadLinkExpired(
                     "the export's download link was refused even after fetching a fresh one",
@@ -183,8 +193,7 @@ def _text(value: object, name: str) -> str:
 
 
 def _ready_link(export: Export) -> str:
-    reading = normalise_v3(export.status)
-    if reading.phase is not Phase.SUCCEEDED:
+    if export.phase is not Phase.SUCCEEDED:
         raise ExportNotReady(
             f"export {export.id} is not completed (status {export.status!r})", export=export
         )
@@ -213,9 +222,30 @@ class _PartFile:
     handle: IO[bytes]
 
     @classmethod
-    def create(cls, dest: Path) -> _PartFile:
-        fd, name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-        return cls(Path(name), os.fdopen(fd, "wb"))
+    def create(cls, dest: Path, mode: int | None) -> _PartFile:
+        """A new, uniquely named file beside ``dest``.
+
+        Created with ``0o666`` for the kernel to apply the umask, as for any new file (not
+        with `tempfile.mkstemp`, whose ``0o600`` would make every download private whatever
+        the umask); ``mode``, when given, is then set exactly.
+        """
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+        for _ in range(100):
+            path = dest.parent / f".{dest.name}.{secrets.token_hex(6)}.part"
+            try:
+                fd = os.open(path, flags, 0o666)
+            except FileExistsError:
+                continue
+            try:
+                if mode is not None:
+                    os.chmod(path, mode)
+                handle = os.fdopen(fd, "wb")
+            except BaseException:
+                os.close(fd)
+                path.unlink(missing_ok=True)
+                raise
+            return cls(path, handle)
+        raise FileExistsError(f"no free temporary name beside {str(dest)!r}")
 
     def sync(self) -> None:
         """Flush to disk (slow: run in a thread)."""
@@ -249,10 +279,11 @@ async def _fetch_to(
     dest: Path,
     progress: DownloadProgress | None,
     chunk_size: int,
+    mode: int | None,
 ) -> Path:
     # Created synchronously: a cancellation between creating the file and learning its name
     # would leak it.
-    part = _PartFile.create(dest)
+    part = _PartFile.create(dest, mode)
     try:
         async with resource.transport.stream("GET", url, auth=None) as raw:
             # Content-Length counts encoded bytes; with a Content-Encoding aiohttp decodes

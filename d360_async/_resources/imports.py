@@ -1,8 +1,9 @@
 """``client.imports``: start V3 imports and read their status.
 
-Vendor facts (DESIGN.md §2): ``POST /v3/projects/{project_id}/imports`` answers 202 with an
-``Operation-Location``; ``GET /v3/projects/{project_id}/imports/{import_id}`` answers
-``{id, status, completed_at}`` with the V3 status strings.
+Vendor facts (V3 API reference, "Imports"): ``POST /v3/projects/{project_id}/imports``
+answers 202 with an ``Operation-Location``;
+``GET /v3/projects/{project_id}/imports/{import_id}`` answers ``{id, status, completed_at}``
+with the V3 status strings.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from typing import Any
 from .._ids import safe_token, uuid_id
 from .._models import Import, ImportStarted
 from .._ratelimit._protocol import Priority, Ticket
-from .._status import normalise_v3
 from .._target import Observation
 from ._base import Resource, decode_accepted, decode_v3
 from ._targets import KIND_IMPORT, ResourceTarget, observation
@@ -82,7 +82,7 @@ class ImportsResource(Resource):
             snapshot = await self._call(
                 "GET", path, _DECODE, project_id=project, priority=Priority.POLL, ticket=ticket
             )
-            return observation(normalise_v3(snapshot.status), snapshot)
+            return observation(snapshot._reading(), snapshot)
 
         return ResourceTarget(
             kind=KIND_IMPORT,

@@ -1,9 +1,9 @@
 """``client.v2``: the V2 API's status endpoints, authenticated with the ``api_token`` header.
 
-Vendor facts (V2 pages, DESIGN.md §2): every V2 body is an envelope whose ``success: false`` is
+Vendor facts (the V2 API reference pages): every V2 body is an envelope whose ``success: false`` is
 an error whatever the HTTP status; the delete-file status encodes its state as 0..5 (Queued,
 Initiated, InProgress, Completed, Error, Cancelled) plus an ``is_complete`` flag that the vendor's
-own example contradicts, so both are read (see :mod:`d360_async._status`).  V2 ids are not UUIDs
+own example contradicts, so both are read (see `d360_async._status`).  V2 ids are not UUIDs
 (``65868a00c536f34594713fec``); they are checked to be safe path segments.
 """
 
@@ -13,7 +13,6 @@ from .._auth import Auth
 from .._ids import safe_token
 from .._models import V2DeleteFileStatus, V2Export, V2Import
 from .._ratelimit._protocol import Priority, Ticket
-from .._status import normalise_v2, normalise_v2_task
 from .._target import Observation
 from .._transport import Transport
 from ._base import Resource, decode_v2
@@ -36,6 +35,7 @@ class _V2Base(Resource):
     __slots__ = ()
 
     _needs = "v2_api_token"
+    _env = "D360_V2_API_TOKEN"
 
 
 class V2ExportsResource(_V2Base):
@@ -57,7 +57,7 @@ class V2ExportsResource(_V2Base):
             snapshot = await self._call(
                 "GET", path, _DECODE_EXPORT, priority=Priority.POLL, ticket=ticket
             )
-            return observation(normalise_v2(snapshot.status), snapshot)
+            return observation(snapshot._reading(), snapshot)
 
         return ResourceTarget(
             kind=KIND_V2_EXPORT,
@@ -88,7 +88,7 @@ class V2ImportsResource(_V2Base):
             snapshot = await self._call(
                 "GET", path, _DECODE_IMPORT, priority=Priority.POLL, ticket=ticket
             )
-            return observation(normalise_v2(snapshot.status), snapshot)
+            return observation(snapshot._reading(), snapshot)
 
         return ResourceTarget(
             kind=KIND_V2_IMPORT,
@@ -108,7 +108,9 @@ class V2Resource(_V2Base):
     def __init__(self, transport: Transport, auth: Auth | None) -> None:
         super().__init__(transport, auth)
         self.exports = V2ExportsResource(transport, auth)
+        """V2 exports: [V2ExportsResource][d360_async.V2ExportsResource]."""
         self.imports = V2ImportsResource(transport, auth)
+        """V2 imports: [V2ImportsResource][d360_async.V2ImportsResource]."""
 
     async def delete_file_status(self, task_id: str) -> V2DeleteFileStatus:
         """``GET /v2/Drive/Folders/DeleteFile/Status/{taskId}``: a delete-file task's state.
@@ -131,7 +133,7 @@ class V2Resource(_V2Base):
             snapshot = await self._call(
                 "GET", path, _DECODE_DELETE, priority=Priority.POLL, ticket=ticket
             )
-            return observation(normalise_v2_task(snapshot.status, snapshot.is_complete), snapshot)
+            return observation(snapshot._reading(), snapshot)
 
         return ResourceTarget(
             kind=KIND_V2_DELETE_FILE,
@@ -142,4 +144,6 @@ class V2Resource(_V2Base):
             poll=poll,
         )
 
-    target = delete_file_target
+    def target(self, task_id: str) -> ResourceTarget[V2DeleteFileStatus]:
+        """The same as [delete_file_target][d360_async.V2Resource.delete_file_target]."""
+        return self.delete_file_target(task_id)

@@ -1,12 +1,13 @@
 """The ``d360-async`` console script.
 
-Commands: ``demo`` (hundreds of operations on a local fake server), ``watch`` (follow real
-operations until they end), ``status`` (one status, once) and ``export`` (start an export,
-wait for it, download it).  See ``docs/cli.md``.
+Commands: ``demo`` (hundreds of operations on a local fake server), ``fake`` (that fake
+server on its own, until Ctrl-C), ``watch`` (follow real operations until they end),
+``status`` (one status, once) and ``export`` (start an export, wait for it, download it).
+See ``docs/cli.md``.
 
-:func:`main` parses the command line, runs the command and *returns* the exit code, so tests
+`main` parses the command line, runs the command and *returns* the exit code, so tests
 can call it; the console script wrapper generated from ``pyproject.toml`` passes that value to
-:func:`sys.exit`, as does ``python -m d360_async.cli``.  Every error a user can cause ends as one
+`sys.exit`, as does ``python -m d360_async.cli``.  Every error a user can cause ends as one
 line on stderr and a documented exit code, never a traceback:
 
 * 0: every operation succeeded;
@@ -20,12 +21,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import sys
 from collections.abc import Sequence
 
 from ._exit import CLIError, ExitCode, describe_error, exit_code_for
+from ._jsonl import JsonLines
 from ._parser import build_parser, parse_command_line
 
 __all__ = ["ExitCode", "main"]
@@ -55,6 +58,10 @@ async def _dispatch(args: argparse.Namespace) -> int:
         from ._demo import run_demo
 
         return await run_demo(args)
+    if args.command == "fake":
+        from ._fake import run_fake
+
+        return await run_fake(args)
     from ._commands import run_export, run_status, run_watch
 
     handlers = {"watch": run_watch, "status": run_status, "export": run_export}
@@ -63,20 +70,19 @@ async def _dispatch(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``d360-async`` with ``argv`` (default: ``sys.argv[1:]``) and return the exit code."""
+    words = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     try:
-        args = parse_command_line(parser, argv)
+        args = parse_command_line(parser, words)
     except CLIError as exc:
-        _error(exc.message)
-        return int(exc.code)
+        return _fail(words, exc.message, int(exc.code))
     except SystemExit as exc:  # --help and --version print, then "exit" 0
         return exc.code if isinstance(exc.code, int) else 0
     _configure_logging(int(getattr(args, "verbose", 0) or 0))
     try:
         return int(asyncio.run(_dispatch(args)))
     except KeyboardInterrupt:
-        _error("interrupted")
-        return 130
+        return _fail(words, "interrupted", 130)
     except BrokenPipeError:
         # The reader went away (``| head``): stop quietly, and keep the interpreter from
         # failing again while flushing stdout at exit.
@@ -86,8 +92,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # the one place where every error ends (groups included)
         error = _unwrap(exc)
         logging.getLogger("d360_async").debug("command failed", exc_info=error)
-        _error(describe_error(error))
-        return int(exit_code_for(error))
+        return _fail(words, describe_error(error), int(exit_code_for(error)))
+
+
+def _fail(words: list[str], message: str, code: int) -> int:
+    """Report a run that ended on an error: one line on stderr and, with ``--json``, the
+    closing ``summary`` object on stdout, so a script reading stdout always gets one."""
+    _error(message)
+    if "--json" in words:
+        command = next((w for w in words if not w.startswith("-")), None)
+        # When stdout is gone or closed, stderr has said it all.
+        with contextlib.suppress(BrokenPipeError, ValueError):
+            JsonLines(sys.stdout).write(
+                {"type": "summary", "command": command, "error": message, "exit_code": code}
+            )
+    return code
 
 
 def _unwrap(exc: BaseException) -> BaseException:

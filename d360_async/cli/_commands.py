@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import sys
 import time
 from collections import deque
@@ -32,7 +33,7 @@ from ._display import (
 )
 from ._exit import ExitCode, UsageError, describe_error
 from ._jsonl import JsonLines, iso_time, to_jsonable
-from ._kinds import KINDS, Kind, lookup_kind, validate_id, validate_project
+from ._kinds import API, KINDS, Kind, lookup_kind, validate_id, validate_project
 from ._options import RateSpec, parse_ids_text
 from ._tally import Tally
 
@@ -73,20 +74,32 @@ def read_ids(
     return list(dict.fromkeys(collected))
 
 
-def _base_url(args: argparse.Namespace) -> str | None:
-    return check_base_url(args.base_url) if args.base_url is not None else None
+def _base_url(args: argparse.Namespace, kind: Kind) -> str | None:
+    """``--base-url``; else, unless ``--region`` is given, ``D360_BASE_URL`` (as `Client()`
+    reads it) for the Document360 kinds.  SmartDocumentor has a host of its own."""
+    if args.base_url is not None:
+        return check_base_url(args.base_url)
+    from_env = os.environ.get("D360_BASE_URL", "").strip()
+    if from_env and args.region is None and kind.api is not API.SMARTDOCUMENTOR:
+        try:
+            return check_base_url(from_env)
+        except UsageError:
+            raise UsageError(
+                f"D360_BASE_URL must be an absolute http(s) URL, got {from_env!r}"
+            ) from None
+    return None
 
 
 def _open(
     args: argparse.Namespace, kind: Kind, project: str | None
 ) -> AbstractAsyncContextManager[Connection]:
-    """The :func:`connect` context for the shared options (credentials read first)."""
+    """The `connect` context for the shared options (credentials read first)."""
     credentials = read_credentials(kind.api)
     return connect(
         kind,
         credentials,
         project=project,
-        base_url=_base_url(args),
+        base_url=_base_url(args, kind),
         region=args.region,
         rate=args.rate_limit,
         redis_url=args.redis_url,
@@ -381,7 +394,15 @@ async def run_watch(args: argparse.Namespace) -> int:
         requests, throttled, _ = budget_figures(conn.stats(), None)
     if json_out is not None:
         summary = tally.summary(time.monotonic())
-        json_out.write({"type": "summary", **summary, "requests": requests, "throttled": throttled})
+        json_out.write(
+            {
+                "type": "summary",
+                "command": "watch",
+                **summary,
+                "requests": requests,
+                "throttled": throttled,
+            }
+        )
     else:
         display.table(summary_table(tally, f"{tally.done}/{tally.total} operations ended"))
     return int(tally.exit_code())
@@ -420,8 +441,10 @@ async def run_status(args: argparse.Namespace) -> int:
             observation = await target.poll()
     phase = observation.phase
     snapshot = _snapshot_fields(observation.snapshot)
+    code = ExitCode.FAILED if phase in (Phase.FAILED, Phase.CANCELLED) else ExitCode.OK
     if args.json:
-        JsonLines(sys.stdout).write(
+        out = JsonLines(sys.stdout)
+        out.write(
             {
                 "type": "status",
                 "id": str(ident),
@@ -431,6 +454,15 @@ async def run_status(args: argparse.Namespace) -> int:
                 "terminal": phase.is_terminal,
                 "snapshot": snapshot,
                 "warnings": list(observation.warnings),
+            }
+        )
+        out.write(
+            {
+                "type": "summary",
+                "command": "status",
+                "id": str(ident),
+                "phase": phase.value,
+                "exit_code": int(code),
             }
         )
     else:
@@ -456,7 +488,7 @@ async def run_status(args: argparse.Namespace) -> int:
                 left=2,
             )
         )
-    return int(ExitCode.FAILED if phase in (Phase.FAILED, Phase.CANCELLED) else ExitCode.OK)
+    return int(code)
 
 
 # -- export ----------------------------------------------------------------------------------
@@ -483,6 +515,19 @@ async def run_export(args: argparse.Namespace) -> int:
         else:
             display.print(f"export {export_id} started")
         if not (args.wait or download is not None):
+            if json_out is not None:
+                json_out.write(
+                    {
+                        "type": "summary",
+                        "command": "export",
+                        "id": export_id,
+                        "outcome": "started",
+                        "error": None,
+                        "path": None,
+                        "bytes": None,
+                        "exit_code": int(ExitCode.OK),
+                    }
+                )
             return int(ExitCode.OK)
         target = conn.make_target(export_id)
         tally = await watch_targets(
@@ -513,6 +558,7 @@ async def run_export(args: argparse.Namespace) -> int:
         json_out.write(
             {
                 "type": "summary",
+                "command": "export",
                 "id": export_id,
                 "outcome": record.outcome,
                 "error": record.error,

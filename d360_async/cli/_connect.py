@@ -1,9 +1,9 @@
 """Opening the right client for a kind of operation, with the shared command-line options.
 
 One place turns ``--base-url``/``--region``, ``--rate-limit``, ``--redis-url`` and
-``--max-concurrency`` into a :class:`~d360_async.Client` (V3, V2) or a
-:class:`~d360_async.smartdocumentor.SmartDocumentorClient`, and gives the commands a uniform
-way to build targets from ids.
+``--max-concurrency`` into a [Client][d360_async.Client] (V3, V2) or a
+[SmartDocumentorClient][d360_async.smartdocumentor.SmartDocumentorClient], and gives the commands a
+uniform way to build targets from ids.
 """
 
 from __future__ import annotations
@@ -16,10 +16,12 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from .._config import ConnectionLimits, Region
+from .._errors import ConnectError, D360Error
 from .._ratelimit import LocalRateLimiter, RateLimitConfig
 from .._ratelimit._protocol import LimiterStats, RateLimiter
+from .._retry import RetryPolicy
 from ._credentials import Credentials
-from ._exit import UsageError
+from ._exit import FINAL_CAUSES, UsageError, connection_cause
 from ._kinds import API, Kind
 from ._options import RateSpec
 
@@ -27,11 +29,29 @@ if TYPE_CHECKING:
     from .._client import Client
     from .._target import Target
 
-__all__ = ["Connection", "check_base_url", "connect", "rate_limit_config"]
+__all__ = ["CommandRetryPolicy", "Connection", "check_base_url", "connect", "rate_limit_config"]
+
+
+@attrs.frozen
+class CommandRetryPolicy(RetryPolicy):
+    """The library's retry policy, except that a connection that cannot succeed soon is not
+    retried: a refused port, a host name that does not resolve, a TLS failure.
+
+    Someone at a terminal wants "connection refused" at once, not after four attempts paced
+    by the rate limiter; a watch that meets one mid-way still polls that operation again
+    later (the watch itself retries transport errors), so nothing is given up for good.
+    """
+
+    def is_retryable(self, method: str, error: D360Error) -> bool:
+        if isinstance(error, ConnectError):
+            cause = connection_cause(error)
+            if cause is not None and cause[0] in FINAL_CAUSES:
+                return False
+        return super().is_retryable(method, error)
 
 
 def check_base_url(text: str) -> str:
-    """An absolute ``http(s)`` URL with a host; :class:`UsageError` otherwise."""
+    """An absolute ``http(s)`` URL with a host; `UsageError` otherwise."""
     parts = urllib.parse.urlsplit(text.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise UsageError(f"--base-url must be an absolute http(s) URL, got {text!r}")
@@ -52,7 +72,7 @@ class Connection:
     Attributes:
         kind: the kind of operation.
         project: the V3 project id (``None`` for V2 and SmartDocumentor).
-        client: the :class:`~d360_async.Client`, or ``None`` for SmartDocumentor.
+        client: the [Client][d360_async.Client], or ``None`` for SmartDocumentor.
         limiter: the limiter every request goes through (for the stats).
         make_target: builds the watch target for one (validated) id.
         base_url: where requests go (no credential in it).
@@ -125,6 +145,7 @@ async def connect(
                 base_url=url,
                 rate_limiter=limiter,
                 limits=limits,
+                retry=CommandRetryPolicy(),
             )
             await stack.enter_async_context(sd)
 
@@ -144,6 +165,7 @@ async def connect(
             rate_limiter=limiter,
             rate_limit=rate_limit_config(rate) if rate is not None and limiter is None else None,
             limits=limits,
+            retry=CommandRetryPolicy(),
         )
         await stack.enter_async_context(client)
         yield Connection(

@@ -1,6 +1,6 @@
 """``d360-async demo``: hundreds of operations watched on a local fake, within its budget.
 
-The demo starts :class:`~d360_async.testing.FakeDocument360` on 127.0.0.1 with a rate limit
+The demo starts [FakeDocument360][d360_async.testing.FakeDocument360] on 127.0.0.1 with a rate limit
 that genuinely binds, starts V3 exports through the real client (``POST``, 202), seeds V3 drive
 tasks and V2 file deletions (the vendor has no endpoint to create those), and watches them all
 at once.  Every request goes over HTTP through the library's limiter; the fake counts what it
@@ -27,16 +27,26 @@ from ._commands import Adder, budget_figures, watch_targets
 from ._display import Display, SummaryTable, choose_display, format_duration
 from ._exit import ExitCode, describe_error
 from ._jsonl import JsonLines
-from ._options import RateSpec
+from ._options import DEMO_BUDGET, RateSpec
 from ._tally import Tally, percentile
 
-__all__ = ["DEFAULT_BUDGET", "DemoPlan", "demo_exit_code", "plan_demo", "run_demo"]
+__all__ = [
+    "DEFAULT_BUDGET",
+    "DemoPlan",
+    "demo_exit_code",
+    "lifecycle_scale",
+    "plan_demo",
+    "run_demo",
+]
 
-DEFAULT_BUDGET: Final = RateSpec(requests=300, period=10.0)
-"""30 requests per second per token, in 10-second windows: enough to follow 500 operations in
-about a minute, tight enough that a careless poller would trip it."""
+DEFAULT_BUDGET: Final = DEMO_BUDGET
+"""The demo's budget (see `DEMO_BUDGET`)."""
 
 _FAST_SCALE: Final = 0.05
+# The lifecycles below are sized for this many operations; fewer operations get shorter
+# lifecycles in proportion (down to a tenth), so a small demo is a quick one.
+_FULL_COUNT: Final = 500
+_MIN_COUNT_SCALE: Final = 0.1
 _CREATE_CONCURRENCY: Final = 32
 _WORKSPACE: Final = "demo-workspace"
 
@@ -53,7 +63,7 @@ class Population:
 
 
 # Quick drive tasks among slow exports: the mixed case where a scheduler that learns durations
-# per kind earns its keep (DESIGN.md §6).
+# per kind earns its keep (see docs/watching.md).
 POPULATIONS: Final[tuple[Population, ...]] = (
     Population("exports", "export", 0.6, pending=(2.0, 10.0), running=(5.0, 35.0)),
     Population("tasks", "drive_task", 0.2, pending=(0.5, 2.0), running=(1.0, 6.0)),
@@ -77,6 +87,16 @@ class DemoPlan:
 
     def scaled(self, span: tuple[float, float]) -> tuple[float, float]:
         return (span[0] * self.scale, span[1] * self.scale)
+
+
+def lifecycle_scale(count: int) -> float:
+    """How much the lifecycles shrink for a demo of ``count`` operations.
+
+    At 500 operations and more the lifecycles are as declared (a bigger demo then takes longer
+    because the budget binds); below, they shrink in proportion, to a tenth at 50 or fewer, so
+    the run's duration follows ``--count`` instead of being set by the slowest export.
+    """
+    return min(1.0, max(_MIN_COUNT_SCALE, count / _FULL_COUNT))
 
 
 def plan_demo(count: int, *, budget: RateSpec, scale: float, seed: int) -> DemoPlan:
@@ -194,7 +214,8 @@ async def run_demo(args: argparse.Namespace) -> int:
     from ..testing import FakeDocument360, FakeLifecycle, FakeRateLimit
 
     budget: RateSpec = args.rate_limit or DEFAULT_BUDGET
-    scale = float(args.time_scale) * (_FAST_SCALE if args.fast else 1.0)
+    # --fast (tests) is a fixed shrink; otherwise the lifecycles follow --count.
+    scale = float(args.time_scale) * (_FAST_SCALE if args.fast else lifecycle_scale(args.count))
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 30)
     plan = plan_demo(args.count, budget=budget, scale=scale, seed=seed)
     json_out = JsonLines(sys.stdout) if args.json else None
@@ -275,7 +296,7 @@ async def run_demo(args: argparse.Namespace) -> int:
 
         def notes() -> tuple[tuple[str, str], ...]:
             return (
-                ("server 429s", str(fake.stats.rate_limited)),
+                ("429s sent by the server", str(fake.stats.rate_limited)),
                 ("delay p50", _fmt(percentile(delays.all(), 0.5))),
             )
 
@@ -358,6 +379,7 @@ def _report(
     json_out.write(
         {
             "type": "summary",
+            "command": "demo",
             **summary,
             "requests": fake.stats.requests,
             "client_requests": client_requests,

@@ -3,7 +3,7 @@
 rich is an optional dependency (the ``cli`` extra).  Without it, or when the output is not a
 terminal (CI logs, pipes), the same information is printed as one plain line every few
 seconds, and tables are drawn with spaces.  Nothing here reads the clock or the network: the
-caller builds a :class:`ProgressView` and hands it over.
+caller builds a `ProgressView` and hands it over.
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ class ProgressView:
                 used += f" (budget {self.budget})"
             parts.append(used)
         if self.throttled is not None:
-            parts.append(f"429s={self.throttled}")
+            parts.append(f"429s_received={self.throttled}")
         parts.append(f"eta={format_duration(self.eta)}")
         parts.extend(f"{name}={value}" for name, value in self.notes)
         return " | ".join(parts)
@@ -236,7 +236,7 @@ def _render(view: ProgressView) -> RenderableType:
         facts.add_row("requests", used)
     if view.throttled is not None:
         style = "green" if view.throttled == 0 else "bold red"
-        facts.add_row("429s", f"[{style}]{view.throttled}[/]")
+        facts.add_row("429s received", f"[{style}]{view.throttled}[/]")
     facts.add_row("elapsed", format_duration(view.elapsed))
     facts.add_row("eta", format_duration(view.eta))
     for name, value in view.notes:

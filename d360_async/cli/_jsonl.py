@@ -38,7 +38,7 @@ def iso_time(value: object) -> str | None:
 
 
 def to_jsonable(value: Any) -> Any:
-    """Convert ``value`` to something :func:`json.dumps` accepts, recursively."""
+    """Convert ``value`` to something `json.dumps` accepts, recursively."""
     if value is None or isinstance(value, bool | int | str):
         return value
     if isinstance(value, float):

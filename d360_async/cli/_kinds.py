@@ -76,7 +76,7 @@ _ALIASES: Final[dict[str, str]] = {
 
 
 def lookup_kind(name: str) -> Kind:
-    """The :class:`Kind` called ``name`` (aliases accepted); :class:`UsageError` otherwise."""
+    """The `Kind` called ``name`` (aliases accepted); `UsageError` otherwise."""
     key = name.strip().lower()
     kind = KINDS.get(_ALIASES.get(key, key))
     if kind is None:
@@ -85,7 +85,7 @@ def lookup_kind(name: str) -> Kind:
 
 
 def validate_id(kind: Kind, text: str) -> str | int:
-    """``text`` checked as an id of ``kind``: :class:`UsageError` if malformed."""
+    """``text`` checked as an id of ``kind``: `UsageError` if malformed."""
     try:
         return kind.check_id(text)
     except ValueError as exc:

@@ -1,6 +1,6 @@
 """Parsing of option values that argparse cannot check by itself, without any I/O.
 
-Each parser raises :class:`~d360_async.cli._exit.UsageError` with a message meant for a person;
+Each parser raises `UsageError` with a message meant for a person;
 argparse turns it into ``d360-async: error: ...`` and exit code 2.
 """
 
@@ -16,11 +16,14 @@ from .._config import Region
 from ._exit import UsageError
 
 __all__ = [
+    "DEMO_BUDGET",
     "RateSpec",
     "parse_ids_text",
+    "parse_int_within",
     "parse_positive_float",
     "parse_positive_int",
     "parse_rate",
+    "parse_ratio",
     "parse_region",
 ]
 
@@ -74,6 +77,12 @@ class RateSpec:
         return f"{count}/{self.period:g}s"
 
 
+DEMO_BUDGET: Final = RateSpec(requests=300, period=10.0)
+"""The demo's (and `d360-async fake`'s) budget: 300 requests per 10 s per token, 30 per second
+on average: enough to follow 500 operations in about a minute, tight enough that a careless
+poller would trip it."""
+
+
 def parse_rate(text: str) -> RateSpec:
     """Parse ``N/PERIOD``: ``60/min``, ``100/60s``, ``10/s``, ``1000/h``, ``5/2.5s``.
 
@@ -101,7 +110,7 @@ def parse_rate(text: str) -> RateSpec:
 
 
 def parse_region(text: str) -> Region:
-    """``eu``, ``us`` or ``ca`` (any case) to a :class:`Region`."""
+    """``eu``, ``us`` or ``ca`` (any case) to a [Region][d360_async.Region]."""
     try:
         return Region.parse(text)
     except ValueError as exc:
@@ -121,12 +130,31 @@ def parse_positive_float(text: str) -> float:
 
 def parse_positive_int(text: str) -> int:
     """An integer greater than zero."""
+    return parse_int_within(text, 1)
+
+
+def parse_int_within(
+    text: str, low: int, high: int | None = None, *, what: str = "a whole number"
+) -> int:
+    """An integer from ``low`` to ``high`` (no upper bound when ``None``)."""
     try:
         value = int(text)
     except ValueError:
-        raise UsageError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise UsageError(f"expected a whole number >= 1, got {text!r}")
+        raise UsageError(f"expected {what}, got {text!r}") from None
+    if value < low or (high is not None and value > high):
+        bound = f">= {low}" if high is None else f"from {low} to {high}"
+        raise UsageError(f"expected {what} {bound}, got {text!r}")
+    return value
+
+
+def parse_ratio(text: str) -> float:
+    """A number from 0 to 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise UsageError(f"expected a number, got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise UsageError(f"expected a ratio from 0 to 1, got {text!r}")
     return value
 
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable, Sequence
-from typing import NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from .._version import __version__
 from ._exit import UsageError
 from ._kinds import KINDS
 from ._options import (
+    DEMO_BUDGET,
     parse_positive_float,
     parse_positive_int,
     parse_rate,
@@ -22,7 +23,7 @@ T = TypeVar("T")
 
 
 class _Parser(argparse.ArgumentParser):
-    """Reports a bad command line as a :class:`UsageError` (one line, exit code 2)."""
+    """Reports a bad command line as a `UsageError` (one line, exit code 2)."""
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{message} (see '{self.prog} --help')")
@@ -41,7 +42,11 @@ def _typed(parse: Callable[[str], T], name: str) -> Callable[[str], T]:
     return convert
 
 
-def _add_common(parser: argparse.ArgumentParser, *, rate_help: str | None = None) -> None:
+def _add_common(
+    parser: argparse.ArgumentParser, *, rate_help: str | None = None, remote: bool = True
+) -> None:
+    """The options every command shares; ``remote=False`` leaves out those that only make
+    sense against a real API (a shared Redis budget, an overall timeout)."""
     group = parser.add_argument_group("common options")
     group.add_argument(
         "--json",
@@ -56,31 +61,39 @@ def _add_common(parser: argparse.ArgumentParser, *, rate_help: str | None = None
         or "requests allowed per period before the server says otherwise, e.g. 60/min "
         "(default 60/min, the vendor's lowest plan; the limiter then follows the headers)",
     )
-    group.add_argument(
-        "--redis-url",
-        metavar="URL",
-        help="share the rate-limit budget with other processes through this Redis "
-        "(needs the 'redis' extra)",
-    )
+    if remote:
+        group.add_argument(
+            "--redis-url",
+            metavar="URL",
+            help="share the rate-limit budget with other processes through this Redis "
+            "(needs the 'redis' extra)",
+        )
     group.add_argument(
         "--max-concurrency",
         metavar="N",
         type=_typed(parse_positive_int, "count"),
         help="at most N requests in flight at once",
     )
-    group.add_argument(
-        "--timeout",
-        metavar="SECONDS",
-        type=_typed(parse_positive_float, "seconds"),
-        help="give up waiting after this many seconds (operations still running count as "
-        "timed out: exit code 1)",
-    )
+    if remote:
+        group.add_argument(
+            "--timeout",
+            metavar="SECONDS",
+            type=_typed(parse_positive_float, "seconds"),
+            help="give up waiting after this many seconds (operations still running count as "
+            "timed out: exit code 1)",
+        )
     group.add_argument(
         "-v",
         "--verbose",
         action="count",
         default=argparse.SUPPRESS,
         help="log to stderr (-v: info, -vv: debug); credentials are never logged",
+    )
+
+
+def _add_rate(group: Any, text: str) -> None:
+    group.add_argument(
+        "--rate-limit", metavar="N/PERIOD", type=_typed(parse_rate, "rate limit"), help=text
     )
 
 
@@ -97,6 +110,23 @@ def _add_api(parser: argparse.ArgumentParser) -> None:
         metavar="URL",
         help="any base URL (a proxy, a test server); for sd-tasks, the SmartDocumentor host",
     )
+
+
+PANEL_HELP = (
+    "The live panel (and the plain progress line): done = operations that have ended; "
+    "requests = requests this client sent, against the budget; 429s received = answers "
+    "'429 Too Many Requests' this client got (0 means the limiter stayed within the budget); "
+    "eta = a rough estimate of the time left."
+)
+DEMO_PANEL_HELP = (
+    f"{PANEL_HELP} The demo adds: 429s sent by the server = the fake server's own count of "
+    "429 answers (it agrees with '429s received' unless something between them interferes); "
+    "delay p50 = the median detection delay, from when the fake finished an operation to when "
+    "the watch reported it. The final table: failed = reported failed by the server (the fake "
+    "fails a few on purpose); errors = could not be watched to the end; polls/op = status "
+    "requests per operation. The lifecycles are scaled to --count: 50 operations take about a "
+    "tenth of the time 500 take."
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -121,18 +151,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="watch hundreds of operations on a local fake Document360",
         description="Start a fake Document360 on 127.0.0.1, start exports, drive tasks and V2 "
         "deletions through the real client, and watch them all within the fake's rate limit.",
+        epilog=DEMO_PANEL_HELP,
     )
     demo.add_argument(
         "--count",
         type=_typed(parse_positive_int, "count"),
         default=500,
-        help="how many operations to start (default 500)",
+        help="how many operations to start (default 500); the lifecycles are scaled with it",
     )
-    demo.add_argument("--seed", type=int, default=None, help="random seed for the lifecycles")
+    demo.add_argument(
+        "--seed", type=int, default=None, help="random seed for the lifecycles (default: random)"
+    )
     _add_common(
         demo,
-        rate_help="the fake server's budget, e.g. 600/min (default 30/s); the client learns "
-        "it from the response headers",
+        rate_help=f"the fake server's budget per token, e.g. 600/min (default {DEMO_BUDGET}, "
+        f"{DEMO_BUDGET.per_second:g} per second on average); the client learns it from the "
+        "response headers",
+        remote=False,
     )
     # Development switches, kept out of --help: shrink every lifecycle so tests take seconds.
     demo.add_argument(
@@ -147,10 +182,13 @@ def build_parser() -> argparse.ArgumentParser:
         "watch",
         help="watch operations until they finish",
         description="Poll operations until each one ends, within the rate limit.",
+        epilog=PANEL_HELP,
     )
     watch.add_argument("kind", metavar="KIND", help=f"one of: {kinds}")
     watch.add_argument("ids", metavar="ID", nargs="*", help="operation ids")
-    watch.add_argument("--project", metavar="PROJECT_ID", help="the project (V3 kinds)")
+    watch.add_argument(
+        "--project", metavar="PROJECT_ID", help="the project (a UUID; needed by the V3 kinds)"
+    )
     watch.add_argument(
         "--ids-file",
         metavar="FILE",
@@ -164,17 +202,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     status.add_argument("kind", metavar="KIND", help=f"one of: {kinds}")
     status.add_argument("id", metavar="ID", help="operation id")
-    status.add_argument("--project", metavar="PROJECT_ID", help="the project (V3 kinds)")
+    status.add_argument(
+        "--project", metavar="PROJECT_ID", help="the project (a UUID; needed by the V3 kinds)"
+    )
     _add_api(status)
     _add_common(status)
+
+    from ._fake import add_fake_parser
+
+    add_fake_parser(commands, _typed, _add_rate)
 
     export = commands.add_parser(
         "export",
         help="start an export, optionally wait for it and download it",
         description="Start a V3 export; --wait watches it, --download saves the archive.",
+        epilog=PANEL_HELP,
     )
-    export.add_argument("--project", metavar="PROJECT_ID", required=True)
-    export.add_argument("--workspace", metavar="WORKSPACE_ID", required=True)
+    export.add_argument(
+        "--project", metavar="PROJECT_ID", required=True, help="the project to export (a UUID)"
+    )
+    export.add_argument(
+        "--workspace",
+        metavar="WORKSPACE_ID",
+        required=True,
+        help="the workspace (version) of the project to export",
+    )
     export.add_argument(
         "--format", metavar="FORMAT", default="pdf", help="export format (default pdf)"
     )

@@ -66,7 +66,7 @@ class Tally:
             summarised under (its kind) and the id the user knows it by.
         started_at: a reading of the clock that ``now`` arguments also come from.
         expected: how many operations there will be in the end, when some are still being
-            started (they count as "waiting" until :meth:`add` registers them).
+            started (they count as "waiting" until `add` registers them).
     """
 
     __slots__ = ("_expected", "_records", "_started_at", "_transitions", "auth_failed")

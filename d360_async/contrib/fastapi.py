@@ -2,25 +2,29 @@
 
 Install with ``pip install 'd360-async[fastapi]'``. Three pieces:
 
-* :func:`d360_lifespan` opens one :class:`~d360_async.Client` when the application starts,
-  stores it on ``app.state``, and closes it on shutdown (:func:`open_client` does the same
-  inside a lifespan of your own);
-* :func:`get_client` is the dependency that hands that client to endpoints
-  (:data:`D360Client` is the ready-made ``Annotated`` form);
-* :func:`watch_events` turns a watch into a ``text/event-stream`` response: one
-  ``event: transition`` with a JSON ``data:`` line per :class:`~d360_async.Transition`, then
-  one ``event: end``. When the browser goes away the watch is left at once, so every request
-  it had in flight stops.
+* [d360_lifespan][d360_async.contrib.fastapi.d360_lifespan] opens one [Client][d360_async.Client]
+  when the application starts, stores it on ``app.state``, and closes it on shutdown
+  ([open_client][d360_async.contrib.fastapi.open_client] does the same inside a lifespan of your
+  own);
+* [get_client][d360_async.contrib.fastapi.get_client] is the dependency that hands that client to
+  endpoints ([D360Client][d360_async.contrib.fastapi.D360Client] is the ready-made ``Annotated``
+  form);
+* [watch_events][d360_async.contrib.fastapi.watch_events] turns a watch into a ``text/event-stream``
+  response: one ``event: transition`` with a JSON ``data:`` line per
+  [Transition][d360_async.Transition], then one ``event: end``. When the browser goes away the
+  watch is left at once, so every request it had in flight stops.
 
-Example::
+For example:
 
-    app = FastAPI(lifespan=d360_lifespan(api_token=os.environ["D360_API_TOKEN"]))
+```python
+app = FastAPI(lifespan=d360_lifespan(api_token=os.environ["D360_API_TOKEN"]))
 
-    @app.get("/exports/{export_id}/events")
-    async def export_events(export_id: str, client: D360Client) -> WatchEventStream:
-        return watch_events(client.watch([client.exports.target(PROJECT_ID, export_id)]))
+@app.get("/exports/{export_id}/events")
+async def export_events(export_id: str, client: D360Client) -> WatchEventStream:
+    return watch_events(client.watch([client.exports.target(PROJECT_ID, export_id)]))
+```
 
-.. versionadded:: 0.1.0
+Added in version 0.1.0.
 """
 
 from __future__ import annotations
@@ -40,7 +44,18 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from .._client import Client
-from .._errors import D360Error
+from .._errors import (
+    APIError,
+    AuthenticationError,
+    D360Error,
+    MalformedResponse,
+    NotFound,
+    PermissionDenied,
+    RateLimited,
+    ServerError,
+    TransportError,
+    ValidationError,
+)
 from .._target import Target
 from .._watch import Transition, Watch
 
@@ -51,6 +66,7 @@ __all__ = [
     "d360_lifespan",
     "get_client",
     "open_client",
+    "public_error",
     "transition_payload",
     "watch_events",
 ]
@@ -72,18 +88,21 @@ async def open_client(app: Starlette, /, **client_kwargs: Any) -> AsyncIterator[
     """Open a client for ``app`` for as long as the block runs; for your own lifespan.
 
     The client is built with ``Client(**client_kwargs)``, stored as ``app.state.d360_client``
-    (where :func:`get_client` finds it), and closed and removed when the block exits::
+    (where [get_client][d360_async.contrib.fastapi.get_client] finds it), and closed and removed
+    when the block exits:
 
-        @asynccontextmanager
-        async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-            async with open_client(app, api_token=token) as client:
-                ...  # anything else your application starts
-                yield
+    ```python
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with open_client(app, api_token=token) as client:
+            ...  # anything else your application starts
+            yield
+    ```
 
     ``app`` is the FastAPI (or Starlette) application. The client is created when the block
     starts, so create it inside the application's event loop, as a lifespan does.
 
-    .. versionadded:: 0.1.0
+    Added in version 0.1.0.
     """
     if getattr(app.state, STATE_KEY, None) is not None:
         raise RuntimeError(f"app.state.{STATE_KEY} is already set: one client per application")
@@ -101,14 +120,17 @@ def d360_lifespan(
 ) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
     """A lifespan for ``FastAPI(lifespan=...)`` that opens one client per application.
 
-    ``client_kwargs`` are passed to :class:`~d360_async.Client` when the application starts
-    (not when this is called), and the client is closed on shutdown::
+    ``client_kwargs`` are passed to [Client][d360_async.Client] when the application starts
+    (not when this is called), and the client is closed on shutdown:
 
-        app = FastAPI(lifespan=d360_lifespan(api_token=token, base_url=Region.US))
+    ```python
+    app = FastAPI(lifespan=d360_lifespan(api_token=token, base_url=Region.US))
+    ```
 
-    To start other things too, use :func:`open_client` inside a lifespan of your own.
+    To start other things too, use [open_client][d360_async.contrib.fastapi.open_client] inside a
+    lifespan of your own.
 
-    .. versionadded:: 0.1.0
+    Added in version 0.1.0.
     """
 
     @asynccontextmanager
@@ -123,10 +145,11 @@ def get_client(request: Request) -> Client:
     """The dependency that hands the application's client to an endpoint.
 
     Raises:
-        RuntimeError: the application was not started with :func:`d360_lifespan` or
-            :func:`open_client` (or has already shut down).
+        RuntimeError: the application was not started with
+            [d360_lifespan][d360_async.contrib.fastapi.d360_lifespan] or
+            [open_client][d360_async.contrib.fastapi.open_client] (or has already shut down).
 
-    .. versionadded:: 0.1.0
+    Added in version 0.1.0.
     """
     client = getattr(request.app.state, STATE_KEY, None)
     if not isinstance(client, Client):
@@ -144,20 +167,56 @@ D360Client = Annotated[Client, Depends(get_client)]
 # -- server-sent events ---------------------------------------------------------------------
 
 
+# What a browser is told about an error, by its class: a category and nothing else.  The
+# message of one of our errors names the backend's method and URL (redacted of secrets, but
+# still the backend's address) and may quote the server's own error text, which is the
+# backend's business, not the page's.
+_PUBLIC_ERRORS: Final[tuple[tuple[type[D360Error], str], ...]] = (
+    (NotFound, "not found"),
+    (AuthenticationError, "the service's credential was refused"),
+    (PermissionDenied, "the service may not do this"),
+    (RateLimited, "rate limited; try again later"),
+    (ValidationError, "the request was refused"),
+    (ServerError, "the Document360 API failed"),
+    (APIError, "the Document360 API answered with an error"),
+    (MalformedResponse, "the Document360 API's answer could not be read"),
+    (TransportError, "the Document360 API could not be reached"),
+)
+
+
+def public_error(exc: BaseException) -> str:
+    """A short description of ``exc`` that is safe to send to a browser.
+
+    It says what kind of failure it was ("not found", "the Document360 API could not be
+    reached"), with the HTTP status when there was one, and never the backend's URL, the
+    server's error text or anything else from the exception's message.  Log the exception
+    itself on the server for the details.
+
+    Added in version 0.1.0.
+    """
+    for cls, text in _PUBLIC_ERRORS:
+        if isinstance(exc, cls):
+            status = exc.status
+            return f"{text} (HTTP {status})" if status is not None else text
+    return "the operation could not be followed"
+
+
 def transition_payload(transition: Transition[Any]) -> dict[str, Any]:
     """The default JSON object for one transition's ``data:`` line.
 
     Keys: ``key`` and ``target_kind`` (the target's), ``kind`` (``"changed"``,
     ``"stalled"``, ``"error"`` or ``"timed_out"``), ``previous`` (``null`` on first sight) and
     ``phase`` (lower-case phase names), ``raw_status``, ``observed_at`` (ISO 8601), ``polls``,
-    ``final`` (nothing more will come for this target), ``warnings`` and ``error`` (the
-    message of the error behind an ``"error"`` transition, else ``null``).
+    ``final`` (nothing more will come for this target), ``warnings`` and ``error`` (what
+    [public_error][d360_async.contrib.fastapi.public_error] says about the error behind an
+    ``"error"`` transition, else ``null``: never the backend's URL or the server's own error
+    text, which stay in the server's log).
 
     The snapshot is left out on purpose: an export's snapshot holds a signed download link,
-    which authorises whoever reads it. Pass your own ``serialize=`` to :func:`watch_events`
-    to send what your page needs.
+    which authorises whoever reads it. Pass your own ``serialize=`` to
+    [watch_events][d360_async.contrib.fastapi.watch_events] to send what your page needs.
 
-    .. versionadded:: 0.1.0
+    Added in version 0.1.0.
     """
     error = transition.error
     return {
@@ -171,7 +230,7 @@ def transition_payload(transition: Transition[Any]) -> dict[str, Any]:
         "polls": transition.polls,
         "final": transition.final,
         "warnings": list(transition.warnings),
-        "error": None if error is None else str(error),
+        "error": None if error is None else public_error(error),
     }
 
 
@@ -184,21 +243,22 @@ def _event(name: str, data: Mapping[str, Any]) -> bytes:
 class WatchEventStream(Response):
     """A ``text/event-stream`` response that runs a watch while the client listens.
 
-    Build it with :func:`watch_events`. It enters the watch when the response starts, sends an
-    ``event: transition`` per transition and an ``event: end`` (``data: {"transitions": n}``)
-    once the watch is over, and a comment line every ``heartbeat`` seconds so that proxies keep
-    the connection open. If the watch raises a :class:`~d360_async.D360Error`, an
-    ``event: error`` (``data: {"error": <class name>, "message": ...}``) is sent instead of
-    ``end``.
+    Build it with [watch_events][d360_async.contrib.fastapi.watch_events]. It enters the watch when
+    the response starts, sends an ``event: transition`` per transition and an ``event: end``
+    (``data: {"transitions": n}``) once the watch is over, and a comment line every ``heartbeat``
+    seconds so that proxies keep the connection open. If the watch raises a
+    [D360Error][d360_async.D360Error], an ``event: error`` (``data: {"error": <class name>,
+    "message": <public_error(exc)>}``) is sent instead of ``end``; the details go to the log.
 
     The response listens for the client's disconnection itself, whichever ASGI server runs it:
     when the client goes away, the watch's ``async with`` is left at once (cancelling its
     requests) and nothing more is sent.
 
-    .. versionadded:: 0.1.0
+    Added in version 0.1.0.
     """
 
     media_type = "text/event-stream"
+    """Server-sent events."""
 
     def __init__(
         self,
@@ -279,7 +339,7 @@ class WatchEventStream(Response):
                 exc,
                 extra={"d360_error": type(exc).__name__, "d360_status": exc.status},
             )
-            return _event("error", {"error": type(exc).__name__, "message": str(exc)})
+            return _event("error", {"error": type(exc).__name__, "message": public_error(exc)})
         return _event("end", {"transitions": count})
 
 
@@ -298,21 +358,23 @@ def watch_events(
             policy or options), or targets to watch with the application's client (then
             ``request`` is needed to find it).
         request: the current request; only needed when ``source`` is targets.
-        serialize: builds each transition's JSON object (:func:`transition_payload` by
-            default).
+        serialize: builds each transition's JSON object
+            ([transition_payload][d360_async.contrib.fastapi.transition_payload] by default).
         heartbeat: seconds between keep-alive comments, or ``None`` for none.
         headers: extra response headers.
 
-    In the browser::
+    In the browser:
 
-        const events = new EventSource("/exports/events");
-        events.addEventListener("transition", (e) => show(JSON.parse(e.data)));
-        events.addEventListener("end", () => events.close());
+    ```javascript
+    const events = new EventSource("/exports/events");
+    events.addEventListener("transition", (e) => show(JSON.parse(e.data)));
+    events.addEventListener("end", () => events.close());
+    ```
 
     Close the ``EventSource`` on ``end``: otherwise the browser reconnects and the watch starts
     again.
 
-    .. versionadded:: 0.1.0
+    Added in version 0.1.0.
     """
     if isinstance(source, Watch):
         watch = source

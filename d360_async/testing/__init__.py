@@ -1,10 +1,10 @@
 """Testing support: a fake Document360 server to run your code against.
 
-:class:`FakeDocument360` is a real aiohttp server on 127.0.0.1 that speaks the Document360 V3
-and V2 APIs and SmartDocumentor's, with realistic lifecycles, rate limits and fault injection.
-See its docstring for the endpoints, the seed kinds and their status sequences.
+[FakeDocument360][d360_async.testing.FakeDocument360] is a real aiohttp server on 127.0.0.1 that
+speaks the Document360 V3 and V2 APIs and SmartDocumentor's, with realistic lifecycles, rate limits
+and fault injection. See its docstring for the endpoints, the seed kinds and their status sequences.
 
-.. versionadded:: 0.1.0
+Added in version 0.1.0.
 """
 
 from ._clock import ManualClock

@@ -8,19 +8,23 @@ __all__ = ["ManualClock"]
 class ManualClock:
     """A clock that moves only when the test says so.
 
-    Pass it wherever the library (or :class:`FakeDocument360`) takes ``clock=``, then
-    :meth:`advance` it to make lifecycles progress without sleeping::
+    Pass it wherever the library (or [FakeDocument360][d360_async.testing.FakeDocument360]) takes
+    ``clock=``, then [advance][d360_async.testing.ManualClock.advance] it to make lifecycles
+    progress without sleeping:
 
-        clock = ManualClock()
-        async with FakeDocument360(clock=clock) as fake:
-            ...
-            clock.advance(30)  # every seeded operation is now 30 s older
+    ```python
+    clock = ManualClock()
+    async with FakeDocument360(clock=clock) as fake:
+        ...
+        clock.advance(30)  # every seeded operation is now 30 s older
+    ```
     """
 
     __slots__ = ("now",)
 
     def __init__(self, start: float = 1000.0) -> None:
         self.now = start
+        """The current time in seconds; [advance][d360_async.testing.ManualClock.advance] it."""
 
     def __call__(self) -> float:
         return self.now

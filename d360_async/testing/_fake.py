@@ -1,9 +1,11 @@
 """``FakeDocument360``: a real aiohttp server that behaves like Document360 and SmartDocumentor.
 
-Request path through the server (one ``_dispatch`` per request, O(1) work)::
+Request path through the server (one ``_dispatch`` per request, O(1) work):
 
-    count -> simulated latency -> authenticate (401) -> rate limit (429)
-          -> pick a fault -> handler builds a ``_Reply`` -> apply body faults -> send
+```python
+count -> simulated latency -> authenticate (401) -> rate limit (429)
+      -> pick a fault -> handler builds a ``_Reply`` -> apply body faults -> send
+```
 
 Only an unfaulted answer (or a ``slow`` one that is delivered) records an operation's poll and
 the first time its terminal status was served.
@@ -142,26 +144,28 @@ class FakeDocument360:
     It listens on an ephemeral port, checks credentials, enforces a rate limit with the
     vendor's headers, runs operations through scripted lifecycles driven by an injectable
     clock and a seeded RNG, injects faults on demand, and counts everything it sees. Use it in
-    your own tests instead of mocking HTTP::
+    your own tests instead of mocking HTTP:
 
-        import aiohttp
-        from d360_async.testing import FakeDocument360
+    ```python
+    import aiohttp
+    from d360_async.testing import FakeDocument360
 
-        async def test_export_finishes() -> None:
-            clock = [0.0]  # a clock the test moves by hand: no sleeping
-            async with FakeDocument360(clock=lambda: clock[0]) as fake:
-                [export_id] = fake.seed("export", 1, pending=1.0, running=5.0)
-                clock[0] = 10.0  # past the export's end
-                url = f"{fake.url}/v3/projects/{fake.project_id}/exports/{export_id}"
-                headers = {"Authorization": f"Bearer {fake.api_token}"}
-                async with aiohttp.ClientSession() as session:
-                    async with session.get(url, headers=headers) as response:
-                        body = await response.json()
-                assert body["data"]["status"] == "Completed"
-                assert fake.operation(export_id).first_terminal_served_at == 10.0
-                assert fake.stats.rate_limited == 0
+    async def test_export_finishes() -> None:
+        clock = [0.0]  # a clock the test moves by hand: no sleeping
+        async with FakeDocument360(clock=lambda: clock[0]) as fake:
+            [export_id] = fake.seed("export", 1, pending=1.0, running=5.0)
+            clock[0] = 10.0  # past the export's end
+            url = f"{fake.url}/v3/projects/{fake.project_id}/exports/{export_id}"
+            headers = {"Authorization": f"Bearer {fake.api_token}"}
+            async with aiohttp.ClientSession() as session:
+                async with session.get(url, headers=headers) as response:
+                    body = await response.json()
+            assert body["data"]["status"] == "Completed"
+            assert fake.operation(export_id).first_terminal_served_at == 10.0
+            assert fake.stats.rate_limited == 0
+    ```
 
-    Endpoints (DESIGN.md §2; bodies shaped exactly like the vendor's examples):
+    Endpoints (bodies shaped exactly like the examples in the vendor's API reference):
 
     - V3 (``Authorization: Bearer <api_token>``): ``GET /v3/projects/{p}/drive/tasks/{id}``,
       ``POST /v3/projects/{p}/exports`` (202 + ``Operation-Location``),
@@ -182,29 +186,33 @@ class FakeDocument360:
       ``PATCH .../sdtask/restartprocessing?taskId=`` (increments ``restartCount`` and runs a
       fresh, never-stuck lifecycle).
     - ``GET /downloads/{export_id}.zip?...&se=&sig=``: the export's bytes
-      (:meth:`download_bytes`); 403 with an XML storage error when the signature is wrong or
-      expired. It needs no credential and counts the requests that sent one anyway.
+      ([download_bytes][d360_async.testing.FakeDocument360.download_bytes]); 403 with an XML storage
+      error when the signature is wrong or expired. It needs no credential and counts the requests
+      that sent one anyway.
 
     Seed kinds and their raw status sequences (pending -> running -> success | failure):
 
-    ============== ======================================================================
-    ``export``     ``Pending`` -> ``InProgress`` -> ``Completed`` | ``Failed`` (V3)
-    ``import``     ``Pending`` -> ``InProgress`` -> ``Completed`` | ``Failed`` (V3)
-    ``drive_task`` ``Pending`` -> ``Processing`` -> ``Completed`` | ``Failed`` (V3)
-    ``api_reference`` newest log: ``Pending`` -> ``InProgress`` -> ``Success`` | ``Failed``
-    ``v2_delete``  ``0`` Queued -> ``2`` InProgress -> ``3`` Completed | ``4`` Error
-    ``v2_export``  ``Initiated`` -> ``InProgress`` -> ``Completed`` | ``Error``
-    ``v2_import``  ``Queued`` -> ``InProgress`` -> ``Completed`` | ``Error``
-    ``sd_task``    taskStatus 30 QueuedForPreProcessing -> 31 PreProcessingInProgress ->
-                   4 InReview -> 9 ExportCompleted with integration 3 Completed;
-                   failure: 32 PreProcessingFailed. Integration is 1 Pending until the end.
-    ============== ======================================================================
+    | kind | raw statuses |
+    |---|---|
+    | `export` | `Pending` -> `InProgress` -> `Completed` or `Failed` (V3) |
+    | `import` | `Pending` -> `InProgress` -> `Completed` or `Failed` (V3) |
+    | `drive_task` | `Pending` -> `Processing` -> `Completed` or `Failed` (V3) |
+    | `api_reference` | newest log: `Pending` -> `InProgress` -> `Success` or `Failed` |
+    | `v2_delete` | `0` Queued -> `2` InProgress -> `3` Completed or `4` Error |
+    | `v2_export` | `Initiated` -> `InProgress` -> `Completed` or `Error` |
+    | `v2_import` | `Queued` -> `InProgress` -> `Completed` or `Error` |
+    | `sd_task` | taskStatus 30 -> 31 -> 4 -> 9 with integration 3 (see below) |
+
+    A SmartDocumentor task goes 30 QueuedForPreProcessing -> 31 PreProcessingInProgress ->
+    4 InReview -> 9 ExportCompleted with integration 3 Completed; a failure is
+    32 PreProcessingFailed. Its integration is 1 Pending until the end.
 
     With ``v2_complete_quirk=True`` a completed V2 delete task reports
     ``is_complete: true`` with ``status: 2``, as in the vendor's own example.
 
     Args:
-        api_token: the V3 bearer token accepted (more with :meth:`accept_token`).
+        api_token: the V3 bearer token accepted (more with
+            [accept_token][d360_async.testing.FakeDocument360.accept_token]).
         v2_api_token: the V2 ``api_token`` header value accepted.
         sd_client_id: the SmartDocumentor OAuth2 client id.
         sd_client_secret: the SmartDocumentor OAuth2 client secret.
@@ -229,22 +237,25 @@ class FakeDocument360:
             long soaks in which memory is measured).
         host: the address to listen on.
         port: the port (0: an ephemeral one).
-        shutdown_timeout: seconds :meth:`stop` waits for requests in flight.
+        shutdown_timeout: seconds [stop][d360_async.testing.FakeDocument360.stop] waits for requests
+            in flight.
 
     The wall time the server reports is ``time.time()`` at construction plus the clock's
     advance since then, plus ``clock_skew``.
 
     Attributes:
-        stats: what the server saw (:class:`FakeStats`); zero it with :meth:`reset_stats`.
-        faults: the fault injector (:class:`FakeFaults`).
-        lifecycle, clock_skew, link_ttl, download_size, sd_token_ttl, empty_401,
-        v2_complete_quirk, record_times: the constructor's settings; each may be changed
-            while the server runs and applies from the next request (``lifecycle`` from the
-            next operation created).
-        api_token, v2_api_token, sd_client_id, sd_client_secret, project_id: the
-            credentials and default project the server was built with.
+        stats: what the server saw ([FakeStats][d360_async.testing.FakeStats]); zero it with
+            [reset_stats][d360_async.testing.FakeDocument360.reset_stats].
+        faults: the fault injector ([FakeFaults][d360_async.testing.FakeFaults]).
 
-    .. versionadded:: 0.1.0
+    The constructor's settings `lifecycle`, `clock_skew`, `link_ttl`, `download_size`,
+    `sd_token_ttl`, `empty_401`, `v2_complete_quirk` and `record_times` are attributes too;
+    each may be changed while the server runs and applies from the next request (`lifecycle`
+    from the next operation created).  `api_token`, `v2_api_token`, `sd_client_id`,
+    `sd_client_secret` and `project_id` are the credentials and default project the server
+    was built with.
+
+    Added in version 0.1.0.
     """
 
     def __init__(
@@ -333,11 +344,13 @@ class FakeDocument360:
 
     @property
     def running(self) -> bool:
-        """True between :meth:`start` and :meth:`stop`."""
+        """True between [start][d360_async.testing.FakeDocument360.start] and
+        [stop][d360_async.testing.FakeDocument360.stop]."""
         return self._runner is not None
 
     async def start(self) -> None:
-        """Start listening. After :meth:`stop` it may start again, on the same port if free."""
+        """Start listening. After [stop][d360_async.testing.FakeDocument360.stop] it may start
+        again, on the same port if free."""
         if self._runner is not None:
             raise RuntimeError("FakeDocument360 is already running")
         runner = web.AppRunner(
@@ -376,7 +389,7 @@ class FakeDocument360:
         await runner.cleanup()
 
     async def aclose(self) -> None:
-        """The same as :meth:`stop`."""
+        """The same as [stop][d360_async.testing.FakeDocument360.stop]."""
         await self.stop()
 
     async def __aenter__(self) -> Self:
@@ -417,12 +430,12 @@ class FakeDocument360:
     ) -> list[str]:
         """Create ``n`` operations of ``kind`` and return their ids, in creation order.
 
-        Unset lifecycle settings come from :attr:`lifecycle`.
+        Unset lifecycle settings come from `lifecycle`.
 
         Args:
             kind: one of ``OPERATION_KINDS``.
             n: how many.
-            project_id: the V3 project (default :attr:`project_id`); ignored for V2 and
+            project_id: the V3 project (default `project_id`); ignored for V2 and
                 SmartDocumentor kinds.
             pending: seconds pending (a number or a range).
             running: seconds running.
@@ -472,7 +485,8 @@ class FakeDocument360:
         is_complete: bool | None = None,
         integration: int | None = None,
     ) -> None:
-        """Serve ``raw`` as the operation's status until :meth:`clear_status` (any value).
+        """Serve ``raw`` as the operation's status until
+        [clear_status][d360_async.testing.FakeDocument360.clear_status] (any value).
 
         Args:
             operation_id: the operation.
@@ -526,16 +540,15 @@ class FakeDocument360:
         self._sd_tokens.pop(token, None)
 
     def reset_stats(self) -> None:
-        """Zero every counter in :attr:`stats`, in place (operations keep their poll counts)."""
+        """Zero every counter in `stats`, in place (operations keep their poll counts)."""
         self.stats.reset()
 
     def budget_use(self) -> dict[str, BudgetUse]:
         """What share of the rate-limit budget each key spent, measured by the server.
 
         Keys are `"<token fingerprint>|<project or ->"`. The share is taken over the whole
-        windows between a key's first and last admission (see
-        [budget_used][d360_async.testing._fake_ratelimit.budget_used]); it needs
-        `record_times` (the default).
+        windows between a key's first and last admission (see `budget_used` in the private
+        `d360_async.testing._fake_ratelimit`); it needs `record_times` (the default).
         """
         limiter = self._limiter
         if limiter is None:
@@ -855,7 +868,8 @@ class FakeDocument360:
             _log.debug("fake Document360: %s -> %d", route, status)
 
     async def _sleep(self, delay: float) -> None:
-        """Sleep on the event loop; :meth:`stop` wakes every sleeper at once."""
+        """Sleep on the event loop; [stop][d360_async.testing.FakeDocument360.stop] wakes every
+        sleeper at once."""
         if delay <= 0:
             return
         loop = asyncio.get_running_loop()

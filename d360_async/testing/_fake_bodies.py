@@ -1,6 +1,6 @@
 """Response bodies in the exact shapes of the vendor's published examples.
 
-See ``vendor-docs/`` beside DESIGN.md: the V3 envelope and RFC 7807 problem bodies, the V2
+As the vendor's API reference pages show them: the V3 envelope and RFC 7807 problem bodies, the V2
 envelope, the SmartDocumentor task status, and an Azure-storage-like XML error for signed
 download links.
 """

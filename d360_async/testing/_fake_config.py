@@ -1,7 +1,8 @@
 """Configuration value objects and vocabularies of the fake Document360 server.
 
-Everything here is plain data: the rate-limit behaviour (:class:`FakeRateLimit`), the default
-lifecycle of operations (:class:`FakeLifecycle`), the kinds of operations and faults, and the
+Everything here is plain data: the rate-limit behaviour
+([FakeRateLimit][d360_async.testing.FakeRateLimit]), the default lifecycle of operations
+([FakeLifecycle][d360_async.testing.FakeLifecycle]), the kinds of operations and faults, and the
 names of the server's routes (used by stats and by fault targeting).
 """
 
@@ -41,7 +42,8 @@ OperationKind = Literal[
     "v2_import",
     "sd_task",
 ]
-"""What :meth:`FakeDocument360.seed` can create; see the class docstring for status sequences."""
+"""What [FakeDocument360.seed][d360_async.testing.FakeDocument360.seed] can create; see the class
+docstring for status sequences."""
 
 FaultKind = Literal[
     "http_500",
@@ -56,13 +58,13 @@ FaultKind = Literal[
     "missing_fields",
     "expired_link",
 ]
-"""Faults :class:`FakeFaults` can inject."""
+"""Faults [FakeFaults][d360_async.testing.FakeFaults] can inject."""
 
 OPERATION_KINDS: Final[tuple[OperationKind, ...]] = get_args(OperationKind)
+"""Every [OperationKind][d360_async.testing.OperationKind], in order."""
 FAULT_KINDS: Final[tuple[FaultKind, ...]] = get_args(FaultKind)
+"""Every [FaultKind][d360_async.testing.FaultKind], in order."""
 
-# Route names, used as keys in ``FakeStats.by_route`` and as fault targets (fnmatch patterns
-# such as ``"v3.*"`` are accepted wherever a route is).
 ROUTES: Final[frozenset[str]] = frozenset(
     {
         "v3.drive_task",
@@ -84,10 +86,11 @@ ROUTES: Final[frozenset[str]] = frozenset(
         "download",
     }
 )
-# The routes a fault applies to when none are named: every API call, but not the signed
-# download link (storage, not API) nor the OAuth2 token endpoint (identity, not API).
+"""The server's route names: the keys of `FakeStats.by_route` and the targets of faults
+(fnmatch patterns such as `"v3.*"` are accepted wherever a route is)."""
 API_ROUTES: Final[frozenset[str]] = ROUTES - {"download", "sd.token"}
-# Routes whose answer carries an operation's status (``unknown_status`` applies only here).
+"""The routes a fault applies to when none are named: every API call, but not the signed
+download link (storage, not API) nor the OAuth2 token endpoint (identity, not API)."""
 STATUS_ROUTES: Final[frozenset[str]] = frozenset(
     {
         "v3.drive_task",
@@ -101,6 +104,7 @@ STATUS_ROUTES: Final[frozenset[str]] = frozenset(
         "sd.list",
     }
 )
+"""Routes whose answer carries an operation's status (`unknown_status` faults apply only here)."""
 
 Range = tuple[float, float]
 """A closed interval ``(low, high)`` of seconds; a uniform draw is taken from it."""
@@ -271,7 +275,7 @@ class FakeLifecycle:
         stuck_ratio: probability that an operation never leaves the running stage (its
             ``finished_at`` is ``inf``); SmartDocumentor's ``restartprocessing`` unsticks it.
 
-    .. versionadded:: 0.1.0
+    Added in version 0.1.0.
     """
 
     pending: Range = attrs.field(default=(0.5, 2.0), converter=as_range)

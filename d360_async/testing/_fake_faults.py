@@ -65,7 +65,8 @@ class _OneShot:
 
 
 class FakeFaults:
-    """The fault injector of one :class:`FakeDocument360` (``fake.faults``).
+    """The fault injector of one [FakeDocument360][d360_async.testing.FakeDocument360]
+    (``fake.faults``).
 
     Two ways to inject a fault, both limited to chosen routes (route names or fnmatch patterns
     such as ``"v3.*"``; by default every API route, i.e. all but ``"download"`` and

@@ -1,8 +1,10 @@
 """Operations of the fake server: status tables, lifecycles, and the public record.
 
-Every operation moves through stages at times drawn once, at creation::
+Every operation moves through stages at times drawn once, at creation:
 
-    pending --(running_at)--> running --(review_at)--> review --(finished_at)--> terminal
+```python
+pending --(running_at)--> running --(review_at)--> review --(finished_at)--> terminal
+```
 
 ``review`` lasts zero seconds except for successful SmartDocumentor tasks. The raw status
 served for each stage comes from one table per kind, below. A forced raw status
@@ -36,6 +38,7 @@ __all__ = [
 ]
 
 Outcome = Literal["succeeded", "failed"]
+"""How a fake operation ends (drawn at creation): `"succeeded"` or `"failed"`."""
 Stage = Literal["pending", "running", "review", "succeeded", "failed"]
 
 
@@ -73,7 +76,7 @@ def _table(
     )
 
 
-# Raw status sequences per kind (DESIGN.md §2 and the vendor pages):
+# Raw status sequences per kind (the vendor's API reference pages):
 # - V3 strings: Pending, InProgress (drive tasks: Processing), Completed, Failed; API-reference
 #   import logs end in Success or Failed.
 # - V2 delete-file status is an int: 0 Queued, 1 Initiated, 2 InProgress, 3 Completed, 4 Error,
@@ -277,7 +280,8 @@ def draw_lifecycle(
 
 @attrs.frozen(slots=True)
 class FakeOperation:
-    """What :meth:`FakeDocument360.operation` reports: the truth about one operation.
+    """What [FakeDocument360.operation][d360_async.testing.FakeDocument360.operation] reports: the
+    truth about one operation.
 
     Times are readings of the server's injected clock.
 

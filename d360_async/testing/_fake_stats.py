@@ -18,10 +18,12 @@ def token_fingerprint(token: str) -> str:
 
 @attrs.define(slots=True, eq=False)
 class FakeStats:
-    """Counters kept by :class:`FakeDocument360`; reset with ``fake.reset_stats()``.
+    """Counters kept by [FakeDocument360][d360_async.testing.FakeDocument360]; reset with
+    ``fake.reset_stats()``.
 
     Times are readings of the server's injected clock. Credentials are never stored: requests
-    per credential are keyed by :func:`token_fingerprint` (use :meth:`requests_for_token`).
+    per credential are keyed by [token_fingerprint][d360_async.testing.token_fingerprint] (use
+    [requests_for_token][d360_async.testing.FakeStats.requests_for_token]).
 
     Attributes:
         requests: every request received, on every route.

@@ -4,24 +4,25 @@ Installed with the package and loaded automatically through the ``pytest11`` ent
 test only has to name the fixtures:
 
 ``fake_d360``
-    A running :class:`~d360_async.testing.FakeDocument360` on 127.0.0.1, started for the test
-    and stopped after it (function scope).  Seed operations with ``fake_d360.seed(...)``,
+    A running [FakeDocument360][d360_async.testing.FakeDocument360] on 127.0.0.1, started for the
+    test and stopped after it (function scope).  Seed operations with ``fake_d360.seed(...)``,
     inspect ``fake_d360.stats`` and ``fake_d360.operation(id)``.
 
 ``d360_client``
-    A :class:`~d360_async.Client` pointed at ``fake_d360`` with the fake's V3 and V2 tokens and
+    A [Client][d360_async.Client] pointed at ``fake_d360`` with the fake's V3 and V2 tokens and
     the fake's rate limit as its starting budget, closed after the test.
 
 ``fake_d360_options``
-    Keyword arguments for ``FakeDocument360``, applied over :func:`default_fake_options`
+    Keyword arguments for ``FakeDocument360``, applied over `default_fake_options`
     (default: none).  Override it in a ``conftest.py`` or a test module to change the fake for
     many tests; for one test, use the marker ``@pytest.mark.fake_d360(rate_limit=None, ...)``,
     whose keyword arguments are applied last.
 
-The fake enforces a rate limit and sends the vendor's headers, but by default 100 requests
-per *second* rather than the vendor's 100 per minute, so tests run in milliseconds and the
-limiter is still exercised.  Pass ``rate_limit=FakeRateLimit()`` for the vendor's real
-60 per minute, or ``rate_limit=None`` for no limit at all.
+The fixture's fake enforces a rate limit and sends the vendor's headers, but 100 requests per
+*second* (`FakeRateLimit(limit=100, window=1.0)`), so tests run in milliseconds and the limiter
+is still exercised; a `FakeDocument360()` built directly enforces the vendor's lowest plan,
+60 per minute.  Pass ``rate_limit=FakeRateLimit()`` for that, or ``rate_limit=None`` for no
+limit at all.
 
 The fixtures are async and are declared with ``pytest_asyncio.fixture``, so they work with
 pytest-asyncio in ``auto`` mode and in ``strict`` mode (there, mark your tests with
@@ -29,7 +30,11 @@ pytest-asyncio in ``auto`` mode and in ``strict`` mode (there, mark your tests w
 installed, this plugin registers no fixture at all (it only declares the marker), so it never
 breaks a test suite that does not use it.
 
-.. versionadded:: 0.1.0
+Set pytest-asyncio's ``asyncio_default_fixture_loop_scope`` (to ``function``) in the project's
+pytest configuration: pytest-asyncio 0.24 and later warn on every run where it is unset, which
+``-W error`` turns into an INTERNALERROR before any test runs (see docs/testing.md).
+
+Added in version 0.1.0.
 """
 
 from __future__ import annotations
@@ -76,7 +81,8 @@ def default_fake_options() -> dict[str, Any]:
 
 @pytest.fixture
 def fake_d360_options() -> dict[str, Any]:
-    """Keyword arguments for :class:`~d360_async.testing.FakeDocument360`; override to change."""
+    """Keyword arguments for [FakeDocument360][d360_async.testing.FakeDocument360]; override to
+    change."""
     return {}
 
 
@@ -117,7 +123,7 @@ if HAVE_PYTEST_ASYNCIO:
         fake_d360: FakeDocument360,
         fake_d360_options: dict[str, Any],
     ) -> AsyncIterator[Client]:
-        """A :class:`~d360_async.Client` talking to ``fake_d360``, closed after the test."""
+        """A `Client` talking to ``fake_d360``, closed after the test."""
         from d360_async._client import Client
         from d360_async._ratelimit import RateLimitConfig
 

@@ -8,12 +8,18 @@ Endpoints:
   events (``event: transition``, then ``event: end``);
 * ``GET /`` serves a page that starts exports and shows each one's phase live.
 
-Run it against the real API::
+Run it against the real API, or against `d360-async fake` (paste the `export` lines it
+prints):
 
-    export D360_API_TOKEN=... D360_PROJECT_ID=...   # D360_BASE_URL is optional
-    uvicorn --factory docs.examples.fastapi_app:app_from_env
+```console
+export D360_API_TOKEN=... D360_PROJECT_ID=...   # D360_BASE_URL is optional
+uvicorn --factory docs.examples.fastapi_app:app_from_env
+```
 
-or build it yourself with :func:`create_app` (the tests put ``FakeDocument360`` behind it).
+or build it yourself with `create_app` (the tests put `FakeDocument360` behind it).
+
+The browser is told what kind of failure happened ("not found", "the Document360 API could
+not be reached"), never the backend's URL or an exception's text: those go to the log.
 
 OpenTelemetry, opt-in: with ``D360_OTEL_CONSOLE=1`` (and ``opentelemetry-sdk`` installed) the
 service prints its spans and metrics to the console.  Each HTTP request gets a server span,
@@ -24,6 +30,7 @@ children: one trace per request, polls included.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Annotated, Any
@@ -32,11 +39,12 @@ from fastapi import FastAPI, HTTPException, Query
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
-from d360_async import PollPolicy, Region, Transition
+from d360_async import D360Error, PollPolicy, Region, Transition
 from d360_async.contrib.fastapi import (
     D360Client,
     WatchEventStream,
     d360_lifespan,
+    public_error,
     transition_payload,
     watch_events,
 )
@@ -54,6 +62,8 @@ Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+logger = logging.getLogger("fastapi_app")
 
 MAX_EXPORTS = 20
 """Exports one request may start (and one stream may follow)."""
@@ -85,7 +95,7 @@ def create_app(
     """The service, talking to ``base_url`` with ``api_token`` about ``project_id``.
 
     ``policy`` paces the watches behind ``/exports/stream``; ``client_options`` go to
-    :class:`~d360_async.Client` (``rate_limit=``, ``retry=``, ``telemetry=``...).
+    `Client` (``rate_limit=``, ``retry=``, ``telemetry=``...).
     ``trace_requests`` opens an OpenTelemetry server span around each request (from
     ``tracer_provider``, or the global one), so the client's spans join the request's trace.
     """
@@ -110,7 +120,10 @@ def create_app(
                 )
             )
         except ValueError as exc:  # a malformed workspace id, refused before sending
-            raise HTTPException(status_code=422, detail=str(exc)) from exc
+            raise HTTPException(status_code=422, detail="malformed workspace id") from exc
+        except D360Error as exc:  # the details (the backend's URL among them) stay in the log
+            logger.warning("starting exports failed: %s", exc)
+            raise HTTPException(status_code=502, detail=public_error(exc)) from exc
         return ExportsStarted(ids=[str(export.id) for export in started])
 
     @app.get("/exports/stream")
@@ -121,12 +134,15 @@ def create_app(
         try:
             targets = [client.exports.target(project_id, export_id) for export_id in ids]
         except ValueError as exc:  # export ids are UUIDs; anything else never reaches a URL
-            raise HTTPException(status_code=422, detail=str(exc)) from exc
+            raise HTTPException(status_code=422, detail="malformed export id") from exc
         # The page knows exports by the ids it asked for; transitions know them by target key.
         export_ids = {target.key: export_id for target, export_id in zip(targets, ids, strict=True)}
 
         def serialize(transition: Transition[Any]) -> dict[str, Any]:
-            return {**transition_payload(transition), "id": export_ids[transition.key]}
+            # The target key names the backend's project too: the page needs only the id.
+            payload = transition_payload(transition)
+            del payload["key"]
+            return {**payload, "id": export_ids[transition.key]}
 
         return watch_events(client.watch(targets, policy=policy), serialize=serialize)
 

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
+import ssl
 from pathlib import Path
+from types import SimpleNamespace
 
+import aiohttp
 import pytest
 from cli_support import V2_TOKEN, V3_TOKEN, RunCli
 
+from d360_async import ConnectError
+from d360_async.cli._exit import connection_cause, describe_error
 from d360_async.testing import FakeDocument360
 
 PROJECT = "9a3b4c5d-6e7f-8a9b-0c1d-2e3f4a5b6c7d"
@@ -43,9 +49,13 @@ async def test_refused_token_exits_3(fake_d360: FakeDocument360, run_cli: RunCli
         env={"D360_API_TOKEN": "not-the-right-token-Qx93"},
     )  # fmt: skip
     assert result.code == 3
-    assert result.stdout == ""
+    [summary] = result.lines  # --json: the run still ends with its summary object
+    assert summary["type"] == "summary"
+    assert summary["exit_code"] == 3
+    assert "authentication failed" in summary["error"]
     line = result.assert_one_error_line("authentication failed", "401")
     assert "not-the-right-token-Qx93" not in line
+    assert "not-the-right-token-Qx93" not in result.stdout
 
 
 @pytest.mark.parametrize(
@@ -97,8 +107,131 @@ async def test_unreachable_host_exits_1(run_cli: RunCli) -> None:
         "--base-url", f"http://127.0.0.1:{port}", "--json",
     )  # fmt: skip
     assert result.code == 1
-    assert result.stdout == ""
-    result.assert_one_error_line(f"cannot reach http://127.0.0.1:{port}")
+    result.assert_one_error_line(f"cannot reach http://127.0.0.1:{port}: connection refused")
+    # With --json, stdout still ends with the summary object, the error in it.
+    [summary] = result.lines
+    assert summary == {
+        "type": "summary",
+        "command": "watch",
+        "error": f"cannot reach http://127.0.0.1:{port}: connection refused",
+        "exit_code": 1,
+    }
+
+
+@pytest.mark.parametrize("command", ["watch", "status", "export"])
+async def test_a_refused_port_is_named_within_a_second(run_cli: RunCli, command: str) -> None:
+    port = closed_port()
+    args = {
+        "watch": ["watch", "exports", EXPORT],
+        "status": ["status", "exports", EXPORT],
+        "export": ["export", "--workspace", "w"],
+    }[command]
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    result = await run_cli(
+        *args, "--project", PROJECT, "--base-url", f"http://127.0.0.1:{port}", "--json"
+    )
+    took = loop.time() - started
+    assert result.code == 1
+    result.assert_one_error_line("connection refused")
+    assert result.lines[-1]["type"] == "summary"
+    # The interpreter's start-up is most of this; four attempts paced by the limiter took 4 s.
+    assert took < 3.0, f"{took:.1f} s"
+
+
+def _chained(cause: BaseException) -> ConnectError:
+    """A ConnectError as the transport raises it: ``raise ConnectError(...) from cause``."""
+    try:
+        try:
+            raise cause
+        except BaseException as exc:
+            raise ConnectError("could not connect", method="GET", url="http://h/x") from exc
+    except ConnectError as error:
+        return error
+
+
+def _connector_error(os_error: OSError) -> BaseException:
+    key = SimpleNamespace(host="h", port=443, ssl=True)
+    return aiohttp.ClientConnectorError(key, os_error)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("cause", "kind", "text"),
+    [
+        (ConnectionRefusedError(111, "Connection refused"), "refused", "connection refused"),
+        (socket.gaierror(-2, "Name or service not known"), "dns", "name not resolved"),
+        (ConnectionResetError(104, "reset"), "reset", "connection reset by the server"),
+        (OSError(101, "Network is unreachable"), "os", "network is unreachable"),
+    ],
+    ids=["refused", "dns", "reset", "unreachable"],
+)
+def test_connection_causes_are_named(cause: OSError, kind: str, text: str) -> None:
+    # Bare, and wrapped the way aiohttp wraps them, under our ConnectError.
+    for inner in (cause, _connector_error(cause)):
+        assert connection_cause(_chained(inner)) == (kind, text)
+    assert describe_error(_chained(_connector_error(cause))) == f"cannot reach http://h: {text}"
+
+
+def test_tls_causes_are_named() -> None:
+    verify = ssl.SSLCertVerificationError(1, "certificate verify failed")
+    verify.verify_message = "self-signed certificate"
+    key = SimpleNamespace(host="h", port=443, ssl=True)
+    wrapped = aiohttp.ClientConnectorCertificateError(key, verify)  # type: ignore[arg-type]
+    assert connection_cause(_chained(wrapped)) == (
+        "tls",
+        "TLS: certificate verify failed (self-signed certificate)",
+    )
+    handshake = ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number")
+    handshake.reason = "WRONG_VERSION_NUMBER"
+    assert connection_cause(_chained(handshake)) == ("tls", "TLS: wrong version number")
+
+
+@pytest.mark.parametrize("cause", [ValueError("odd"), TimeoutError()], ids=["other", "timeout"])
+def test_an_error_without_a_connection_cause_keeps_its_message(cause: BaseException) -> None:
+    error = _chained(cause)
+    assert connection_cause(error) is None
+    assert describe_error(error) == "cannot reach http://h: could not connect"
+
+
+def test_the_command_policy_gives_up_at_once_only_on_final_causes() -> None:
+    from d360_async.cli._connect import CommandRetryPolicy
+
+    policy = CommandRetryPolicy()
+    refused = _chained(_connector_error(ConnectionRefusedError(111, "refused")))
+    reset = _chained(_connector_error(ConnectionResetError(104, "reset")))
+    assert not policy.is_retryable("GET", refused)
+    assert policy.is_retryable("GET", reset)  # may well work a moment later
+    assert policy.is_retryable("POST", reset)  # a ConnectError: surely not sent
+
+
+async def test_a_tls_failure_is_named(fake_d360: FakeDocument360, run_cli: RunCli) -> None:
+    # https:// to a plain-HTTP server: the handshake fails.
+    url = fake_d360.url.replace("http://", "https://")
+    result = await run_cli(
+        "status", "exports", EXPORT, "--project", PROJECT, "--base-url", url, "--json"
+    )
+    assert result.code == 1
+    line = result.assert_one_error_line(f"cannot reach {url}: TLS: ")
+    assert result.lines[-1]["error"] == line.removeprefix("d360-async: error: ")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["watch", "exports", EXPORT, "--json"],  # no --project
+        ["watch", "exports", "--project", PROJECT, "--json"],  # no ids
+        ["status", "exports", "nope", "--project", PROJECT, "--json"],
+        ["watch", "--json", "exports", EXPORT, "--project", PROJECT, "--rate-limit", "x"],
+    ],
+)
+async def test_usage_errors_end_with_a_json_summary(run_cli: RunCli, args: list[str]) -> None:
+    result = await run_cli(*args)
+    assert result.code == 2
+    line = result.assert_one_error_line()
+    [summary] = result.lines
+    assert summary["type"] == "summary"
+    assert summary["exit_code"] == 2
+    assert summary["error"] == line.removeprefix("d360-async: error: ")
 
 
 async def test_help_and_version(run_cli: RunCli) -> None:
@@ -124,3 +257,23 @@ async def test_python_dash_m_works(run_cli: RunCli) -> None:
     assert result.code == 3
     result.assert_one_error_line("D360_V2_API_TOKEN")
     assert V2_TOKEN not in result.stderr
+
+
+async def test_a_refused_port_fails_in_under_a_second_in_process(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from d360_async.cli import main
+
+    monkeypatch.setenv("D360_API_TOKEN", V3_TOKEN)
+    port = closed_port()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    code = await asyncio.to_thread(
+        main,
+        ["watch", "exports", EXPORT, "--project", PROJECT,
+         "--base-url", f"http://127.0.0.1:{port}"],
+    )  # fmt: skip
+    took = loop.time() - started
+    assert code == 1
+    assert "connection refused" in capsys.readouterr().err
+    assert took < 1.0, f"{took:.2f} s"

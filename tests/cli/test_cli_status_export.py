@@ -18,7 +18,14 @@ async def test_status_json_redacts_the_download_link(
         "--base-url", fake_d360.url, "--json",
     )  # fmt: skip
     assert result.code == 0, result.stderr
-    [record] = result.lines
+    record, summary = result.lines
+    assert summary == {
+        "type": "summary",
+        "command": "status",
+        "id": export_id,
+        "phase": "succeeded",
+        "exit_code": 0,
+    }
     assert record["type"] == "status"
     assert record["id"] == export_id
     assert record["phase"] == "succeeded"
@@ -106,3 +113,20 @@ async def test_export_plain_output_with_progress(
     assert "download: 100% of" in result.stdout
     assert f"saved to {dest}" in result.stdout
     assert dest.stat().st_size == fake_d360.download_size
+
+
+async def test_export_without_wait_ends_with_a_json_summary(
+    fake_d360: FakeDocument360, run_cli: RunCli
+) -> None:
+    result = await run_cli(
+        "export", "--project", fake_d360.project_id, "--workspace", "ws-1",
+        "--base-url", fake_d360.url, "--json",
+    )  # fmt: skip
+    assert result.code == 0, result.stderr
+    started, summary = result.lines
+    assert started["type"] == "export"
+    assert summary["type"] == "summary"
+    assert summary["command"] == "export"
+    assert summary["id"] == started["id"]
+    assert summary["outcome"] == "started"
+    assert summary["exit_code"] == 0

@@ -30,6 +30,7 @@ from d360_async.contrib.fastapi import (
     d360_lifespan,
     get_client,
     open_client,
+    public_error,
     transition_payload,
     watch_events,
 )
@@ -251,7 +252,9 @@ async def test_a_library_error_ends_the_stream_with_an_error_event() -> None:
     assert events[0] == ("transition", {"n": 1})
     assert events[1][0] == "error"
     assert events[1][1]["error"] == "ServerError"
-    assert "the server failed" in events[1][1]["message"]
+    # The browser learns what kind of failure it was, not the exception's own text.
+    assert events[1][1]["message"] == "the Document360 API failed (HTTP 503)"
+    assert "the server failed" not in harness.body
     assert len(events) == 2  # no "end" after an error
     assert watch.exited
 
@@ -491,6 +494,43 @@ async def test_example_page_is_self_contained(example: ModuleType, fake: FakeDoc
     assert "https://" not in page
     assert "<link" not in page
     assert "src=" not in page
+
+
+async def test_example_never_sends_backend_urls_or_error_text_to_the_browser(
+    example: ModuleType, fake: FakeDocument360
+) -> None:
+    backend = fake.url.split("://", 1)[1]  # host:port of the Document360 API behind the app
+    missing = str(uuid.uuid4())
+    app = example_app(example, fake, policy=PollPolicy(interval=0.05, not_found_grace=0))
+    async with asgi_client(app) as http:
+        # An export that does not exist: the watch ends it with an error transition.
+        stream = await http.get("/exports/stream", params={"ids": [missing]})
+        # The API refusing to start exports: a 502 that says what kind of failure it was.
+        fake.faults.set("http_500", 1.0, routes="v3.exports.create")
+        refused = await http.post("/exports", json={"workspace_ids": ["ws-a"]})
+        bad = await http.get("/exports/stream", params={"ids": ["../../secret"]})
+    [(name, data), _end] = parse_events(stream.text)
+    assert name == "transition"
+    assert data["kind"] == "error"
+    assert data["error"] == "not found (HTTP 404)"
+    assert refused.status_code == 502
+    assert refused.json() == {"detail": "the Document360 API failed (HTTP 500)"}
+    assert bad.status_code == 422
+    for body in (stream.text, refused.text, bad.text):
+        assert backend not in body
+        assert "127.0.0.1" not in body
+        assert "/v3/projects" not in body
+        assert fake.project_id not in body
+        assert "must be a UUID" not in body  # the library's own validation text
+
+
+def test_public_error_never_repeats_the_message() -> None:
+    from d360_async import ConnectError, NotFound
+
+    secret_text = "GET http://backend.internal:8080/v3/projects/p/exports/e"
+    assert public_error(NotFound(secret_text, status=404)) == "not found (HTTP 404)"
+    assert public_error(ConnectError(secret_text)) == "the Document360 API could not be reached"
+    assert public_error(RuntimeError(secret_text)) == "the operation could not be followed"
 
 
 def test_example_app_from_env(example: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:

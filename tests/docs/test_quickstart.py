@@ -1,4 +1,5 @@
-"""Every Python block of ``docs/quickstart.md`` runs, as written, against ``FakeDocument360``.
+"""Every Python block of ``docs/quickstart.md`` and of the README runs, as written, against
+``FakeDocument360``.
 
 The blocks are complete programs that read their settings from the environment
 (``D360_API_TOKEN``, ``D360_BASE_URL``, ``D360_PROJECT_ID``, ``D360_WORKSPACE_ID``), exactly as
@@ -17,7 +18,9 @@ import pytest
 
 from d360_async.testing import FakeDocument360, FakeLifecycle, FakeRateLimit
 
-QUICKSTART = Path(__file__).resolve().parents[2] / "docs" / "quickstart.md"
+ROOT = Path(__file__).resolve().parents[2]
+QUICKSTART = ROOT / "docs" / "quickstart.md"
+README = ROOT / "README.md"
 
 _FENCE = re.compile(r"^```python\n(.*?)^```$", re.MULTILINE | re.DOTALL)
 _HEADING = re.compile(r"^## (.+)$", re.MULTILINE)
@@ -30,6 +33,8 @@ EXPECTED_OUTPUT = {
     "Watch many at once": [": None -> ", "-> succeeded", "all finished"],
     "Handle errors": ["not found: 404 ", "refused: "],
 }
+# The README's one program: its transitions printed, the export downloaded.
+README_OUTPUT = {"Quickstart": [" None -> ", "-> succeeded"]}
 
 
 def python_blocks(text: str) -> list[tuple[str, str]]:
@@ -42,6 +47,7 @@ def python_blocks(text: str) -> list[tuple[str, str]]:
 
 
 BLOCKS = python_blocks(QUICKSTART.read_text(encoding="utf-8"))
+README_BLOCKS = python_blocks(README.read_text(encoding="utf-8"))
 
 
 def run_block(code: str, name: str) -> None:
@@ -52,12 +58,25 @@ def test_the_quickstart_has_its_examples() -> None:
     assert [heading for heading, _ in BLOCKS] == list(EXPECTED_OUTPUT)
 
 
-@pytest.mark.parametrize(
-    ("heading", "code"), BLOCKS, ids=[heading for heading, _ in BLOCKS] or None
-)
-async def test_quickstart_block_runs_against_the_fake(
+def test_the_readme_has_its_quickstart() -> None:
+    assert [heading for heading, _ in README_BLOCKS] == list(README_OUTPUT)
+
+
+CASES = [
+    pytest.param("quickstart.md", heading, code, EXPECTED_OUTPUT, id=f"quickstart: {heading}")
+    for heading, code in BLOCKS
+] + [
+    pytest.param("README.md", heading, code, README_OUTPUT, id=f"README: {heading}")
+    for heading, code in README_BLOCKS
+]
+
+
+@pytest.mark.parametrize(("page", "heading", "code", "expected_output"), CASES)
+async def test_documented_block_runs_against_the_fake(
+    page: str,
     heading: str,
     code: str,
+    expected_output: dict[str, list[str]],
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
@@ -66,16 +85,17 @@ async def test_quickstart_block_runs_against_the_fake(
     async with FakeDocument360(
         lifecycle=lifecycle, rate_limit=FakeRateLimit(limit=600, window=60.0)
     ) as fake:
+        # Exactly the variables the page tells a reader to set (and `d360-async fake` prints).
         monkeypatch.setenv("D360_API_TOKEN", fake.api_token)
         monkeypatch.setenv("D360_BASE_URL", fake.url)
         monkeypatch.setenv("D360_PROJECT_ID", fake.project_id)
         monkeypatch.setenv("D360_WORKSPACE_ID", "ws-docs")
         monkeypatch.chdir(tmp_path)  # where a block writes its files
 
-        await asyncio.wait_for(asyncio.to_thread(run_block, code, f"quickstart.md: {heading}"), 60)
+        await asyncio.wait_for(asyncio.to_thread(run_block, code, f"{page}: {heading}"), 60)
 
         output = capsys.readouterr().out
-        for expected in EXPECTED_OUTPUT.get(heading, []):
+        for expected in expected_output.get(heading, []):
             assert expected in output, f"{expected!r} not printed; got:\n{output}"
         assert fake.stats.rate_limited == 0
         assert fake.stats.auth_failures == 0
@@ -83,3 +103,5 @@ async def test_quickstart_block_runs_against_the_fake(
             exports = fake.operations("export")
             assert exports
             assert all(op.first_terminal_served_at is not None for op in exports)
+        if "download(" in code:
+            assert (tmp_path / "export.zip").is_file()

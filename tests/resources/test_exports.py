@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import stat
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from urllib.parse import parse_qs, urlsplit
@@ -356,3 +360,57 @@ async def test_content_length_mismatch_is_a_protocol_error(
         await server.wait_closed()
     assert "SECRETSIG" not in str(caught.value)
     assert _files(tmp_path) == []
+
+
+@contextlib.contextmanager
+def _umask(mask: int) -> Iterator[None]:
+    previous = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+@pytest.mark.parametrize(("mask", "expected"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+async def test_download_honours_the_umask(
+    api: SimpleNamespace,
+    fake: FakeDocument360,
+    clock: ManualClock,
+    tmp_path: Path,
+    mask: int,
+    expected: int,
+) -> None:
+    export_id = await _completed_export(fake, clock)
+    dest = tmp_path / "export.zip"
+    with _umask(mask):
+        await api.exports.download(fake.project_id, export_id, dest)
+    assert stat.S_IMODE(dest.stat().st_mode) == expected
+    assert _leftovers(tmp_path) == []
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+@pytest.mark.parametrize("mode", [0o600, 0o640, 0o644])
+async def test_download_applies_a_mode_asked_for_whatever_the_umask(
+    api: SimpleNamespace, fake: FakeDocument360, clock: ManualClock, tmp_path: Path, mode: int
+) -> None:
+    export_id = await _completed_export(fake, clock)
+    dest = tmp_path / "export.zip"
+    with _umask(0o077):
+        await api.exports.download(fake.project_id, export_id, dest, mode=mode)
+    assert stat.S_IMODE(dest.stat().st_mode) == mode
+    assert dest.read_bytes() == fake.download_bytes(export_id)
+
+
+@pytest.mark.parametrize("mode", [-1, 0o10000, 1.5, True, "644"])
+async def test_download_refuses_a_bad_mode_before_any_request(
+    api: SimpleNamespace, fake: FakeDocument360, tmp_path: Path, mode: object
+) -> None:
+    with pytest.raises(ValueError, match="mode"):
+        await api.exports.download(
+            fake.project_id,
+            "0f8fad5b-d9cb-469f-a165-70867728950e",
+            tmp_path / "x.zip",
+            mode=mode,  # type: ignore[arg-type]
+        )
+    assert fake.stats.requests == 0

@@ -10,7 +10,7 @@ import pytest
 
 from d360_async.testing import DEFAULT_PROJECT_ID, FakeDocument360, FakeLifecycle, ManualClock
 
-# Key sets of the vendor's examples (vendor-docs/ beside DESIGN.md).
+# Key sets of the examples in the vendor's API reference.
 V3_ENVELOPE = ["data", "success", "request_id", "errors", "warnings"]
 PROBLEM = ["type", "title", "status", "detail", "instance", "trace_id", "errors", "warnings"]
 PROBLEM_ERROR = ["code", "message", "field", "details"]

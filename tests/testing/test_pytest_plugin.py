@@ -154,3 +154,89 @@ def test_the_example_in_the_testing_page_passes(pytester: pytest.Pytester) -> No
     pytester.makeini(AUTO_INI)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=2)
+
+
+_CONFIG_BLOCK = re.compile(r"^```toml\n# file: (\S+)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
+
+
+def _documented_project(pytester: pytest.Pytester, *, loop_scope: bool = True) -> None:
+    """The example project of the testing page, with the configuration the page gives."""
+    text = TESTING_PAGE.read_text(encoding="utf-8")
+    files = dict(_FILE_BLOCK.findall(text)) | dict(_CONFIG_BLOCK.findall(text))
+    assert sorted(files) == ["myapp.py", "pyproject.toml", "test_myapp.py"]
+    if not loop_scope:
+        files["pyproject.toml"] = "\n".join(
+            line
+            for line in files["pyproject.toml"].splitlines()
+            if "asyncio_default_fixture_loop_scope" not in line
+        )
+    for name, code in files.items():
+        pytester.path.joinpath(name).write_text(code, encoding="utf-8")
+
+
+def test_the_documented_configuration_passes_under_w_error(pytester: pytest.Pytester) -> None:
+    _documented_project(pytester)
+    result = pytester.runpytest_subprocess("-W", "error", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
+    assert result.ret == 0
+    assert "PytestDeprecationWarning" not in result.stdout.str() + result.stderr.str()
+
+
+def _pytest_asyncio_warns_when_unset() -> bool:
+    import pytest_asyncio.plugin
+
+    return "_DEFAULT_FIXTURE_LOOP_SCOPE_UNSET" in vars(pytest_asyncio.plugin)
+
+
+@pytest.mark.skipif(
+    not _pytest_asyncio_warns_when_unset(),
+    reason="this pytest-asyncio does not warn about an unset loop scope",
+)
+def test_without_the_loop_scope_a_w_error_run_stops(pytester: pytest.Pytester) -> None:
+    """Why the page asks for the setting: without it, `-W error` ends the run at once."""
+    _documented_project(pytester, loop_scope=False)
+    result = pytester.runpytest_subprocess("-W", "error", "-p", "no:cacheprovider")
+    assert result.ret != 0
+    assert "asyncio_default_fixture_loop_scope" in result.stdout.str() + result.stderr.str()
+
+
+_ROW = re.compile(r"^\| ((?:`\w+`(?:, )?)+) \| (.+?) \| (.+?) \|$", re.MULTILINE)
+
+
+def test_the_defaults_table_matches_the_code() -> None:
+    import inspect
+
+    import d360_async.testing as testing
+    from d360_async.testing import FakeDocument360
+    from d360_async.testing.pytest_plugin import default_fake_options
+
+    text = TESTING_PAGE.read_text(encoding="utf-8")
+    table = text.split("| argument | `FakeDocument360()` | `fake_d360` fixture |", 1)[1]
+    table = table.split("\n\n", 1)[0]
+    defaults = {
+        name: p.default for name, p in inspect.signature(FakeDocument360).parameters.items()
+    }
+    fixture = {**defaults, **default_fake_options()}
+    namespace = vars(testing)
+    rows = _ROW.findall(table)
+    documented = set()
+    for names_cell, class_cell, fixture_cell in rows:
+        names = re.findall(r"`(\w+)`", names_cell)
+        # The first code span per name is the value; any further ones only explain it.
+        codes = re.findall(r"`([^`]+)`", class_cell)[: len(names)]
+        values = [eval(code, namespace) for code in codes]
+        for name, value in zip(names, values, strict=False):
+            documented.add(name)
+            assert defaults[name] == value, name
+            if fixture_cell == "the same":
+                assert fixture[name] == value, name
+            else:
+                expected = eval(re.findall(r"`([^`]+)`", fixture_cell)[0], namespace)
+                assert fixture[name] == expected, name
+    # Every argument a user would set is in the table (the clock and shutdown tuning aside).
+    assert set(defaults) - documented <= {
+        "clock",
+        "clock_skew",
+        "record_times",
+        "shutdown_timeout",
+    }
