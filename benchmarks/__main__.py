@@ -1,7 +1,8 @@
 """``python -m benchmarks``: run the benchmarks and write ``benchmarks/results/latest.*``.
 
 Sections, in order: ``overhead`` (client CPU per status check against bare aiohttp),
-``limiter`` (acquire + complete cost), ``scale`` (a watch of 1,000 and 10,000 targets),
+``limiter`` (acquire + complete cost), ``policies`` (budget used and 429s against every
+server policy and header dialect), ``scale`` (a watch of 1,000 and 10,000 targets),
 ``budget`` (detection delay and budget use against two peers and the reference floor) and
 ``distributed`` (four processes sharing a Redis limiter against four independent ones).
 
@@ -29,6 +30,7 @@ SECTIONS: dict[str, tuple[str, str]] = {
     "overhead": ("benchmarks.bench_overhead", "Overhead per status check"),
     "limiter": ("benchmarks.bench_overhead", "Rate limiter acquire + complete"),
     "scale": ("benchmarks.bench_scale", "Scale: one watch of many targets"),
+    "policies": ("benchmarks.bench_policies", "Rate limiter: every server policy"),
     "budget": ("benchmarks.bench_budget", "Budget use and detection delay"),
     "distributed": ("benchmarks.bench_distributed", "Distributed: four processes, one budget"),
 }

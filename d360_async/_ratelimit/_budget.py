@@ -59,8 +59,14 @@ MIN_FACTOR = 0.05
 DECREASE = 0.5
 """Multiplicative decrease of the adaptive factor on a 429."""
 
-INCREASE = 0.01
+INCREASE = 0.02
 """Additive increase of the adaptive factor per answered request."""
+
+CEILING = 0.95
+"""After a 429 the blind rate recovers quickly up to this share of where the 429 came."""
+
+CREEP = 0.05
+"""Beyond that ceiling it grows this much more slowly."""
 
 BACKOFF_BASE = 1.0
 """First pause (seconds) after a 429 that says neither `Retry-After` nor a reset."""
@@ -139,8 +145,12 @@ class Budget:
         "_burst",
         "_calibrated",
         "_consecutive",
+        "_counts",
         "_credits",
         "_epoch_margin",
+        "_ceiling",
+        "_cycle_start",
+        "_cycle_served",
         "_factor",
         "_grant_at",
         "_log",
@@ -168,7 +178,7 @@ class Budget:
         period: float,
         *,
         burst: int = 1,
-        safety_margin: float = 0.05,
+        safety_margin: float = 0.03,
         wait_margin: float = 0.0,
         epoch_margin: float = 0.0,
         adaptive: bool = True,
@@ -194,6 +204,8 @@ class Budget:
         self._unanswered: set[int] = set()  # admission numbers not yet recorded
         self._calibrated = 0  # seq of the answer credits were last computed from
         self._credits: float | None = None
+        # Recent answers' counts: (admission number, remaining, when the answer came).
+        self._counts: deque[tuple[int, int, float]] = deque()
         self._grant_at: float | None = None
         self._tokens = float(burst)
         self._updated = now
@@ -203,6 +215,10 @@ class Budget:
         self._probe_at: float | None = None
         self._probe_step = PROBE_STEP
         self._factor = 1.0
+        self._ceiling = 1.0  # just below the factor the last 429 came at
+        # Blind: when the last 429 pause ended, and requests answered (not 429) since.
+        self._cycle_start: float | None = None
+        self._cycle_served = 0
         self._throttled_at: float | None = None
         self._consecutive = 0
         # Answered requests of a gradual budget: (sent, received), for credit returns.
@@ -326,11 +342,7 @@ class Budget:
             self._grant_at = None
             self.policy.forget_end()
             tokens = max(tokens, 1.0)
-        if (
-            self._credits is not None
-            and self._log
-            and self.policy.family in (Family.GRADUAL, Family.TOKEN_BUCKET)
-        ):
+        if self._credits is not None and self._log and self._returning():
             self._return_credits(now)
         tokens += self._rate * (now - t)
         cap = math.inf if backlogged else float(self._burst)
@@ -339,9 +351,20 @@ class Budget:
         self._tokens = tokens
         self._updated = now
 
+    def _returning(self) -> bool:
+        """Whether spent credits come back one by one (a gradual budget whose window is
+        bounded from above by something the answers proved)."""
+        policy = self.policy
+        return (
+            policy.family in (Family.GRADUAL, Family.TOKEN_BUCKET)
+            and policy.log_window is not None
+        )
+
     def _return_credits(self, now: float) -> None:
         """A gradual budget: credits of requests that left the window since calibration."""
-        window = self.policy.window
+        window = self.policy.log_window
+        if window is None:
+            return
         log = self._log
         credits = self._credits
         assert credits is not None
@@ -373,9 +396,9 @@ class Budget:
         window = self.policy.window
         if self._grant_at is not None:
             due = self._grant_at + max(0.0, short - 1.0) / max(rate, self.policy.estimate().rate)
-        elif self._log and self.policy.family in (Family.GRADUAL, Family.TOKEN_BUCKET):
+        elif self._log and self._returning():
             index = min(len(self._log) - 1, max(0, math.ceil(short) - 1))
-            due = self._log[index][1] + window
+            due = self._log[index][1] + (self.policy.log_window or window)
         else:
             due = now + short / max(self.policy.estimate().rate, EPSILON)
         return max(start + pace, due) - now
@@ -470,10 +493,24 @@ class Budget:
         # Requests admitted before this one and still unanswered may not have reached the
         # server before it: the count may not include them yet.
         ahead = sum(1 for other in self._unanswered if other < seq)
-        fresh = policy.observe(state, seq=seq, sent=sent, received=now, in_flight=ahead)
-        if fresh and state.remaining is not None:
+        # Answers overtake each other on the wire: as noise on the counts, allow for every
+        # request still out, not only those admitted before this one.
+        noise = len(self._unanswered) + 1
+        fresh = policy.observe(state, seq=seq, sent=sent, received=now, in_flight=noise)
+        remaining = state.remaining
+        if remaining is not None:
+            self._counts.append((seq, remaining, now))
+        if fresh and remaining is not None:
             self._calibrated = seq
-            self._credits = float(state.remaining - (self._seq - seq) - ahead)
+            # Any recent answer whose request may have reached the server after this one's
+            # (its answer came after this request left) may know of a lower count.
+            counts = self._counts
+            while counts and counts[0][2] <= sent:
+                counts.popleft()
+            credits = float(remaining - (self._seq - seq) - ahead)
+            for other, left, _ in counts:
+                credits = min(credits, float(left - (self._seq - other)))
+            self._credits = credits
             # The count speaks for the moment its request arrived: a request whose credit may
             # have come back by then is in it already (or may be); only those surely due
             # later can still add to it.
@@ -500,20 +537,23 @@ class Budget:
         self._probe_at = None
         self._reserve = 0
         if credits < 1.0 - EPSILON:
-            gradual = policy.family in (Family.GRADUAL, Family.TOKEN_BUCKET)
-            if end is not None and not (gradual and self._log):
-                # The latest the window can end, as narrowed by every answer so far.
-                self._grant_at = max(now, end.hi + self._wait_margin)
-            elif self._grant_at is None and not (gradual and self._log):
-                if False:
-                    pass
-                else:
-                    opened = policy.opened
-                    base = opened.hi if opened is not None else now
-                    self._grant_at = max(now, base + policy.window)
+            returns = self._log and self._returning()
+            told = policy.told_end
+            if told is not None and not returns:
+                # The server said when: one probe may go once its latest bound has passed.
+                self._grant_at = max(now, told.hi + self._wait_margin)
+            elif self._grant_at is None and not returns:
+                # Nothing the server said: wait out a whole window from when this one opened,
+                # by the longest window anything has shown (a prediction only times probes
+                # sent with a credit in hand, never one sent without).
+                opened = policy.opened
+                base = opened.hi if opened is not None and math.isfinite(opened.hi) else now
+                self._grant_at = max(now, base + policy.window_bound)
             self._rate = max(policy.estimate().rate, EPSILON)
             return
         family = policy.family
+        if family is Family.TOKEN_BUCKET and policy.refill_rate <= 0.0:
+            family = Family.UNKNOWN  # a gateway's dialect, but nothing measured yet
         if family in (Family.GRADUAL, Family.TOKEN_BUCKET):
             # Take the refill as it comes, at the policy's long-run rate or the refill seen,
             # and drain the surplus in hand over a (clamped) window.
@@ -530,7 +570,13 @@ class Budget:
             # is a last chance: spend before its latest bound. Where a probe pays, the last
             # credit waits for the middle of the end's uncertainty, to narrow it.
             spend = credits
-            if policy.probe_pays:
+            if policy.told_end is None and credits >= 1.0 - EPSILON:
+                # The end is only predicted: the last credit looks for it at its latest
+                # bound, which is safe whether or not the window has ended by then.
+                spend = credits - 1.0
+                self._reserve = 1
+                self._probe_at = max(now, end.hi)
+            elif policy.probe_pays:
                 spend = credits - 1.0
                 self._reserve = 1
                 target = policy.probe_window or end
@@ -542,7 +588,7 @@ class Budget:
         else:
             window = policy.window
             spend = credits
-            if family is Family.UNKNOWN:
+            if family in (Family.UNKNOWN, Family.FIXED_WINDOW):
                 # Nothing says when the budget comes back: spend it over a guess, holding a
                 # few credits back to look, ever less often, for the refill.
                 window = min(window, DISCOVERY_HORIZON)
@@ -565,9 +611,12 @@ class Budget:
         throttled = self._throttled_at
         if throttled is not None and sent <= throttled:
             return  # admitted before the last 429: says nothing about the rate since
+        self._cycle_served += 1
         self._consecutive = 0
         if self._adaptive and self._factor < 1.0:
-            self._factor = min(1.0, self._factor + INCREASE)
+            # Back quickly to just below where the last 429 came, then only creep past it.
+            step = INCREASE if self._factor < self._ceiling else INCREASE * CREEP
+            self._factor = min(1.0, self._factor + step)
 
     def _throttle(
         self, state: RateLimitState | None, *, now: float, sent: float, seq: int
@@ -577,7 +626,9 @@ class Budget:
             self._consecutive += 1
             self._throttled_at = now
             if self._adaptive:
+                self._ceiling = self._factor * CEILING
                 self._factor = max(MIN_FACTOR, self._factor * DECREASE)
+        self.policy.refused(seq)
         if state is not None and not state.is_empty:
             self.policy.observe(state, seq=seq, sent=sent, received=now)
         if state is not None and state.retry_after is not None:
@@ -596,6 +647,16 @@ class Budget:
         if self._credits is not None:
             self._credits = min(self._credits, 0.0)
             self._grant_at = None
+        elif not echo and self._cycle_start is not None and self._cycle_served > 0:
+            # Blind, between two 429s: the server let this many through from the end of one
+            # pause to the end of the next. That is its long-run rate, whatever it said.
+            served = self._cycle_served * (1.0 - self._safety)
+            self._blind_rate = min(self._blind_rate, served / (until - self._cycle_start))
+            self._factor = 1.0
+            self._ceiling = 1.0
+        if not echo and self._credits is None:
+            self._cycle_start = until
+            self._cycle_served = 0
         self._repace(now)
 
     # -- persistence -----------------------------------------------------------------------

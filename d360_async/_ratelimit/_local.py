@@ -99,7 +99,7 @@ class RateLimitConfig:
     burst: int | None = attrs.field(default=None, validator=_burst)
     adaptive: bool = True
     use_headers: bool = True
-    safety_margin: float = attrs.field(default=0.05, validator=_fraction)
+    safety_margin: float = attrs.field(default=0.03, validator=_fraction)
     wait_margin: float | None = attrs.field(default=None, validator=_margin)
 
     @property

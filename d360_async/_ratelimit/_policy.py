@@ -79,8 +79,9 @@ DISCOVERY_HORIZON = 10.0
 PROBE_WIDTH = 0.05
 """Seconds of uncertainty about a window's end below which no credit is spent narrowing it."""
 
-LOG_FIT_AGREEMENT = 0.8
-"""A sliding-window fit is believed only within this share of `limit / refill measured`."""
+
+REFUSALS_KEPT = 256
+"""Refused requests remembered (their admission numbers), to leave them out of gains."""
 
 SENDS_KEPT = 256
 """Admissions remembered at the least for fitting a sliding window (twice the limit if more)."""
@@ -237,6 +238,7 @@ class PolicyEstimator:
         "_announced_limit",
         "_announced_window",
         "_end",
+        "_depleted_at",
         "_gradual",
         "_jumps",
         "_last",
@@ -247,6 +249,7 @@ class PolicyEstimator:
         "_prior_limit",
         "_prior_window",
         "_rate",
+        "_refusals",
         "_recent",
         "_reset_lo",
         "_reset_max",
@@ -294,6 +297,7 @@ class PolicyEstimator:
         self._reset_max = 0.0  # the longest reset delay announced (window-end meaning)
         self._reset_lo = 0.0  # a lower bound of the window from the resets announced
         self._rate = 0.0
+        self._refusals: deque[int] = deque()  # recent requests answered 429
         self._recent: deque[_Answer] = deque()
         self._offset: Interval | None = None  # the server's epoch minus the local clock
         # The window as every reset saw it (a sliding window's reset is its window), and as
@@ -309,6 +313,7 @@ class PolicyEstimator:
         self._sends: deque[list[float]] = deque()
         self._sends_base = 1  # the admission number of _sends[0]
         self._w_log: _WindowFit | None = _WindowFit()
+        self._depleted_at: float | None = None  # when an answer first said (nearly) none left
         # The window as consecutive ends bound it (windows aligned to the clock).
         self._w_span: _WindowFit | None = _WindowFit()
         self._ended: Interval | None = None  # when the previous window ended
@@ -352,7 +357,7 @@ class PolicyEstimator:
                 evidence = "our requests the count held (a sliding window)"
                 return counted.hi, evidence, self._w_log.samples
             every = self._w_all
-            fit = every.usable(3) if every is not None else None
+            fit = every.usable(3) if every is not None and self._moving >= 2 else None
             if every is not None and fit is not None:
                 return fit.hi, "every reset spans it (a sliding window)", every.samples
             if self._reset_max > 0.0:
@@ -376,17 +381,62 @@ class PolicyEstimator:
     def _sliding_fit(self) -> Interval | None:
         """The sliding-window fit, when it holds and agrees with the refill measured.
 
-        A token bucket draining its burst looks for a while like a short sliding window;
-        `limit / refill measured` is never shorter than the truth, so a fit much shorter than
-        it is not believed.
+        A token bucket draining its burst looks like a short sliding window until it runs
+        out, and like a window of `burst / refill` (which is safe) after: a fit is believed
+        only once it has held for two of its windows after the budget first ran out.
         """
         counted = self._w_log
         fit = counted.usable(10, windows=2.0) if counted is not None else None
-        if fit is None:
+        depleted = self._depleted_at
+        if fit is None or counted is None or depleted is None:
             return None
-        if self._rate > 0.0 and fit.hi < LOG_FIT_AGREEMENT * (self.limit / self._rate):
-            return None
+        if counted.last < depleted + 2.0 * fit.hi + 1.0:
+            return None  # not yet held long enough after the budget first ran out
         return fit
+
+    @property
+    def told_end(self) -> Interval | None:
+        """The current window's end as the server announced it, when it did (and it lies
+        ahead): the only end a request may be sent on without a credit in hand."""
+        told = self._told
+        if told is None or self._last is None or told.hi < self._last.received:
+            return None
+        return told
+
+    @property
+    def log_window(self) -> float | None:
+        """A window no shorter than the true one, as the answers proved, for credits that
+        come back one window after the request that spent them (None: nothing proves one).
+
+        An announced window; else resets at an empty budget that all span the same time
+        (a sliding window says so); else the longest of `limit / refill measured` (the refill
+        seen is never more than the true one) and, for a fixed window, the spacing of its
+        rollovers. The sliding-window fit of our own requests is not proof enough: with many
+        requests in flight it can come out short.
+        """
+        if self._announced_window is not None:
+            return max(MIN_WINDOW, self._announced_window)
+        every = self._w_all
+        resets = every.usable(2) if every is not None and self._moving >= 2 else None
+        if resets is not None:
+            # Every reset at an empty budget spans the same time, and the announced ends
+            # move with each request: a sliding window's own word for its length.
+            return max(MIN_WINDOW, resets.hi)
+        found: list[float] = []
+        if self._rate > 0.0 and self._gradual:
+            found.append(self.limit / self._rate)
+        if self._window_hi is not None and self._jumps >= 2 and not self._gradual:
+            found.append(self._window_hi)
+        return max(MIN_WINDOW, max(found)) if found else None
+
+    @property
+    def window_bound(self) -> float:
+        """How long to wait out a spent budget nobody said the end of: the window the answers
+        proved an upper bound of, else the believed window or the prior, the longer."""
+        proven = self.log_window
+        if proven is not None:
+            return proven
+        return max(self.window, self._prior_window)
 
     @property
     def window_from_refill(self) -> bool:
@@ -402,7 +452,7 @@ class PolicyEstimator:
         if counted is not None:
             return counted.lo
         fit = self._w_all
-        if fit is not None and fit.samples:
+        if fit is not None and fit.samples and self._moving >= 2:
             return fit.lo
         return max(0.0, self._reset_lo)
 
@@ -460,6 +510,16 @@ class PolicyEstimator:
         return PolicyEstimate(limit, window, kind, reset, self.refill_rate)
 
     # -- learning --------------------------------------------------------------------------
+
+    def refused(self, seq: int) -> None:
+        """Request `seq` was answered 429: it took nothing from the budget."""
+        self._refusals.append(seq)
+        while len(self._refusals) > REFUSALS_KEPT:
+            self._refusals.popleft()
+
+    def _refused_between(self, after: int, upto: int) -> int:
+        """Requests in `(after, upto]` that were refused (so spent nothing)."""
+        return sum(1 for seq in self._refusals if after < seq <= upto)
 
     def sent(self, seq: int, at: float) -> None:
         """Note that request `seq` was admitted at `at` (called for every admission, in order)."""
@@ -549,6 +609,8 @@ class PolicyEstimator:
         self._samples += 1
         if remaining + 1 > self._limit_seen:
             self._limit_seen = min(remaining + 1, 1_000_000)
+        if remaining <= 1 and self._depleted_at is None:
+            self._depleted_at = received
         self._fit_sliding(seq, remaining, received, in_flight)
         answer = _Answer(seq, remaining, sent, received)
         if last is None:
@@ -563,14 +625,18 @@ class PolicyEstimator:
             missing = self.limit - 1 - expected
             # A rollover gives back (nearly) everything the window took, or a large share
             # of a large debt; a gradual refill gives back a little at a time.
-            if gain >= 3 + in_flight and (
-                gain >= missing - in_flight - 1
-                or (gain >= ROLLOVER_SHARE * missing and missing >= self.limit / 5)
+            refused = self._refused_between(last.seq, seq)
+            gain -= refused
+            if (gain >= 2 + in_flight and gain >= missing - in_flight - 1) or (
+                gain >= 3 + in_flight
+                and gain >= ROLLOVER_SHARE * missing
+                and missing >= self.limit / 5
             ):
                 self._rollover(last, answer)
             else:
                 since = self._since or last
                 gained = remaining - since.remaining + (seq - since.seq)
+                gained -= self._refused_between(since.seq, seq)
                 if not self._span_gradual and gained >= GRADUAL_EVIDENCE + in_flight:
                     self._span_gradual = True
                     self._gradual += 1
@@ -605,20 +671,20 @@ class PolicyEstimator:
         request plus the window (windows from the first request), or the previous end plus
         the window (windows aligned to the clock); both while their answers agree."""
         guesses: list[Interval] = []
-        firsts = self._w_first.usable(1) if self._w_first is not None else None
+        firsts = self._w_first.usable(2) if self._w_first is not None else None
         first = self._first
         if firsts is not None and first is not None:
             guesses.append(first.shift(firsts.lo).union(first.shift(firsts.hi)))
-        spans = self._w_span.usable(1) if self._w_span is not None else None
+        spans = self._w_span.usable(2) if self._w_span is not None else None
         ended = self._ended
         if spans is not None and ended is not None:
             guesses.append(Interval(ended.lo + spans.lo, ended.hi + spans.hi))
         if guesses:
             return Interval(min(g.lo for g in guesses), max(g.hi for g in guesses))
         opened = self._opened
-        if opened is None:
-            return None
-        window = self.window
+        if opened is None or self._window_hi is None:
+            return None  # one rollover does not tell a window's length
+        window = self._window_hi
         return Interval(opened.lo + window, opened.hi + window)
 
     @property
@@ -629,7 +695,7 @@ class PolicyEstimator:
         end = self._end
         if end is None:
             return None
-        firsts = self._w_first.usable(1) if self._w_first is not None else None
+        firsts = self._w_first.usable(2) if self._w_first is not None else None
         first = self._first
         if firsts is not None and first is not None:
             guess = first.shift(firsts.lo).union(first.shift(firsts.hi))
@@ -659,6 +725,7 @@ class PolicyEstimator:
             return
         first = recent[0]
         gained = answer.remaining - first.remaining + (answer.seq - first.seq) - 1
+        gained -= self._refused_between(first.seq, answer.seq)
         elapsed = answer.received - first.sent
         if elapsed >= REFILL_MIN_SPAN:
             # Over a short span, reordering and whole-token counts are most of the signal.

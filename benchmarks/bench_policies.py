@@ -1,0 +1,230 @@
+"""Does the limiter spend whatever budget the server enforces? Every policy, every dialect.
+
+Each cell is one fake Document360 server (in its own process) playing one rate-limit policy
+and one header dialect, and one default `Client(api_token=...)` (no `rate_limit=`: the
+vendor's 60 per minute is only its prior) whose callers always want more than the budget
+allows. The server measures, from its side:
+
+- **429s**: requests it refused;
+- **budget used**: admitted requests / what the policy allowed, over the whole windows
+  between the client's first and last admission (see
+  `d360_async.testing._fake_ratelimit.budget_used`: end effects out, waste inside in).
+
+All cells run at the same time (the servers are mostly idle; the client side is one event
+loop), so the whole matrix takes about one cell's duration. The "no headers" cells configure
+the limit (`rate_limit=`) correctly, then twice too high.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from ._harness import Section, ServerProcess, Table, TargetCheck, fmt, log
+
+API_TOKEN = "bench-policies-token"
+LATENCY = (0.002, 0.02)
+CALLERS = 32
+DURATION = 150.0
+QUICK_DURATION = 30.0
+
+FAMILIES: dict[str, dict[str, Any]] = {
+    "fixed window aligned to the clock (100 / 10 s)": {
+        "algorithm": "fixed_window_aligned",
+        "limit": 100,
+        "window": 10.0,
+    },
+    "fixed window from the first request (60 / 10 s)": {
+        "algorithm": "fixed_window",
+        "limit": 60,
+        "window": 10.0,
+    },
+    "sliding window (100 / 10 s)": {"algorithm": "sliding_window", "limit": 100, "window": 10.0},
+    "token bucket, burst 20, 10/s": {
+        "algorithm": "token_bucket",
+        "limit": 10,
+        "window": 1.0,
+        "burst": 20,
+    },
+}
+
+DIALECTS: dict[str, dict[str, Any]] = {
+    "all headers (Reset as epoch)": {"dialect": "x-ratelimit"},
+    "Limit/Reset only when exhausted (Reset in seconds)": {"dialect": "vendor_page"},
+    "Remaining only": {"dialect": "remaining_only"},
+    "IETF RateLimit fields": {"dialect": "ietf"},
+    "gateway (Reset = next token)": {"dialect": "gateway"},
+}
+
+BLIND = {
+    "no headers, limit configured": 1.0,
+    "no headers, configured 2x too high": 2.0,
+}
+
+
+def server_prepare(server: Any) -> dict[str, Any]:
+    """Runs in the server process: one export to poll."""
+    ids = server.seed("export", 1, pending=0.0, running=1e9)
+    return {"project_id": server.project_id, "export_id": ids[0]}
+
+
+def server_outcome(server: Any) -> dict[str, Any]:
+    """Runs in the server process: 429s and the budget used, as the server saw them."""
+    uses = server.budget_use()
+    admitted = sum(use.admitted for use in uses.values())
+    allowed = sum(use.allowed for use in uses.values())
+    return {
+        "throttled": server.stats.rate_limited,
+        "requests": server.stats.requests,
+        "admitted": admitted,
+        "allowed": allowed,
+        "share": admitted / allowed if allowed else None,
+    }
+
+
+async def _drive(url: str, ids: Mapping[str, str], rate: Any, deadline: float) -> dict[str, Any]:
+    from d360_async import Client, D360Error
+
+    errors = 0
+    async with Client(api_token=API_TOKEN, base_url=url, rate_limit=rate) as client:
+
+        async def caller() -> None:
+            nonlocal errors
+            while time.monotonic() < deadline:
+                try:
+                    await client.exports.get(ids["project_id"], ids["export_id"])
+                except D360Error:
+                    errors += 1
+
+        await asyncio.gather(*(caller() for _ in range(CALLERS)))
+        stats = client.rate_limit_stats()
+    policy = stats[0].policy if stats and stats[0].policy is not None else None
+    return {
+        "errors": errors,
+        "learned": policy.describe() if policy is not None else "-",
+    }
+
+
+async def _run_cells(cells: list[dict[str, Any]], duration: float) -> None:
+    deadline = time.monotonic() + duration
+    results = await asyncio.gather(
+        *(_drive(c["server"].url, c["ids"], c["rate"], deadline) for c in cells)
+    )
+    for cell, result in zip(cells, results, strict=True):
+        cell.update(result)
+
+
+def run_policies(quick: bool = False) -> Section:
+    from d360_async import RateLimitConfig
+    from d360_async.testing import FakeRateLimit
+
+    duration = QUICK_DURATION if quick else DURATION
+    cells: list[dict[str, Any]] = []
+    for family, fkw in FAMILIES.items():
+        for dialect, dkw in DIALECTS.items():
+            cells.append(
+                {"family": family, "dialect": dialect, "policy": FakeRateLimit(**fkw, **dkw)}
+            )
+        for blind, factor in BLIND.items():
+            policy = FakeRateLimit(**fkw, dialect="none")
+            per_minute = policy.sustained_rate * 60.0 * factor
+            cells.append(
+                {
+                    "family": family,
+                    "dialect": blind,
+                    "policy": policy,
+                    "rate": RateLimitConfig(rate=per_minute, period=60.0),
+                }
+            )
+    log(f"policies: {len(cells)} cells for {duration:.0f} s each, all at once")
+    try:
+        for index, cell in enumerate(cells):
+            server = ServerProcess(
+                api_token=API_TOKEN, rate_limit=cell["policy"], latency=LATENCY, seed=index
+            )
+            cell["server"] = server.start()
+            cell["ids"] = server.call("benchmarks.bench_policies:server_prepare")
+            cell.setdefault("rate", None)
+        asyncio.run(_run_cells(cells, duration))
+        for cell in cells:
+            cell.update(cell["server"].call("benchmarks.bench_policies:server_outcome"))
+    finally:
+        for cell in cells:
+            if "server" in cell:
+                cell["server"].stop()
+    return _section(cells, duration)
+
+
+def _section(cells: list[dict[str, Any]], duration: float) -> Section:
+    section = Section(name="policies", title="Rate limiter: every server policy", command="")
+    table = Table(
+        title=f"Default Client() against each policy, {CALLERS} callers, {duration:.0f} s",
+        columns=["policy", "headers", "429s", "budget used", "requests", "learned"],
+    )
+    # The bad cells first: they are what to read.
+    ordered = sorted(cells, key=lambda c: (c["share"] if c["share"] is not None else 0.0))
+    for cell in ordered:
+        table.rows.append(
+            [
+                cell["family"],
+                cell["dialect"],
+                str(cell["throttled"]),
+                fmt(cell["share"], 3),
+                str(cell["requests"]),
+                cell.get("learned", "-"),
+            ]
+        )
+    section.tables.append(table)
+    matrix = [c for c in cells if c["dialect"] in DIALECTS]
+    worst = min(matrix, key=lambda c: c["share"] or 0.0)
+    section.targets.append(
+        TargetCheck(
+            "every policy x dialect: 429s",
+            "0",
+            str(sum(c["throttled"] for c in matrix)),
+            all(c["throttled"] == 0 for c in matrix),
+        )
+    )
+    met = sum(1 for c in matrix if (c["share"] or 0.0) >= 0.97)
+    section.targets.append(
+        TargetCheck(
+            "every policy x dialect: budget used",
+            ">= 0.97 in every cell",
+            f"{met} of {len(matrix)} cells; worst {fmt(worst['share'], 3)} "
+            f"({worst['family']}, {worst['dialect']})",
+            met == len(matrix),
+        )
+    )
+    for blind, factor in BLIND.items():
+        group = [c for c in cells if c["dialect"] == blind]
+        requests = sum(c["requests"] for c in group) or 1
+        refused = sum(c["throttled"] for c in group)
+        low = min(c["share"] or 0.0 for c in group)
+        if factor == 1.0:
+            section.targets.append(
+                TargetCheck(blind, "0 429s, >= 0.95 used", f"{refused} 429s, worst {low:.3f}",
+                            refused == 0 and low >= 0.95)
+            )
+        else:
+            share = refused / requests
+            section.targets.append(
+                TargetCheck(
+                    blind,
+                    "<= 1 % 429s, >= 0.90 used",
+                    f"{share:.2%} 429s, worst {low:.3f}",
+                    share <= 0.01 and low >= 0.90,
+                )
+            )
+    section.data["cells"] = [
+        {k: v for k, v in c.items() if k not in ("server", "policy", "rate", "ids")}
+        for c in cells
+    ]
+    section.notes.append(
+        "Budget used is measured by each server over the whole windows between the client's "
+        "first and last admission (a token bucket: from the first to the last, allowed = "
+        "burst + refill). Each cell's client is `Client(api_token=...)` with no `rate_limit=`, "
+        "except the no-headers cells, which configure it."
+    )
+    return section
