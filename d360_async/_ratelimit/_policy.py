@@ -67,7 +67,7 @@ ROLLOVER_SHARE = 0.5
 ROLLOVERS_KEPT = 8
 """Rollover times remembered for the window estimate."""
 
-REFILL_SPAN = (2.0, 10.0)
+REFILL_SPAN = (2.0, 60.0)
 """Seconds of recent answers a refill rate is measured over (twice the window, clamped)."""
 
 REFILL_MIN_SPAN = 1.0
