@@ -164,7 +164,7 @@ def _section(cells: list[dict[str, Any]], duration: float) -> Section:
         columns=["policy", "headers", "429s", "budget used", "requests", "learned"],
     )
     # The bad cells first: they are what to read.
-    ordered = sorted(cells, key=lambda c: (c["share"] if c["share"] is not None else 0.0))
+    ordered = sorted(cells, key=lambda c: c["share"] if c["share"] is not None else 0.0)
     for cell in ordered:
         table.rows.append(
             [
@@ -204,8 +204,12 @@ def _section(cells: list[dict[str, Any]], duration: float) -> Section:
         low = min(c["share"] or 0.0 for c in group)
         if factor == 1.0:
             section.targets.append(
-                TargetCheck(blind, "0 429s, >= 0.95 used", f"{refused} 429s, worst {low:.3f}",
-                            refused == 0 and low >= 0.95)
+                TargetCheck(
+                    blind,
+                    "0 429s, >= 0.95 used",
+                    f"{refused} 429s, worst {low:.3f}",
+                    refused == 0 and low >= 0.95,
+                )
             )
         else:
             share = refused / requests
@@ -218,8 +222,7 @@ def _section(cells: list[dict[str, Any]], duration: float) -> Section:
                 )
             )
     section.data["cells"] = [
-        {k: v for k, v in c.items() if k not in ("server", "policy", "rate", "ids")}
-        for c in cells
+        {k: v for k, v in c.items() if k not in ("server", "policy", "rate", "ids")} for c in cells
     ]
     section.notes.append(
         "Budget used is measured by each server over the whole windows between the client's "

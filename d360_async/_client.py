@@ -13,6 +13,7 @@ from ._auth import ApiTokenAuth, Auth, BearerAuth, TokenProvider
 from ._config import ConnectionLimits, Hooks, Region, Timeouts
 from ._lifecycle import TransportOwner
 from ._ratelimit import RateLimitConfig
+from ._ratelimit._local import as_rate_limit_config
 from ._ratelimit._protocol import LimiterStats, RateLimiter
 from ._resources import (
     ApiReferencesResource,
@@ -91,7 +92,9 @@ class Client(TransportOwner):
     Raises:
         MissingCredential: neither token was passed and neither `D360_API_TOKEN` nor
             `D360_V2_API_TOKEN` is set.
-        ValueError: both `rate_limiter` and `rate_limit` were given.
+        ValueError: both `rate_limiter` and `rate_limit` were given, or `rate_limit` is not
+            a positive rate.
+        TypeError: `rate_limit` is neither a number, a `RateLimitConfig` nor `None`.
     """
 
     def __init__(
@@ -123,11 +126,7 @@ class Client(TransportOwner):
         url = base_url.value if isinstance(base_url, Region) else base_url
         if rate_limiter is not None and rate_limit is not None:
             raise ValueError("give rate_limiter or rate_limit, not both")
-        config = (
-            RateLimitConfig(rate=float(rate_limit))
-            if isinstance(rate_limit, int | float)
-            else rate_limit
-        )
+        config = as_rate_limit_config(rate_limit)
         self._transport = Transport(
             base_url=url,
             session=session,

@@ -50,8 +50,9 @@ __all__ = [
     "BudgetSnapshot",
 ]
 
-EPSILON = 1e-9
-"""Tokens this close to a whole one count as one (floating-point refill arithmetic)."""
+EPSILON = 1e-6
+"""Tokens (and credits) this close to a whole one count as one: refill arithmetic on clock
+readings of about 1.7e9 seconds carries errors of a few 1e-7."""
 
 MIN_FACTOR = 0.05
 """The adaptive rate never drops below 5 % of the blind rate."""
@@ -144,29 +145,29 @@ class Budget:
         "_blind_rate",
         "_burst",
         "_calibrated",
+        "_ceiling",
         "_consecutive",
         "_counts",
         "_credits",
-        "_epoch_margin",
-        "_ceiling",
-        "_cycle_start",
         "_cycle_served",
+        "_cycle_start",
+        "_epoch_margin",
         "_factor",
         "_grant_at",
         "_log",
-        "_unanswered",
         "_paused_until",
-        "_probe_at",
-        "_probe_step",
-        "_reserve",
         "_period",
         "_prior_limit",
+        "_probe_at",
+        "_probe_step",
         "_rate",
+        "_reserve",
         "_returned",
         "_safety",
         "_seq",
         "_throttled_at",
         "_tokens",
+        "_unanswered",
         "_updated",
         "_wait_margin",
         "policy",
@@ -224,7 +225,8 @@ class Budget:
         # Answered requests of a gradual budget: (sent, received), for credit returns.
         self._log: deque[tuple[float, float]] = deque(maxlen=LOG_SIZE)
         self._returned = 0  # log entries already returned to the credits
-        usable = self._prior_limit * (1.0 - safety_margin)
+        # Slack of at least one request: paced blind, a period then holds at most the limit.
+        usable = min(self._prior_limit * (1.0 - safety_margin), self._prior_limit - 1.0)
         self._blind_rate = max(usable - (burst - 1), EPSILON) / self._period
         self._rate = self._blind_rate
 
@@ -355,10 +357,13 @@ class Budget:
         """Whether spent credits come back one by one (a gradual budget whose window is
         bounded from above by something the answers proved)."""
         policy = self.policy
-        return (
-            policy.family in (Family.GRADUAL, Family.TOKEN_BUCKET)
-            and policy.log_window is not None
-        )
+        if policy.family not in (Family.GRADUAL, Family.TOKEN_BUCKET):
+            return False
+        if policy.told_end is not None and not policy.ends_move:
+            # The server named a reset that has not come, and its resets do not move with
+            # each request as a sliding window's do: nothing comes back before it.
+            return False
+        return policy.log_window is not None
 
     def _return_credits(self, now: float) -> None:
         """A gradual budget: credits of requests that left the window since calibration."""
@@ -414,11 +419,7 @@ class Budget:
         if credits is not None and credits < 1.0 - EPSILON:
             return max(self.wait_time(now), MIN_WAIT)
         probe_at = self._probe_at
-        if (
-            probe_at is not None
-            and credits is not None
-            and credits < self._reserve + 1.0 - EPSILON
-        ):
+        if probe_at is not None and credits is not None and credits < self._reserve + 1.0 - EPSILON:
             # The credits held back go one at a time, each when due, the next only once the
             # previous one's answer has been read.
             if now < probe_at:
@@ -430,7 +431,9 @@ class Budget:
             wait = self.wait_time(now)
             if wait > 0.0:
                 return wait  # else rounding left a token a hair short of whole: take it
-        self._tokens -= 1.0
+        # A token a hair short of whole (rounding) is taken whole: no debt from rounding.
+        tokens = self._tokens - 1.0
+        self._tokens = 0.0 if -EPSILON < tokens < 0.0 else tokens
         if probing:
             self._probe_at = math.inf  # the next waits for this one's answer
         if credits is not None:
@@ -508,9 +511,12 @@ class Budget:
             while counts and counts[0][2] <= sent:
                 counts.popleft()
             credits = float(remaining - (self._seq - seq) - ahead)
+            unanswered = self._unanswered
             for other, left, _ in counts:
-                credits = min(credits, float(left - (self._seq - other)))
+                before = sum(1 for out in unanswered if out < other)
+                credits = min(credits, float(left - (self._seq - other) - before))
             self._credits = credits
+
             # The count speaks for the moment its request arrived: a request whose credit may
             # have come back by then is in it already (or may be); only those surely due
             # later can still add to it.
@@ -618,9 +624,7 @@ class Budget:
             step = INCREASE if self._factor < self._ceiling else INCREASE * CREEP
             self._factor = min(1.0, self._factor + step)
 
-    def _throttle(
-        self, state: RateLimitState | None, *, now: float, sent: float, seq: int
-    ) -> None:
+    def _throttle(self, state: RateLimitState | None, *, now: float, sent: float, seq: int) -> None:
         echo = self._throttled_at is not None and sent <= self._throttled_at
         if not echo:
             self._consecutive += 1

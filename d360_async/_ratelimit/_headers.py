@@ -494,9 +494,10 @@ def _window(limit_raw: str | None) -> float | None:
             key, _, value = param.partition("=")
             if key.strip().lower() == "w":
                 seconds = _number(value)
-                if count is not None and seconds is not None and seconds > 0:
-                    if best is None or count < best[0]:
-                        best = (count, seconds)
+                if count is None or seconds is None or seconds <= 0:
+                    continue
+                if best is None or count < best[0]:
+                    best = (count, seconds)
     return None if best is None else _clamp_window(best[1])
 
 

@@ -32,7 +32,14 @@ from ._budget import Budget, BudgetSnapshot
 from ._protocol import LimiterStats, Priority, RateLimitKey, Ticket
 from ._state import RateLimitState
 
-__all__ = ["EPOCH_RESOLUTION", "CallLater", "LocalRateLimiter", "RateLimitConfig", "TimerHandle"]
+__all__ = [
+    "EPOCH_RESOLUTION",
+    "CallLater",
+    "LocalRateLimiter",
+    "RateLimitConfig",
+    "TimerHandle",
+    "as_rate_limit_config",
+]
 
 EPOCH_RESOLUTION = 1.0
 """Seconds a reset sent as a whole-second epoch may be early by, if the server truncated it."""
@@ -140,6 +147,24 @@ class RateLimitConfig:
         if status == 429 and state.retry_after is not None:
             return RateLimitState(retry_after=state.retry_after, retry_is_date=state.retry_is_date)
         return None
+
+
+def as_rate_limit_config(value: object) -> RateLimitConfig | None:
+    """What a `rate_limit=` argument means: `None` (the default prior), a number of requests
+    per minute, or a [RateLimitConfig][d360_async.RateLimitConfig].
+
+    Raises:
+        TypeError: anything else (a tuple, a string, a bool), naming what is accepted.
+        ValueError: a number that is not a positive, finite rate.
+    """
+    if value is None or isinstance(value, RateLimitConfig):
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(
+            "rate_limit= takes requests per minute (a number), a RateLimitConfig, or None; "
+            f"got {type(value).__name__}"
+        )
+    return RateLimitConfig(rate=float(value))
 
 
 class TimerHandle(Protocol):

@@ -59,6 +59,16 @@ __all__ = [
 T = TypeVar("T")
 
 GRADUAL_EVIDENCE = 2
+
+LOG_MARGIN = 1.3
+"""A window known only as `limit / refill measured` is stretched this much for returns."""
+
+GRADUAL_APART = 5
+"""Answers between two steps of gradual evidence."""
+
+GRADUAL_SPANS = 2
+"""Spans (between rollovers) that must each show a gradual refill before it is believed: one
+can be the noise of requests overtaking each other around a fixed window's reset."""
 """Credits gained inside one window, beyond reordering noise, that show a gradual refill."""
 
 ROLLOVER_SHARE = 0.5
@@ -67,7 +77,7 @@ ROLLOVER_SHARE = 0.5
 ROLLOVERS_KEPT = 8
 """Rollover times remembered for the window estimate."""
 
-REFILL_SPAN = (2.0, 60.0)
+REFILL_SPAN = (2.0, 120.0)
 """Seconds of recent answers a refill rate is measured over (twice the window, clamped)."""
 
 REFILL_MIN_SPAN = 1.0
@@ -237,40 +247,41 @@ class PolicyEstimator:
     __slots__ = (
         "_announced_limit",
         "_announced_window",
-        "_end",
         "_depleted_at",
+        "_end",
+        "_ended",
+        "_first",
         "_gradual",
         "_jumps",
         "_last",
         "_limit_seen",
         "_moving",
         "_next_token",
+        "_offset",
         "_opened",
         "_prior_limit",
         "_prior_window",
         "_rate",
-        "_refusals",
         "_recent",
+        "_refusals",
         "_reset_lo",
         "_reset_max",
         "_rolled_since_told",
         "_rollovers",
         "_samples",
-        "_since",
-        "_span_gradual",
-        "_told",
-        "_first",
-        "_offset",
-        "_window_told",
-        "_ended",
         "_sends",
         "_sends_base",
+        "_since",
+        "_crossed",
+        "_span_gradual",
+        "_told",
         "_w_all",
         "_w_first",
         "_w_log",
         "_w_span",
         "_window_hi",
         "_window_hi_samples",
+        "_window_told",
     )
 
     def __init__(self, limit: float, window: float) -> None:
@@ -282,7 +293,8 @@ class PolicyEstimator:
         self._samples = 0
         self._last: _Answer | None = None
         self._since: _Answer | None = None  # gains are summed from here (the last rollover)
-        self._span_gradual = False
+        self._span_gradual = 0
+        self._crossed = -(10**9)  # the answer that last stepped the gradual evidence
         self._told: Interval | None = None  # the window's end, as the Reset headers said
         self._rolled_since_told = False
         self._end: Interval | None = None  # the window's end, as believed
@@ -333,7 +345,7 @@ class PolicyEstimator:
     @property
     def family(self) -> Family:
         """How the budget comes back, as far as the answers showed."""
-        if self._gradual or self._moving >= 2:
+        if self._gradual >= GRADUAL_SPANS:
             return Family.TOKEN_BUCKET if self._next_token else Family.GRADUAL
         if self._jumps:
             return Family.FIXED_WINDOW
@@ -357,7 +369,8 @@ class PolicyEstimator:
                 evidence = "our requests the count held (a sliding window)"
                 return counted.hi, evidence, self._w_log.samples
             every = self._w_all
-            fit = every.usable(3) if every is not None and self._moving >= 2 else None
+            sliding = self._moving >= 2 and self._gradual >= GRADUAL_SPANS
+            fit = every.usable(3) if every is not None and sliding else None
             if every is not None and fit is not None:
                 return fit.hi, "every reset spans it (a sliding window)", every.samples
             if self._reset_max > 0.0:
@@ -404,6 +417,11 @@ class PolicyEstimator:
         return told
 
     @property
+    def ends_move(self) -> bool:
+        """Whether the announced ends moved later without a rollover (a sliding window's)."""
+        return self._moving >= 2
+
+    @property
     def log_window(self) -> float | None:
         """A window no shorter than the true one, as the answers proved, for credits that
         come back one window after the request that spent them (None: nothing proves one).
@@ -417,15 +435,18 @@ class PolicyEstimator:
         if self._announced_window is not None:
             return max(MIN_WINDOW, self._announced_window)
         every = self._w_all
-        resets = every.usable(2) if every is not None and self._moving >= 2 else None
+        sliding = self._moving >= 2 and self._gradual >= GRADUAL_SPANS
+        resets = every.usable(2) if every is not None and sliding else None
         if resets is not None:
             # Every reset at an empty budget spans the same time, and the announced ends
             # move with each request: a sliding window's own word for its length.
             return max(MIN_WINDOW, resets.hi)
         found: list[float] = []
-        if self._rate > 0.0 and self._gradual:
-            found.append(self.limit / self._rate)
-        if self._window_hi is not None and self._jumps >= 2 and not self._gradual:
+        if self._rate > 0.0 and self._gradual >= GRADUAL_SPANS:
+            # With room for requests overtaking each other, which can inflate a measured
+            # refill over a span of seconds.
+            found.append(LOG_MARGIN * self.limit / self._rate)
+        if self._window_hi is not None and self._jumps >= 2 and self._gradual < GRADUAL_SPANS:
             found.append(self._window_hi)
         return max(MIN_WINDOW, max(found)) if found else None
 
@@ -452,7 +473,7 @@ class PolicyEstimator:
         if counted is not None:
             return counted.lo
         fit = self._w_all
-        if fit is not None and fit.samples and self._moving >= 2:
+        if fit is not None and fit.samples and self._moving >= 2 and self._gradual >= GRADUAL_SPANS:
             return fit.lo
         return max(0.0, self._reset_lo)
 
@@ -540,7 +561,7 @@ class PolicyEstimator:
         the oldest of them arrived less than a window ago, the one before it a window or more
         (reordered requests, `ahead`, may or may not be counted: the bound steps past them)."""
         fit = self._w_log
-        if fit is None or self._announced_limit is None and not self._limit_seen:
+        if fit is None or (self._announced_limit is None and not self._limit_seen):
             return
         sends = self._sends
         index = seq - self._sends_base
@@ -637,9 +658,18 @@ class PolicyEstimator:
                 since = self._since or last
                 gained = remaining - since.remaining + (seq - since.seq)
                 gained -= self._refused_between(since.seq, seq)
-                if not self._span_gradual and gained >= GRADUAL_EVIDENCE + in_flight:
-                    self._span_gradual = True
+                # Evidence adds up as the gains do: each further step of the threshold
+                # counts once (a fixed window's reordering noise never gets past one).
+                step = GRADUAL_EVIDENCE + in_flight
+                if (
+                    gained >= step * (self._span_gradual + 1)
+                    and seq >= self._crossed + GRADUAL_APART
+                ):
+                    # One step per answer, and steps a few answers apart: a refill keeps
+                    # coming, a burst of overtaken answers comes once.
+                    self._span_gradual += 1
                     self._gradual += 1
+                    self._crossed = seq
                 self._measure_refill(answer)
         self._last = answer
         self._note_reset(state, sent, received, remaining)
@@ -718,7 +748,7 @@ class PolicyEstimator:
         """The refill rate over the last few seconds of answers since the last rollover."""
         recent = self._recent
         recent.append(answer)
-        span = max(REFILL_SPAN[0], min(REFILL_SPAN[1], 2.0 * self.window))
+        span = max(REFILL_SPAN[0], min(REFILL_SPAN[1], 4.0 * self.window))
         while len(recent) > 2 and recent[1].received <= answer.received - span:
             recent.popleft()
         if not self._gradual or len(recent) < 2:
@@ -750,9 +780,8 @@ class PolicyEstimator:
             span = Interval(ended.lo - previous_end.hi, ended.hi - previous_end.lo)
             fit_now = self._w_span.usable(1)
             # A window with no request in it makes a span of two: leave it out.
-            if fit_now is None or span.lo < 1.5 * fit_now.hi:
-                if not self._w_span.add(span):
-                    self._w_span = None  # ends are not evenly spaced
+            if (fit_now is None or span.lo < 1.5 * fit_now.hi) and not self._w_span.add(span):
+                self._w_span = None  # ends are not evenly spaced
         self._ended = ended
         # The request that opened the new window arrived after `last`'s did, and no later than
         # this answer's; it is this answer's own when nothing was sent in between.
@@ -772,7 +801,7 @@ class PolicyEstimator:
         self._told = None
         self._rolled_since_told = True
         self._since = answer
-        self._span_gradual = False
+        self._span_gradual = 0
         self._recent.clear()
 
     def _note_reset(

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 KEY = RateLimitKey("apihub.document360.io", "fp-1a2b3c", "project-1")
 OTHER = RateLimitKey("apihub.document360.io", "fp-1a2b3c", "project-2")
-RATE = 0.95  # 60 per minute less the 5 % safety margin
+RATE = 0.97  # 60 per minute less the 3 % safety margin
 GAP = 1 / RATE
 
 

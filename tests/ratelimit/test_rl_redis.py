@@ -292,7 +292,7 @@ async def test_priority_is_honoured_locally(client: redis.asyncio.Redis, prefix:
     direct = asyncio.create_task(take("direct", Priority.DIRECT))
     await asyncio.gather(poll, direct)
     assert order == ["direct", "poll"]
-    assert limiter.budget(KEY) == pytest.approx(38.0)
+    assert limiter.budget(KEY) == pytest.approx(38.8)  # 40 per second less the 3 % margin
     await limiter.complete(held, status=200, state=None)
     await limiter.aclose()
 
@@ -416,7 +416,7 @@ async def test_queued_waiters_move_to_the_fallback(
     tickets = await asyncio.wait_for(asyncio.gather(*waiters), timeout=2.0)
     assert len(tickets) == 3
     assert limiter.degraded
-    # The local limiter continued from what Redis last said: still paced at 38/s.
+    # The local limiter continued from what Redis last said: still paced at 38.8/s.
     times = sorted(t.admitted_at for t in tickets)
     assert times[-1] - times[0] >= 1.5 / 38
     for ticket in [held, *tickets]:
