@@ -247,6 +247,7 @@ class PolicyEstimator:
     __slots__ = (
         "_announced_limit",
         "_announced_window",
+        "_crossed",
         "_depleted_at",
         "_end",
         "_ended",
@@ -272,7 +273,6 @@ class PolicyEstimator:
         "_sends",
         "_sends_base",
         "_since",
-        "_crossed",
         "_span_gradual",
         "_told",
         "_w_all",
