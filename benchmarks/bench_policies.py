@@ -18,6 +18,8 @@ the limit (`rate_limit=`) correctly, then twice too high.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -92,13 +94,16 @@ async def _drive(url: str, ids: Mapping[str, str], rate: Any, deadline: float) -
 
         async def caller() -> None:
             nonlocal errors
-            while time.monotonic() < deadline:
+            while True:
                 try:
                     await client.exports.get(ids["project_id"], ids["export_id"])
                 except D360Error:
                     errors += 1
 
-        await asyncio.gather(*(caller() for _ in range(CALLERS)))
+        # Demand stops at the deadline, waiters and requests in flight included.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                await asyncio.gather(*(caller() for _ in range(CALLERS)))
         stats = client.rate_limit_stats()
     policy = stats[0].policy if stats and stats[0].policy is not None else None
     return {
@@ -140,11 +145,20 @@ def run_policies(quick: bool = False) -> Section:
             )
     log(f"policies: {len(cells)} cells for {duration:.0f} s each, all at once")
     try:
-        for index, cell in enumerate(cells):
-            server = ServerProcess(
-                api_token=API_TOKEN, rate_limit=cell["policy"], latency=LATENCY, seed=index
+        with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+            servers = list(
+                pool.map(
+                    lambda index: ServerProcess(
+                        api_token=API_TOKEN,
+                        rate_limit=cells[index]["policy"],
+                        latency=LATENCY,
+                        seed=index,
+                    ).start(),
+                    range(len(cells)),
+                )
             )
-            cell["server"] = server.start()
+        for cell, server in zip(cells, servers, strict=True):
+            cell["server"] = server
             cell["ids"] = server.call("benchmarks.bench_policies:server_prepare")
             cell.setdefault("rate", None)
         asyncio.run(_run_cells(cells, duration))
