@@ -25,8 +25,10 @@ from ._config import (
 from ._errors import (
     APIError,
     AuthenticationError,
+    CheckpointError,
     ConnectError,
     ConnectTimeout,
+    CredentialsUnavailable,
     D360Error,
     DownloadLinkExpired,
     ErrorDetail,
@@ -86,7 +88,7 @@ from ._retry import RetryPolicy
 from ._target import Observation, Target
 from ._telemetry import Telemetry
 from ._version import __version__
-from ._watch import PollPolicy, TargetFinished, Transition, TransitionKind, Watch
+from ._watch import Outage, PollPolicy, TargetFinished, Transition, TransitionKind, Watch
 
 if TYPE_CHECKING:
     from ._ratelimit._redis import RedisRateLimiter
@@ -101,10 +103,12 @@ __all__ = [
     "Auth",
     "AuthenticationError",
     "BearerAuth",
+    "CheckpointError",
     "Client",
     "ConnectError",
     "ConnectTimeout",
     "ConnectionLimits",
+    "CredentialsUnavailable",
     "D360Error",
     "DownloadLinkExpired",
     "DownloadProgress",
@@ -128,6 +132,7 @@ __all__ = [
     "NotFound",
     "Observation",
     "OperationHandle",
+    "Outage",
     "PermissionDenied",
     "Phase",
     "PollPolicy",
@@ -179,3 +184,18 @@ def __getattr__(name: str) -> Any:
 
         return RedisRateLimiter
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _redact_library_logs() -> None:
+    # Every logger of the library (those of modules that do not ask for it themselves too)
+    # passes its records through the redacting filter.
+    import logging
+
+    from ._redact import library_logger
+
+    for name in [*logging.root.manager.loggerDict, "d360_async.ratelimit"]:
+        if name == "d360_async" or name.startswith("d360_async."):
+            library_logger(name)
+
+
+_redact_library_logs()

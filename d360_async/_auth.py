@@ -4,6 +4,11 @@
   is asked again once after a 401.
 * V2 uses a separate token in the ``api_token`` header (vendor docs: "Header parameter name
   api_token").
+* A provider that raises, or returns anything but a non-empty string, raises
+  [CredentialsUnavailable][d360_async.CredentialsUnavailable] (not chained to the provider's
+  exception, whose text may hold the provider's own secret; its class is ``cause_type``). The
+  transport retries it with backoff like a connection failure, and a watch keeps the target.
+  After a failed refresh the old token is dropped, so the next request asks the provider again.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol, runtime_checkable
 
+from ._errors import CredentialsUnavailable
 from ._redact import Secret, fingerprint
 
 __all__ = ["ApiTokenAuth", "Auth", "BearerAuth", "TokenProvider"]
@@ -78,7 +84,7 @@ class BearerAuth:
             assert self._provider is not None
             async with self._lock:
                 if self._token is None:
-                    self._token = Secret(await self._provider())
+                    self._token = await _ask(self._provider)
         return self._token.get()
 
     async def apply(self, headers: dict[str, str]) -> None:
@@ -92,7 +98,9 @@ class BearerAuth:
         async with self._lock:
             now = time.monotonic()
             if now - self._refreshed_at >= self.REFRESH_COALESCE_SECONDS:
-                self._token = Secret(await self._provider())
+                # The old token was refused: whatever happens now, it is not sent again.
+                self._token = None
+                self._token = await _ask(self._provider)
                 self._refreshed_at = time.monotonic()
         return True
 
@@ -103,6 +111,21 @@ class BearerAuth:
     def __repr__(self) -> str:
         source = "provider" if self._provider is not None else "static"
         return f"BearerAuth({source}, {self._fingerprint})"
+
+
+async def _ask(provider: TokenProvider) -> Secret:
+    """Call the provider once; any failure becomes :class:`CredentialsUnavailable`."""
+    try:
+        value = await provider()
+    except Exception as exc:
+        failure = CredentialsUnavailable(f"the token provider failed: {type(exc).__name__}: {exc}")
+        failure.cause_type = type(exc).__name__
+    else:
+        if isinstance(value, str) and value.strip():
+            return Secret(value)
+        shown = "an empty string" if isinstance(value, str) else f"a {type(value).__name__}"
+        failure = CredentialsUnavailable(f"the token provider returned {shown}, not a token")
+    raise failure  # outside the except block: the provider's exception is not chained
 
 
 class ApiTokenAuth:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
@@ -15,6 +14,7 @@ from ._lifecycle import TransportOwner
 from ._ratelimit import RateLimitConfig
 from ._ratelimit._local import as_rate_limit_config
 from ._ratelimit._protocol import LimiterStats, RateLimiter
+from ._redact import library_logger
 from ._resources import (
     ApiReferencesResource,
     DriveResource,
@@ -32,7 +32,7 @@ from ._watch import PollPolicy, Transition, Watch, wait, watch
 
 __all__ = ["ENV_API_TOKEN", "ENV_BASE_URL", "ENV_V2_API_TOKEN", "Client"]
 
-logger = logging.getLogger("d360_async.client")
+logger = library_logger("d360_async.client")
 
 ENV_API_TOKEN: Final = "D360_API_TOKEN"
 ENV_V2_API_TOKEN: Final = "D360_V2_API_TOKEN"

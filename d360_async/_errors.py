@@ -12,6 +12,7 @@ D360Error
 │   └── ProtocolError              connection dropped, truncated body, bad framing
 ├── APIError                       the server answered, and the answer is an error
 │   ├── AuthenticationError        401
+│   │   └── CredentialsUnavailable the token provider failed (no request was sent)
 │   ├── PermissionDenied           403
 │   ├── NotFound                   404
 │   ├── ValidationError            400, 422, and V2 ``success: false``
@@ -19,8 +20,15 @@ D360Error
 │   └── ServerError                5xx
 ├── MalformedResponse              2xx whose body cannot be read (HTML, bad JSON, fields)
 ├── DownloadLinkExpired            a signed export link refused (403) even after refresh
-└── WatchError                     a watched operation ended with an error
+├── WatchError                     a watched operation ended with an error
+└── CheckpointError                a checkpoint is malformed (also a ValueError)
 ```
+
+Redaction happens here, once: every message, URL, id and error detail an exception is built
+with passes through `_redact.scrub`, so no `str`, `repr` or traceback of ours can show a
+credential the process holds or a link signature, whatever a server echoed. Library exceptions
+are never chained to foreign ones whose text could hold a secret; the facts of the cause are
+kept as attributes (`cause_type`) instead.
 """
 
 from __future__ import annotations
@@ -31,14 +39,18 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from ._redact import redact_url, scrub
+
 if TYPE_CHECKING:
     from ._ratelimit._state import RateLimitState
 
 __all__ = [
     "APIError",
     "AuthenticationError",
+    "CheckpointError",
     "ConnectError",
     "ConnectTimeout",
+    "CredentialsUnavailable",
     "D360Error",
     "DownloadLinkExpired",
     "ErrorDetail",
@@ -90,15 +102,17 @@ class D360Error(Exception):
         errors: Sequence[ErrorDetail] = (),
         rate_limit: RateLimitState | None = None,
     ) -> None:
+        message = scrub(message)
         super().__init__(message)
         self.message = message
         self.method = method
-        self.url = url
+        self.url = None if url is None else redact_url(url)
         self.status = status
-        self.request_id = request_id
-        self.trace_id = trace_id
-        self.errors: tuple[ErrorDetail, ...] = tuple(errors)
+        self.request_id = None if request_id is None else scrub(request_id)
+        self.trace_id = None if trace_id is None else scrub(trace_id)
+        self.errors: tuple[ErrorDetail, ...] = tuple(_scrub_detail(e) for e in errors)
         self.rate_limit = rate_limit
+        self.cause_type: str | None = None
 
     def __str__(self) -> str:
         parts = [self.message]
@@ -114,6 +128,30 @@ class D360Error(Exception):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.message!r}, status={self.status!r}, url={self.url!r})"
+
+
+def _scrub_detail(detail: ErrorDetail) -> ErrorDetail:
+    return ErrorDetail(
+        code=None if detail.code is None else scrub(detail.code),
+        message=None if detail.message is None else scrub(detail.message),
+        field=None if detail.field is None else scrub(detail.field),
+        details=_scrub_value(detail.details, 0),
+    )
+
+
+def _scrub_value(value: Any, depth: int) -> Any:
+    """Scrub the strings of a JSON-like value; anything deeper than a few levels is dropped."""
+    if isinstance(value, str):
+        return scrub(value)
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if depth >= 8:
+        return None
+    if isinstance(value, dict):
+        return {scrub(str(k)): _scrub_value(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrub_value(v, depth + 1) for v in value]
+    return scrub(str(value))
 
 
 class TransportError(D360Error):
@@ -142,6 +180,15 @@ class APIError(D360Error):
 
 class AuthenticationError(APIError):
     """401: the token is missing, invalid, expired or revoked."""
+
+
+class CredentialsUnavailable(AuthenticationError):
+    """The token provider failed (raised, returned no token, or returned something else).
+
+    No request was sent with a credential, so it is retried like a connection failure: with
+    backoff by the transport, and by a watch, which keeps the target. ``cause_type`` names the
+    provider's exception; its message (scrubbed of every known secret) is in the message.
+    """
 
 
 class PermissionDenied(APIError):
@@ -182,3 +229,11 @@ class DownloadLinkExpired(D360Error):
 
 class WatchError(D360Error):
     """A watched operation ended with an error; ``__cause__`` holds the original exception."""
+
+
+class CheckpointError(D360Error, ValueError):
+    """A checkpoint cannot be used: not a checkpoint, damaged, of another version, or malformed.
+
+    Also a ``ValueError``, as documented before it existed. Nothing is partly loaded: the
+    watch that was given it is not created.
+    """

@@ -617,7 +617,10 @@ def structure(data: Any, cls: type[T], *, response: Response | None = None) -> T
         message = f"Response does not match {cls.__name__}: " + "; ".join(lines[:5])
         if len(lines) > 5:
             message += f" (and {len(lines) - 5} more)"
-        raise malformed(message, response) from exc
+        error = malformed(message, response)
+        error.cause_type = type(exc).__name__
+    # Raised outside the handler, so not chained: the validation errors quote server values.
+    raise error
 
 
 def malformed(message: str, response: Response | None) -> MalformedResponse:

@@ -9,13 +9,21 @@ that authorises whoever holds the link, per the vendor's export-status page). Th
 * Tokens live in `Secret`, whose ``repr``/``str`` never show the value and which refuses
   to be pickled, so a token cannot escape through a debugger, a log record or a checkpoint.
 * Rate-limit keys and logs identify a token by `fingerprint`, a short one-way digest.
+* Free text from a server (an error body that echoes the request) goes through `scrub`
+  before it reaches a message, a `repr`, a log record or the CLI: it replaces the value of
+  every live `Secret` (each registers itself, weakly, when created), `Bearer` credentials and
+  the values of secret-bearing `name=value` pairs.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
+import re
+import threading
 import urllib.parse
+import weakref
 from collections.abc import Iterable
 from typing import Any, NoReturn, final
 
@@ -23,10 +31,14 @@ __all__ = [
     "REDACTED",
     "SECRET_QUERY_PARAMETERS",
     "UNPARSABLE_URL",
+    "RedactingFilter",
     "Secret",
     "fingerprint",
+    "library_logger",
     "redact_text",
     "redact_url",
+    "scrub",
+    "secret_query_values",
 ]
 
 REDACTED = "REDACTED"
@@ -38,20 +50,15 @@ UNPARSABLE_URL = "<unparsable URL>"
 # Compared case-insensitively. Azure SAS tokens (sv, se, st, sp, sig, skoid, sktid, skt, ske,
 # sks, skv) sign the export download links; the AWS and GCS presigned-URL parameters are here in
 # case storage moves; the rest are the usual ways an API token or OAuth secret rides in a URL.
-SECRET_QUERY_PARAMETERS: frozenset[str] = frozenset(
+_SAS_FIELDS: frozenset[str] = frozenset(
+    {"se", "st", "sp", "sv", "skoid", "sktid", "skt", "ske", "sks", "skv"}
+)
+# The parameters whose value alone is a credential (the other SAS fields are dates, versions
+# and flags, which appear in ordinary text).
+_SIGNATURE_PARAMETERS: frozenset[str] = frozenset(
     {
         "sig",
         "signature",
-        "se",
-        "st",
-        "sp",
-        "sv",
-        "skoid",
-        "sktid",
-        "skt",
-        "ske",
-        "sks",
-        "skv",
         "token",
         "access_token",
         "api_token",
@@ -65,6 +72,7 @@ SECRET_QUERY_PARAMETERS: frozenset[str] = frozenset(
         "x-goog-signature",
     }
 )
+SECRET_QUERY_PARAMETERS: frozenset[str] = _SAS_FIELDS | _SIGNATURE_PARAMETERS
 
 
 # URLs that redaction leaves unchanged (the API's own, with no secret in them), remembered so
@@ -146,7 +154,7 @@ class Secret:
     refused, so a token cannot end up in a checkpoint file.
     """
 
-    __slots__ = ("_value",)
+    __slots__ = ("__weakref__", "_value")
 
     _value: str
 
@@ -154,6 +162,9 @@ class Secret:
         if not isinstance(value, str):
             raise TypeError(f"Secret wraps a str, not {type(value).__name__}")
         object.__setattr__(self, "_value", value)
+        if value:
+            with _LIVE_LOCK:
+                _LIVE.add(self)
 
     def get(self) -> str:
         """Return the wrapped value: call this only where the credential is sent."""
@@ -211,3 +222,111 @@ def redact_text(text: str, secrets: Iterable[str | Secret]) -> str:
     for value in sorted(values, key=len, reverse=True):
         text = text.replace(value, "***")
     return text
+
+
+# Every Secret alive in the process, so that :func:`scrub` can remove it from text built
+# anywhere (an error message, a log line) without that code holding the credential. Weak: a
+# Secret dropped by its owner leaves the set, and nothing here keeps a credential alive.
+_LIVE: weakref.WeakSet[Secret] = weakref.WeakSet()
+_LIVE_LOCK = threading.Lock()  # a Secret may be created in a worker thread while we iterate
+
+_MIN_SCRUBBED = 6
+"""Live secrets and signature values shorter than this are not searched for in free text: a
+three-letter test token would otherwise be cut out of ordinary words."""
+
+
+_SECRET_NAMES = "|".join(
+    re.escape(name) for name in sorted(SECRET_QUERY_PARAMETERS, key=len, reverse=True)
+)
+# ``sig=abc``, ``api_token: abc``, ``"sig": "abc"``, ``Bearer abc``: a name that marks a
+# secret, a separator, and the value up to the next delimiter. The name must not be the tail
+# of a longer word ("episode=3" is not "se=3").
+_NAMED_VALUE = re.compile(
+    rf"""(?<![A-Za-z0-9_.\-])((?:{_SECRET_NAMES})(?:["']?\s*[=:]\s*["']?|%3D))"""
+    r"""(?!REDACTED|\*\*\*)[^\s&"'<>,;)}\]]+""",
+    re.IGNORECASE,
+)
+_BEARER = re.compile(r"(?<![A-Za-z0-9])((?:bearer|basic)\s+)(?!\*\*\*)[A-Za-z0-9\-._~+/]+=*", re.I)
+_HEADER_VALUE = re.compile(
+    r"""(?<![A-Za-z0-9_\-])((?:authorization|api_token|x-api-key|cookie|set-cookie)"""
+    r"""["']?\s*[=:]\s*["']?)(?!\*\*\*)[^\s"',;}\]][^"'\r\n,;}\]]*""",
+    re.IGNORECASE,
+)
+
+
+def secret_query_values(url: str) -> tuple[str, ...]:
+    """The values of the secret-bearing query (and fragment) parameters of ``url``.
+
+    A server that echoes a request may repeat a signature without its name; the caller wraps
+    these in :class:`Secret` for as long as the request runs, so :func:`scrub` knows them.
+    """
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return ()
+    found: list[str] = []
+    for query in (parts.query, parts.fragment):
+        for piece in query.split("&") if query else ():
+            name, _, value = piece.partition("=")
+            if (
+                len(value) >= _MIN_SCRUBBED
+                and urllib.parse.unquote_plus(name).strip().lower() in _SIGNATURE_PARAMETERS
+            ):
+                found.append(urllib.parse.unquote_plus(value))
+                found.append(value)
+    return tuple(found)
+
+
+def scrub(text: str, secrets: Iterable[str | Secret] = ()) -> str:
+    """Remove every credential this process holds from free text, and anything shaped like one.
+
+    Applies :func:`redact_text` with ``secrets`` plus every live :class:`Secret`, then replaces
+    ``Bearer``/``Basic`` credentials, the values of headers that carry credentials
+    (``Authorization``, ``api_token``, cookies) and of secret-bearing ``name=value`` pairs
+    (``sig=``, ``token=``; see :data:`SECRET_QUERY_PARAMETERS`) with ``***`` or ``REDACTED``.
+    It never raises and applying it twice changes nothing more.
+    """
+    if not isinstance(text, str) or not text:
+        return text
+    with _LIVE_LOCK:
+        held = list(_LIVE)
+    live = [secret for secret in held if len(secret.get()) >= _MIN_SCRUBBED]
+    text = redact_text(text, [*secrets, *live])
+    text = _BEARER.sub(r"\1***", text)
+    text = _HEADER_VALUE.sub(r"\1***", text)
+    return _NAMED_VALUE.sub(r"\1" + REDACTED, text)
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that passes every record of the library through :func:`scrub`.
+
+    The message is formatted once (``msg % args``) and scrubbed, and a traceback attached to
+    the record is formatted and scrubbed into ``exc_text``, which formatters print instead of
+    formatting the exception again.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken format string: leave it to the handler to report
+            return True
+        record.msg = scrub(message)
+        record.args = None
+        if record.exc_info and record.exc_info[1] is not None and not record.exc_text:
+            record.exc_text = scrub(logging.Formatter().formatException(record.exc_info))
+        elif record.exc_text:
+            record.exc_text = scrub(record.exc_text)
+        if record.stack_info:
+            record.stack_info = scrub(record.stack_info)
+        return True
+
+
+_FILTER = RedactingFilter()
+
+
+def library_logger(name: str) -> logging.Logger:
+    """``logging.getLogger(name)`` with the :class:`RedactingFilter` attached (once)."""
+    logger = logging.getLogger(name)
+    if _FILTER not in logger.filters:
+        logger.addFilter(_FILTER)
+    return logger

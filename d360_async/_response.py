@@ -41,7 +41,7 @@ from ._errors import (
     ValidationError,
 )
 from ._ratelimit._state import RateLimitState
-from ._redact import redact_url
+from ._redact import redact_url, scrub
 
 __all__ = ["Response", "check_v2", "error_from_response", "unwrap_v3"]
 
@@ -549,7 +549,8 @@ def _clean(value: Any, limit: int = _MESSAGE_LIMIT) -> str | None:
     """A server-provided string made safe for a message: one line, no markup, bounded length."""
     if isinstance(value, bool) or not isinstance(value, str | int):
         return None
-    text = " ".join(str(value).split())
+    # Scrubbed before it is cut: a credential cut in half would no longer be recognised.
+    text = scrub(" ".join(str(value).split()))
     if not text or (text.startswith("<") and ">" in text):
         return None
     if len(text) > limit:

@@ -7,8 +7,10 @@ once:
 * **What is retried.** Idempotent methods (GET, HEAD, OPTIONS, PUT, DELETE) retry on 429,
   5xx, transport failures (connect, timeout, dropped connection) and an unreadable 2xx body of
   a GET. POST and PATCH retry only on 429 (the vendor refused before doing anything) and on
-  [ConnectError][d360_async.ConnectError] (the request was never sent): anything else might create a
-  second export. 400, 401, 403 and 404 are never retried; a 401 refresh is the transport's business.
+  [ConnectError][d360_async.ConnectError] and
+  [CredentialsUnavailable][d360_async.CredentialsUnavailable] (the request was never sent):
+  anything else might create a second export. 400, 401, 403 and 404 are never retried; a 401
+  refresh is the transport's business.
 * **How long.** ``Retry-After`` on a 429 or 503 is honoured (the vendor's 429 page: "Retry after
   the duration specified in the Retry-After header") plus at most 10 % jitter so that clients
   throttled together do not return together. A wait above ``max_retry_after`` is not slept: a
@@ -31,6 +33,7 @@ import attrs
 
 from ._errors import (
     ConnectError,
+    CredentialsUnavailable,
     D360Error,
     MalformedResponse,
     RateLimited,
@@ -156,8 +159,8 @@ class RetryPolicy:
         if isinstance(error, RateLimited):
             # Only a real 429: a RateLimited without one (a wait above the cap) is final.
             return error.status == 429
-        if isinstance(error, ConnectError):
-            return True
+        if isinstance(error, ConnectError | CredentialsUnavailable):
+            return True  # nothing was sent
         method = method.upper()
         if method not in IDEMPOTENT_METHODS:
             return False

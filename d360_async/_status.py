@@ -44,7 +44,6 @@ them directly.  One declared table per API, and the rules behind them written on
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Mapping
 from types import MappingProxyType
@@ -53,6 +52,7 @@ from typing import Final
 import attrs
 
 from ._phase import Phase
+from ._redact import library_logger
 
 __all__ = [
     "SD_INTEGRATION_CODES",
@@ -70,7 +70,7 @@ __all__ = [
     "status_key",
 ]
 
-logger = logging.getLogger("d360_async.status")
+logger = library_logger("d360_async.status")
 
 _P = Phase
 

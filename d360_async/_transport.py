@@ -35,6 +35,7 @@ from ._config import (
 from ._errors import (
     ConnectError,
     ConnectTimeout,
+    CredentialsUnavailable,
     D360Error,
     MalformedResponse,
     ProtocolError,
@@ -44,14 +45,14 @@ from ._errors import (
 )
 from ._ratelimit import LocalRateLimiter, RateLimitConfig, parse_rate_limit
 from ._ratelimit._protocol import Priority, RateLimiter, RateLimitKey, Ticket
-from ._redact import redact_url
+from ._redact import Secret, library_logger, redact_url, secret_query_values
 from ._response import Response, error_from_response
 from ._retry import RetryPolicy, RetryQuota
 from ._version import __version__
 
 __all__ = ["USER_AGENT", "Transport", "map_client_error"]
 
-logger = logging.getLogger("d360_async.transport")
+logger = library_logger("d360_async.transport")
 
 USER_AGENT = f"d360-async/{__version__}"
 
@@ -69,8 +70,16 @@ _CALLS = itertools.count(1)
 def map_client_error(exc: BaseException, *, method: str, url: str) -> TransportError:
     """Turn an aiohttp (or socket/asyncio) exception into the most specific of ours.
 
-    ``url`` must already be redacted.  The original is kept as ``__cause__`` by the caller.
+    ``url`` must already be redacted.  The original is *not* chained (aiohttp's exceptions
+    carry the full request URL, signature included, and a logged traceback would print it): the
+    caller raises ``from None`` and the original's class name is kept as ``cause_type``.
     """
+    error = _map_client_error(exc, method=method, url=url)
+    error.cause_type = type(exc).__name__
+    return error
+
+
+def _map_client_error(exc: BaseException, *, method: str, url: str) -> TransportError:
     kw: dict[str, Any] = {"method": method, "url": url}
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
         return ConnectTimeout("timed out while connecting", **kw)
@@ -84,8 +93,13 @@ def map_client_error(exc: BaseException, *, method: str, url: str) -> TransportE
         return ProtocolError("server closed the connection without a complete response", **kw)
     if isinstance(exc, aiohttp.ClientPayloadError):
         return ProtocolError("response body was truncated or malformed", **kw)
+    if isinstance(exc, aiohttp.TooManyRedirects):
+        hops = len(exc.history)
+        return ProtocolError(f"too many redirects ({hops} followed)", **kw)
     if isinstance(exc, aiohttp.ClientResponseError):
-        return ProtocolError(f"malformed HTTP response ({exc.status})", **kw)
+        if exc.status:
+            return ProtocolError(f"malformed HTTP response ({exc.status})", **kw)
+        return ProtocolError(f"malformed HTTP response: {type(exc).__name__}", **kw)
     if isinstance(exc, aiohttp.ClientOSError | ConnectionError | OSError):
         return ProtocolError(f"connection failed: {type(exc).__name__}", **kw)
     return TransportError(f"transport failure: {type(exc).__name__}", **kw)
@@ -380,7 +394,7 @@ class Transport:
                 response = await self._attempt(
                     method, full_url, shown_url, attempt, auth, params, json, data, admitted, call
                 )
-            except TransportError as exc:
+            except (TransportError, CredentialsUnavailable) as exc:
                 error = exc
             else:
                 if 200 <= response.status < 300:
@@ -397,14 +411,22 @@ class Transport:
                     error = error_from_response(response, now=self._wall_clock())
                     if response.status == 401 and auth is not None and not refreshed:
                         refreshed = True
-                        if await auth.refresh():
-                            logger.debug(
-                                "401 from %s %s: credential refreshed",
-                                method,
-                                shown_url,
-                                extra={"d360_key": key.token_fingerprint, "d360_attempt": attempt},
-                            )
-                            continue
+                        try:
+                            renewed = await self._refresh_auth(auth, method, shown_url)
+                        except CredentialsUnavailable as exc:
+                            error = exc  # retried like a connection failure
+                        else:
+                            if renewed:
+                                logger.debug(
+                                    "401 from %s %s: credential refreshed",
+                                    method,
+                                    shown_url,
+                                    extra={
+                                        "d360_key": key.token_fingerprint,
+                                        "d360_attempt": attempt,
+                                    },
+                                )
+                                continue
             delay = self._retry.decide(
                 method=method,
                 error=error,
@@ -479,8 +501,9 @@ class Transport:
                 if event.headers:
                     headers = {**event.headers, **headers}
             if auth is not None:
-                await auth.apply(headers)
+                await self._apply_auth(auth, headers, method, shown_url)
             sent_at = self._clock()
+            failure: TransportError | None
             try:
                 async with session.request(
                     method,
@@ -508,7 +531,12 @@ class Transport:
                         rate_limit=parse_rate_limit(raw_headers, now=self._wall_clock()),
                     )
             except _TRANSPORT_FAILURES as exc:
-                raise map_client_error(exc, method=method, url=shown_url) from exc
+                failure = map_client_error(exc, method=method, url=shown_url)
+            else:
+                failure = None
+            if failure is not None:
+                raise failure  # outside the except block: nothing foreign in __context__
+            assert response is not None
             elapsed = self._clock() - sent_at
             if logger.isEnabledFor(logging.DEBUG):
                 logger.debug(
@@ -547,18 +575,23 @@ class Transport:
         method = method.upper()
         full_url = self.url_for(url)
         shown_url = redact_url(full_url)
+        # While these live, scrub() removes the link's signature from any text a server echoes.
+        guards = _guards(full_url)
         session = await self.session()
         headers: dict[str, str] = {"User-Agent": USER_AGENT}
         if auth is not None:
-            await auth.apply(headers)
+            await self._apply_auth(auth, headers, method, shown_url)
         t = self._timeouts
         # A large export may take minutes to stream: bound silence and connecting, not the total.
         timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=t.connect, sock_read=t.download_read
         )
+        failure: TransportError | None = None
         try:
             async with session.request(method, full_url, headers=headers, timeout=timeout) as raw:
                 if not 200 <= raw.status < 300:
+                    for hop in (*raw.history, raw):
+                        guards.extend(_guards(str(hop.url)))
                     body = await raw.content.read(64 * 1024)
                     response = Response(
                         method=method,
@@ -571,7 +604,30 @@ class Transport:
                     raise error_from_response(response, now=self._wall_clock())
                 yield raw
         except _STREAM_FAILURES as exc:
-            raise map_client_error(exc, method=method, url=shown_url) from exc
+            failure = map_client_error(exc, method=method, url=shown_url)
+        if failure is not None:
+            raise failure  # outside the except block: nothing foreign in __context__
+        del guards
+
+    async def _apply_auth(
+        self, auth: Auth, headers: dict[str, str], method: str, shown_url: str
+    ) -> None:
+        """``auth.apply``, with any failure of a credential source made a typed error."""
+        try:
+            await auth.apply(headers)
+        except Exception as exc:
+            failure = _credential_failure(exc, method, shown_url)
+        else:
+            return
+        raise failure
+
+    async def _refresh_auth(self, auth: Auth, method: str, shown_url: str) -> bool:
+        """``auth.refresh`` after a 401, with failures typed as in :meth:`_apply_auth`."""
+        try:
+            return await auth.refresh()
+        except Exception as exc:
+            failure = _credential_failure(exc, method, shown_url)
+        raise failure
 
     async def _emit(self, hooks: tuple[Callable[..., Any], ...], event: object) -> None:
         await notify(hooks, event)
@@ -579,3 +635,27 @@ class Transport:
 
 def _identity(response: Response) -> Response:
     return response
+
+
+def _credential_failure(exc: Exception, method: str, shown_url: str) -> D360Error:
+    """The error to raise when a credential source failed: a library error passes (with the
+    request filled in), anything else becomes :class:`CredentialsUnavailable`, unchained."""
+    if isinstance(exc, D360Error):
+        if exc.method is None:
+            exc.method, exc.url = method, shown_url
+        return exc
+    failure = CredentialsUnavailable(
+        f"the credential could not be obtained: {type(exc).__name__}: {exc}",
+        method=method,
+        url=shown_url,
+    )
+    failure.cause_type = type(exc).__name__
+    return failure
+
+
+def _guards(url: str) -> list[Secret]:
+    """A :class:`Secret` for each signature-like query value of ``url`` (kept alive by the
+    caller while it handles the request, so that :func:`scrub` knows them)."""
+    if "?" not in url and "#" not in url:
+        return []
+    return [Secret(value) for value in secret_query_values(url)]

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import logging
 import math
 import time
 from collections.abc import Callable, Mapping
@@ -43,7 +42,7 @@ from ._ids import sd_task_id
 from ._lifecycle import TransportOwner
 from ._models import SmartDocumentorPage, SmartDocumentorTask, as_mapping, malformed, structure
 from ._ratelimit._protocol import Priority, RateLimiter, Ticket
-from ._redact import Secret, fingerprint
+from ._redact import Secret, fingerprint, library_logger
 from ._resources._targets import KIND_SD_TASK, ResourceTarget, observation, target_from_spec
 from ._response import Response
 from ._retry import RetryPolicy
@@ -60,7 +59,7 @@ __all__ = [
     "SmartDocumentorTasks",
 ]
 
-logger = logging.getLogger("d360_async.smartdocumentor")
+logger = library_logger("d360_async.smartdocumentor")
 
 DEFAULT_BASE_URL: Final = "https://cloud.smartdocumentor.net"
 """The SmartDocumentor host a client talks to when no `base_url` is given."""

@@ -11,8 +11,10 @@ from d360_async import _errors
 from d360_async._errors import (
     APIError,
     AuthenticationError,
+    CheckpointError,
     ConnectError,
     ConnectTimeout,
+    CredentialsUnavailable,
     D360Error,
     DownloadLinkExpired,
     ErrorDetail,
@@ -28,6 +30,7 @@ from d360_async._errors import (
     WatchError,
 )
 from d360_async._ratelimit._state import RateLimitState
+from d360_async._redact import Secret
 
 
 @pytest.mark.parametrize(
@@ -50,6 +53,9 @@ from d360_async._ratelimit._state import RateLimitState
         (MalformedResponse, D360Error),
         (DownloadLinkExpired, D360Error),
         (WatchError, D360Error),
+        (CredentialsUnavailable, AuthenticationError),
+        (CheckpointError, D360Error),
+        (CheckpointError, ValueError),
         (D360Error, Exception),
     ],
     ids=lambda cls: cls.__name__,
@@ -159,3 +165,37 @@ def test_chaining_is_preserved() -> None:
     with pytest.raises(D360Error) as excinfo:
         raise error from cause
     assert excinfo.value.__cause__ is cause
+
+
+def test_an_error_scrubs_what_it_is_built_from() -> None:
+    held = Secret("held-token-Abc123")
+    error = NotFound(
+        "token 'Bearer held-token-Abc123' is not valid; refused https://x/y?sig=s1gn4ture",
+        method="GET",
+        url="https://x/y?sv=1&sig=s1gn4ture&se=2",
+        status=404,
+        request_id="held-token-Abc123",
+        trace_id="Bearer other-token-Xyz",
+        errors=[
+            ErrorDetail(
+                code="held-token-Abc123",
+                message="api_token: v2-raw-Secret9",
+                field="sig=s1gn4ture",
+                details={"echo": ["held-token-Abc123", {"nested": "Bearer zz-Top-Secret"}]},
+            )
+        ],
+    )
+    texts = [str(error), repr(error), error.message, repr(error.errors), error.url or ""]
+    texts += [error.request_id or "", error.trace_id or ""]
+    for text in texts:
+        for leaked in ("held-token-Abc123", "s1gn4ture", "other-token-Xyz", "v2-raw-Secret9"):
+            assert leaked not in text, text
+        assert "zz-Top-Secret" not in text
+    assert error.url == "https://x/y?sv=REDACTED&sig=REDACTED&se=REDACTED"
+    assert error.cause_type is None
+    del held
+
+
+def test_checkpoint_error_is_the_documented_value_error() -> None:
+    with pytest.raises(ValueError, match="damaged"):
+        raise CheckpointError("checkpoint is damaged")

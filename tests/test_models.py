@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import traceback
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -325,6 +326,14 @@ def test_bad_values_are_not_quoted() -> None:
     with pytest.raises(MalformedResponse) as caught:
         structure({"id": "x", "status": {"secret": "s3cr3t-value"}}, Export)
     assert "s3cr3t-value" not in str(caught.value)
+    # Nor in a logged traceback: the validation errors (which may quote values) are not chained.
+    assert caught.value.__cause__ is None
+    assert caught.value.__context__ is None
+    assert caught.value.cause_type == "ClassValidationError"
+    with pytest.raises(MalformedResponse) as again:
+        structure({"id": "x", "status": {"secret": "-".join(["s3cr3t", "value"])}}, Export)
+    # (the joined value is not in this file's source, which a traceback quotes)
+    assert "s3cr3t-value" not in "".join(traceback.format_exception(again.value))
 
 
 @pytest.mark.parametrize(

@@ -14,10 +14,14 @@ from d360_async._redact import (
     REDACTED,
     SECRET_QUERY_PARAMETERS,
     UNPARSABLE_URL,
+    RedactingFilter,
     Secret,
     fingerprint,
+    library_logger,
     redact_text,
     redact_url,
+    scrub,
+    secret_query_values,
 )
 
 SAS = (
@@ -243,3 +247,90 @@ class TestSecret:
 )
 def test_redact_text(text: str, secrets: list[str | Secret], expected: str) -> None:
     assert redact_text(text, secrets) == expected
+
+
+# -- scrub: the one redaction step for free text --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("token 'Bearer abc.DEF-123' refused", "token 'Bearer ***' refused"),
+        ("Authorization: Basic dXNlcjpwYXNz", "Authorization: ***"),
+        ("api_token: v2secret, next", "api_token: ***, next"),
+        ('{"api_token": "v2secret"}', '{"api_token": "***"}'),
+        ("https://h/p?sv=1&sig=abc%2B&ok=2", "https://h/p?sv=REDACTED&sig=REDACTED&ok=2"),
+        ('"sig": "abc"', '"sig": "REDACTED"'),
+        ("code=abc&state=1", "code=REDACTED&state=1"),
+        ("episode=3 season=2", "episode=3 season=2"),
+        ("nothing to see", "nothing to see"),
+        ("", ""),
+    ],
+)
+def test_scrub_patterns(text: str, expected: str) -> None:
+    assert scrub(text) == expected
+    assert scrub(scrub(text)) == scrub(text)
+
+
+def test_scrub_knows_every_live_secret_and_forgets_dropped_ones() -> None:
+    secret = Secret("live-secret-42")
+    assert scrub("x live-secret-42 y live-secret-42") == "x *** y ***"
+    del secret
+    import gc
+
+    gc.collect()
+    assert scrub("x live-secret-42") == "x live-secret-42", "a dropped secret is not held"
+
+
+def test_scrub_ignores_very_short_live_secrets() -> None:
+    short = Secret("t")
+    assert scrub("the token was rejected") == "the token was rejected"
+    assert redact_text("the token", [short]) == "***he ***oken"  # explicit secrets still count
+
+
+def test_scrub_takes_extra_secrets() -> None:
+    assert scrub("said abc", ["abc"]) == "said ***"
+
+
+@given(st.text(max_size=200))
+@settings(max_examples=200)
+def test_scrub_is_total_and_idempotent(text: str) -> None:
+    once = scrub(text)
+    assert scrub(once) == once
+
+
+def test_secret_query_values() -> None:
+    assert secret_query_values(SAS) == ("abc+def", "abc%2Bdef")
+    assert secret_query_values("https://h/p?token=short&ok=1") == ()  # too short to scrub
+    assert secret_query_values("https://h/p#access_token=0123456789") == (
+        "0123456789",
+        "0123456789",
+    )
+    assert secret_query_values("http://[::1") == ()
+
+
+def test_the_filter_scrubs_messages_arguments_and_tracebacks(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    secret = Secret("logged-secret-77")
+    logger = library_logger("d360_async.test-redact")
+    assert library_logger("d360_async.test-redact") is logger
+    assert sum(isinstance(f, RedactingFilter) for f in logger.filters) == 1
+    with caplog.at_level(logging.DEBUG, logger="d360_async.test-redact"):
+        logger.debug("sent %s to %s", "Bearer logged-secret-77", "https://h/?sig=abcdef")
+        try:
+            raise RuntimeError("boom logged-secret-77")
+        except RuntimeError:
+            logger.exception("failed with %r", secret.get())
+    text = "\n".join(logging.Formatter().format(r) for r in caplog.records)
+    assert "logged-secret-77" not in text
+    assert "abcdef" not in text
+    assert "RuntimeError: boom ***" in text
+    del secret
+
+
+def test_every_library_logger_redacts() -> None:
+    import d360_async  # noqa: F401 - importing installs the filters
+
+    for name in ("d360_async", "d360_async.watch", "d360_async.ratelimit", "d360_async.exports"):
+        assert any(isinstance(f, RedactingFilter) for f in logging.getLogger(name).filters), name

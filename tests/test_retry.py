@@ -14,6 +14,7 @@ from d360_async._errors import (
     AuthenticationError,
     ConnectError,
     ConnectTimeout,
+    CredentialsUnavailable,
     D360Error,
     DownloadLinkExpired,
     MalformedResponse,
@@ -510,3 +511,22 @@ def test_retry_quota() -> None:
 def test_retry_quota_validation(action: Callable[[], object]) -> None:
     with pytest.raises(ValueError, match=">= 0"):
         action()
+
+
+@pytest.mark.parametrize("method", ["GET", "POST", "PATCH"])
+def test_a_failing_credential_source_is_retried_for_every_method(method: str) -> None:
+    policy = RetryPolicy()
+    error = CredentialsUnavailable("the token provider failed: ConnectionError: down")
+    assert policy.is_retryable(method, error)
+    quota = policy.new_quota()
+    delay = policy.decide(
+        method=method,
+        error=error,
+        attempt=1,
+        elapsed=0.0,
+        now=0.0,
+        rng=random.Random(1),
+        quota=quota,
+    )
+    assert 0.0 <= delay <= policy.backoff_base
+    assert quota.available == quota.capacity - policy.retry_cost

@@ -9,12 +9,15 @@ from typing import Any
 
 import aiohttp
 import pytest
+import yarl
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from d360_async._auth import ApiTokenAuth, BearerAuth
 from d360_async._config import Hooks, RequestEvent, ResponseEvent, RetryEvent, Timeouts
 from d360_async._errors import (
     AuthenticationError,
     ConnectError,
+    CredentialsUnavailable,
     D360Error,
     MalformedResponse,
     NotFound,
@@ -311,7 +314,10 @@ async def test_connect_error_is_mapped() -> None:
             await transport.request("GET", "/v3/projects/x/exports/y", auth=BearerAuth(TOKEN))
     finally:
         await transport.aclose()
-    assert isinstance(info.value.__cause__, aiohttp.ClientError)
+    # Not chained (aiohttp's exceptions carry the full URL); the original's class is kept.
+    assert info.value.__cause__ is None
+    assert info.value.__context__ is None
+    assert info.value.cause_type == "ClientConnectorError"
 
 
 async def test_user_agent_and_bearer_sent(fake: FakeDocument360) -> None:
@@ -422,3 +428,57 @@ async def test_budget_paused_beyond_cap_raises_instead_of_waiting() -> None:
             await transport.aclose()
         assert fake.stats.rate_limited == 0  # refused locally, never sent
     assert info.value.retry_at is not None
+
+
+def test_too_many_redirects_is_named_and_not_chained() -> None:
+    from d360_async._transport import map_client_error
+
+    info = aiohttp.RequestInfo(
+        url=yarl.URL("https://h/blob?sig=abcdef123"),
+        method="GET",
+        headers=CIMultiDictProxy(CIMultiDict()),
+    )
+    raw = aiohttp.TooManyRedirects(info, history=(), status=0)
+    error = map_client_error(raw, method="GET", url="https://h/blob?sig=REDACTED")
+    assert isinstance(error, ProtocolError)
+    assert str(error).startswith("too many redirects")
+    assert error.cause_type == "TooManyRedirects"
+    assert "abcdef123" not in repr(error)
+
+
+class BrokenAuth:
+    """A credential source of the caller's own that fails like real code does."""
+
+    fingerprint = "fp:broken"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def apply(self, headers: dict[str, str]) -> None:
+        self.calls += 1
+        raise KeyError("vault entry 'd360' is missing")
+
+    async def refresh(self) -> bool:
+        return False
+
+    def secrets(self) -> tuple[str, ...]:
+        return ()
+
+
+async def test_a_failing_credential_source_is_typed_and_retried() -> None:
+    async with FakeDocument360(rate_limit=None) as fake:
+        transport = Transport(
+            base_url=fake.url, sleep=RecordingSleep(), retry=RetryPolicy(max_attempts=3)
+        )
+        auth = BrokenAuth()
+        try:
+            with pytest.raises(CredentialsUnavailable) as info:
+                await transport.request("GET", "/v3/projects/x/exports/y", auth=auth)
+        finally:
+            await transport.aclose()
+    assert auth.calls == 3
+    assert info.value.cause_type == "KeyError"
+    assert info.value.__context__ is None
+    assert info.value.method == "GET"
+    assert "vault entry" in str(info.value)
+    assert fake.stats.requests == 0, "nothing was sent without a credential"

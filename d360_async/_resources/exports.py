@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import logging
 import os
 import secrets
 import uuid
@@ -27,14 +26,14 @@ from .._ids import safe_token, uuid_id
 from .._models import Export, ExportStarted
 from .._phase import Phase
 from .._ratelimit._protocol import Priority, Ticket
-from .._redact import redact_url
+from .._redact import library_logger, redact_url
 from .._target import Observation
 from ._base import Resource, decode_accepted, decode_v3
 from ._targets import KIND_EXPORT, ResourceTarget, observation
 
 __all__ = ["DownloadProgress", "ExportNotReady", "ExportsResource"]
 
-logger = logging.getLogger("d360_async.exports")
+logger = library_logger("d360_async.exports")
 
 _DECODE = decode_v3(Export)
 _CHUNK_SIZE: Final = 256 * 1024

@@ -6,12 +6,22 @@ the pure :mod:`._scheduler`; :mod:`._watch` only feeds it; :mod:`._checkpoint` r
 checkpoints.
 """
 
-from ._checkpoint import CHECKPOINT_VERSION, CheckpointEntry, dump_checkpoint, load_checkpoint
+from ._checkpoint import (
+    CHECKPOINT_VERSION,
+    CheckpointEntry,
+    dump_checkpoint,
+    load_checkpoint,
+    open_checkpoint,
+    read_entries,
+    seal_checkpoint,
+    write_checkpoint_file,
+)
 from ._policy import PollPolicy
 from ._scheduler import DurationModel, PollOutcome, Scheduler, TargetState
 from ._watch import (
     DEFAULT_POLICY,
     Clock,
+    Outage,
     SystemClock,
     TargetFinished,
     Transition,
@@ -27,6 +37,7 @@ __all__ = [
     "CheckpointEntry",
     "Clock",
     "DurationModel",
+    "Outage",
     "PollOutcome",
     "PollPolicy",
     "Scheduler",
@@ -38,6 +49,10 @@ __all__ = [
     "Watch",
     "dump_checkpoint",
     "load_checkpoint",
+    "open_checkpoint",
+    "read_entries",
+    "seal_checkpoint",
     "wait",
     "watch",
+    "write_checkpoint_file",
 ]

@@ -47,6 +47,11 @@ def _positive_or_none(_inst: object, attribute: attrs.Attribute[Any], value: flo
         _positive(_inst, attribute, value)
 
 
+def _count_or_none(_inst: object, attribute: attrs.Attribute[Any], value: int | None) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ValueError(f"{attribute.name} must be an int >= 1 or None, got {value!r}")
+
+
 def _backoff_factor(_inst: object, attribute: attrs.Attribute[Any], value: float) -> None:
     if not (value >= 1 and math.isfinite(value)):
         raise ValueError(f"{attribute.name} must be a finite number >= 1, got {value!r}")
@@ -86,6 +91,22 @@ class PollPolicy:
         not_found_grace: a 404 before the first successful poll is retried for this long after
             the target joined the watch (a just-created operation may not be visible yet);
             a 404 after that, or after the target was seen, ends it with an ``ERROR``.
+        poll_timeout: one poll (the transport's own retries included) that takes longer is
+            cancelled and counts as a transient failure of that target alone
+            ([TimeoutError][d360_async.TimeoutError]); its rate-limit ticket is settled and the
+            target backs off like after any transient error. ``None``: no limit.
+        slow_poll: a poll still running this long after it started gives its concurrency slot
+            back when another poll needs one (it goes on, up to ``poll_timeout``, outside the
+            ``max_concurrency`` count; at most ``max_concurrency`` such polls at once, beyond
+            which the oldest is cancelled), so hung requests cannot starve the others. Read
+            from the policy given to ``watch()``.
+        outage_after: this many polls in a row of one rate-limit key failing to connect
+            ([ConnectError][d360_async.ConnectError]) open that key's circuit: the watch stops
+            polling its targets, sends one probe every ``outage_probe_interval``, and on the
+            first probe that reaches the server resumes at full pace, polling at once the
+            targets that failed meanwhile. ``None`` disables it. Read from the policy given
+            to ``watch()``; see [Watch.outages][d360_async.Watch.outages].
+        outage_probe_interval: seconds between two probes while a key's circuit is open.
     """
 
     first_delay: float = attrs.field(default=0.0, validator=_non_negative)
@@ -100,6 +121,10 @@ class PollPolicy:
     until: Callable[[Transition[Any]], bool] | None = None
     stall_after: float | None = attrs.field(default=None, validator=_positive_or_none)
     not_found_grace: float = attrs.field(default=10.0, validator=_non_negative)
+    poll_timeout: float | None = attrs.field(default=10.0, validator=_positive_or_none)
+    slow_poll: float = attrs.field(default=1.0, validator=_positive)
+    outage_after: int | None = attrs.field(default=8, validator=_count_or_none)
+    outage_probe_interval: float = attrs.field(default=1.0, validator=_positive)
 
     def __attrs_post_init__(self) -> None:
         if self.max_interval < self.interval:

@@ -791,6 +791,16 @@ class Scheduler:
         self._push(state)
         return state.when
 
+    def reschedule(self, state: TargetState, when: float) -> None:
+        """Make a waiting target due at ``when`` instead (the watch uses it to poll at once the
+        targets that failed during an outage, when it ends).  Ignored while the target is in
+        flight and once it has ended."""
+        if state.done or state.in_flight or state.seq == -1:
+            return
+        state.due = when
+        state.when = max(when, self._floor(state))
+        self._push(state)
+
     # -- internals ------------------------------------------------------------------------------
 
     def _check_stall(self, state: TargetState, now: float) -> bool:

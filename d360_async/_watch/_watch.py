@@ -43,6 +43,18 @@ Decisions, written once:
   transition.  A non-library exception (a bug in a target) is logged and reported the same
   way, wrapped in :class:`~d360_async.WatchError` with the original as ``__cause__``; the
   other targets go on.
+* **A hung poll costs its target alone.**  A poll running longer than
+  ``PollPolicy.poll_timeout`` is cancelled by the timer (on the watch clock) and is a transient
+  :class:`~d360_async.TimeoutError` of that target, which backs off on its own; a ticket the
+  transport did not settle is completed with ``status=None``.  While a runner waits for a
+  concurrency slot, polls running longer than ``slow_poll`` give theirs back and go on outside
+  the count (at most ``max_concurrency`` of them; beyond, the oldest is cut short).
+* **Outages are one event, not thousands of failures.**  ``outage_after`` polls of one group
+  in a row failing to connect open its circuit: the runner stops selecting due targets and
+  sends one probe (to whichever target the scheduler picks) every ``outage_probe_interval``.
+  Any answer from the server closes it, and the targets that failed meanwhile are made due at
+  once (``Scheduler.reschedule``).  Each outage is logged once each way and kept in
+  :attr:`Watch.outages`.
 * **Leaving the ``async with``** (normally, by ``break``, an exception or cancellation) cancels
   the task group: every poll in flight is cancelled at once and no task outlives the block.
 """
@@ -51,8 +63,8 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import logging
 import math
+import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
@@ -61,12 +73,16 @@ from typing import Any, Final, Generic, Protocol, TypeVar, runtime_checkable
 
 import anyio
 import anyio.lowlevel
+import anyio.to_thread
 import attrs
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from .._config import Hooks, notify
 from .._errors import (
+    CheckpointError,
+    ConnectError,
+    CredentialsUnavailable,
     D360Error,
     MalformedResponse,
     NotFound,
@@ -75,10 +91,17 @@ from .._errors import (
     TransportError,
     WatchError,
 )
+from .._errors import TimeoutError as PollTimeout
 from .._phase import Phase
 from .._ratelimit._protocol import Priority, RateLimiter, RateLimitKey, Ticket
+from .._redact import library_logger
 from .._target import Observation, RawStatus, Target
-from ._checkpoint import CheckpointEntry, dump_checkpoint, load_checkpoint
+from ._checkpoint import (
+    CheckpointEntry,
+    dump_checkpoint,
+    load_checkpoint,
+    write_checkpoint_file,
+)
 from ._policy import PollPolicy
 from ._scheduler import Scheduler, TargetState
 
@@ -87,6 +110,7 @@ __all__ = [
     "DEFAULT_POLICY",
     "MALFORMED_STREAK",
     "Clock",
+    "Outage",
     "SystemClock",
     "TargetFinished",
     "Transition",
@@ -96,14 +120,14 @@ __all__ = [
     "watch",
 ]
 
-logger = logging.getLogger("d360_async.watch")
+logger = library_logger("d360_async.watch")
 
 S = TypeVar("S")
 
 DEFAULT_POLICY: Final = PollPolicy()
 """The policy used when none is given."""
 
-_RETRYABLE: Final = (TransportError, ServerError, RateLimited)
+_RETRYABLE: Final = (TransportError, ServerError, RateLimited, CredentialsUnavailable)
 
 MALFORMED_STREAK: Final = 5
 """Failed polls in a row after which an unreadable 2xx answer ends a target.
@@ -210,6 +234,30 @@ class TargetFinished:
         return self.transition is None and not self.abandoned
 
 
+@attrs.frozen(slots=True)
+class Outage:
+    """One outage of a rate-limit key, as the watch's circuit breaker saw it.
+
+    Attributes:
+        key: the rate-limit key (``host|token fingerprint|project``), safe to log.
+        started_at: when the circuit opened (aware, UTC).
+        ended_at: when a probe reached the server again; None while it lasts.
+        failures: polls that failed to connect, from the ones that opened it to the end.
+        probes: probe polls sent while it was open.
+    """
+
+    key: str
+    started_at: datetime
+    ended_at: datetime | None = None
+    failures: int = 0
+    probes: int = 0
+
+    @property
+    def ongoing(self) -> bool:
+        """The key is still unreachable."""
+        return self.ended_at is None
+
+
 class Clock(Protocol):
     """Where a watch gets its time from; inject a fake one to test without real waiting."""
 
@@ -268,15 +316,28 @@ class _Sleeper:
 
 
 class _Group(_Sleeper):
-    """One rate-limit budget: a limiter and one of its keys, served by one runner task."""
+    """One rate-limit budget: a limiter and one of its keys, served by one runner task.
 
-    __slots__ = ("key", "limiter", "rate_key")
+    It also holds the key's circuit breaker: ``refused`` counts polls in a row that could not
+    connect; past ``PollPolicy.outage_after`` the circuit is ``open`` and only one probe at a
+    time (``probing``) is sent, no sooner than ``probe_at``.
+    """
+
+    __slots__ = ("key", "limiter", "outage", "probe_at", "probing", "rate_key", "refused")
 
     def __init__(self, key: tuple[int, RateLimitKey], limiter: RateLimiter, rate_key: RateLimitKey):
         super().__init__()
         self.key = key
         self.limiter = limiter  # held so that id(limiter) in the key stays unique
         self.rate_key = rate_key
+        self.refused = 0
+        self.outage: int | None = None  # index in Watch._outages while the circuit is open
+        self.probe_at = math.inf
+        self.probing = False
+
+    @property
+    def open(self) -> bool:
+        return self.outage is not None
 
 
 class _Entry(Generic[S]):
@@ -284,14 +345,20 @@ class _Entry(Generic[S]):
 
     __slots__ = (
         "accounted",
+        "cut",
         "delivered_phase",
         "delivered_raw",
+        "detached",
         "final_delivered",
         "first_seen",
         "group",
+        "limit",
+        "probe",
         "removed",
         "scope",
+        "slot_held",
         "snapshot",
+        "started",
         "state",
         "target",
     )
@@ -308,6 +375,14 @@ class _Entry(Generic[S]):
         self.accounted = False  # its final transition was handed over (or it was removed)
         self.removed = False
         self.first_seen: datetime | None = None  # for hooks: its first CHANGED transition
+        # While a poll runs: its timeout scope, when it started (watch clock), whether it
+        # holds a concurrency slot or gave it back for being slow, and whether it is a probe.
+        self.limit: anyio.CancelScope | None = None
+        self.started = 0.0
+        self.slot_held = False
+        self.detached = False
+        self.cut = False  # the timer cancelled it (poll timeout)
+        self.probe = False
 
 
 _Item = tuple[_Entry[S], Transition[S]] | None  # None: "re-check whether the watch is over"
@@ -365,6 +440,11 @@ class Watch(Generic[S]):
         self._carried: dict[str, CheckpointEntry] = {}  # finished targets from the checkpoint
         self._groups: dict[tuple[int, RateLimitKey], _Group] = {}
         self._timer = _Sleeper()
+        self._polling: set[_Entry[S]] = set()  # entries with a poll running
+        self._detached = 0  # polls running that gave their slot back for being slow
+        self._slot_waiters = 0  # runners waiting for a concurrency slot
+        self._outages: list[Outage] = []
+        self._save_lock: anyio.Lock | None = None
         self._outstanding = 0  # targets whose final transition has not been handed over
         self._lifecycle = _NEW
         self._exhausted = False
@@ -392,13 +472,19 @@ class Watch(Generic[S]):
             found = given.get(entry.key)
             if found is None:
                 if resolver is None:
-                    raise ValueError(
+                    raise CheckpointError(
                         f"the checkpoint lists live target {entry.key!r}, which is not among "
                         "the targets given; pass resolver= to rebuild it from its spec"
                     )
-                found = resolver(entry.spec)
+                try:
+                    found = resolver(entry.spec)
+                except (ValueError, TypeError, LookupError) as exc:
+                    raise CheckpointError(
+                        f"checkpoint entry {entry.key!r} cannot be rebuilt from its spec: "
+                        f"{type(exc).__name__}: {exc}"
+                    ) from exc
                 if found.key != entry.key:
-                    raise ValueError(
+                    raise CheckpointError(
                         f"resolver built a target with key {found.key!r} for checkpoint "
                         f"entry {entry.key!r}"
                     )
@@ -587,10 +673,12 @@ class Watch(Generic[S]):
     # -- checkpoints ----------------------------------------------------------------------------
 
     def checkpoint(self) -> str:
-        """Versioned JSON recording, per target, its spec and what the consumer has received.
+        """A sealed, versioned checkpoint: per target, its spec and what the consumer received.
 
         Pass it to ``watch(..., resume=...)`` to go on without repeating a transition.  Safe
-        to call at any point inside or after the ``async with`` block.
+        to call at any point inside or after the ``async with`` block.  To store it, use
+        :meth:`save_checkpoint`: writing it with ``Path.write_text`` is not crash-safe (a kill
+        between truncating and writing leaves an empty file).
         """
         if self._lifecycle is _NEW:
             raise RuntimeError("checkpoint a Watch once it has been entered")
@@ -607,6 +695,27 @@ class Watch(Generic[S]):
         ]
         entries.extend(self._carried.values())
         return dump_checkpoint(entries)
+
+    async def save_checkpoint(self, path: str | os.PathLike[str]) -> None:
+        """Write :meth:`checkpoint` to ``path`` atomically and durably, off the event loop.
+
+        The file is replaced as a whole (temporary file, ``fsync``, ``os.replace``), so a
+        process killed at any moment leaves the previous checkpoint or this one, never an
+        empty or half-written file; and the checkpoint carries its length and checksum, so a
+        file damaged afterwards is refused by ``resume=`` instead of being half-believed. Saves
+        of one watch run one at a time, each taking its checkpoint when its turn comes, so the
+        file never goes back to an older state. Cancelling the caller waits for a write that
+        already began.
+
+        The recipe, which delivers every transition at least once across crashes: handle the
+        transition, then save; a crash between the two repeats that one transition (at most one
+        per crash) when the watch is resumed from the file.
+        """
+        if self._save_lock is None:
+            self._save_lock = anyio.Lock()
+        async with self._save_lock:
+            text = self.checkpoint()
+            await anyio.to_thread.run_sync(write_checkpoint_file, path, text)
 
     # -- tasks ------------------------------------------------------------------------------------
 
@@ -634,10 +743,20 @@ class Watch(Generic[S]):
         sched, clock, limiter = self._sched, self._clock, group.limiter
         paced = isinstance(limiter, _PacedLimiter)
         while True:
-            due = sched.next_due(group.key)
-            if due is None or due > clock.monotonic():
-                await self._sleep(group, math.inf if due is None else due)
-                continue
+            probe = group.open
+            if probe:
+                # Outage: one probe at a time, every outage_probe_interval, to any target.
+                if group.probing or sched.next_due(group.key) is None:
+                    await self._sleep(group, math.inf)
+                    continue
+                if group.probe_at > clock.monotonic():
+                    await self._sleep(group, group.probe_at)
+                    continue
+            else:
+                due = sched.next_due(group.key)
+                if due is None or due > clock.monotonic():
+                    await self._sleep(group, math.inf if due is None else due)
+                    continue
             if paced:
                 # The limiter can tell how long the budget needs: wait here, cheaply.
                 ahead = limiter.next_available(group.rate_key, Priority.POLL)
@@ -646,11 +765,13 @@ class Watch(Generic[S]):
             # Ask for a ticket only once a poll slot is free, so that it is spent at once; but
             # hold no slot while the limiter makes us wait, or one starved budget would block
             # every other group's polls.
-            async with self._slots:
-                pass
-            due = sched.next_due(group.key)
-            if due is None or due > clock.monotonic():
-                continue  # removed or expired meanwhile
+            await self._slot_free()
+            if group.open != probe:
+                continue  # the circuit opened or closed meanwhile
+            if not probe:
+                due = sched.next_due(group.key)
+                if due is None or due > clock.monotonic():
+                    continue  # removed or expired meanwhile
             ticket = await limiter.acquire(group.rate_key, priority=Priority.POLL)
             try:
                 await self._slots.acquire()  # normally free: we just saw it free
@@ -665,23 +786,111 @@ class Watch(Generic[S]):
                 with anyio.CancelScope(shield=True):
                     await limiter.complete(ticket, status=None, state=None)
                 continue
-            self._tg.start_soon(self._poll, self._entries[state.key], ticket)
+            entry = self._entries[state.key]
+            if group.open:
+                group.probing = entry.probe = True
+                self._update_outage(group, probes=1)
+            entry.slot_held = True
+            entry.cut = False
+            entry.started = started = clock.monotonic()
+            self._polling.add(entry)
+            timeout = state.policy.poll_timeout
+            if timeout is not None:
+                self._wake(self._timer, started + timeout)
+            self._tg.start_soon(self._poll, entry, ticket)
+
+    async def _slot_free(self) -> None:
+        """Return once a concurrency slot is free (without taking it).
+
+        While a runner waits here, the timer lets polls running for longer than ``slow_poll``
+        give their slot back (see :meth:`_check_polls`).
+        """
+        if self._slots.value > 0:
+            async with self._slots:
+                return
+        self._slot_waiters += 1
+        # Have the timer look when the oldest poll holding a slot becomes slow.
+        oldest = min((e.started for e in self._polling if e.slot_held), default=math.inf)
+        self._wake(self._timer, oldest + self._policy.slow_poll)
+        try:
+            async with self._slots:
+                return
+        finally:
+            self._slot_waiters -= 1
+
+    def _check_polls(self, now: float) -> float:
+        """Cut the polls past their ``poll_timeout``; while a runner waits for a slot, free the
+        slots of the polls past ``slow_poll``.  Returns when to check again.
+
+        Runs in the timer task, on the watch clock; only the polls in flight are looked at
+        (at most ``max_concurrency`` holding a slot, as many again without one).
+        """
+        again = math.inf
+        slow = self._policy.slow_poll
+        for entry in sorted(self._polling, key=lambda e: e.started):
+            if entry.cut:
+                continue
+            timeout = entry.state.policy.poll_timeout
+            if timeout is not None:
+                if now >= entry.started + timeout:
+                    self._cut(entry)
+                    continue
+                again = min(again, entry.started + timeout)
+            if not entry.slot_held or not self._slot_waiters:
+                continue
+            if now < entry.started + slow:
+                again = min(again, entry.started + slow)
+            elif self._detached >= self._max_concurrency:
+                # Too many slow polls already: this one ends now (freeing its slot as it
+                # ends), a transient failure of its target.
+                self._cut(entry)
+            else:
+                entry.slot_held = False
+                entry.detached = True
+                self._detached += 1
+                self._slots.release()
+        return again
+
+    @staticmethod
+    def _cut(entry: _Entry[Any]) -> None:
+        entry.cut = True
+        if entry.limit is not None:
+            entry.limit.cancel()
 
     async def _poll(self, entry: _Entry[S], ticket: Ticket) -> None:
         """Poll one target once, report what it means, queue it again.  Owns a slot."""
         state = entry.state
+        started = entry.started  # set, with the entry added to _polling, by the runner
         try:
             observation: Observation[S] | None = None
             failure: Exception | None = None
+            failure_is_cut = False
             with anyio.CancelScope() as scope:
                 entry.scope = scope
                 try:
-                    observation = await entry.target.poll(ticket=ticket)
+                    # The timer cancels this scope when the poll takes too long (_check_polls).
+                    with anyio.CancelScope() as limit:
+                        entry.limit = limit
+                        if entry.cut:
+                            limit.cancel()
+                        observation = await entry.target.poll(ticket=ticket)
+                    if limit.cancelled_caught:
+                        failure_is_cut = True
+                        failure = PollTimeout(
+                            f"polling {state.key!r} was cancelled after "
+                            f"{self._clock.monotonic() - started:.3g} s without an answer"
+                        )
+                        failure.cause_type = "poll_timeout"
                 except Exception as exc:
                     failure = exc
                 finally:
-                    entry.scope = None
+                    entry.scope = entry.limit = None
+            if (scope.cancelled_caught or failure_is_cut) and not ticket.completed:
+                # Cut short before the transport settled it: the limiter must get it back.
+                with anyio.CancelScope(shield=True):
+                    await entry.group.limiter.complete(ticket, status=None, state=None)
             now = self._clock.monotonic()
+            self._breaker(entry, observation, failure, now)
             if scope.cancelled_caught or state.done:
                 pass  # removed or timed out while polling: the result no longer matters
             elif failure is not None:
@@ -694,7 +903,107 @@ class Watch(Generic[S]):
             if when is not None:
                 self._wake(entry.group, when)
         finally:
-            self._slots.release()
+            self._polling.discard(entry)
+            if entry.slot_held:
+                entry.slot_held = False
+                self._slots.release()
+            elif entry.detached:
+                entry.detached = False
+                self._detached -= 1
+
+    # -- outages ----------------------------------------------------------------------------------
+
+    @property
+    def outages(self) -> tuple[Outage, ...]:
+        """Every outage the circuit breaker saw, oldest first (the last may be ``ongoing``).
+
+        An outage is a rate-limit key whose polls failed to connect ``outage_after`` times in
+        a row (see [PollPolicy][d360_async.PollPolicy]); each one is also logged once when it
+        starts and once when it ends, at WARNING on the ``d360_async.watch`` logger.
+        """
+        return tuple(self._outages)
+
+    def _breaker(
+        self,
+        entry: _Entry[S],
+        observation: Observation[S] | None,
+        failure: Exception | None,
+        now: float,
+    ) -> None:
+        """Feed one poll's result to its key's circuit breaker."""
+        group, probe = entry.group, entry.probe
+        entry.probe = False
+        if probe:
+            group.probing = False
+        if observation is not None or (
+            isinstance(failure, D360Error) and not isinstance(failure, TransportError)
+        ):
+            group.refused = 0  # the server answered
+            if group.open:
+                self._close_circuit(group, now)
+            return
+        if isinstance(failure, ConnectError):
+            group.refused += 1
+            threshold = self._policy.outage_after
+            if group.open:
+                self._update_outage(group, failures=1)
+            elif threshold is not None and group.refused >= threshold:
+                self._open_circuit(group, now)
+                return
+        if probe and group.open:
+            group.probe_at = now + self._policy.outage_probe_interval
+            self._wake(group, group.probe_at)
+
+    def _open_circuit(self, group: _Group, now: float) -> None:
+        group.outage = len(self._outages)
+        self._outages.append(
+            Outage(key=str(group.rate_key), started_at=self._clock.utcnow(), failures=group.refused)
+        )
+        group.probe_at = now + self._policy.outage_probe_interval
+        logger.warning(
+            "outage: %d polls in a row could not connect for %s; probing every %g s",
+            group.refused,
+            group.rate_key,
+            self._policy.outage_probe_interval,
+        )
+
+    def _close_circuit(self, group: _Group, now: float) -> None:
+        self._update_outage(group, ended_at=self._clock.utcnow())
+        outage = self._outages[group.outage] if group.outage is not None else None
+        group.outage = None
+        group.probing = False
+        group.probe_at = math.inf
+        if outage is not None:
+            logger.warning(
+                "outage over: %s is reachable again after %.1f s (%d failed polls, %d probes)",
+                group.rate_key,
+                ((outage.ended_at or outage.started_at) - outage.started_at).total_seconds(),
+                outage.failures,
+                outage.probes,
+            )
+        # The targets that failed meanwhile backed off on their own: poll them now.
+        for other in self._entries.values():
+            if other.group is group and other.state.errors:
+                self._sched.reschedule(other.state, now)
+        self._wake(group, now)
+
+    def _update_outage(
+        self,
+        group: _Group,
+        *,
+        failures: int = 0,
+        probes: int = 0,
+        ended_at: datetime | None = None,
+    ) -> None:
+        if group.outage is None:
+            return
+        old = self._outages[group.outage]
+        self._outages[group.outage] = attrs.evolve(
+            old,
+            failures=old.failures + failures,
+            probes=old.probes + probes,
+            ended_at=ended_at if ended_at is not None else old.ended_at,
+        )
 
     async def _on_observation(self, entry: _Entry[S], obs: Observation[S], now: float) -> None:
         state = entry.state
@@ -888,7 +1197,8 @@ class Watch(Generic[S]):
                 await self._report_expired(expired)
                 continue
             upcoming = sched.next_deadline()
-            await self._sleep(self._timer, min(self._deadline, upcoming or math.inf))
+            polls = self._check_polls(now) if self._polling else math.inf
+            await self._sleep(self._timer, min(self._deadline, upcoming or math.inf, polls))
 
     async def _report_expired(self, states: list[TargetState]) -> None:
         for state in states:
@@ -937,8 +1247,8 @@ def watch(
             passes the client's hooks, its OpenTelemetry support included).
 
     Raises:
-        ValueError: a malformed checkpoint, or one naming live targets that are neither given
-            nor rebuildable.
+        CheckpointError: (a ``ValueError``) a checkpoint that is damaged, malformed, of
+            another version, or names live targets that are neither given nor rebuildable.
     """
     return Watch(
         targets,

@@ -30,7 +30,6 @@ Added in version 0.1.0.
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Annotated, Any, Final
@@ -56,6 +55,7 @@ from .._errors import (
     TransportError,
     ValidationError,
 )
+from .._redact import library_logger
 from .._target import Target
 from .._watch import Transition, Watch
 
@@ -71,7 +71,7 @@ __all__ = [
     "watch_events",
 ]
 
-logger = logging.getLogger("d360_async.contrib.fastapi")
+logger = library_logger("d360_async.contrib.fastapi")
 
 STATE_KEY: Final = "d360_client"
 """The attribute of ``app.state`` that holds the application's client."""

@@ -9,10 +9,13 @@ lifecycles of a second or two, so one run of 500 operations takes a few seconds.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
+import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Mapping
@@ -338,6 +341,42 @@ def check_request_bound(outcome: Outcome) -> None:
 
 
 ScenarioRunner = Callable[[Scenario], Awaitable[Outcome]]
+
+
+CliRunner = Callable[..., Awaitable[tuple[int, str, str]]]
+
+
+@pytest.fixture
+def run_cli() -> CliRunner:
+    """``await run_cli(*args, env={...})`` -> (exit code, stdout, stderr) of the installed CLI,
+    with no ``D360_``/``SD_`` variable of the calling environment, bounded to 60 s."""
+
+    async def run(*args: str, env: Mapping[str, str]) -> tuple[int, str, str]:
+        script = Path(sys.executable).with_name("d360-async")
+        command = [str(script)] if script.exists() else [sys.executable, "-m", "d360_async.cli"]
+        clean = {k: v for k, v in os.environ.items() if not k.startswith(("D360_", "SD_"))}
+        process = await asyncio.create_subprocess_exec(
+            *command,
+            *args,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env={**clean, "PYTHONWARNINGS": "default", **env},
+        )
+        out, err = await asyncio.wait_for(process.communicate(), 60)
+        assert process.returncode is not None
+        return process.returncode, out.decode(), err.decode()
+
+    return run
+
+
+@pytest.fixture
+def debug_logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    # Through caplog, so every level is restored after the test: DEBUG left switched on would
+    # make every later test capture (and keep) a record per request.
+    caplog.set_level(logging.DEBUG)
+    for name in ("d360_async", "aiohttp", "asyncio"):
+        caplog.set_level(logging.DEBUG, logger=name)
+    return caplog
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ API documents it (checkpoints, target specs).  Whatever comes out must also prin
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -504,10 +505,14 @@ _checkpoints = (
 
 
 @FUZZ
-@given(document=_checkpoints, mangle=st.sampled_from(["json", "bytes", "cut"]))
+@given(document=_checkpoints, mangle=st.sampled_from(["json", "sealed", "bytes", "cut"]))
 def test_checkpoint_loading(document: Any, mangle: str) -> None:
     text: str | bytes = json.dumps(document)
-    if mangle == "bytes":
+    if mangle == "sealed":  # a valid envelope, so the payload's own validation is exercised
+        body = text.encode()
+        digest = hashlib.sha256(body).hexdigest()
+        text = f"d360-async checkpoint v2 length={len(body)} sha256={digest}\n{text}"
+    elif mangle == "bytes":
         text = text.encode()
     elif mangle == "cut":
         text = text[: len(text) // 2]

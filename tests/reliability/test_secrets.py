@@ -24,7 +24,6 @@ import gc
 import logging
 import os
 import re
-import sys
 import traceback
 import types
 import urllib.parse
@@ -322,16 +321,6 @@ def _limiter() -> LocalRateLimiter:
     return LocalRateLimiter(FAST)
 
 
-@pytest.fixture
-def debug_logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
-    # Through caplog, so every level is restored after the test: DEBUG left switched on would
-    # make every later test capture (and keep) a record per request.
-    caplog.set_level(logging.DEBUG)
-    for name in ("d360_async", "aiohttp", "asyncio"):
-        caplog.set_level(logging.DEBUG, logger=name)
-    return caplog
-
-
 async def test_no_secret_in_logs_reprs_or_errors(
     debug_logs: pytest.LogCaptureFixture, tmp_path: Path
 ) -> None:
@@ -365,38 +354,20 @@ async def test_no_secret_in_logs_reprs_or_errors(
 # -- the CLI ------------------------------------------------------------------------------------
 
 
-def _cli() -> list[str]:
-    script = Path(sys.executable).with_name("d360-async")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "d360_async.cli"]
+CLI_ENV = {
+    "D360_API_TOKEN": V3_TOKEN,
+    "D360_V2_API_TOKEN": V2_TOKEN,
+    "SD_CLIENT_ID": SD_ID,
+    "SD_CLIENT_SECRET": SD_SECRET,
+}
 
 
-async def _run_cli(*args: str, fake: FakeDocument360) -> tuple[int, str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("D360_", "SD_"))}
-    env |= {
-        "D360_API_TOKEN": V3_TOKEN,
-        "D360_V2_API_TOKEN": V2_TOKEN,
-        "SD_CLIENT_ID": SD_ID,
-        "SD_CLIENT_SECRET": SD_SECRET,
-        "PYTHONWARNINGS": "default",
-    }
-    process = await asyncio.create_subprocess_exec(
-        *_cli(),
-        *args,
-        "--base-url",
-        fake.url,
-        "--rate-limit",
-        "500/s",
-        "-vv",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
+async def test_no_secret_in_cli_output(tmp_path: Path, run_cli: Any) -> None:
+    async def _run_cli(*args: str, fake: FakeDocument360) -> tuple[int, str, str]:
+        common = ("--base-url", fake.url, "--rate-limit", "500/s", "-vv")
+        result: tuple[int, str, str] = await run_cli(*args, *common, env=CLI_ENV)
+        return result
 
-
-async def test_no_secret_in_cli_output(tmp_path: Path) -> None:
     evidence = Evidence()
     async with FakeDocument360(
         api_token=V3_TOKEN,

@@ -25,6 +25,11 @@ def test_defaults_are_sane() -> None:
     assert policy.watch_timeout is None
     assert policy.until is None
     assert policy.stall_after is None
+    assert policy.poll_timeout == 10.0
+    assert policy.slow_poll == 1.0
+    assert policy.outage_after == 8
+    assert policy.outage_probe_interval == 1.0
+    assert PollPolicy(poll_timeout=None, outage_after=None).outage_after is None
 
 
 def test_is_frozen_and_evolvable() -> None:
@@ -43,6 +48,13 @@ def test_keyword_only() -> None:
     "kwargs",
     [
         pytest.param({"first_delay": -1.0}, id="negative-first-delay"),
+        pytest.param({"poll_timeout": 0.0}, id="zero-poll-timeout"),
+        pytest.param({"poll_timeout": math.inf}, id="infinite-poll-timeout"),
+        pytest.param({"slow_poll": 0.0}, id="zero-slow-poll"),
+        pytest.param({"outage_after": 0}, id="zero-outage-after"),
+        pytest.param({"outage_after": True}, id="bool-outage-after"),
+        pytest.param({"outage_after": 2.5}, id="float-outage-after"),
+        pytest.param({"outage_probe_interval": -1.0}, id="negative-probe-interval"),
         pytest.param({"interval": 0.0}, id="zero-interval"),
         pytest.param({"interval": math.inf}, id="infinite-interval"),
         pytest.param({"backoff": 0.5}, id="shrinking-backoff"),

@@ -780,3 +780,29 @@ def test_time_to_chance_inverts_change_chance(
     assume(math.isfinite(wait))
     assert wait >= 0
     assert model.change_chance(since + wait, since) >= chance - 1e-6
+
+
+def test_reschedule_moves_a_waiting_target_and_ignores_the_others() -> None:
+    sched = Scheduler(rng=random.Random(0))
+    policy = PollPolicy(interval=1.0, max_interval=30.0, jitter=0.0, adaptive=False)
+    waiting = sched.add("a", kind="k", group="g", policy=policy, now=0.0)
+    other = sched.add("b", kind="k", group="g", policy=policy, now=0.0)
+    for state in (waiting, other):
+        sched.reschedule(state, 0.0)
+    chosen = sched.select("g", 0.0)
+    assert chosen is not None
+    for _ in range(4):  # four failures in a row: backed off to 1.5 ** 4 s
+        sched.fail(chosen, 0.0, retryable=True)
+    assert sched.release(chosen, 0.0) == pytest.approx(1.5**4)
+    sched.reschedule(chosen, 0.5)
+    assert chosen.when == 0.5
+    assert sched.next_due("g") == 0.0  # the other one is still due first
+    assert sched.select("g", 0.6) is other
+    assert sched.select("g", 0.6) is chosen
+    # In flight, finished or removed: nothing happens.
+    sched.reschedule(chosen, 0.0)
+    assert chosen.in_flight
+    assert sched.next_due("g") is None
+    sched.remove(other)
+    sched.reschedule(other, 0.0)
+    assert sched.next_due("g") is None

@@ -26,12 +26,14 @@ import pytest
 from d360_async._errors import (
     AuthenticationError,
     ConnectError,
+    CredentialsUnavailable,
     D360Error,
     MalformedResponse,
     NotFound,
     PermissionDenied,
     RateLimited,
     ServerError,
+    TimeoutError,
     ValidationError,
     WatchError,
 )
@@ -189,6 +191,8 @@ class SimLimiter:
     async def complete(
         self, ticket: Ticket, *, status: int | None, state: RateLimitState | None
     ) -> None:
+        assert not ticket.completed, "a ticket was completed twice"
+        ticket.completed = True  # as the RateLimiter protocol says
         self.outstanding -= 1
         if status is None:
             self.unanswered += 1
@@ -935,7 +939,9 @@ async def test_target_deadline_cuts_a_poll_short(clock: VirtualClock, limiter: S
 
     async def main() -> list[Transition[Snap]]:
         async with watch(
-            [stuck, fine], policy=attrs.evolve(FAST, target_timeout=15.0), clock=clock
+            [stuck, fine],
+            policy=attrs.evolve(FAST, target_timeout=15.0, poll_timeout=None),
+            clock=clock,
         ) as w:
             return await collect(w)
 
@@ -1337,3 +1343,139 @@ async def test_end_to_end_break_halfway_leaves_nothing_behind() -> None:
     assert stats.rate_limited == 0
     assert _our_tasks() == before, "no task outlives the watch"
     gc.collect()  # an unclosed session, connector or stream would warn: warnings are errors
+
+
+# -- hostile conditions: hung polls, outages, failing credentials ---------------------------------
+
+
+async def test_a_hung_poll_times_out_alone_stalls_and_ends_at_its_deadline(
+    clock: VirtualClock, limiter: SimLimiter
+) -> None:
+    hung = SimTarget("hung", clock, limiter, latency=1_000.0)
+    fine = SimTarget("fine", clock, limiter)
+    policy = attrs.evolve(FAST, poll_timeout=4.0, stall_after=10.0, target_timeout=30.0)
+
+    async def main() -> list[Transition[Snap]]:
+        async with watch([hung, fine], policy=policy, clock=clock) as w:
+            return await collect(w)
+
+    grouped = by_key(await clock.run(main))
+    kinds = [t.kind for t in grouped["hung"]]
+    assert kinds == [TransitionKind.STALLED, TransitionKind.TIMED_OUT]
+    stalled = grouped["hung"][0]
+    assert isinstance(stalled.error, TimeoutError)
+    assert "without an answer" in str(stalled.error)
+    assert stalled.observed_at >= EPOCH + timedelta(seconds=10.0)
+    assert grouped["hung"][1].observed_at == EPOCH + timedelta(seconds=30.0)
+    # Each poll was cut at 4 s, and the target backed off between them on its own.
+    gaps = [b - a for a, b in itertools.pairwise(hung.poll_times)]
+    assert len(hung.poll_times) >= 3
+    assert all(gap >= 4.0 for gap in gaps), gaps
+    assert hung.cancelled == len(hung.poll_times)
+    assert raws(grouped["fine"]) == ["Queued", "InProgress", "Completed"]
+    assert limiter.outstanding == 0, "every cut poll's ticket was settled, once"
+
+
+async def test_slow_polls_give_their_slots_back(clock: VirtualClock, limiter: SimLimiter) -> None:
+    hung = [SimTarget(f"hung{i}", clock, limiter, latency=1_000.0) for i in range(4)]
+    healthy = [SimTarget(f"ok{i}", clock, limiter) for i in range(6)]
+    policy = attrs.evolve(FAST, poll_timeout=None, slow_poll=1.0, target_timeout=60.0)
+
+    async def main() -> list[Transition[Snap]]:
+        async with watch([*hung, *healthy], policy=policy, clock=clock, max_concurrency=2) as w:
+            return await collect(w)
+
+    grouped = by_key(await clock.run(main))
+    for target in healthy:
+        completed = [t for t in grouped[target.key] if t.raw_status == "Completed"]
+        assert completed, target
+        # Seen within a few seconds of finishing although every slot was held by hung polls.
+        delay = (completed[0].observed_at - EPOCH).total_seconds() - target.finished_at()
+        assert delay <= 6.0, (target, delay)
+    for target in hung:
+        assert [t.kind for t in grouped[target.key]] == [TransitionKind.TIMED_OUT]
+    assert limiter.outstanding == 0
+
+
+class DownTarget(SimTarget):
+    """A SimTarget whose server refuses connections between ``down`` and ``up``."""
+
+    def __init__(self, *args: Any, down: float, up: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.down, self.up = down, up
+
+    async def poll(self, *, ticket: Ticket | None = None) -> Observation[Snap]:
+        if self.down <= self.clock.now < self.up:
+            self.poll_times.append(self.clock.now)
+            if ticket is not None:
+                await self.limiter.complete(ticket, status=None, state=None)
+            raise ConnectError("could not connect: ClientConnectorError")
+        return await super().poll(ticket=ticket)
+
+
+async def test_an_outage_opens_the_circuit_and_recovery_closes_it(
+    clock: VirtualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    limiter = SimLimiter(clock, rate=100.0, burst=5)
+    script = ((0.0, "Queued"), (1.0, "InProgress"), (60.0, "Completed"))
+    targets = [DownTarget(f"op{i}", clock, limiter, script, down=5.0, up=35.0) for i in range(30)]
+    policy = PollPolicy(interval=0.5, max_interval=2.0, jitter=0.0, adaptive=False)
+
+    async def main() -> tuple[list[Transition[Snap]], Any]:
+        async with watch(targets, policy=policy, clock=clock) as w:
+            return await collect(w), w.outages
+
+    with caplog.at_level(logging.WARNING, logger="d360_async.watch"):
+        transitions, outages = await clock.run(main)
+    polls = sorted(t for target in targets for t in target.poll_times)
+    during = [t for t in polls if 10.0 <= t < 35.0]
+    assert len(during) <= 25 * 1.0 + 1, f"{len(during)} polls in 25 s of outage"
+    after = [t for t in polls if 35.0 <= t < 37.0]
+    polled_after = {
+        target.key for target in targets if any(35.0 <= t < 37.0 for t in target.poll_times)
+    }
+    assert len(polled_after) == 30, f"only {len(polled_after)} polled within 2 s of recovery"
+    assert len(after) >= 30
+    (outage,) = outages
+    assert outage.ended_at is not None
+    assert 5.0 <= (outage.started_at - EPOCH).total_seconds() < 10.0
+    assert 35.0 <= (outage.ended_at - EPOCH).total_seconds() < 37.0
+    assert outage.probes >= 20
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum(m.startswith("outage:") for m in messages) == 1
+    assert sum(m.startswith("outage over") for m in messages) == 1
+    assert all(t.kind is TransitionKind.CHANGED for t in transitions)
+    assert sorted(raws(transitions)).count("Completed") == 30
+    assert limiter.outstanding == 0
+
+
+async def test_the_circuit_breaker_can_be_switched_off(clock: VirtualClock) -> None:
+    limiter = SimLimiter(clock, rate=100.0, burst=5)
+    script = ((0.0, "Queued"), (20.0, "Completed"))
+    targets = [DownTarget(f"op{i}", clock, limiter, script, down=2.0, up=12.0) for i in range(10)]
+    policy = PollPolicy(interval=0.5, max_interval=1.0, jitter=0.0, outage_after=None)
+
+    async def main() -> Any:
+        async with watch(targets, policy=policy, clock=clock) as w:
+            await collect(w)
+            return w.outages
+
+    assert await clock.run(main) == ()
+    during = [t for target in targets for t in target.poll_times if 4.0 <= t < 12.0]
+    assert len(during) >= 60, "without the breaker every target keeps polling"
+
+
+async def test_failing_credentials_are_transient_for_a_watch(
+    clock: VirtualClock, limiter: SimLimiter
+) -> None:
+    flaky = SimTarget(
+        "op", clock, limiter, faults={2: CredentialsUnavailable("the token provider failed")}
+    )
+
+    async def main() -> list[Transition[Snap]]:
+        async with watch([flaky], policy=FAST, clock=clock) as w:
+            return await collect(w)
+
+    transitions = await clock.run(main)
+    assert raws(transitions) == ["Queued", "InProgress", "Completed"]
+    assert all(t.kind is TransitionKind.CHANGED for t in transitions)
