@@ -114,7 +114,7 @@ class BearerAuth:
 
 
 async def _ask(provider: TokenProvider) -> Secret:
-    """Call the provider once; any failure becomes :class:`CredentialsUnavailable`."""
+    """Call the provider once; any failure becomes `CredentialsUnavailable`."""
     try:
         value = await provider()
     except Exception as exc:

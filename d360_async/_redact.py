@@ -224,7 +224,7 @@ def redact_text(text: str, secrets: Iterable[str | Secret]) -> str:
     return text
 
 
-# Every Secret alive in the process, so that :func:`scrub` can remove it from text built
+# Every Secret alive in the process, so that `scrub` can remove it from text built
 # anywhere (an error message, a log line) without that code holding the credential. Weak: a
 # Secret dropped by its owner leaves the set, and nothing here keeps a credential alive.
 _LIVE: weakref.WeakSet[Secret] = weakref.WeakSet()
@@ -258,7 +258,7 @@ def secret_query_values(url: str) -> tuple[str, ...]:
     """The values of the secret-bearing query (and fragment) parameters of ``url``.
 
     A server that echoes a request may repeat a signature without its name; the caller wraps
-    these in :class:`Secret` for as long as the request runs, so :func:`scrub` knows them.
+    these in `Secret` for as long as the request runs, so `scrub` knows them.
     """
     try:
         parts = urllib.parse.urlsplit(url)
@@ -280,10 +280,10 @@ def secret_query_values(url: str) -> tuple[str, ...]:
 def scrub(text: str, secrets: Iterable[str | Secret] = ()) -> str:
     """Remove every credential this process holds from free text, and anything shaped like one.
 
-    Applies :func:`redact_text` with ``secrets`` plus every live :class:`Secret`, then replaces
+    Applies `redact_text` with ``secrets`` plus every live `Secret`, then replaces
     ``Bearer``/``Basic`` credentials, the values of headers that carry credentials
     (``Authorization``, ``api_token``, cookies) and of secret-bearing ``name=value`` pairs
-    (``sig=``, ``token=``; see :data:`SECRET_QUERY_PARAMETERS`) with ``***`` or ``REDACTED``.
+    (``sig=``, ``token=``; see `SECRET_QUERY_PARAMETERS`) with ``***`` or ``REDACTED``.
     It never raises and applying it twice changes nothing more.
     """
     if not isinstance(text, str) or not text:
@@ -298,7 +298,7 @@ def scrub(text: str, secrets: Iterable[str | Secret] = ()) -> str:
 
 
 class RedactingFilter(logging.Filter):
-    """A logging filter that passes every record of the library through :func:`scrub`.
+    """A logging filter that passes every record of the library through `scrub`.
 
     The message is formatted once (``msg % args``) and scrubbed, and a traceback attached to
     the record is formatted and scrubbed into ``exc_text``, which formatters print instead of
@@ -325,7 +325,7 @@ _FILTER = RedactingFilter()
 
 
 def library_logger(name: str) -> logging.Logger:
-    """``logging.getLogger(name)`` with the :class:`RedactingFilter` attached (once)."""
+    """``logging.getLogger(name)`` with the `RedactingFilter` attached (once)."""
     logger = logging.getLogger(name)
     if _FILTER not in logger.filters:
         logger.addFilter(_FILTER)

@@ -622,7 +622,7 @@ class Transport:
         raise failure
 
     async def _refresh_auth(self, auth: Auth, method: str, shown_url: str) -> bool:
-        """``auth.refresh`` after a 401, with failures typed as in :meth:`_apply_auth`."""
+        """``auth.refresh`` after a 401, with failures typed as in `_apply_auth`."""
         try:
             return await auth.refresh()
         except Exception as exc:
@@ -639,7 +639,7 @@ def _identity(response: Response) -> Response:
 
 def _credential_failure(exc: Exception, method: str, shown_url: str) -> D360Error:
     """The error to raise when a credential source failed: a library error passes (with the
-    request filled in), anything else becomes :class:`CredentialsUnavailable`, unchained."""
+    request filled in), anything else becomes `CredentialsUnavailable`, unchained."""
     if isinstance(exc, D360Error):
         if exc.method is None:
             exc.method, exc.url = method, shown_url
@@ -654,8 +654,8 @@ def _credential_failure(exc: Exception, method: str, shown_url: str) -> D360Erro
 
 
 def _guards(url: str) -> list[Secret]:
-    """A :class:`Secret` for each signature-like query value of ``url`` (kept alive by the
-    caller while it handles the request, so that :func:`scrub` knows them)."""
+    """A `Secret` for each signature-like query value of ``url`` (kept alive by the
+    caller while it handles the request, so that `scrub` knows them)."""
     if "?" not in url and "#" not in url:
         return []
     return [Secret(value) for value in secret_query_values(url)]

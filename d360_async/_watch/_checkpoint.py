@@ -13,8 +13,8 @@ Format, version 2: one header line, then the payload, a JSON object::
 
 ``length`` is the payload's size in bytes (UTF-8) and ``sha256`` its digest, so a file cut
 short, padded, or with any byte changed is refused as a whole instead of being half-believed.
-The payload is a dict other code may add fields to (:func:`dump_checkpoint` takes ``extra``;
-:func:`open_checkpoint` returns every field); readers ignore the fields they do not know.
+The payload is a dict other code may add fields to (`dump_checkpoint` takes ``extra``;
+`open_checkpoint` returns every field); readers ignore the fields they do not know.
 
 JSON is chosen over pickle because checkpoints cross process and version boundaries and may be
 stored where others can write: loading one must never run code.  Loading checks the envelope,
@@ -260,16 +260,16 @@ def _reason(exc: Exception) -> str:
 
 
 def load_checkpoint(text: str | bytes) -> list[CheckpointEntry]:
-    """Check, parse and validate a checkpoint produced by :func:`dump_checkpoint`.
+    """Check, parse and validate a checkpoint produced by `dump_checkpoint`.
 
     Raises:
-        CheckpointError: see :func:`open_checkpoint`; or a malformed or duplicated entry.
+        CheckpointError: see `open_checkpoint`; or a malformed or duplicated entry.
     """
     return read_entries(open_checkpoint(text))
 
 
 def read_entries(payload: Mapping[str, Any]) -> list[CheckpointEntry]:
-    """The validated target entries of a payload returned by :func:`open_checkpoint`.
+    """The validated target entries of a payload returned by `open_checkpoint`.
 
     Raises:
         CheckpointError: ``targets`` missing or not a list, or a malformed or duplicated entry.

@@ -45,8 +45,8 @@ Decisions, written once:
   other targets go on.
 * **A hung poll costs its target alone.**  A poll running longer than
   ``PollPolicy.poll_timeout`` is cancelled by the timer (on the watch clock) and is a transient
-  :class:`~d360_async.TimeoutError` of that target, which backs off on its own; a ticket the
-  transport did not settle is completed with ``status=None``.  While a runner waits for a
+  [TimeoutError][d360_async.TimeoutError] of that target, which backs off on its own; a ticket
+  the transport did not settle is completed with ``status=None``.  While a runner waits for a
   concurrency slot, polls running longer than ``slow_poll`` give theirs back and go on outside
   the count (at most ``max_concurrency`` of them; beyond, the oldest is cut short).
 * **Outages are one event, not thousands of failures.**  ``outage_after`` polls of one group
@@ -54,7 +54,7 @@ Decisions, written once:
   sends one probe (to whichever target the scheduler picks) every ``outage_probe_interval``.
   Any answer from the server closes it, and the targets that failed meanwhile are made due at
   once (``Scheduler.reschedule``).  Each outage is logged once each way and kept in
-  :attr:`Watch.outages`.
+  [Watch.outages][d360_async.Watch.outages].
 * **Leaving the ``async with``** (normally, by ``break``, an exception or cancellation) cancels
   the task group: every poll in flight is cancelled at once and no task outlives the block.
 """
@@ -677,7 +677,8 @@ class Watch(Generic[S]):
 
         Pass it to ``watch(..., resume=...)`` to go on without repeating a transition.  Safe
         to call at any point inside or after the ``async with`` block.  To store it, use
-        :meth:`save_checkpoint`: writing it with ``Path.write_text`` is not crash-safe (a kill
+        [save_checkpoint][d360_async.Watch.save_checkpoint]: writing it with
+        ``Path.write_text`` is not crash-safe (a kill
         between truncating and writing leaves an empty file).
         """
         if self._lifecycle is _NEW:
@@ -697,7 +698,9 @@ class Watch(Generic[S]):
         return dump_checkpoint(entries)
 
     async def save_checkpoint(self, path: str | os.PathLike[str]) -> None:
-        """Write :meth:`checkpoint` to ``path`` atomically and durably, off the event loop.
+        """Write [checkpoint][d360_async.Watch.checkpoint] to ``path`` atomically and durably.
+
+        The write runs off the event loop, in a worker thread.
 
         The file is replaced as a whole (temporary file, ``fsync``, ``os.replace``), so a
         process killed at any moment leaves the previous checkpoint or this one, never an
@@ -803,7 +806,7 @@ class Watch(Generic[S]):
         """Return once a concurrency slot is free (without taking it).
 
         While a runner waits here, the timer lets polls running for longer than ``slow_poll``
-        give their slot back (see :meth:`_check_polls`).
+        give their slot back (see `_check_polls`).
         """
         if self._slots.value > 0:
             async with self._slots:
