@@ -70,13 +70,30 @@ _CALLS = itertools.count(1)
 def map_client_error(exc: BaseException, *, method: str, url: str) -> TransportError:
     """Turn an aiohttp (or socket/asyncio) exception into the most specific of ours.
 
-    ``url`` must already be redacted.  The original is *not* chained (aiohttp's exceptions
-    carry the full request URL, signature included, and a logged traceback would print it): the
-    caller raises ``from None`` and the original's class name is kept as ``cause_type``.
+    ``url`` must already be redacted.  aiohttp's exception is *not* chained (its text or
+    ``repr`` can carry the full request URL, a signature included, or a proxy's credentials,
+    and a logged traceback would print them): its class name is kept as ``cause_type``, and
+    only the operating system's reason (`_os_reason`) becomes ``__cause__``.  The caller raises
+    the result outside its ``except`` block, so nothing else is chained as ``__context__``.
     """
     error = _map_client_error(exc, method=method, url=url)
     error.cause_type = type(exc).__name__
+    error.__cause__ = _os_reason(exc)
+    error.__suppress_context__ = True
     return error
+
+
+def _os_reason(exc: BaseException) -> BaseException | None:
+    """The low-level reason behind a connection failure, safe to chain: the socket, DNS or TLS
+    error (which name an errno, a host and port at most), never aiohttp's wrapper."""
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        exc = exc.os_error
+    if not isinstance(exc, OSError):
+        return None
+    if isinstance(exc, aiohttp.ClientError):
+        # aiohttp's own OSError (a reset while reading): a plain one with the same errno.
+        return OSError(exc.errno, exc.strerror) if exc.errno is not None else None
+    return exc
 
 
 def _map_client_error(exc: BaseException, *, method: str, url: str) -> TransportError:

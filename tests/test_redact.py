@@ -332,5 +332,7 @@ def test_the_filter_scrubs_messages_arguments_and_tracebacks(
 def test_every_library_logger_redacts() -> None:
     import d360_async  # noqa: F401 - importing installs the filters
 
-    for name in ("d360_async", "d360_async.watch", "d360_async.ratelimit", "d360_async.exports"):
+    names = ["d360_async", "d360_async.watch", "d360_async.ratelimit", "d360_async.exports"]
+    names += ["d360_async.transport", "d360_async.hooks", "d360_async.client"]
+    for name in names:
         assert any(isinstance(f, RedactingFilter) for f in logging.getLogger(name).filters), name

@@ -314,8 +314,9 @@ async def test_connect_error_is_mapped() -> None:
             await transport.request("GET", "/v3/projects/x/exports/y", auth=BearerAuth(TOKEN))
     finally:
         await transport.aclose()
-    # Not chained (aiohttp's exceptions carry the full URL); the original's class is kept.
-    assert info.value.__cause__ is None
+    # aiohttp's exception (which can carry the full URL) is not chained, only the OS reason.
+    assert isinstance(info.value.__cause__, ConnectionRefusedError)
+    assert not isinstance(info.value.__cause__, aiohttp.ClientError)
     assert info.value.__context__ is None
     assert info.value.cause_type == "ClientConnectorError"
 
