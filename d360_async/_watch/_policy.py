@@ -94,7 +94,9 @@ class PollPolicy:
         poll_timeout: one poll (the transport's own retries included) that takes longer is
             cancelled and counts as a transient failure of that target alone
             ([TimeoutError][d360_async.TimeoutError]); its rate-limit ticket is settled and the
-            target backs off like after any transient error. ``None``: no limit.
+            target backs off like after any transient error. The default is the transport's
+            default read timeout; the time a retry inside the poll waits for the rate limiter
+            counts too, so keep it well above that on a tight budget. ``None``: no limit.
         slow_poll: a poll still running this long after it started gives its concurrency slot
             back when another poll needs one (it goes on, up to ``poll_timeout``, outside the
             ``max_concurrency`` count; at most ``max_concurrency`` such polls at once, beyond
@@ -121,7 +123,7 @@ class PollPolicy:
     until: Callable[[Transition[Any]], bool] | None = None
     stall_after: float | None = attrs.field(default=None, validator=_positive_or_none)
     not_found_grace: float = attrs.field(default=10.0, validator=_non_negative)
-    poll_timeout: float | None = attrs.field(default=10.0, validator=_positive_or_none)
+    poll_timeout: float | None = attrs.field(default=30.0, validator=_positive_or_none)
     slow_poll: float = attrs.field(default=1.0, validator=_positive)
     outage_after: int | None = attrs.field(default=8, validator=_count_or_none)
     outage_probe_interval: float = attrs.field(default=1.0, validator=_positive)

@@ -185,7 +185,9 @@ async def test_kill_9_at_random_moments_loses_nothing(tmp_path: Path) -> None:
             assert last_of_run[first_run] == earlier, (
                 f"{key} {raw} repeated although it was not the last thing run {first_run} did"
             )
-            assert run_id == first_run + 1, "repeated only by the run right after the kill"
+            between = [r for r in records[earlier + 1 : index] if r[1] == key]
+            assert not between, f"{key}: repeated after {between}, not as its next transition"
+            assert run_id > first_run, "repeated by a later run (resumed from the file)"
         seen[(key, raw, final)] = index
     print(
         f"\n{kills} kills, {run} runs, {len(records)} transitions handled, {duplicates} "

@@ -88,7 +88,7 @@ class HangingProxy:
 SHORT_POLLS = PollPolicy(
     interval=0.2, max_interval=1.0, poll_timeout=1.0, stall_after=2.0, target_timeout=7.0
 )
-# The library's poll_timeout (10 s) and slow_poll (1 s): no hung poll ends before the deadline.
+# The library's poll_timeout (30 s) and slow_poll (1 s): no hung poll ends before the deadline.
 DEFAULT_POLLS = PollPolicy(interval=0.2, max_interval=1.0, target_timeout=7.0)
 
 

@@ -25,7 +25,7 @@ def test_defaults_are_sane() -> None:
     assert policy.watch_timeout is None
     assert policy.until is None
     assert policy.stall_after is None
-    assert policy.poll_timeout == 10.0
+    assert policy.poll_timeout == 30.0
     assert policy.slow_poll == 1.0
     assert policy.outage_after == 8
     assert policy.outage_probe_interval == 1.0
