@@ -357,7 +357,11 @@ def raws(transitions: Sequence[Transition[Snap]]) -> list[object]:
     return [t.raw_status for t in transitions if t.kind is TransitionKind.CHANGED]
 
 
-FAST = PollPolicy(interval=1.0, backoff=1.5, max_interval=5.0, jitter=0.1)
+# No poll timeout: these tests script slow polls of their own (the hostile-conditions tests at
+# the end set one). A timeout would also wake the timer at a stale time, which the virtual
+# clock's deadlock detection cannot tell from a hang when it coincides with the test leaving
+# the watch in the same instant.
+FAST = PollPolicy(interval=1.0, backoff=1.5, max_interval=5.0, jitter=0.1, poll_timeout=None)
 
 
 @pytest.fixture
