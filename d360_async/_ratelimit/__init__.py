@@ -1,10 +1,11 @@
 """Rate limiting: header parsing, token-bucket arithmetic, in-process and Redis limiters.
 
-The transport talks to a :class:`RateLimiter` (acquire before each attempt, complete exactly
-once after it); :class:`LocalRateLimiter` serves one process, :class:`RedisRateLimiter` shares
-budgets between processes (``pip install d360-async[redis]``). The Redis limiter and its ticket
-are imported on first access only, so that importing this package never loads the Redis
-module (and, through it, nothing of the optional extra).
+The transport talks to a [RateLimiter][d360_async.RateLimiter] (acquire before each attempt,
+complete exactly once after it); [LocalRateLimiter][d360_async.LocalRateLimiter] serves one process,
+[RedisRateLimiter][d360_async.RedisRateLimiter] shares budgets between processes (``pip install
+d360-async[redis]``). The Redis limiter and its ticket are imported on first access only, so that
+importing this package never loads the Redis module (and, through it, nothing of the optional
+extra).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The token bucket behind every limiter: pure arithmetic, time passed in.
 
-One :class:`TokenBucket` models one budget (one :class:`~._protocol.RateLimitKey`). It holds
+One `TokenBucket` models one budget (one `RateLimitKey`). It holds
 ``tokens``: how many requests may leave right now. A request takes one token; tokens come back
 at a *refill rate*, never beyond ``capacity`` (the burst). Everything below is a rule about how
 that rate and those tokens follow what the server says.
@@ -9,28 +9,34 @@ that rate and those tokens follow what the server says.
 ``period`` (60 per 60 s by default, the lowest paid plan). A bucket of capacity ``b`` refilled
 at ``r`` admits at most ``b + r*T - 1`` requests in any half-open interval of length ``T``
 (a full bucket, then one refill every ``1/r``). To stay within ``limit`` in *every* window,
-whatever its alignment, the base rate is::
+whatever its alignment, the base rate is:
 
-    usable    = limit * (1 - safety_margin)        # slack for network jitter
-    capacity  = clamp(burst, 1, floor(usable))
-    base_rate = (usable - (capacity - 1)) / period
+```python
+usable    = limit * (1 - safety_margin)        # slack for network jitter
+capacity  = clamp(burst, 1, floor(usable))
+base_rate = (usable - (capacity - 1)) / period
+```
 
 so a larger burst buys latency for short bursts with a slightly lower sustained rate. Once the
 server has announced its limit (``X-RateLimit-Limit``), ``usable`` is that limit in full: the
 margin is slack for pacing on a guess, and the answers that follow (their ``Remaining``) keep
 the bucket honest from then on.
 
-**Calibration** from a response (:meth:`TokenBucket.observe`), with ``n`` requests still in
-flight (admitted, no answer yet: the server may not have counted them)::
+**Calibration** from a response (`TokenBucket.observe`), with ``n`` requests still in
+flight (admitted, no answer yet: the server may not have counted them):
 
-    avail  = remaining - n                         # what we may still send this window
-    tokens = min(avail, max(tokens, 0))            # never believe more than the server allows
+```python
+avail  = remaining - n                         # what we may still send this window
+tokens = min(avail, max(tokens, 0))            # never believe more than the server allows
+```
 
 The bucket never *gains* tokens from a response (that would burst); it only drops a debt the
 server shows to be over-cautious. When the reset time is known, the remaining budget is spread
-evenly until then instead of being spent at once::
+evenly until then instead of being spent at once:
 
-    spread_rate = max(0, avail - tokens + 1) / (reset_at - start)   # start: now, or pause end
+```python
+spread_rate = max(0, avail - tokens + 1) / (reset_at - start)   # start: now, or pause end
+```
 
 The token in hand goes first, the others follow every ``1/spread_rate``, and the next one
 would fall exactly on the reset: with ``k`` counting refills, admissions happen at
@@ -55,7 +61,7 @@ margin, and does not depend on how the server rounds its headers, which matters 
 windows where a second of rounding is a large share of the window. It holds when ``period`` is
 at least the server's window, so it is used only while the server's announced limit (if any)
 agrees with the configured one and no announced reset has been longer than ``period`` plus
-what rounding up can add (:data:`ROUNDING` for a delay, twice that for an epoch read against
+what rounding up can add (`ROUNDING` for a delay, twice that for an epoch read against
 the truncated ``Date``), nor one that would end the window later than the bound allows: one
 such reset refutes the period for the bucket's lifetime. A count that jumps up (a window that
 rolled over) or an anchor older than a period starts a new anchor.
@@ -65,7 +71,7 @@ the budget is spent, or never) is spread the same way until ``anchor + period``,
 than the base rate: the count is never overspent between two answers, and a spent count
 waits for the window's end instead of being repaid at the base rate into a 429.
 
-**429** (:meth:`TokenBucket.throttle`): the whole budget pauses until ``Retry-After`` (else the
+**429** (`TokenBucket.throttle`): the whole budget pauses until ``Retry-After`` (else the
 reset, else an exponential backoff of 1, 2, 4... seconds capped at one period), plus
 ``wait_margin``. Nothing refills during a pause; when it ends, one token is available and the
 rest comes back at the refill rate, so the waiters are released paced, not in a herd. (The
@@ -294,7 +300,7 @@ class TokenBucket:
     @property
     def rate(self) -> float:
         """The refill rate in force at the last update: 0 while paused, the spread rate until
-        a known reset, else :attr:`sustainable_rate`."""
+        a known reset, else `sustainable_rate`."""
         if self._paused_until > self._updated:
             return 0.0
         reset_at = self._reset_at
@@ -364,7 +370,7 @@ class TokenBucket:
         ``backlogged``: requests were waiting for the whole time since the last update, so
         each token would have been taken the moment it was complete and the capacity cannot
         have bound; tokens a late timer did not hand out in time are then not lost (above
-        the capacity until :meth:`clamp`).
+        the capacity until `clamp`).
         """
         t = self._updated
         if now <= t:
@@ -455,7 +461,7 @@ class TokenBucket:
     def try_take(self, now: float, *, backlogged: bool = False) -> float:
         """Take one token if there is one: returns 0.0, else the seconds to wait for one.
 
-        ``backlogged``: see :meth:`advance`.
+        ``backlogged``: see `advance`.
         """
         self.advance(now, backlogged=backlogged)
         if self._tokens < 1.0 - EPSILON or self._paused_until > now:

@@ -1,6 +1,6 @@
 """Reading the rate-limit headers of one response, without I/O.
 
-What Document360 sends (``DESIGN.md`` §2, the vendor's export-status page):
+What Document360 sends (its API documentation: the rate-limiting page and the export-status page):
 
 * ``X-RateLimit-Remaining`` on every response;
 * ``X-RateLimit-Limit`` and ``X-RateLimit-Reset`` possibly only once the limit is reached;
@@ -17,20 +17,21 @@ Rules, applied in this order:
 2. A number is plain decimal (``"60"``, ``"1.5"``); ``nan``, ``inf``, ``1e3``, hex or words are
    garbage. Garbage is ignored with a DEBUG log, never raised: a broken proxy must not break
    requests.
-3. ``X-RateLimit-Reset`` values of at least :data:`EPOCH_THRESHOLD` (10**9 s, September 2001)
-   are epochs, those of at least :data:`EPOCH_MS_THRESHOLD` epoch milliseconds; smaller values
+3. ``X-RateLimit-Reset`` values of at least `EPOCH_THRESHOLD` (10**9 s, September 2001)
+   are epochs, those of at least `EPOCH_MS_THRESHOLD` epoch milliseconds; smaller values
    are delays in seconds.
 4. Epochs and HTTP dates are converted to delays against the server's own clock (its ``Date``
    header), not ours, so a skewed local clock does not matter. ``Date`` has whole-second
    resolution and is truncated, so ``epoch - Date`` over-estimates the delay by less than a
    second: the safe direction. Without a usable ``Date``, the local clock is used. A delay
-   converted from a point in time is flagged (:attr:`RateLimitState.reset_is_epoch`,
-   :attr:`RateLimitState.retry_is_date`): the server may have truncated it to the second,
-   which the limiter's default wait margin allows for.
+   converted from a point in time is flagged
+   ([RateLimitState.reset_is_epoch][d360_async.RateLimitState.reset_is_epoch],
+   [RateLimitState.retry_is_date][d360_async.RateLimitState.retry_is_date]): the server may have
+   truncated it to the second, which the limiter's default wait margin allows for.
 5. Negative counts and delays are clamped to 0; a limit below 1 is ignored (a window of no
    requests cannot be honoured, so the configured limit stays in force).
-6. Absurdly large values are clamped: delays to :data:`MAX_DELAY` (one hour), counts to
-   :data:`MAX_COUNT`. The vendor's window is one minute; a bogus ten-year ``Retry-After``
+6. Absurdly large values are clamped: delays to `MAX_DELAY` (one hour), counts to
+   `MAX_COUNT`. The vendor's window is one minute; a bogus ten-year ``Retry-After``
    would otherwise stall every request on the key for good.
 
 Cost: this runs on every response. ``Date`` is parsed only when an epoch or an HTTP date needs
@@ -223,8 +224,8 @@ def parse_retry_after(value: str, *, server_now: float) -> float | None:
 
     ``value`` is delta-seconds (``"120"``; a decimal is tolerated) or an HTTP date, which is
     turned into a delay against ``server_now``, the server's clock (its ``Date`` header) in
-    epoch seconds. Negative results are clamped to 0 and results above :data:`MAX_DELAY` to
-    :data:`MAX_DELAY`.
+    epoch seconds. Negative results are clamped to 0 and results above `MAX_DELAY` to
+    `MAX_DELAY`.
     """
     return _retry_after(value, lambda: server_now)[0]
 

@@ -1,10 +1,11 @@
 """The in-process rate limiter: one token bucket and one wake-up timer per key.
 
-How a key is served (see :mod:`._bucket` for the arithmetic):
+How a key is served (see `_bucket` for the arithmetic):
 
 * ``acquire`` takes a token at once when the bucket has one and nobody of the same or a better
-  priority is queued; otherwise the caller queues: one FIFO per :class:`Priority`, and a
-  :attr:`Priority.DIRECT` waiter always goes before a :attr:`Priority.POLL` one.
+  priority is queued; otherwise the caller queues: one FIFO per [Priority][d360_async.Priority], and
+  a [Priority.DIRECT][d360_async.Priority.DIRECT] waiter always goes before a
+  [Priority.POLL][d360_async.Priority.POLL] one.
 * Each key has at most one timer, armed for when the bucket will next hold a token. When it
   fires, waiters are admitted one per token, head first, and the timer is re-armed for the
   next. No waiter polls and no task runs in the background, so there is nothing to leak:
@@ -94,12 +95,11 @@ class RateLimitConfig:
             truncated to the second and may then be up to a second early; a value sent as a
             number of seconds gets none, because a wait is rounded up (a server that said
             "0" while still refusing would be broken). Either way the reset is also bounded
-            by ``period`` after the first answer of the window (see :mod:`._bucket`), which
+            by ``period`` after the first answer of the window (see `_bucket`), which
             needs no margin, so the margin costs nothing while ``rate`` and ``period``
             describe the server. Set a number to add exactly that to every announced wait.
 
-    .. versionadded:: 0.1.0
-    """
+    Added in version 0.1.0."""
 
     rate: float = attrs.field(default=60.0, validator=_positive)
     period: float = attrs.field(default=60.0, validator=_positive)
@@ -122,7 +122,7 @@ class RateLimitConfig:
     @property
     def effective_epoch_margin(self) -> float:
         """Seconds added besides to a wait announced as a point in time: the resolution of
-        an epoch, :data:`EPOCH_RESOLUTION`, when ``wait_margin`` is ``None``, else 0."""
+        an epoch, `EPOCH_RESOLUTION`, when ``wait_margin`` is ``None``, else 0."""
         return EPOCH_RESOLUTION if self.wait_margin is None else 0.0
 
     def new_bucket(self, now: float) -> Budget:
@@ -168,7 +168,7 @@ def as_rate_limit_config(value: object) -> RateLimitConfig | None:
 
 
 class TimerHandle(Protocol):
-    """What :data:`CallLater` returns: ``asyncio.TimerHandle`` fits."""
+    """What `CallLater` returns: ``asyncio.TimerHandle`` fits."""
 
     def cancel(self) -> None:
         """Stop the callback from running."""
@@ -275,7 +275,7 @@ _PRIORITIES: tuple[Priority, ...] = tuple(Priority)
 
 
 class LocalRateLimiter:
-    """A :class:`~._protocol.RateLimiter` for one process (module docstring).
+    """A `RateLimiter` for one process (module docstring).
 
     Args:
         config: the pacing settings shared by every key (default: 60 per minute).
@@ -284,11 +284,10 @@ class LocalRateLimiter:
             ``call_later``. Tests driving a fake ``clock`` pass a matching fake timer.
 
     A limiter belongs to the event loop it is first used on. Share one between clients with
-    the same token (``Client(rate_limiter=...)``); use :class:`~._redis.RedisRateLimiter` to
+    the same token (``Client(rate_limiter=...)``); use `RedisRateLimiter` to
     share a budget between processes.
 
-    .. versionadded:: 0.1.0
-    """
+    Added in version 0.1.0."""
 
     __slots__ = ("_call_later", "_clock", "_closed", "_config", "_default_budget", "_lanes")
 
@@ -313,7 +312,7 @@ class LocalRateLimiter:
 
     @property
     def closed(self) -> bool:
-        """True once :meth:`aclose` was called."""
+        """True once [aclose][d360_async.LocalRateLimiter.aclose] was called."""
         return self._closed
 
     def __repr__(self) -> str:
@@ -377,7 +376,8 @@ class LocalRateLimiter:
         self.settle(ticket, status=status, state=state)
 
     def settle(self, ticket: Ticket, *, status: int | None, state: RateLimitState | None) -> None:
-        """:meth:`complete` without the coroutine, for callers outside a coroutine."""
+        """[complete][d360_async.LocalRateLimiter.complete] without the coroutine, for callers
+        outside a coroutine."""
         if ticket.completed:
             raise RuntimeError(f"ticket for {ticket.key} completed twice")
         lane = self._lanes.get(ticket.key)
@@ -404,7 +404,8 @@ class LocalRateLimiter:
         return [self._stats(lane, now) for lane in self._lanes.values()]
 
     def has_capacity(self, key: RateLimitKey, priority: Priority = Priority.DIRECT) -> bool:
-        """Whether :meth:`acquire` at ``priority`` would be admitted now, without waiting."""
+        """Whether [acquire][d360_async.LocalRateLimiter.acquire] at ``priority`` would be admitted
+        now, without waiting."""
         if self._closed:
             return False
         lane = self._lanes.get(key)
@@ -415,7 +416,8 @@ class LocalRateLimiter:
         return lane.bucket.wait_time(lane.now(self._clock())) == 0.0
 
     def next_available(self, key: RateLimitKey, priority: Priority = Priority.DIRECT) -> float:
-        """Seconds until an :meth:`acquire` at ``priority`` would be admitted (0: now).
+        """Seconds until an [acquire][d360_async.LocalRateLimiter.acquire] at ``priority`` would be
+        admitted (0: now).
 
         Counts the callers queued ahead; later arrivals of a better priority, or responses
         that recalibrate the bucket, can change the answer.
@@ -434,7 +436,7 @@ class LocalRateLimiter:
         return lane.bucket.sustainable_rate
 
     async def aclose(self) -> None:
-        """Stop every timer and fail every queued ``acquire`` with :class:`RuntimeError`.
+        """Stop every timer and fail every queued ``acquire`` with `RuntimeError`.
 
         Idempotent. Tickets already handed out may still be completed (it is a no-op).
         """

@@ -43,14 +43,16 @@ class RateLimitKey:
 
 @attrs.define(slots=True, eq=False)
 class Ticket:
-    """Proof that a request was admitted; handed back to :meth:`RateLimiter.complete`.
+    """Proof that a request was admitted; handed back to
+    [RateLimiter.complete][d360_async.RateLimiter.complete].
 
     Attributes:
         key: the budget it was drawn from.
         admitted_at: when it was admitted, on the limiter's clock.
         waited: seconds spent waiting for admission.
         priority: the priority it was requested with.
-        completed: set by :meth:`RateLimiter.complete`; completing twice is an error.
+        completed: set by [RateLimiter.complete][d360_async.RateLimiter.complete]; completing twice
+            is an error.
         seq: the admission number on its key (1, 2, ...): answers are ordered by it.
     """
 
@@ -79,7 +81,8 @@ class LimiterStats:
         in_flight: admitted requests not yet completed.
         queued: callers waiting for admission now.
         paused_for: seconds the key stays paused after a 429 (0 when not paused).
-        budget: the sustainable rate, requests per second (see :meth:`RateLimiter.budget`).
+        budget: the sustainable rate, requests per second (see
+            [RateLimiter.budget][d360_async.RateLimiter.budget]).
         policy: the server's policy as learned so far, each belief with its evidence (None
             for a limiter that does not learn).
     """
@@ -104,8 +107,9 @@ class LimiterStats:
 class RateLimiter(Protocol):
     """Admits requests so that a key never exceeds its budget.
 
-    The transport calls :meth:`acquire` before every request is sent and :meth:`complete`
-    exactly once afterwards, whatever happened (``status=None`` when no response arrived).
+    The transport calls [acquire][d360_async.RateLimiter.acquire] before every request is sent and
+    [complete][d360_async.RateLimiter.complete] exactly once afterwards, whatever happened
+    (``status=None`` when no response arrived).
     """
 
     async def acquire(self, key: RateLimitKey, *, priority: Priority = Priority.DIRECT) -> Ticket:
@@ -123,11 +127,13 @@ class RateLimiter(Protocol):
         ...
 
     def has_capacity(self, key: RateLimitKey, priority: Priority = Priority.DIRECT) -> bool:
-        """Whether :meth:`acquire` at ``priority`` would be admitted right now, without waiting."""
+        """Whether [acquire][d360_async.RateLimiter.acquire] at ``priority`` would be admitted right
+        now, without waiting."""
         ...
 
     def next_available(self, key: RateLimitKey, priority: Priority = Priority.DIRECT) -> float:
-        """Seconds until an :meth:`acquire` at ``priority`` would be admitted (0: now).
+        """Seconds until an [acquire][d360_async.RateLimiter.acquire] at ``priority`` would be
+        admitted (0: now).
 
         Counts the callers already queued ahead at that priority or better; an estimate, since
         later arrivals with a better priority and new responses can change it.

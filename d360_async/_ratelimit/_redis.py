@@ -1,21 +1,21 @@
 """A rate limiter whose buckets live in Redis, shared by every process using the same keys.
 
-Each budget is one Redis hash (the token bucket of :mod:`._bucket`, field for field) and one
+Each budget is one Redis hash (the token bucket of `_bucket`, field for field) and one
 sorted set of the requests in flight, updated atomically by one Lua script
-(``_redis.lua``, a line-for-line port of :class:`~._bucket.TokenBucket`). The script reads the
+(``_redis.lua``, a line-for-line port of `TokenBucket`). The script reads the
 time with Redis ``TIME``, so every process shares one clock, one calibration and one 429 pause.
 Both keys expire after ``key_ttl`` idle seconds (longer while a pause or a reset is pending);
 a request in flight is forgotten after ``in_flight_timeout`` seconds, so a crashed process
 cannot hold the budget down for good. Keys hold the token's fingerprint, never the token.
 
-Waiting is local: each process keeps its own FIFO per :class:`~._protocol.Priority` for each
+Waiting is local: each process keeps its own FIFO per `Priority` for each
 key, and one task per key asks Redis for a token on behalf of the head of that queue. When
 there is none, the script answers how long until there will be, and the task sleeps that
 long (at most ``max_sleep``, plus up to a millisecond of jitter so processes do not ask in
 lockstep), or less when an answer from this process recalibrates the key.
 
 If Redis becomes unreachable (any redis-py error or a timeout), the limiter carries on with an
-internal :class:`~._local.LocalRateLimiter`, seeded with the last state Redis reported, logs one
+internal `LocalRateLimiter`, seeded with the last state Redis reported, logs one
 warning, and probes Redis (at most every ``probe_interval`` seconds, when requests come) until
 it answers, which it logs once at INFO. No redis exception reaches a caller.
 """
@@ -236,11 +236,12 @@ def _resolve(future: asyncio.Future[None]) -> None:
 
 
 class RedisRateLimiter:
-    """A :class:`~._protocol.RateLimiter` whose budgets are shared through Redis.
+    """A `RateLimiter` whose budgets are shared through Redis.
 
     Args:
-        redis: a ``redis.asyncio.Redis`` client (borrowed: not closed by :meth:`aclose`) or a
-            URL such as ``"redis://localhost:6379/0"`` (a client is created and owned).
+        redis: a ``redis.asyncio.Redis`` client (borrowed: not closed by
+            [aclose][d360_async.RedisRateLimiter.aclose]) or a URL such as
+            ``"redis://localhost:6379/0"`` (a client is created and owned).
         config: the pacing settings (every process sharing a key should use the same).
         prefix: the start of every Redis key this limiter writes.
         key_ttl: seconds an idle key is kept.
@@ -251,8 +252,7 @@ class RedisRateLimiter:
         max_sleep: longest sleep between two questions to Redis while waiting.
         clock: this process's monotonic clock (for local waits, stats and the fallback).
 
-    .. versionadded:: 0.1.0
-    """
+    Added in version 0.1.0."""
 
     __slots__ = (
         "_clock",
@@ -346,7 +346,8 @@ class RedisRateLimiter:
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> RedisRateLimiter:
-        """A limiter with its own client for ``url`` (closed by :meth:`aclose`).
+        """A limiter with its own client for ``url`` (closed by
+        [aclose][d360_async.RedisRateLimiter.aclose]).
 
         The keyword arguments are those of the constructor.
         """
@@ -482,7 +483,8 @@ class RedisRateLimiter:
         return found
 
     def has_capacity(self, key: RateLimitKey, priority: Priority = Priority.DIRECT) -> bool:
-        """Whether an :meth:`acquire` would likely be admitted now (from the last answer)."""
+        """Whether an [acquire][d360_async.RedisRateLimiter.acquire] would likely be admitted now
+        (from the last answer)."""
         if self._closed:
             return False
         if self._fallback:
@@ -493,7 +495,8 @@ class RedisRateLimiter:
         return lane.ahead(int(priority)) == 0 and lane.mirror.wait_time(self._clock()) == 0.0
 
     def next_available(self, key: RateLimitKey, priority: Priority = Priority.DIRECT) -> float:
-        """Seconds until an :meth:`acquire` would be admitted, from the last shared state.
+        """Seconds until an [acquire][d360_async.RedisRateLimiter.acquire] would be admitted, from
+        the last shared state.
 
         Other processes' requests since that answer are not known here, so this is a lower
         bound when the key is busy elsewhere.
@@ -516,7 +519,7 @@ class RedisRateLimiter:
         return lane.mirror.sustainable_rate
 
     async def aclose(self) -> None:
-        """Stop every task, fail queued acquires with :class:`RuntimeError`, close the client
+        """Stop every task, fail queued acquires with `RuntimeError`, close the client
         when this limiter created it. Idempotent."""
         if self._closed:
             return

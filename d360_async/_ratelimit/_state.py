@@ -51,7 +51,7 @@ class RateLimitState:
     def from_headers(cls, headers: Mapping[str, str], now: float) -> RateLimitState:
         """Parse a response's headers; ``now`` is the local ``time.time()`` at arrival.
 
-        The same as :func:`~d360_async._ratelimit._headers.parse_rate_limit`: garbage is
+        The same as `parse_rate_limit`: garbage is
         ignored, never raised, and epochs are read against the server's ``Date``.
         """
         # Imported here: the parser module imports this one.

@@ -132,12 +132,12 @@ def _positive(instance: object, attribute: attrs.Attribute[float], value: float)
 
 
 Algorithm = Literal["fixed_window", "fixed_window_aligned", "sliding_window", "token_bucket"]
-"""How :class:`FakeRateLimit` counts requests (see its docstring)."""
+"""How [FakeRateLimit][d360_async.testing.FakeRateLimit] counts requests (see its docstring)."""
 
 Dialect = Literal[
     "x-ratelimit", "vendor_page", "remaining_only", "ietf", "gateway", "github", "none"
 ]
-"""Which rate-limit headers :class:`FakeRateLimit` sends (see its docstring)."""
+"""Which rate-limit headers [FakeRateLimit][d360_async.testing.FakeRateLimit] sends."""
 
 ALGORITHMS: tuple[str, ...] = (
     "fixed_window",
