@@ -276,6 +276,7 @@ class PolicyEstimator:
         "_span_gradual",
         "_told",
         "_w_all",
+        "_w_any",
         "_w_first",
         "_w_log",
         "_w_span",
@@ -317,6 +318,7 @@ class PolicyEstimator:
         # [lo, hi] and how many answers agree; None once they disagree.
         self._w_all: _WindowFit | None = _WindowFit()
         self._w_first: _WindowFit | None = _WindowFit()
+        self._w_any: _WindowFit | None = _WindowFit()
         # When the current window opened, had it opened with the first request to arrive in
         # it (a window from the first request); None when that is not known.
         self._first: Interval | None = None
@@ -437,6 +439,11 @@ class PolicyEstimator:
         every = self._w_all
         sliding = self._moving >= 2 and self._gradual >= GRADUAL_SPANS
         resets = every.usable(2) if every is not None and sliding else None
+        steady = self._w_any
+        if resets is None and steady is not None and self._moving >= 2:
+            # Every reset, whatever the count, spans the same time: the window of a sliding
+            # window that says when its newest request leaves.
+            resets = steady.usable(8, seconds=2.0)
         if resets is not None:
             # Every reset at an empty budget spans the same time, and the announced ends
             # move with each request: a sliding window's own word for its length.
@@ -839,6 +846,10 @@ class PolicyEstimator:
             self._reset_lo = spans.lo
         if remaining == 0 and self._w_all is not None and not self._w_all.add(spans):
             self._w_all = None  # resets are not all one window long: not a sliding window
+        if self._w_any is not None and not self._w_any.add(spans, received):
+            # Resets at every count do not span one time: not a sliding window that says
+            # when its newest request leaves (a bucket's time to fill varies with the count).
+            self._w_any = None
         current = self._told
         if current is not None:
             both = current.intersect(told)
