@@ -448,6 +448,10 @@ class PolicyEstimator:
             # Every reset at an empty budget spans the same time, and the announced ends
             # move with each request: a sliding window's own word for its length.
             return max(MIN_WINDOW, resets.hi)
+        counted = self._sliding_fit()
+        if counted is not None and self._gradual >= GRADUAL_SPANS:
+            # Our own requests the count held, with room for those overtaking each other.
+            return max(MIN_WINDOW, LOG_MARGIN * counted.hi)
         found: list[float] = []
         if self._rate > 0.0 and self._gradual >= GRADUAL_SPANS:
             # With room for requests overtaking each other, which can inflate a measured
