@@ -87,7 +87,7 @@ def server_outcome(server: Any) -> dict[str, Any]:
 
 
 async def _drive(url: str, ids: Mapping[str, str], rate: Any, deadline: float) -> dict[str, Any]:
-    from d360_async import Client, D360Error
+    from d360_async import Client, D360Error, RateLimited
 
     errors = 0
     async with Client(api_token=API_TOKEN, base_url=url, rate_limit=rate) as client:
@@ -97,8 +97,13 @@ async def _drive(url: str, ids: Mapping[str, str], rate: Any, deadline: float) -
             while True:
                 try:
                     await client.exports.get(ids["project_id"], ids["export_id"])
+                except RateLimited as exc:
+                    # The budget is paused past the retry cap: wait as told, as a user would.
+                    errors += 1
+                    await asyncio.sleep(max(0.05, (exc.retry_at or 0.0) - time.time()))
                 except D360Error:
                     errors += 1
+                    await asyncio.sleep(0.05)
 
         # Demand stops at the deadline, waiters and requests in flight included.
         with contextlib.suppress(TimeoutError):
