@@ -1,29 +1,37 @@
 """One budget's admission arithmetic: credits the server vouched for, paced; pure, time passed in.
 
 A [Budget][] decides, for one rate-limit key, whether a request may leave now and, if not,
-when. It rests on three rules, applied in this order:
+when. It rests on these rules, applied in this order:
 
 1. **Remaining is the authority.** A fresh answer (to a request admitted after every request
    whose answer calibrated the budget before) saying `Remaining: R` leaves
-   `credits = R - (requests admitted after it)`. A request leaves only while `credits >= 1`:
-   the server itself said the budget was there, so it cannot be answered 429 unless somebody
-   else spends the same budget.
-2. **Credits come back only as the learned policy says** ([PolicyEstimator][]): a fixed
-   window's at its end (one *probe* may go once the end's latest bound has passed; its answer
-   says what the new window holds), a gradual budget's as the requests that spent them age out
-   of the window (each request's credit is back one window after its answer arrived, which no
-   sliding window or token bucket of that limit and window can be slower than). Without any
-   end or refill known, one probe goes a window after the current window opened. A 429
-   pauses the budget until its `Retry-After` (else the announced reset, else a backoff of
-   1, 2, 4... seconds); the pause ends with one probe.
-3. **Credits are spread, never left to expire.** The credits in hand are paced evenly over the
-   time until they would be lost: until the earliest bound of a fixed window's end, or over a
-   window for a gradual budget (on top of the refill rate measured). So the last credit of a
-   window leaves before the window can end: none expires unspent while callers wait.
+   `credits = R - (requests admitted after it) - (older requests still unanswered)`, and no
+   more than any recent answer whose request may have reached the server after this one's
+   allows. A request leaves only while `credits >= 1`: the server itself said the budget was
+   there, so it cannot be answered 429 unless somebody else spends the same budget.
+2. **Credits come back only as the server said, or as proven** ([PolicyEstimator][]). Once an
+   end the server *announced* has passed, one probe may go; its answer says what the new window
+   holds. A predicted end (from the learned window) only times a probe sent while a credit is
+   still in hand, which is safe whether or not the window has ended. A gradual budget's credits
+   come back one window after the answer of the request that spent them, by a window the
+   answers proved an upper bound of (no sliding window, token bucket or fixed window of that
+   limit and window can be slower), and never before an announced reset that does not move.
+   With nothing announced and nothing proven, one probe goes the longest plausible window
+   after the current one opened. A 429 pauses the budget until its `Retry-After` (else the
+   announced reset, else a backoff of 1, 2, 4... seconds); the pause ends with one probe.
+3. **Credits are spread, never left to expire.** The credits in hand are paced evenly until
+   the earliest bound of a fixed window's end, or over a window for a gradual budget (on top
+   of the refill measured). So the last credit of a window leaves before the window can end:
+   none expires unspent while callers wait. While the end is uncertain and a late start costs
+   budget, the last credit waits for the middle of the uncertainty (a bisection, window after
+   window); while nothing says when the budget comes back, a few credits are held back to
+   look for the refill, ever less often.
 
 With no count from the server at all (a server that sends no rate-limit headers), the budget
-paces blind at the configured limit per period, less `safety_margin`, and adapts (AIMD): a
-429 halves the rate, each answered request adds back a little, never above the limit.
+paces blind at the configured limit per period, less `safety_margin` and at least one request,
+and adapts (AIMD): a 429 halves the rate, each answered request adds back a little, quickly
+up to just below where the last 429 came and slowly beyond; and the requests served between
+two 429 pauses, over the time between them, cap the blind rate.
 
 Pacing keeps `tokens` (at most `burst`) refilled at the pace rate; a request needs a token and
 a credit. While callers are queued (`backlogged`), tokens a late timer could not hand out are
