@@ -92,6 +92,10 @@ PROBE_STEP = 0.5
 DISCOVERY_PROBES = 3
 """Credits held back to probe for a refill nobody announced."""
 
+PROBE_PENDING = 0.25
+"""Seconds reported as the wait while a probe's answer is awaited (it usually takes a round
+trip; the answer itself releases the queue)."""
+
 MIN_WAIT = 0.001
 """The shortest wait reported while credits are short (a timer must move the clock)."""
 
@@ -402,7 +406,7 @@ class Budget:
             and credits is not None
             and credits < need + self._reserve - EPSILON
         ):
-            start = max(start, probe_at if math.isfinite(probe_at) else now + 3600.0)
+            start = max(start, probe_at if math.isfinite(probe_at) else now + PROBE_PENDING)
         if credits is None or credits >= need - EPSILON:
             return start + pace - now
         short = need - max(credits, 0.0)
@@ -431,7 +435,9 @@ class Budget:
             # The credits held back go one at a time, each when due, the next only once the
             # previous one's answer has been read.
             if now < probe_at:
-                return max(probe_at - now, MIN_WAIT) if math.isfinite(probe_at) else 3600.0
+                # A probe is out: its answer decides (and wakes the queue); until then, look
+                # again now and then rather than promise a wait nobody knows.
+                return max(probe_at - now, MIN_WAIT) if math.isfinite(probe_at) else PROBE_PENDING
             probing = True
         else:
             probing = False
