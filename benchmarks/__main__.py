@@ -32,6 +32,7 @@ SECTIONS: dict[str, tuple[str, str]] = {
     "scale": ("benchmarks.bench_scale", "Scale: one watch of many targets"),
     "policies": ("benchmarks.bench_policies", "Rate limiter: every server policy"),
     "budget": ("benchmarks.bench_budget", "Budget use and detection delay"),
+    "warm": ("benchmarks.bench_warm", "Warm start: one small watch per request"),
     "distributed": ("benchmarks.bench_distributed", "Distributed: four processes, one budget"),
 }
 
