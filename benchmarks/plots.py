@@ -10,6 +10,7 @@ import math
 import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 __all__ = ["PLOTS_DIR", "admitted_rate", "delay_cdfs"]
 
@@ -25,6 +26,18 @@ def _pyplot():  # type: ignore[no-untyped-def]
     except ImportError:  # pragma: no cover - matplotlib is in the dev extra
         return None
     return plt
+
+
+def _finish(plt: Any, fig: Any, ax: Any, title: str, path: Path, legend: str) -> Path:
+    """Grid, wrapped title, legend; write the file and free the figure."""
+    ax.grid(alpha=0.3)
+    ax.set_title(textwrap.fill(title, 95), fontsize=9)
+    ax.legend(fontsize=8, loc=legend)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
 
 
 def delay_cdfs(
@@ -47,14 +60,7 @@ def delay_cdfs(
     ax.set_ylabel("share of operations")
     ax.set_ylim(0, 1.0)
     ax.set_xlim(left=0)
-    ax.grid(alpha=0.3)
-    ax.set_title(textwrap.fill(title, 95), fontsize=9)
-    ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _finish(plt, fig, ax, title, path, "lower right")
 
 
 def admitted_rate(
@@ -89,11 +95,4 @@ def admitted_rate(
     ax.set_ylabel("admitted requests / s")
     ax.set_xlim(0, max(end, bucket))
     ax.set_ylim(0, budget * 1.3)
-    ax.grid(alpha=0.3)
-    ax.set_title(textwrap.fill(title, 95), fontsize=9)
-    ax.legend(fontsize=8, loc="lower left")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _finish(plt, fig, ax, title, path, "lower left")

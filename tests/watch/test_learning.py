@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from test_watch import SimLimiter, SimTarget, VirtualClock, clock, collect
 
-from d360_async import Client
+from d360_async import CheckpointError, Client
 from d360_async._phase import Phase
 from d360_async._watch import (
     DurationModel,
@@ -149,7 +149,7 @@ def test_priors_round_trip_and_bad_priors_change_nothing() -> None:
         load_priors(dump_checkpoint([]))  # a sound checkpoint, saved without priors
     with pytest.raises(ValueError, match="not a priors document"):
         load_priors('{"version": 1, "targets": []}')
-    with pytest.raises(ValueError):
+    with pytest.raises(CheckpointError, match="cut short"):
         load_priors(dump_checkpoint([], priors=data)[:-3])  # damaged: refused as a whole
     assert load_priors(dump_checkpoint([], priors=data)) == data
 
