@@ -2,8 +2,10 @@
 
 Sections, in order: ``overhead`` (client CPU per status check against bare aiohttp),
 ``limiter`` (acquire + complete cost), ``policies`` (budget used and 429s against every
-server policy and header dialect), ``scale`` (a watch of 1,000 and 10,000 targets),
-``budget`` (detection delay and budget use against two peers and the reference floor) and
+server policy and header dialect), ``scale`` (a watch of 1,000 and 100,000 targets, and a
+``keep_open`` service that 50,000 targets go through), ``budget`` (detection delay and budget
+use against two peers, round robin and the reference floor, on fixed windows and on a token
+bucket), ``warm`` (one small watch per request: cold, warm and given priors) and
 ``distributed`` (four processes sharing a Redis limiter against four independent ones).
 
 ``--only NAME`` (repeatable) reruns some sections and merges them into the existing results;
@@ -32,6 +34,7 @@ SECTIONS: dict[str, tuple[str, str]] = {
     "scale": ("benchmarks.bench_scale", "Scale: one watch of many targets"),
     "policies": ("benchmarks.bench_policies", "Rate limiter: every server policy"),
     "budget": ("benchmarks.bench_budget", "Budget use and detection delay"),
+    "warm": ("benchmarks.bench_warm", "Warm start: one small watch per request"),
     "distributed": ("benchmarks.bench_distributed", "Distributed: four processes, one budget"),
 }
 

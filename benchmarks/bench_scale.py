@@ -1,4 +1,4 @@
-"""Scale: one watch of 1,000 and of 10,000 targets, with a limit generous enough not to bind.
+"""Scale: one watch of 1,000 and of 100,000 targets, with a limit generous enough not to bind.
 
 Each size runs in a *fresh process* (so its RSS baseline is clean) against a fake server in
 another process (so the server's CPU and memory are not counted).  The process first warms
@@ -16,6 +16,10 @@ Figures:
   own share (scheduler, transitions, stream).
 * **scheduler alone**: the pure ``Scheduler`` driven with a fake clock through
   select + observe + release cycles over the same number of targets: its CPU per poll.
+* **a long-running service** (``keep_open``): one watch that 50,000 targets go through,
+  about 200 live at a time, each finishing after a few polls (in-process targets, no
+  HTTP, so the run takes seconds): RSS after 1,000 have finished and after 50,000, with the
+  default (finished targets forgotten once delivered) and with ``keep_finished=True``.
 """
 
 from __future__ import annotations
@@ -44,9 +48,12 @@ __all__ = ["run_scale", "scheduler_cost"]
 
 API_TOKEN = "test-api-token"
 LATENCY = (0.002, 0.006)
-SIZES = (1_000, 10_000)
+SIZES = (1_000, 100_000)
 QUICK_SIZES = (200,)
-RUN_SECONDS = {1_000: 30.0, 10_000: 45.0, 200: 6.0}
+RUN_SECONDS = {1_000: 30.0, 10_000: 45.0, 100_000: 90.0, 200: 6.0}
+FORGET_TOTAL = 50_000
+QUICK_FORGET_TOTAL = 3_000
+FORGET_LIVE = 200
 KIB_TARGET = 4.0
 LAG_P99_TARGET_MS = 20.0
 
@@ -198,6 +205,198 @@ def scheduler_cost(n: int, polls: int, *, seed: int = 0) -> float:
     return (time.process_time() - cpu0) / polls
 
 
+# -- a long-running service ---------------------------------------------------------------------
+
+
+class _FreeLimiter:
+    """A limiter that never makes anyone wait: the service benchmark measures memory only."""
+
+    def __init__(self) -> None:
+        from d360_async._ratelimit._protocol import Ticket
+
+        self._ticket = Ticket
+
+    async def acquire(self, key: Any, *, priority: Any = None) -> Any:
+        return self._ticket(key=key, admitted_at=time.monotonic())
+
+    async def complete(self, ticket: Any, *, status: Any, state: Any) -> None:
+        return None
+
+    def stats(self) -> list[Any]:
+        return []
+
+    def has_capacity(self, key: Any, priority: Any = None) -> bool:
+        return True
+
+    def next_available(self, key: Any, priority: Any = None) -> float:
+        return 0.0
+
+    def budget(self, key: Any) -> float:
+        return 1e9
+
+    async def aclose(self) -> None:
+        return None
+
+
+class _Job:
+    """An in-process operation: pending, running, then done after a few polls."""
+
+    __slots__ = ("key", "limiter", "polls", "rate_key", "steps")
+
+    kind = "bench.job"
+
+    def __init__(self, i: int, limiter: _FreeLimiter, rate_key: Any, steps: int) -> None:
+        self.key = f"job-{i}"
+        self.limiter = limiter
+        self.rate_key = rate_key
+        self.polls = 0
+        self.steps = steps
+
+    async def poll(self, *, ticket: Any = None) -> Any:
+        from d360_async._phase import Phase
+        from d360_async._target import Observation
+
+        self.polls += 1
+        if self.polls >= self.steps:
+            phase, raw = Phase.SUCCEEDED, "Completed"
+        elif self.polls > 1:
+            phase, raw = Phase.RUNNING, "InProgress"
+        else:
+            phase, raw = Phase.PENDING, "Queued"
+        if ticket is not None:
+            await self.limiter.complete(ticket, status=200, state=None)
+        return Observation(phase=phase, raw_status=raw, snapshot={"status": raw})
+
+    def to_spec(self) -> dict[str, Any]:
+        return {"kind": self.kind, "key": self.key}
+
+
+def _forget_main(conn: Connection, total: int, keep_finished: bool) -> None:
+    try:
+        result = asyncio.run(_forget(total, keep_finished))
+    except BaseException as exc:
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+        raise
+    conn.send(("ok", result))
+
+
+async def _forget(total: int, keep_finished: bool) -> dict[str, Any]:
+    from d360_async._ratelimit._protocol import RateLimitKey
+    from d360_async._watch import PollPolicy, watch
+
+    limiter = _FreeLimiter()
+    rate_key = RateLimitKey(host="bench", token_fingerprint="x")
+    policy = PollPolicy(interval=0.001, jitter=0.0)
+    rng = random.Random(1)
+    added = 0
+
+    def job() -> _Job:
+        nonlocal added
+        added += 1
+        return _Job(added, limiter, rate_key, rng.randint(3, 6))
+
+    marks: dict[int, int] = {}
+    finished = transitions = 0
+    wall0 = time.perf_counter()
+    async with watch(
+        [job() for _ in range(FORGET_LIVE)],
+        policy=policy,
+        keep_open=True,
+        keep_finished=keep_finished,
+        max_concurrency=32,
+    ) as w:
+        async for transition in w:
+            transitions += 1
+            if not transition.final:
+                continue
+            finished += 1
+            if added < total:
+                w.add(job())
+            if finished in (1_000, total):
+                gc.collect()
+                marks[finished] = rss_bytes()
+            if finished >= total:
+                break
+        table = len(w._entries)
+        stats = w.stats()
+    return {
+        "total": total,
+        "keep_finished": keep_finished,
+        "rss_at_1000": marks.get(1_000),
+        "rss_at_total": marks.get(total),
+        "transitions": transitions,
+        "table_entries_at_end": table,
+        "forgotten": stats.forgotten,
+        "wall": time.perf_counter() - wall0,
+    }
+
+
+def _in_child(main: Any, args: tuple[Any, ...], timeout: float, what: str) -> dict[str, Any]:
+    """Run ``main(conn, *args)`` in a fresh process and return what it sends back."""
+    parent, child = MP.Pipe()
+    proc = MP.Process(target=main, args=(child, *args), daemon=True)
+    proc.start()
+    child.close()
+    try:
+        if not parent.poll(timeout):
+            raise RuntimeError(f"{what} did not finish in time")
+        status, value = parent.recv()
+    finally:
+        proc.join(30)
+        if proc.is_alive():
+            proc.terminate()
+            proc.join(5)
+        parent.close()
+    if status != "ok":
+        raise RuntimeError(f"{what} failed: {value}")
+    result: dict[str, Any] = value
+    return result
+
+
+def _run_forget(total: int, keep_finished: bool) -> dict[str, Any]:
+    return _in_child(_forget_main, (total, keep_finished), 600, "the keep_open benchmark")
+
+
+def _forget_table(section: Section, quick: bool) -> None:
+    total = QUICK_FORGET_TOTAL if quick else FORGET_TOTAL
+    table = Table(
+        f"A keep_open watch that {total:,} targets go through, ~{FORGET_LIVE} live at a time",
+        [
+            "finished targets",
+            "RSS after 1,000 finished (MiB)",
+            f"RSS after {total:,} finished (MiB)",
+            "growth (MiB)",
+            "entries left in the watch",
+            "ran (s)",
+        ],
+    )
+    for keep in (False, True):
+        log(f"scale: keep_open service, {total:,} targets, keep_finished={keep}")
+        r = _run_forget(total, keep)
+        growth = (r["rss_at_total"] - r["rss_at_1000"]) / 2**20
+        table.rows.append(
+            [
+                "kept (keep_finished=True)" if keep else "forgotten (default)",
+                fmt(r["rss_at_1000"] / 2**20, 1),
+                fmt(r["rss_at_total"] / 2**20, 1),
+                fmt(growth, 1),
+                f"{r['table_entries_at_end']:,}",
+                fmt(r["wall"], 1),
+            ]
+        )
+        section.data[f"keep_open/{'kept' if keep else 'forgotten'}"] = {**r, "growth_mib": growth}
+        if not keep:
+            section.targets.append(
+                TargetCheck(
+                    f"keep_open: memory after {total:,} finished vs 1,000",
+                    "no more (within 2 MiB of noise)",
+                    f"{growth:+.1f} MiB",
+                    growth <= 2.0,
+                )
+            )
+    section.tables.append(table)
+
+
 # -- the parent --------------------------------------------------------------------------------
 
 
@@ -208,28 +407,12 @@ def _run_size(n: int, seconds: float) -> dict[str, Any]:
         rate_limit=FakeRateLimit(limit=10**9, window=60.0), latency=LATENCY, seed=3
     ) as server:
         seeded = server.call("benchmarks.bench_scale:server_seed", n, seconds)
-        parent, child = MP.Pipe()
-        proc = MP.Process(
-            target=_watch_main,
-            args=(child, server.url, seeded["project_id"], seeded["ids"], seconds),
-            daemon=True,
+        return _in_child(
+            _watch_main,
+            (server.url, seeded["project_id"], seeded["ids"], seconds),
+            seconds + 180,
+            f"the watch of {n} targets",
         )
-        proc.start()
-        child.close()
-        try:
-            if not parent.poll(seconds + 180):
-                raise RuntimeError("the watch process did not finish in time")
-            status, value = parent.recv()
-        finally:
-            proc.join(30)
-            if proc.is_alive():
-                proc.terminate()
-                proc.join(5)
-            parent.close()
-    if status != "ok":
-        raise RuntimeError(f"watch of {n} targets failed: {value}")
-    result: dict[str, Any] = value
-    return result
 
 
 def run_scale(quick: bool = False) -> Section:
@@ -300,6 +483,7 @@ def run_scale(quick: bool = False) -> Section:
                 )
             )
     section.tables.append(table)
+    _forget_table(section, quick)
     if len(sizes) > 1:
         small, large = (section.data[str(n)] for n in (min(sizes), max(sizes)))
         grow = (large["peak_rss"] - large["baseline_rss"]) - (

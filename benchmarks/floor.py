@@ -94,6 +94,7 @@ class FloorResult:
     slots: int = 0
     finished_at: float = 0.0
     poll_times: list[float] = field(default_factory=list)
+    eta_inside: list[bool] = field(default_factory=list)  # library only: ETA calibration
 
     @property
     def all_delays(self) -> list[float]:

@@ -88,7 +88,18 @@ from ._retry import RetryPolicy
 from ._target import Observation, Target
 from ._telemetry import Telemetry
 from ._version import __version__
-from ._watch import Outage, PollPolicy, TargetFinished, Transition, TransitionKind, Watch
+from ._watch import (
+    DurationModels,
+    Eta,
+    Outage,
+    PollPolicy,
+    Priors,
+    TargetFinished,
+    Transition,
+    TransitionKind,
+    Watch,
+    WatchStats,
+)
 
 if TYPE_CHECKING:
     from ._ratelimit._redis import RedisRateLimiter
@@ -114,7 +125,9 @@ __all__ = [
     "DownloadProgress",
     "DriveResource",
     "DriveTask",
+    "DurationModels",
     "ErrorDetail",
+    "Eta",
     "Export",
     "ExportNotReady",
     "ExportStarted",
@@ -137,6 +150,7 @@ __all__ = [
     "Phase",
     "PollPolicy",
     "Priority",
+    "Priors",
     "ProtocolError",
     "RateLimitConfig",
     "RateLimitKey",
@@ -172,6 +186,7 @@ __all__ = [
     "ValidationError",
     "Watch",
     "WatchError",
+    "WatchStats",
     "__version__",
     "target_from_spec",
 ]

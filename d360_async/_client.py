@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
 import aiohttp
@@ -28,7 +29,17 @@ from ._retry import RetryPolicy
 from ._target import Target
 from ._telemetry import Telemetry, instrument
 from ._transport import Transport
-from ._watch import PollPolicy, Transition, Watch, wait, watch
+from ._watch import (
+    Clock,
+    DurationModels,
+    PollPolicy,
+    Priors,
+    Transition,
+    Watch,
+    load_priors,
+    wait,
+    watch,
+)
 
 __all__ = ["ENV_API_TOKEN", "ENV_BASE_URL", "ENV_V2_API_TOKEN", "Client"]
 
@@ -88,12 +99,16 @@ class Client(TransportOwner):
             ``opentelemetry-api`` is installed (the ``otel`` extra), a no-op until the
             application configures the SDK; ``False`` turns them off, a
             [Telemetry][d360_async.Telemetry] sends them to other providers.
+        priors: learned operation durations to start from (a
+            [Watch.checkpoint][d360_async.Watch.checkpoint], or
+            [priors][d360_async.Client.priors] of an earlier client), so the first watch is
+            already warm.
 
     Raises:
         MissingCredential: neither token was passed and neither `D360_API_TOKEN` nor
             `D360_V2_API_TOKEN` is set.
-        ValueError: both `rate_limiter` and `rate_limit` were given, or `rate_limit` is not
-            a positive rate.
+        ValueError: both `rate_limiter` and `rate_limit` were given, `rate_limit` is not
+            a positive rate, or `priors` is malformed.
         TypeError: `rate_limit` is neither a number, a `RateLimitConfig` nor `None`.
     """
 
@@ -111,6 +126,7 @@ class Client(TransportOwner):
         limits: ConnectionLimits | None = None,
         hooks: Hooks | None = None,
         telemetry: bool | Telemetry = True,
+        priors: Priors | None = None,
     ) -> None:
         if api_token is None:
             api_token = _from_environment(ENV_API_TOKEN)
@@ -154,6 +170,9 @@ class Client(TransportOwner):
         self.v2 = V2Resource(self._transport, self._v2_auth)
         """The V2 API: delete-file status, `v2.exports`, `v2.imports`
         ([V2Resource][d360_async.V2Resource])."""
+        self._durations = DurationModels()
+        if priors is not None:
+            self._durations.absorb(load_priors(priors))
 
     def __repr__(self) -> str:
         state = "closed" if self._transport.closed else "open"
@@ -171,23 +190,66 @@ class Client(TransportOwner):
         """Rebuild a target of this client from the ``spec`` stored in a checkpoint."""
         return target_from_spec(self, spec)
 
+    @property
+    def durations(self) -> DurationModels:
+        """How long this client's operations take, learned by its watches and shared by them."""
+        return self._durations
+
+    def priors(self) -> str:
+        """The learned durations as JSON, for ``priors=`` of a later client or watch."""
+        return json.dumps(self._durations.export(), separators=(",", ":"))
+
     def watch(
         self,
         targets: Iterable[Target[Any]] = (),
         *,
         policy: PollPolicy | None = None,
-        **options: Any,
+        max_concurrency: int = 16,
+        keep_open: bool = False,
+        keep_finished: bool = False,
+        resume: str | bytes | None = None,
+        buffer: int = 64,
+        priors: Priors | None = None,
+        clock: Clock | None = None,
+        resolver: Callable[[Mapping[str, Any]], Target[Any]] | None = None,
+        hooks: Hooks | None = None,
     ) -> Watch[Any]:
         """Watch many operations; ``async with client.watch(...) as w: async for t in w``.
 
         Targets may come from other clients (a V2 client, a SmartDocumentor client); each keeps
-        its own rate-limit key.  ``resume=`` takes a checkpoint from
-        [Watch.checkpoint][d360_async.Watch.checkpoint]; targets only named in it are rebuilt with
-        [target_from_spec][d360_async.Client.target_from_spec].
+        its own rate-limit key.  Every watch of a client learns into, and starts from, the
+        client's [durations][d360_async.Client.durations], so the second one is warm.
+
+        Args:
+            targets: what to watch; targets with a key already seen are ignored.
+            policy: pacing, deadlines, ``until=`` and stall detection.
+            max_concurrency: polls in flight at once, over all targets.
+            keep_open: keep iterating when no target is left (a service that adds work);
+                finished targets are then forgotten once delivered.
+            keep_finished: with ``keep_open``, keep finished targets in the watch.
+            resume: a checkpoint from [Watch.checkpoint][d360_async.Watch.checkpoint];
+                targets only named in it are rebuilt with
+                [target_from_spec][d360_async.Client.target_from_spec].
+            buffer: transitions buffered for a slow consumer before polling slows down.
+            priors: extra learned durations to add to the client's before starting.
+            clock: time source (tests pass a fake one).
+            resolver: rebuilds checkpointed targets (default: ``target_from_spec``).
+            hooks: observability callbacks for the watch (default: the client's).
         """
-        options.setdefault("resolver", self.target_from_spec)
-        options.setdefault("hooks", self._transport.hooks)
-        return watch(targets, policy=policy if policy is not None else PollPolicy(), **options)
+        return watch(
+            targets,
+            policy=policy if policy is not None else PollPolicy(),
+            max_concurrency=max_concurrency,
+            keep_open=keep_open,
+            keep_finished=keep_finished,
+            resume=resume,
+            buffer=buffer,
+            clock=clock,
+            resolver=resolver if resolver is not None else self.target_from_spec,
+            priors=priors,
+            durations=self._durations,
+            hooks=hooks if hooks is not None else self._transport.hooks,
+        )
 
     async def wait(
         self,
@@ -202,4 +264,5 @@ class Client(TransportOwner):
             timeout=timeout,
             policy=policy if policy is not None else PollPolicy(),
             hooks=self._transport.hooks,
+            durations=self._durations,
         )

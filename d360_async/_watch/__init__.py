@@ -17,16 +17,19 @@ from ._checkpoint import (
     write_checkpoint_file,
 )
 from ._policy import PollPolicy
-from ._scheduler import DurationModel, PollOutcome, Scheduler, TargetState
+from ._scheduler import DurationModel, DurationModels, Eta, PollOutcome, Scheduler, TargetState
 from ._watch import (
     DEFAULT_POLICY,
     Clock,
     Outage,
+    Priors,
     SystemClock,
     TargetFinished,
     Transition,
     TransitionKind,
     Watch,
+    WatchStats,
+    load_priors,
     wait,
     watch,
 )
@@ -37,9 +40,12 @@ __all__ = [
     "CheckpointEntry",
     "Clock",
     "DurationModel",
+    "DurationModels",
+    "Eta",
     "Outage",
     "PollOutcome",
     "PollPolicy",
+    "Priors",
     "Scheduler",
     "SystemClock",
     "TargetFinished",
@@ -47,8 +53,10 @@ __all__ = [
     "Transition",
     "TransitionKind",
     "Watch",
+    "WatchStats",
     "dump_checkpoint",
     "load_checkpoint",
+    "load_priors",
     "open_checkpoint",
     "read_entries",
     "seal_checkpoint",

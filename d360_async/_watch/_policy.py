@@ -7,15 +7,19 @@ place.  The arithmetic here is pure; the scheduler applies it.
 Rules, written once:
 
 * A new target is first polled ``first_delay`` seconds after it joins the watch.
-* After a change (and after the first sighting) the next poll is ``interval`` seconds later;
-  each poll that sees no change multiplies the interval by ``backoff``, up to ``max_interval``
-  (``reset_on_change=False`` keeps backing off across changes).
+* With ``adaptive=True`` (the default) the watch is work-conserving: a target may be polled
+  again ``interval`` seconds after its last poll whenever the budget has a token for it, as
+  long as it could have finished (it is past the shortest duration its kind has shown); which
+  target gets each token is decided by the learned duration models, and by least recently
+  polled first where they cannot tell targets apart.
+* With ``adaptive=False`` the pace is a plain backoff: after a change (and after the first
+  sighting) the next poll is ``interval`` seconds later, and each poll that sees no change
+  multiplies the interval by ``backoff``, up to ``max_interval`` (``reset_on_change=False``
+  keeps backing off across changes).
+* Transient errors back off the same way under either setting, and ``Retry-After`` is
+  honoured.
 * Every interval is multiplied by a random factor in ``[1 - jitter, 1 + jitter]`` so targets
   created together do not stay in lock-step.
-* With ``adaptive=True`` (the default), once the scheduler has seen a few operations of the same
-  kind leave a phase, it polls sooner than backoff would (never sooner than ``interval``) when
-  those durations say a change has become likely, and it does not poll an operation before the
-  shortest duration seen for its kind and phase.
 """
 
 from __future__ import annotations
@@ -72,13 +76,14 @@ class PollPolicy:
         first_delay: wait before the first poll of a target that joins the watch.
         interval: the shortest interval between two polls of one target; also the interval
             right after a change.
-        backoff: multiplier applied to the interval after each poll that saw no change
-            (and after each transient error).
+        backoff: multiplier applied to the interval after each transient error, and (with
+            ``adaptive=False``) after each poll that saw no change.
         max_interval: the interval never grows beyond this.
         jitter: each interval is multiplied by a random factor in ``[1 - jitter, 1 + jitter]``.
         reset_on_change: go back to ``interval`` after a change ("fast again").
-        adaptive: let durations learned from operations of the same kind choose the intervals
-            and hold back polls that cannot see a change yet (see the module docstring).
+        adaptive: spend every token a target could use (after ``interval``), choose targets
+            by the durations learned from operations of the same kind, and hold back polls
+            that cannot see a finish yet (see the module docstring); False: plain backoff.
         target_timeout: a target still live this long after it joined the watch ends with a
             ``TIMED_OUT`` transition.
         watch_timeout: the whole watch ends this long after it started; every live target

@@ -8,9 +8,9 @@ Vocabulary:
 * A **group** is one rate-limit budget (in the watch: a limiter and a rate key).  Poll tokens are
   spent per group, and the question the scheduler answers is *"a token for group G is available
   now: which target of G gets it?"* (:meth:`Scheduler.select`).
-* A **lane** is the queue of one ``(group, kind, phase)``: all waiting targets of one operation
-  kind in one phase (``None`` for targets not yet seen).  Each lane is a min-heap keyed by the
-  target's next due time, so the earliest-due target of a lane is at its head.
+* A **lane** is the queue of one ``(group, kind)``: all waiting targets of one operation kind,
+  the pollable ones least recently polled first, the others keyed by when they become
+  pollable.
 * A **duration model** is what the scheduler has learned, per ``(kind, phase)``, about how long
   operations stay in that phase (and per ``kind``, how long they take from joining the watch to
   finishing).  It is a Kaplan-Meier survival estimate on log-spaced buckets that counts both
@@ -19,32 +19,35 @@ Vocabulary:
 
 The algorithm, written once:
 
-1. **Due times.**  After each poll a target is due again after an interval: jittered backoff
-   (``PollPolicy``), shortened, once its ``(kind, phase)`` has a trained model, to the time until
-   the model gives a :data:`CHANGE_CHANCE` probability that the phase has ended (never below the
-   policy's ``interval``); so polls cluster around the ages at which this kind has finished
-   before instead of thinning out exactly when a change becomes likely.
-2. **Floor.**  A target is never due before its phase start plus the shortest duration seen for
-   its ``(kind, phase)`` (counting only durations measured precisely), because a poll then cannot
-   see a change.  The only exception is a token that has no due target at all to go to (see 4).
-3. **Selection.**  Among the heads of the group's lanes that are due, the token goes to the
-   one with the largest score: the *expected time the operation's end has gone undetected*,
-   weighted to prefer RUNNING over PENDING (:data:`PHASE_WEIGHT`), plus an ageing term
-   proportional to how long it has been overdue.  A RUNNING target whose kind has a trained
-   RUNNING model is judged by that model from the start of its run; every other target that
-   joined when it started (not yet seen, PENDING, UNKNOWN, or RUNNING before any run of its
-   kind was seen to end) by its kind's join-to-finish model, given that it had not finished at
-   its last poll.  So polls go where a *finish* is likely, not to a pending target only because
-   its pending phase may be over (that change is not what callers wait for).  This is the greedy
-   rule that the design's reference scheduler uses, evaluated on lane heads only, so a
-   selection costs O(lanes + log n) instead of O(n).
-4. **No waste.**  The watch waits until something is due before it acquires a token; if a token
-   is nevertheless held and nothing is due, it goes to the earliest-due target.
-5. **No starvation.**  Within a lane, targets are served earliest-due first, and a target
-   re-queued after a poll is always due later than the poll, so everything queued before it is
-   served first.  Across lanes the ageing term grows without bound while a head waits, so every
-   lane head is eventually chosen.  When the budget cannot poll every target at its desired
-   interval, every target falls behind by the same backlog: intervals stretch, nobody starves.
+1. **Pollable.**  A target may be polled once its minimum interval has passed since its last
+   poll (``PollPolicy.interval``; the policy's backoff after transient errors, and always for
+   ``adaptive=False``) and it is past its **floor**: the earliest moment it can have finished
+   by the shortest durations its kind has shown (joined + shortest join-to-finish time; run
+   start + shortest run; for a pending one, pending start + shortest pending + shortest run),
+   counting only durations measured precisely.  A poll before the floor cannot see a finish,
+   so it is not spent: the token stays with the limiter (and with whoever else shares it).
+2. **Work-conserving.**  Whenever a token is available and some target is pollable, it is
+   polled: there is no blind backoff for a target that could have finished.  The watch counts
+   the budget left idle while every waiting target was held back.
+3. **Never behind round robin.**  When the learned models cannot tell targets apart, the
+   choice is least recently polled first; the expected-undetected-time score only reorders
+   where the evidence says so.  Concretely: within one kind, pollable targets are served
+   least recently polled first (round robin; what is known of a target's phase only sets its
+   floor, which on look-alike populations is worth no more than round robin and sometimes
+   less).  Across kinds, the token goes to the lane head with the largest score: the
+   *expected time its finish has gone undetected* by its kind's learned model, weighted by
+   :data:`PHASE_WEIGHT`, plus an ageing term proportional to how long it has been pollable;
+   equal scores (kinds nothing is known about) fall back to least recently polled first.  A
+   RUNNING target whose kind has a trained RUNNING model is judged by that model from the
+   start of its run; every other target that joined when it started by its kind's
+   join-to-finish model, given that it had not finished at its last poll.  Evaluated on lane
+   heads only, a selection costs O(kinds + log n).
+4. **No waste.**  The watch waits until a target is pollable before it acquires a token; if
+   a token is nevertheless held and nothing is pollable, it goes to the target that becomes
+   pollable first.
+5. **No starvation.**  A target re-queued after a poll has been polled more recently than
+   everything already waiting in its lane, so everything queued before it is served first;
+   across kinds the ageing term grows without bound while a head waits.
 """
 
 from __future__ import annotations
@@ -53,8 +56,8 @@ import heapq
 import math
 import random
 from bisect import bisect_right
-from collections.abc import Hashable, Iterable
-from typing import Final
+from collections.abc import Hashable, Iterable, Iterator, Mapping
+from typing import Any, Final
 
 import attrs
 
@@ -64,20 +67,19 @@ from ._policy import PollPolicy
 
 __all__ = [
     "AGEING",
-    "CHANGE_CHANCE",
     "MIN_SAMPLES",
     "PHASE_WEIGHT",
+    "PRIORS_VERSION",
     "PRIOR_MEAN",
     "REKEY_FRACTION",
     "STALE_FRACTION",
     "DurationModel",
+    "DurationModels",
+    "Eta",
     "PollOutcome",
     "Scheduler",
     "TargetState",
 ]
-
-CHANGE_CHANCE: Final = 0.2
-"""Adaptive intervals aim for this probability that the phase ended since the previous poll."""
 
 MIN_SAMPLES: Final = 3
 """Durations a ``(kind, phase)`` needs before its model drives intervals and floors."""
@@ -97,6 +99,15 @@ PHASE_WEIGHT: Final[dict[Phase | None, float]] = {
 """How much a change in each phase is worth relative to a finished operation.
 
 Applied to whichever model judges the target (see the module docstring, point 3)."""
+
+_FLOORED: Final = frozenset({Phase.PENDING, Phase.RUNNING})
+
+_VAGUE: Final = 0.25
+"""A run whose start is known less precisely than this share of its age is not judged by the
+run-length model for an ETA when the join-to-finish model can judge it instead."""
+
+_COMPACT_AFTER: Final = 4096
+"""Ended targets whose queue or deadline entries may linger before the heaps are rebuilt."""
 
 _PRECISE: Final = 0.5
 """A measured duration counts towards the floor when its uncertainty is at most this fraction."""
@@ -125,6 +136,10 @@ _EDGES: Final[tuple[float, ...]] = (0.0, *(_FIRST_EDGE * _RATIO**i for i in rang
 _TINY: Final = 1e-9
 
 
+def _finite(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _bucket(age: float) -> int:
     """Index of the histogram bucket holding ``age`` (seconds).
 
@@ -150,10 +165,12 @@ class DurationModel:
     """
 
     __slots__ = (
+        "_cum_end",
         "_cumint",
         "_dirty",
         "_end",
         "_keyed_floor",
+        "_max_age",
         "_moved",
         "_recorded",
         "_surv",
@@ -186,6 +203,8 @@ class DurationModel:
         self._cumint: list[float] = []
         self._end = 0.0
         self._surv_end = 1.0
+        self._cum_end = 0.0
+        self._max_age = 0.0  # the oldest age seen, finished or not: where knowledge ends
         self._tail_mean = PRIOR_MEAN
 
     def __repr__(self) -> str:
@@ -220,6 +239,7 @@ class DurationModel:
         """
         lo = max(0.0, lo)
         hi = max(lo, hi)
+        self._max_age = max(self._max_age, hi)
         self.n_events += 1
         mid = (lo + hi) / 2
         self.sum_mid += mid
@@ -251,6 +271,7 @@ class DurationModel:
     def add_censored(self, age: float) -> int:
         """Count one operation known to be still in the phase at ``age``; returns its bucket."""
         k = _bucket(max(0.0, age))
+        self._max_age = max(self._max_age, age)
         self.censored[k] += 1
         self.n_censored += 1
         self._censored_changed()
@@ -266,6 +287,7 @@ class DurationModel:
     def move_censored(self, bucket: int, age: float) -> int:
         """Move an operation's censored entry to the age it has now reached."""
         k = _bucket(max(0.0, age))
+        self._max_age = max(self._max_age, age)
         if k != bucket:
             if bucket >= 0:
                 self.censored[bucket] -= 1
@@ -283,6 +305,90 @@ class DurationModel:
     def refresh(self) -> None:
         """Rebuild the survival curve now from everything recorded (normally done lazily)."""
         self._refresh()
+
+    def export(self) -> dict[str, Any]:
+        """The finished durations learned so far, as plain JSON-able data (for priors).
+
+        Censored entries are left out: they belong to operations of this process, which a
+        process given these priors does not watch (or watches afresh).
+        """
+        return {
+            "events": [[k, round(v, 6)] for k, v in enumerate(self.events) if v > _TINY],
+            "n": self.n_events,
+            "sum": round(self.sum_mid, 6),
+            "min": None if math.isinf(self.min_lo) else round(self.min_lo, 6),
+            "precise": self.floor_samples,
+        }
+
+    def absorb(self, data: Mapping[str, Any], where: str = "priors") -> bool:
+        """Add durations exported by :meth:`export` (of another process, or an earlier one).
+
+        Returns True when the floor moved (queued targets must be re-keyed).
+
+        Raises:
+            ValueError: ``data`` is not what :meth:`export` writes.
+        """
+        if not isinstance(data, Mapping):
+            raise ValueError(f"{where} must be an object")
+        n, total, low, precise = (
+            data.get("n"),
+            data.get("sum"),
+            data.get("min"),
+            data.get("precise"),
+        )
+        if type(n) is not int or n < 0 or type(precise) is not int or not 0 <= precise <= n:
+            raise ValueError(f"{where}: 'n' and 'precise' must be integers, 0 <= precise <= n")
+        if not isinstance(total, int | float) or not _finite(total) or total < 0:
+            raise ValueError(f"{where}.sum must be a finite number >= 0")
+        if low is not None and (not _finite(low) or low < 0):
+            raise ValueError(f"{where}.min must be null or a finite number >= 0")
+        events = data.get("events")
+        if not isinstance(events, list):
+            raise ValueError(f"{where}.events must be a list of [bucket, mass] pairs")
+        parsed: list[tuple[int, float]] = []
+        for pair in events:
+            if (
+                not isinstance(pair, list)
+                or len(pair) != 2
+                or type(pair[0]) is not int
+                or not 0 <= pair[0] < _NBUCKETS
+                or not _finite(pair[1])
+                or pair[1] < 0
+            ):
+                raise ValueError(f"{where}.events holds {pair!r}, not a [bucket, mass] pair")
+            parsed.append((pair[0], float(pair[1])))
+        for k, mass in parsed:
+            self.events[k] += mass
+            if mass > _TINY:
+                self._max_age = max(
+                    self._max_age, _EDGES[k + 1] if k + 1 < _NBUCKETS else _EDGES[k]
+                )
+        self.n_events += n
+        self.sum_mid += float(total)
+        self.floor_samples += precise
+        if low is not None:
+            self.min_lo = min(self.min_lo, float(low))
+        self._dirty = True
+        floor = self.floor
+        if floor is not None and (math.isinf(self._keyed_floor) or floor < self._keyed_floor):
+            self._keyed_floor = floor
+            self.floor_version += 1
+            return True
+        return False
+
+    def remaining(self, age: float) -> tuple[float, float, float]:
+        """Expected time left at ``age`` given the phase has lasted that long, and the 10th and
+        90th percentiles of it (an 80 % interval)."""
+        if self._dirty:
+            self._refresh()
+        age = max(0.0, age)
+        s_age, i_age = self._survival_and_integral(age)
+        if s_age < _TINY or age >= self._end:
+            mean = self._tail_mean
+        else:
+            whole = self._cum_end + self._surv_end * self._tail_mean
+            mean = max(0.0, (whole - i_age) / s_age)
+        return mean, self.time_to_chance(age, 0.1), self.time_to_chance(age, 0.9)
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -308,8 +414,18 @@ class DurationModel:
             cumint[k + 1] = cumint[k] + (_EDGES[k + 1] - _EDGES[k]) * (surv[k] + s) / 2
         self._surv = surv
         self._cumint = cumint
-        self._end = _EDGES[top + 1]
-        self._surv_end = surv[top + 1]
+        # Knowledge ends at the oldest age seen, not at the top of its (wide) bucket: past it
+        # the tail takes over, so a partly observed last bucket does not read as survival.
+        if top >= 0:
+            lo, hi = _EDGES[top], _EDGES[top + 1]
+            # Only operations still going make the rest of the bucket unknown.
+            end = min(hi, max(self._max_age, lo)) if censored[top] else hi
+            s_end = max(0.0, surv[top] + (surv[top + 1] - surv[top]) * (end - lo) / (hi - lo))
+            self._end = end
+            self._surv_end = s_end
+            self._cum_end = cumint[top] + (end - lo) * (surv[top] + s_end) / 2
+        else:
+            self._end, self._surv_end, self._cum_end = 0.0, 1.0, 0.0
         self._tail_mean = max(self.mean, _FIRST_EDGE)
         self._dirty = False
         self._recorded = self._moved = 0
@@ -338,7 +454,7 @@ class DurationModel:
         if age >= self._end:
             m = self._tail_mean
             decay = math.exp(-(age - self._end) / m)
-            return self._surv_end * decay, self._cumint[-1] + self._surv_end * m * (1.0 - decay)
+            return self._surv_end * decay, self._cum_end + self._surv_end * m * (1.0 - decay)
         k = _bucket(age)
         lo = _EDGES[k]
         s_lo = self._surv[k]
@@ -387,7 +503,10 @@ class DurationModel:
                     start = max(lo, since)
                     drop = s_lo - self._surv[k + 1]
                     frac = (s_lo - goal) / drop if drop > _TINY else 1.0
-                    return max(0.0, start + frac * (hi - start) - since)
+                    crossing = start + frac * (hi - start)
+                    if crossing > self._end:
+                        break  # past what is known: the tail decides
+                    return max(0.0, crossing - since)
                 k += 1
         base = max(since, self._end)
         s_base = self.survival(base)
@@ -439,6 +558,7 @@ class TargetState:
         "observed",
         "phase",
         "policy",
+        "polled_at",
         "polls",
         "raw",
         "removed",
@@ -479,8 +599,9 @@ class TargetState:
         self.start_known = False
         self.fresh = True  # joined the watch when it started: ages since added_at are real
         self.observed = False  # a poll succeeded in this session
-        self.due = now  # next desired poll time, before the floor
-        self.when = now  # heap key: max(due, floor)
+        self.polled_at = now  # when its last poll ended (or when it joined): the round robin key
+        self.due = now  # earliest poll its policy allows, before the floor
+        self.when = now  # when it may be polled: max(due, floor)
         self.seq = -1  # id of this target's valid heap entry; -1 when not queued
         self.cens_phase = -1
         self.cens_total = -1
@@ -508,28 +629,165 @@ class TargetState:
 
 
 class _Lane:
-    """The waiting targets of one ``(group, kind, phase)``, earliest due first."""
+    """The waiting targets of one ``(group, kind)``.
 
-    __slots__ = ("floor_version", "heap", "kind", "model", "phase", "total")
+    ``ready`` holds the targets that may be polled now, least recently polled first (a heap
+    keyed by the time of their last poll); ``held`` holds the others, keyed by the time they
+    become pollable (their minimum interval or the floor).  A target moves from ``held`` to
+    ``ready`` when that time has come, so each lane is round robin among its pollable targets.
+    """
 
-    def __init__(
-        self, kind: str, phase: Phase | None, model: DurationModel, total: DurationModel
-    ) -> None:
+    __slots__ = ("floor_version", "floors", "held", "kind", "ready", "total")
+
+    def __init__(self, kind: str, models: DurationModels) -> None:
         self.kind = kind
-        self.phase = phase
-        self.model = model  # of (kind, phase)
-        self.total = total  # of (kind, None): join to finish
-        self.heap: list[tuple[float, int, TargetState]] = []
-        self.floor_version = model.floor_version
+        self.total = models.get(kind, None)  # join to finish
+        # The models whose floors key this lane's targets.
+        self.floors = (
+            self.total,
+            models.get(kind, Phase.PENDING),
+            models.get(kind, Phase.RUNNING),
+        )
+        self.ready: list[tuple[float, int, TargetState]] = []
+        self.held: list[tuple[float, int, TargetState]] = []
+        self.floor_version = self.floor_epoch()
+
+    def floor_epoch(self) -> int:
+        """Moves on whenever one of the floors that key this lane moved (they only grow)."""
+        return sum(model.floor_version for model in self.floors)
+
+    def promote(self, now: float) -> None:
+        """Move every held target whose time has come to ``ready``."""
+        held, ready = self.held, self.ready
+        while held and held[0][0] <= now:
+            _, seq, state = heapq.heappop(held)
+            if state.seq == seq:
+                heapq.heappush(ready, (state.polled_at, seq, state))
 
     def peek(self) -> TargetState | None:
-        heap = self.heap
-        while heap:
-            _, seq, state = heap[0]
+        """The least recently polled ready target (stale entries are dropped)."""
+        ready = self.ready
+        while ready:
+            _, seq, state = ready[0]
             if state.seq == seq:
                 return state
-            heapq.heappop(heap)  # stale: the target was removed, expired or finished
+            heapq.heappop(ready)  # stale: the target was removed, expired or finished
         return None
+
+    def next_held(self) -> float | None:
+        """When the first held target becomes pollable."""
+        held = self.held
+        while held:
+            when, seq, state = held[0]
+            if state.seq == seq:
+                return when
+            heapq.heappop(held)
+        return None
+
+
+PRIORS_VERSION: Final = 1
+
+
+class DurationModels:
+    """Everything learned about how long operations take, per ``(kind, phase)``.
+
+    ``phase=None`` is the time from joining a watch to finishing.  One instance lives in each
+    client and is shared by all of its watches, so a second watch starts warm; :meth:`export`
+    gives plain data (the *priors*) that another process can ``absorb``.
+    """
+
+    __slots__ = ("_models",)
+
+    def __init__(self) -> None:
+        self._models: dict[tuple[str, Phase | None], DurationModel] = {}
+
+    def __repr__(self) -> str:
+        trained = sum(1 for model in self._models.values() if model.trained)
+        return f"<DurationModels models={len(self._models)} trained={trained}>"
+
+    def __len__(self) -> int:
+        return len(self._models)
+
+    def __iter__(self) -> Iterator[tuple[str, Phase | None]]:
+        return iter(list(self._models))
+
+    def get(self, kind: str, phase: Phase | None) -> DurationModel:
+        """The model of ``(kind, phase)``, created empty on first use."""
+        found = self._models.get((kind, phase))
+        if found is None:
+            found = self._models[(kind, phase)] = DurationModel()
+        return found
+
+    @property
+    def events(self) -> int:
+        """Finished durations recorded, over every model."""
+        return sum(model.n_events for model in self._models.values())
+
+    def export(self) -> dict[str, Any]:
+        """The finished durations of every model, as JSON-able data (the priors)."""
+        return {
+            "version": PRIORS_VERSION,
+            "models": [
+                {"kind": kind, "phase": None if phase is None else phase.value, **model.export()}
+                for (kind, phase), model in self._models.items()
+                if model.n_events
+            ],
+        }
+
+    def absorb(self, priors: Mapping[str, Any]) -> None:
+        """Add the durations of ``export()``'s data to these models.
+
+        Raises:
+            ValueError: ``priors`` is malformed (nothing is added then).
+        """
+        if not isinstance(priors, Mapping) or priors.get("version") != PRIORS_VERSION:
+            raise ValueError(f"priors must be an object with version {PRIORS_VERSION}")
+        models = priors.get("models")
+        if not isinstance(models, list):
+            raise ValueError("priors.models must be a list")
+        staged: list[tuple[tuple[str, Phase | None], Mapping[str, Any]]] = []
+        for index, record in enumerate(models):
+            where = f"priors.models[{index}]"
+            if not isinstance(record, Mapping) or not isinstance(record.get("kind"), str):
+                raise ValueError(f"{where} must be an object with a string 'kind'")
+            raw_phase = record.get("phase")
+            try:
+                phase = None if raw_phase is None else Phase(raw_phase)
+            except ValueError:
+                raise ValueError(f"{where}.phase {raw_phase!r} is not a phase") from None
+            DurationModel().absorb(record, where)  # validate before touching anything
+            staged.append(((record["kind"], phase), record))
+        for (kind, phase), record in staged:
+            self.get(kind, phase).absorb(record)
+
+
+@attrs.frozen(slots=True)
+class Eta:
+    """When a watched operation is expected to finish, from the learned durations of its kind.
+
+    Attributes:
+        seconds: expected seconds from the moment it was computed until the operation
+            finishes.
+        low: 10th percentile of those seconds.
+        high: 90th percentile: the operation finishes in ``[low, high]`` with 80 % chance.
+        samples: finished durations the estimate rests on.
+    """
+
+    seconds: float
+    low: float
+    high: float
+    samples: int
+
+    def __str__(self) -> str:
+        return f"~{_span(self.seconds)} (80 %: {_span(self.low)}-{_span(self.high)})"
+
+
+def _span(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f}s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"
 
 
 class Scheduler:
@@ -539,29 +797,58 @@ class Scheduler:
     Every method takes the current time; nothing reads a clock.
     """
 
-    def __init__(self, *, rng: random.Random | None = None) -> None:
+    def __init__(
+        self, *, rng: random.Random | None = None, models: DurationModels | None = None
+    ) -> None:
         self._rng = rng if rng is not None else random.Random()
-        self._groups: dict[Hashable, dict[tuple[str, Phase | None], _Lane]] = {}
-        self._models: dict[tuple[str, Phase | None], DurationModel] = {}
+        self._groups: dict[Hashable, dict[str, _Lane]] = {}
+        self.durations = models if models is not None else DurationModels()
         self._deadlines: list[tuple[float, int, TargetState]] = []
         self._seq = 0
+        self._stale = 0  # queue entries of ended targets not dropped yet
+        self._dead = 0  # deadline entries of ended targets not dropped yet
 
     def __repr__(self) -> str:
-        queued = sum(len(lane.heap) for lanes in self._groups.values() for lane in lanes.values())
-        return f"<Scheduler groups={len(self._groups)} queued~{queued} models={len(self._models)}>"
+        queued = sum(
+            len(lane.ready) + len(lane.held)
+            for lanes in self._groups.values()
+            for lane in lanes.values()
+        )
+        return (
+            f"<Scheduler groups={len(self._groups)} queued~{queued} models={len(self.durations)}>"
+        )
 
     # -- models ---------------------------------------------------------------------------------
 
     def model(self, kind: str, phase: Phase | None) -> DurationModel:
         """The duration model of ``(kind, phase)``; ``phase=None`` is join-to-finish time."""
-        found = self._models.get((kind, phase))
-        if found is None:
-            found = self._models[(kind, phase)] = DurationModel()
-        return found
+        return self.durations.get(kind, phase)
 
     def models(self) -> dict[tuple[str, Phase | None], DurationModel]:
         """Every model learned so far (for inspection and benchmarks)."""
-        return dict(self._models)
+        return {key: self.durations.get(*key) for key in self.durations}
+
+    def eta(self, state: TargetState, now: float) -> Eta | None:
+        """When ``state`` is expected to finish, from now; None while its kind has no model.
+
+        A RUNNING target whose kind has a trained RUNNING model is judged from the start of
+        its run (unless that start is vague, :data:`_VAGUE`, and the join-to-finish model can
+        judge it); any other target that joined when it started by the join-to-finish model.
+        """
+        if state.done:
+            return None
+        total = self.model(state.kind, None)
+        if state.phase is Phase.RUNNING and state.start_known:
+            model = self.model(state.kind, Phase.RUNNING)
+            vague = state.start_hi - state.start_lo > _VAGUE * max(0.0, now - state.start_lo)
+            if model.trained and not (vague and state.fresh and total.trained):
+                age = now - (state.start_lo + state.start_hi) / 2
+                mean, low, high = model.remaining(age)
+                return Eta(mean, low, high, model.n_events)
+        if state.fresh and total.trained:
+            mean, low, high = total.remaining(now - state.added_at)
+            return Eta(mean, low, high, total.n_events)
+        return None
 
     # -- membership -----------------------------------------------------------------------------
 
@@ -612,20 +899,50 @@ class Scheduler:
     def _end(self, state: TargetState) -> None:
         # Its censored entries stay: a target that leaves mid-phase is right-censored there.
         state.done = True
+        if state.seq != -1:
+            self._stale += 1  # its queue entry stays until it reaches a heap's top
         state.seq = -1
+        if state.deadline < math.inf:
+            self._dead += 1
+        self._compact()
+
+    def _compact(self) -> None:
+        """Drop entries of ended targets once they are many, so a long-running watch that
+        adds and ends targets continually keeps no memory for the ended ones."""
+        if self._dead > _COMPACT_AFTER and 2 * self._dead > len(self._deadlines):
+            self._deadlines = [e for e in self._deadlines if not e[2].done]
+            heapq.heapify(self._deadlines)
+            self._dead = 0
+        if self._stale > _COMPACT_AFTER:
+            for lanes in self._groups.values():
+                for lane in lanes.values():
+                    for name in ("ready", "held"):
+                        heap = getattr(lane, name)
+                        kept = [e for e in heap if e[2].seq == e[1]]
+                        if len(kept) != len(heap):
+                            heapq.heapify(kept)
+                            setattr(lane, name, kept)
+            self._stale = 0
 
     # -- time ----------------------------------------------------------------------------------
 
-    def next_due(self, group: Hashable) -> float | None:
-        """The earliest time a waiting target of ``group`` is due; None when none is waiting."""
+    def next_due(self, group: Hashable, now: float | None = None) -> float | None:
+        """When a waiting target of ``group`` may first be polled; None when none is waiting.
+
+        A time at or before ``now`` means a poll is worth a token now.
+        """
         lanes = self._groups.get(group)
         if not lanes:
             return None
         best: float | None = None
         for lane in lanes.values():
-            head = self._head(lane)
-            if head is not None and (best is None or head.when < best):
-                best = head.when
+            self._rekey(lane, now)
+            if now is not None:
+                lane.promote(now)
+            head = lane.peek()
+            when = head.when if head is not None else lane.next_held()
+            if when is not None and (best is None or when < best):
+                best = when
         return best
 
     def next_deadline(self) -> float | None:
@@ -633,6 +950,7 @@ class Scheduler:
         heap = self._deadlines
         while heap and heap[0][2].done:
             heapq.heappop(heap)
+            self._dead = max(0, self._dead - 1)
         return heap[0][0] if heap else None
 
     def expire(self, now: float) -> list[TargetState]:
@@ -675,23 +993,29 @@ class Scheduler:
             return None
         best_lane: _Lane | None = None
         best_score = -math.inf
-        best_when = math.inf
+        best_polled = math.inf
         early_lane: _Lane | None = None
         early_when = math.inf
         for lane in lanes.values():
-            head = self._head(lane)
-            if head is None:
+            self._rekey(lane, now)
+            lane.promote(now)
+            head = lane.peek()
+            if head is not None:
+                model = self.model(head.kind, self._lane_phase(head))
+                score = self._score(head, model, lane.total, now)
+                # Equal scores (nothing tells them apart): least recently polled first.
+                if score > best_score or (score == best_score and head.polled_at < best_polled):
+                    best_lane, best_score, best_polled = lane, score, head.polled_at
                 continue
-            if head.when <= now:
-                score = self._score(head, lane.model, lane.total, now)
-                if score > best_score or (score == best_score and head.when < best_when):
-                    best_lane, best_score, best_when = lane, score, head.when
-            elif head.when < early_when:
-                early_lane, early_when = lane, head.when
-        chosen = best_lane if best_lane is not None else early_lane
-        if chosen is None:
+            when = lane.next_held()
+            if when is not None and when < early_when:
+                early_lane, early_when = lane, when
+        if best_lane is not None:
+            _, _, state = heapq.heappop(best_lane.ready)
+        elif early_lane is not None:
+            _, _, state = heapq.heappop(early_lane.held)
+        else:
             return None
-        _, _, state = heapq.heappop(chosen.heap)
         state.seq = -1
         state.in_flight = True
         state.polls += 1
@@ -786,6 +1110,7 @@ class Scheduler:
         state.in_flight = False
         if state.done:
             return None
+        state.polled_at = now
         state.due = now + self._interval(state, now)
         state.when = max(state.due, self._floor(state))
         self._push(state)
@@ -855,50 +1180,55 @@ class Scheduler:
         if state.errors:
             delay = policy.backoff_interval(state.errors)
             return max(policy.jittered(delay, self._rng.random()), state.retry_after)
-        delay = policy.backoff_interval(state.streak)
-        if policy.adaptive and state.start_known and state.phase is not None:
-            model = self.model(state.kind, state.phase)
-            if model.trained:
-                age = now - (state.start_lo + state.start_hi) / 2
-                wanted = model.time_to_chance(max(0.0, age), CHANGE_CHANCE)
-                # Sooner than backoff where a change has become likely, never later: a sparse
-                # model has plateaus that would otherwise stretch intervals past a change.
-                delay = min(max(wanted, policy.interval), delay)
+        # Adaptive is work-conserving: pollable again after the minimum interval; what it is
+        # worth then is the score's business, and the floor holds back polls that cannot see
+        # a finish.
+        delay = policy.interval if policy.adaptive else policy.backoff_interval(state.streak)
         return policy.jittered(delay, self._rng.random())
 
     def _floor(self, state: TargetState) -> float:
-        if not (state.policy.adaptive and state.start_known and state.phase is not None):
+        """The earliest time ``state`` can have finished, by the shortest durations seen."""
+        if not state.policy.adaptive:
             return -math.inf
-        shortest = self.model(state.kind, state.phase).floor
-        return -math.inf if shortest is None else state.start_lo + shortest
+        floor = -math.inf
+        if state.fresh:
+            shortest = self.model(state.kind, None).floor
+            if shortest is not None:
+                floor = state.added_at + shortest
+        if state.start_known and state.phase in _FLOORED:
+            shortest = self.model(state.kind, state.phase).floor
+            if shortest is not None:
+                if state.phase is Phase.PENDING:
+                    running = self.model(state.kind, Phase.RUNNING).floor
+                    shortest += running or 0.0
+                floor = max(floor, state.start_lo + shortest)
+        return floor
 
     def _push(self, state: TargetState) -> None:
         lanes = self._groups.get(state.group)
         if lanes is None:
             lanes = self._groups[state.group] = {}
-        phase = self._lane_phase(state)
-        lane_key = (state.kind, phase)
-        lane = lanes.get(lane_key)
+        lane = lanes.get(state.kind)
         if lane is None:
-            lane = lanes[lane_key] = _Lane(
-                state.kind, phase, self.model(state.kind, phase), self.model(state.kind, None)
-            )
+            lane = lanes[state.kind] = _Lane(state.kind, self.durations)
         self._seq += 1
         state.seq = self._seq
-        heapq.heappush(lane.heap, (state.when, state.seq, state))
+        heapq.heappush(lane.held, (state.when, state.seq, state))
 
-    def _head(self, lane: _Lane) -> TargetState | None:
-        if lane.phase is not None:
-            version = lane.model.floor_version
-            if version != lane.floor_version:
-                # The shortest duration seen changed: re-key the lane (rare: it happens when a
-                # model first becomes trusted and on each new record low, O(log n) times).
-                lane.floor_version = version
-                rebuilt = []
-                for _, seq, state in lane.heap:
-                    if state.seq == seq:
-                        state.when = max(state.due, self._floor(state))
-                        rebuilt.append((state.when, seq, state))
-                heapq.heapify(rebuilt)
-                lane.heap = rebuilt
-        return lane.peek()
+    def _rekey(self, lane: _Lane, now: float | None) -> None:
+        epoch = lane.floor_epoch()
+        if epoch == lane.floor_version:
+            return
+        # A shortest duration of this kind changed: recompute when each waiting target may be
+        # polled (rare: when a model first becomes trusted and on each new record low, O(log n)
+        # times).  Everything goes back to ``held``; promotion restores round-robin order.
+        lane.floor_version = epoch
+        rebuilt = []
+        for heap in (lane.ready, lane.held):
+            for _, seq, state in heap:
+                if state.seq == seq:
+                    state.when = max(state.due, self._floor(state))
+                    rebuilt.append((state.when, seq, state))
+        heapq.heapify(rebuilt)
+        lane.held = rebuilt
+        lane.ready = []

@@ -63,6 +63,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import json
 import math
 import os
 import time
@@ -100,22 +101,27 @@ from ._checkpoint import (
     CheckpointEntry,
     dump_checkpoint,
     load_checkpoint,
+    open_checkpoint,
     write_checkpoint_file,
 )
 from ._policy import PollPolicy
-from ._scheduler import Scheduler, TargetState
+from ._scheduler import DurationModels, Eta, Scheduler, TargetState
 
 __all__ = [
     "ADMIT_CHUNK",
     "DEFAULT_POLICY",
     "MALFORMED_STREAK",
+    "PREWAIT_CAP",
     "Clock",
     "Outage",
+    "Priors",
     "SystemClock",
     "TargetFinished",
     "Transition",
     "TransitionKind",
     "Watch",
+    "WatchStats",
+    "load_priors",
     "wait",
     "watch",
 ]
@@ -138,6 +144,57 @@ end an operation that is doing fine."""
 
 ADMIT_CHUNK: Final = 256
 """Targets admitted between two yields to the event loop when a watch starts."""
+
+PREWAIT_CAP: Final = 1.0
+"""Longest a runner waits on the limiter's ``next_available`` estimate before it asks the
+limiter for a ticket (which then waits exactly as long as the budget needs)."""
+
+Priors = str | bytes | Mapping[str, Any] | DurationModels
+"""What ``priors=`` accepts: a [Watch.checkpoint][d360_async.Watch.checkpoint] string (or the
+JSON of [Watch.priors][d360_async.Watch.priors] or
+[Client.priors][d360_async.Client.priors]), that JSON parsed, or the learned models of a
+live client ([Client.durations][d360_async.Client.durations])."""
+
+
+def checkpoint_priors(text: str | bytes) -> Mapping[str, Any] | None:
+    """The learned durations in a sealed checkpoint's ``priors`` field, or a bare priors
+    document (the JSON of [Watch.priors][d360_async.Watch.priors]); None when a checkpoint
+    has none.  The caller validates what it gets.
+
+    Raises:
+        CheckpointError: a damaged checkpoint (see ``open_checkpoint``).
+        ValueError: JSON that is not a priors document.
+    """
+    raw = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
+    if raw.lstrip().startswith("{"):
+        try:
+            document = json.loads(raw)
+        except ValueError as exc:
+            raise ValueError(f"priors are not valid JSON: {exc}") from exc
+        if not isinstance(document, dict) or "models" not in document:
+            raise ValueError("not a priors document (no 'models')")
+        return document
+    found = open_checkpoint(text).get("priors")
+    if found is not None and not isinstance(found, dict):
+        raise ValueError("checkpoint 'priors' must be an object")
+    return found
+
+
+def load_priors(priors: Priors) -> Mapping[str, Any]:
+    """The durations data in ``priors`` (see [Priors][d360_async.Priors]), checked.
+
+    Raises:
+        ValueError: not a checkpoint or priors document, or malformed.
+    """
+    if isinstance(priors, DurationModels):
+        return priors.export()
+    if isinstance(priors, str | bytes):
+        found = checkpoint_priors(priors)
+        if found is None:
+            raise ValueError("the checkpoint holds no priors")
+        priors = found
+    DurationModels().absorb(priors)  # validates
+    return priors
 
 
 # -- public values --------------------------------------------------------------------------------
@@ -179,6 +236,9 @@ class Transition(Generic[S]):
             error, if the last poll failed.
         final: nothing more will be yielded for this target (terminal phase, ``until=``
             returned True, ERROR, or TIMED_OUT).
+        eta: when the target is expected to finish, counted from ``observed_at``, with an
+            80 % interval, from the durations learned for its kind and phase; None once
+            final, and while nothing of its kind has been seen to finish.
     """
 
     target: Target[S]
@@ -192,6 +252,7 @@ class Transition(Generic[S]):
     warnings: tuple[str, ...] = ()
     error: D360Error | None = None
     final: bool = False
+    eta: Eta | None = None
 
     @property
     def key(self) -> str:
@@ -256,6 +317,30 @@ class Outage:
     def ongoing(self) -> bool:
         """The key is still unreachable."""
         return self.ended_at is None
+
+
+@attrs.frozen(slots=True)
+class WatchStats:
+    """What a watch has done so far (:meth:`Watch.stats`).
+
+    Attributes:
+        polls: polls started (including failed ones).
+        live: targets whose final transition has not been handed over yet.
+        finished: final transitions handed over.
+        forgotten: finished targets a ``keep_open`` watch dropped once delivered.
+        idle_seconds: time a rate-limit budget had a token free while every waiting target
+            of it was held back (by the shortest duration its kind has shown, or by its
+            minimum interval), summed over budgets.
+        idle_budget: polls those budgets would have allowed meanwhile (their sustainable
+            rate times ``idle_seconds``): budget left for others to use.
+    """
+
+    polls: int
+    live: int
+    finished: int
+    forgotten: int
+    idle_seconds: float
+    idle_budget: float
 
 
 class Clock(Protocol):
@@ -422,6 +507,9 @@ class Watch(Generic[S]):
         clock: Clock | None = None,
         resolver: Callable[[Mapping[str, Any]], Target[S]] | None = None,
         hooks: Hooks | None = None,
+        priors: Priors | None = None,
+        durations: DurationModels | None = None,
+        keep_finished: bool = False,
     ) -> None:
         if not isinstance(policy, PollPolicy):
             raise TypeError("policy must be a PollPolicy")
@@ -435,7 +523,13 @@ class Watch(Generic[S]):
         self._buffer = buffer
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._hooks = hooks if hooks is not None else Hooks()
-        self._sched = Scheduler()
+        self._sched = Scheduler(models=durations)
+        self._keep_finished = keep_finished or not keep_open
+        self._polls = 0
+        self._finished = 0
+        self._forgotten = 0
+        self._idle_seconds = 0.0
+        self._idle_budget = 0.0
         self._entries: dict[str, _Entry[S]] = {}
         self._carried: dict[str, CheckpointEntry] = {}  # finished targets from the checkpoint
         self._groups: dict[tuple[int, RateLimitKey], _Group] = {}
@@ -450,7 +544,15 @@ class Watch(Generic[S]):
         self._exhausted = False
         self._timed_out = False
         self._deadline = math.inf
+        if priors is not None and priors is not self._sched.durations:
+            self._sched.durations.absorb(load_priors(priors))
         self._initial = self._plan(list(targets), resume, resolver)
+        if priors is None and resume is not None and not self._sched.durations.events:
+            # A new process picking the watch up: start from what the old one had learned
+            # (the checkpoint itself was checked by _plan).
+            found = open_checkpoint(resume).get("priors")
+            if isinstance(found, dict):
+                self._sched.durations.absorb(found)
 
     def _plan(
         self,
@@ -582,6 +684,11 @@ class Watch(Generic[S]):
                 entry.delivered_phase = transition.phase
             if transition.final:
                 entry.final_delivered = True
+                self._finished += 1
+                if not self._keep_finished and self._entries.get(entry.target.key) is entry:
+                    # A long-running watch: nothing more can happen to it, so let it go.
+                    del self._entries[entry.target.key]
+                    self._forgotten += 1
             return transition
 
     def _is_over(self) -> bool:
@@ -593,6 +700,57 @@ class Watch(Generic[S]):
     def live(self) -> int:
         """Targets whose final transition has not been handed over yet."""
         return self._outstanding
+
+    @property
+    def durations(self) -> DurationModels:
+        """The learned duration models this watch uses (its client's, when it has one)."""
+        return self._sched.durations
+
+    def stats(self) -> WatchStats:
+        """Polls, finished and forgotten targets, and the budget left idle so far."""
+        return WatchStats(
+            polls=self._polls,
+            live=self._outstanding,
+            finished=self._finished,
+            forgotten=self._forgotten,
+            idle_seconds=self._idle_seconds,
+            idle_budget=self._idle_budget,
+        )
+
+    def priors(self) -> str:
+        """The learned durations as JSON, for ``priors=`` of a new client or watch."""
+        return json.dumps(self._sched.durations.export(), separators=(",", ":"))
+
+    def eta(self, target: Target[S] | str) -> Eta | None:
+        """When a live target is expected to finish, counted from now (see [Eta][d360_async.Eta]).
+
+        None for a target not in the watch, finished, or of a kind nothing is known about yet.
+        """
+        entry = self._entries.get(target if isinstance(target, str) else target.key)
+        if entry is None:
+            return None
+        return self._sched.eta(entry.state, self._clock.monotonic())
+
+    def eta_all(self) -> Eta | None:
+        """When every live target is expected to have finished, counted from now.
+
+        ``seconds`` is the median of the last finish (the time by which all of them are done
+        with even odds), ``low``/``high`` its 10th and 90th percentiles, assuming the targets
+        finish independently; None when some live target has no estimate (or none is live).
+        O(live targets) per call.
+        """
+        now = self._clock.monotonic()
+        estimates = []
+        for entry in self._entries.values():
+            if entry.state.done:
+                continue
+            found = self._sched.eta(entry.state, now)
+            if found is None:
+                return None
+            estimates.append(found)
+        if not estimates:
+            return None
+        return _last_of(estimates)
 
     def add(self, target: Target[S], *, policy: PollPolicy | None = None) -> bool:
         """Start watching ``target`` (with its own ``policy`` if given) while iterating.
@@ -695,7 +853,7 @@ class Watch(Generic[S]):
             for key, entry in self._entries.items()
         ]
         entries.extend(self._carried.values())
-        return dump_checkpoint(entries)
+        return dump_checkpoint(entries, priors=self._sched.durations.export())
 
     async def save_checkpoint(self, path: str | os.PathLike[str]) -> None:
         """Write [checkpoint][d360_async.Watch.checkpoint] to ``path`` atomically and durably.
@@ -756,15 +914,23 @@ class Watch(Generic[S]):
                     await self._sleep(group, group.probe_at)
                     continue
             else:
-                due = sched.next_due(group.key)
-                if due is None or due > clock.monotonic():
+                now = clock.monotonic()
+                due = sched.next_due(group.key, now)
+                if due is None or due > now:
+                    # Every waiting target is held back: a token now could not show a finish.
+                    idle = due is not None and limiter.has_capacity(group.rate_key, Priority.POLL)
                     await self._sleep(group, math.inf if due is None else due)
+                    if idle:
+                        spent = clock.monotonic() - now
+                        self._idle_seconds += spent
+                        self._idle_budget += spent * limiter.budget(group.rate_key)
                     continue
             if paced:
-                # The limiter can tell how long the budget needs: wait here, cheaply.
+                # The limiter can tell how long the budget needs: wait here, cheaply.  Only an
+                # estimate, so wait at most PREWAIT_CAP, then let acquire() decide.
                 ahead = limiter.next_available(group.rate_key, Priority.POLL)
                 if ahead > 0:
-                    await clock.sleep(ahead)
+                    await clock.sleep(min(ahead, PREWAIT_CAP))
             # Ask for a ticket only once a poll slot is free, so that it is spent at once; but
             # hold no slot while the limiter makes us wait, or one starved budget would block
             # every other group's polls.
@@ -800,6 +966,7 @@ class Watch(Generic[S]):
             timeout = state.policy.poll_timeout
             if timeout is not None:
                 self._wake(self._timer, started + timeout)
+            self._polls += 1
             self._tg.start_soon(self._poll, entry, ticket)
 
     async def _slot_free(self) -> None:
@@ -1031,6 +1198,7 @@ class Watch(Generic[S]):
                 polls=state.polls,
                 warnings=tuple(obs.warnings),
                 final=outcome.final,
+                eta=None if outcome.final else self._sched.eta(state, now),
             )
             until = state.policy.until
             if until is not None and not outcome.final:
@@ -1043,7 +1211,7 @@ class Watch(Generic[S]):
                     return
                 if stop:
                     self._sched.finish(state)
-                    transition = attrs.evolve(transition, final=True)
+                    transition = attrs.evolve(transition, final=True, eta=None)
             await self._emit(entry, transition)
         elif outcome.stalled:
             await self._emit(entry, self._status(entry, TransitionKind.STALLED, final=False))
@@ -1130,6 +1298,7 @@ class Watch(Generic[S]):
             polls=state.polls,
             error=error,
             final=final,
+            eta=None if final else self._sched.eta(state, self._clock.monotonic()),
         )
 
     async def _emit(self, entry: _Entry[S], transition: Transition[S]) -> None:
@@ -1216,6 +1385,54 @@ class Watch(Generic[S]):
             await self._emit(entry, self._status(entry, TransitionKind.TIMED_OUT, final=True))
 
 
+def _last_of(estimates: list[Eta]) -> Eta:
+    """Quantiles of the maximum of independent finishes, each summarised by an :class:`Eta`.
+
+    Each remaining time is modelled by a piecewise-linear distribution function through its
+    10th percentile, its mean (taken as the median) and its 90th percentile, reaching 1 an
+    eighth of the 80 % interval past the 90th (as a uniform would); the distribution function
+    of the maximum is their product, inverted by bisection (the latest finishers first, so a
+    product below the goal stops early).
+    """
+    shapes = sorted(
+        ((e.low, min(max(e.seconds, e.low), e.high), e.high) for e in estimates),
+        key=lambda shape: -shape[2],
+    )
+
+    def cdf(low: float, mid: float, high: float, t: float) -> float:
+        if t >= high:
+            tail = max((high - low) / 8, 1e-3)
+            return min(1.0, 0.9 + 0.1 * (t - high) / tail)
+        if t >= mid:
+            return 0.5 + 0.4 * (t - mid) / (high - mid) if high > mid else 0.9
+        if t >= low:
+            return 0.1 + 0.4 * (t - low) / (mid - low) if mid > low else 0.5
+        return 0.1 * t / low if low > 0 else 0.1
+
+    def quantile(q: float) -> float:
+        lo = max(shape[0] for shape in shapes)
+        hi = max(high + (high - low) / 8 for low, _, high in shapes) + 1e-3
+        while hi - lo > 1e-3 * max(1.0, hi):
+            mid = (lo + hi) / 2
+            product = 1.0
+            for low, middle, high in shapes:
+                product *= cdf(low, middle, high, mid)
+                if product < q:
+                    break
+            if product >= q:
+                hi = mid
+            else:
+                lo = mid
+        return hi
+
+    return Eta(
+        seconds=quantile(0.5),
+        low=quantile(0.1),
+        high=quantile(0.9),
+        samples=min(e.samples for e in estimates),
+    )
+
+
 # -- entry points ---------------------------------------------------------------------------------
 
 
@@ -1230,6 +1447,9 @@ def watch(
     clock: Clock | None = None,
     resolver: Callable[[Mapping[str, Any]], Target[S]] | None = None,
     hooks: Hooks | None = None,
+    priors: Priors | None = None,
+    durations: DurationModels | None = None,
+    keep_finished: bool = False,
 ) -> Watch[S]:
     """Watch many long-running operations; use as ``async with watch(targets) as w``.
 
@@ -1238,7 +1458,9 @@ def watch(
         policy: pacing, deadlines, ``until=`` and stall detection (see :class:`PollPolicy`).
         max_concurrency: polls in flight at once, over all targets.
         keep_open: keep iterating when no target is left (for services that :meth:`Watch.add`
-            work continually); the whole-watch deadline still ends it.
+            work continually); the whole-watch deadline still ends it.  Such a watch forgets
+            a target once its final transition was delivered (memory stays flat), unless
+            ``keep_finished=True``; a forgotten key can be added again and is watched afresh.
         resume: a :meth:`Watch.checkpoint` string: transitions already delivered are not
             repeated, changes that happened meanwhile are delivered once, finished targets are
             not polled.
@@ -1248,10 +1470,18 @@ def watch(
             (``client.watch`` passes ``client.target_from_spec``).
         hooks: ``on_transition`` and ``on_target_finished`` callbacks (``client.watch``
             passes the client's hooks, its OpenTelemetry support included).
+        priors: learned durations to start from (a checkpoint, ``Watch.priors()``, or a
+            client's models), so the first polls already go where finishes are likely; a
+            ``resume`` checkpoint's own priors are used when nothing has been learned yet.
+        durations: the models to learn into and read from (``client.watch`` passes the
+            client's, so every watch of a client shares them); by default the watch's own.
+        keep_finished: with ``keep_open``, keep finished targets in the watch (listed as done
+            in checkpoints, re-adding their key does nothing).
 
     Raises:
         CheckpointError: (a ``ValueError``) a checkpoint that is damaged, malformed, of
             another version, or names live targets that are neither given nor rebuildable.
+        ValueError: malformed ``priors``.
     """
     return Watch(
         targets,
@@ -1263,6 +1493,9 @@ def watch(
         clock=clock,
         resolver=resolver,
         hooks=hooks,
+        priors=priors,
+        durations=durations,
+        keep_finished=keep_finished,
     )
 
 
@@ -1274,6 +1507,7 @@ async def wait(
     policy: PollPolicy = DEFAULT_POLICY,
     clock: Clock | None = None,
     hooks: Hooks | None = None,
+    durations: DurationModels | None = None,
 ) -> Transition[S]:
     """Watch one target until it ends, and return its final transition.
 
@@ -1284,7 +1518,14 @@ async def wait(
     if timeout is not None:
         policy = attrs.evolve(policy, target_timeout=timeout)
     final: Transition[S] | None = None
-    async with watch([target], policy=policy, clock=clock, max_concurrency=1, hooks=hooks) as w:
+    async with watch(
+        [target],
+        policy=policy,
+        clock=clock,
+        max_concurrency=1,
+        hooks=hooks,
+        durations=durations,
+    ) as w:
         async for transition in w:
             final = transition
     if final is None or not final.final:  # pragma: no cover - the iterator ends on a final one

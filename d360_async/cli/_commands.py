@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import math
 import os
 import sys
 import time
@@ -14,12 +15,14 @@ from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import IO, Any
 
+import attrs
+
 from .._errors import AuthenticationError, D360Error, PermissionDenied, TransportError
 from .._phase import Phase
 from .._ratelimit._protocol import LimiterStats
 from .._redact import redact_url
 from .._target import Target
-from .._watch import PollPolicy, Transition, TransitionKind, watch
+from .._watch import PollPolicy, Priors, Transition, TransitionKind, load_priors, watch
 from ._connect import Connection, check_base_url, connect
 from ._credentials import read_credentials
 from ._display import (
@@ -125,6 +128,13 @@ def transition_record(transition: Transition[Any], ident: str, operation: str) -
         "polls": transition.polls,
         "final": transition.final,
         "error": describe_error(error) if error is not None else None,
+        "eta": None
+        if transition.eta is None
+        else {
+            "seconds": round(transition.eta.seconds, 1),
+            "low": round(transition.eta.low, 1),
+            "high": round(transition.eta.high, 1),
+        },
     }
 
 
@@ -220,6 +230,8 @@ async def watch_targets(
     extra_notes: Callable[[], tuple[tuple[str, str], ...]] = tuple,
     on_transition: Callable[[Transition[Any], float], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
+    priors: Priors | None = None,
+    save_priors: Callable[[str], None] | None = None,
 ) -> Tally:
     """Watch ``(target, group, id)`` triples to the end, reporting as configured.
 
@@ -235,6 +247,19 @@ async def watch_targets(
     idents = {t.key: (group, ident) for t, group, ident in targets}
     recent: deque[str] = deque(maxlen=6)
     live = isinstance(display, LiveDisplay)
+    model_eta: list[float | None] = [None, -math.inf]  # [seconds left, when computed]
+
+    def eta(now: float) -> float | None:
+        """The learned models' expected time for all (refreshed every 2 s: O(targets)),
+        falling back to the tally's extrapolation while some kind has no model yet."""
+        if stream.live == 0:
+            return tally.eta(now)
+        if now - (model_eta[1] or 0.0) >= 2.0:
+            found = stream.eta_all()
+            model_eta[:] = [None if found is None else found.seconds, now]
+        if model_eta[0] is not None:
+            return max(0.0, model_eta[0] - (now - (model_eta[1] or now)))
+        return tally.eta(now)
 
     def view() -> ProgressView:
         now = clock()
@@ -248,20 +273,21 @@ async def watch_targets(
             done=tally.done,
             phases=tally.by_phase(),
             elapsed=tally.elapsed(now),
-            eta=tally.eta(now),
+            eta=eta(now),
             requests=requests,
             budget=budget,
             throttled=throttled,
             notes=notes,
         )
 
-    options: dict[str, Any] = {"policy": policy, "keep_open": feed is not None}
-    if max_concurrency is not None:
-        options["max_concurrency"] = max_concurrency
-    async with (
-        _ticking(display, view, 0.25 if live else 1.0),
-        watch([t for t, _, _ in targets], **options) as stream,
-    ):
+    stream = watch(
+        [t for t, _, _ in targets],
+        policy=policy,
+        keep_open=feed is not None,
+        max_concurrency=max_concurrency if max_concurrency is not None else 16,
+        priors=priors,
+    )
+    async with _ticking(display, view, 0.25 if live else 1.0), stream:
 
         def add(target: Target[Any], group: str, ident: str) -> None:
             idents[target.key] = (group, ident)
@@ -294,6 +320,8 @@ async def watch_targets(
                     feeding.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await feeding
+            if save_priors is not None:
+                save_priors(stream.priors())
     tally.give_up(clock())
     return tally
 
@@ -348,7 +376,41 @@ def summary_table(tally: Tally, title: str) -> SummaryTable:
 
 
 def _policy(args: argparse.Namespace) -> PollPolicy:
-    return PollPolicy(watch_timeout=args.timeout) if args.timeout else PollPolicy()
+    policy = PollPolicy(watch_timeout=args.timeout) if args.timeout else PollPolicy()
+    interval = getattr(args, "interval", None)
+    if interval:
+        policy = attrs.evolve(
+            policy, interval=interval, max_interval=max(interval, policy.max_interval)
+        )
+    return policy
+
+
+def _read_priors(args: argparse.Namespace) -> str | None:
+    path = getattr(args, "priors", None)
+    if not path:
+        return None
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+        load_priors(text)
+    except OSError as exc:
+        raise UsageError(f"cannot read --priors {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise UsageError(f"--priors {path} is not a priors or checkpoint file: {exc}") from None
+    return text
+
+
+def _priors_writer(args: argparse.Namespace) -> Callable[[str], None] | None:
+    path = getattr(args, "save_priors", None)
+    if not path:
+        return None
+
+    def write(text: str) -> None:
+        target = Path(path)
+        partial = target.with_name(target.name + ".partial")
+        partial.write_text(text, encoding="utf-8")
+        partial.replace(target)  # atomic: a reader never sees half a file
+
+    return write
 
 
 def _echo(display: Display, json_out: JsonLines | None) -> IO[str] | None:
@@ -390,6 +452,8 @@ async def run_watch(args: argparse.Namespace) -> int:
             rate=args.rate_limit,
             echo=_echo(display, json_out),
             max_concurrency=args.max_concurrency,
+            priors=_read_priors(args),
+            save_priors=_priors_writer(args),
         )
         requests, throttled, _ = budget_figures(conn.stats(), None)
     if json_out is not None:

@@ -194,6 +194,24 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="read ids from FILE, one per line ('-' for stdin; '#' starts a comment)",
     )
+    pacing = watch.add_argument_group("watch options")
+    pacing.add_argument(
+        "--interval",
+        metavar="SECONDS",
+        type=_typed(parse_positive_float, "seconds"),
+        help="poll one operation at most this often (default 1; the budget decides the rest)",
+    )
+    pacing.add_argument(
+        "--priors",
+        metavar="FILE",
+        help="start from the durations learned by an earlier run (a --save-priors file or a "
+        "watch checkpoint), so polls go where finishes are likely from the first one",
+    )
+    pacing.add_argument(
+        "--save-priors",
+        metavar="FILE",
+        help="write the durations learned by this run to FILE when it ends",
+    )
     _add_api(watch)
     _add_common(watch)
 

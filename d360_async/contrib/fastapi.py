@@ -207,10 +207,12 @@ def transition_payload(transition: Transition[Any]) -> dict[str, Any]:
     Keys: ``key`` and ``target_kind`` (the target's), ``kind`` (``"changed"``,
     ``"stalled"``, ``"error"`` or ``"timed_out"``), ``previous`` (``null`` on first sight) and
     ``phase`` (lower-case phase names), ``raw_status``, ``observed_at`` (ISO 8601), ``polls``,
-    ``final`` (nothing more will come for this target), ``warnings`` and ``error`` (what
+    ``final`` (nothing more will come for this target), ``warnings``, ``error`` (what
     [public_error][d360_async.contrib.fastapi.public_error] says about the error behind an
     ``"error"`` transition, else ``null``: never the backend's URL or the server's own error
-    text, which stay in the server's log).
+    text, which stay in the server's log) and ``eta`` (``{"seconds", "low", "high"}``:
+    expected seconds from ``observed_at`` until it finishes and the 80 % interval, from the
+    durations learned for its kind; ``null`` when unknown).
 
     The snapshot is left out on purpose: an export's snapshot holds a signed download link,
     which authorises whoever reads it. Pass your own ``serialize=`` to
@@ -219,6 +221,7 @@ def transition_payload(transition: Transition[Any]) -> dict[str, Any]:
     Added in version 0.1.0.
     """
     error = transition.error
+    eta = transition.eta
     return {
         "key": transition.target.key,
         "target_kind": transition.target.kind,
@@ -231,6 +234,13 @@ def transition_payload(transition: Transition[Any]) -> dict[str, Any]:
         "final": transition.final,
         "warnings": list(transition.warnings),
         "error": None if error is None else public_error(error),
+        "eta": None
+        if eta is None
+        else {
+            "seconds": round(eta.seconds, 1),
+            "low": round(eta.low, 1),
+            "high": round(eta.high, 1),
+        },
     }
 
 

@@ -236,7 +236,8 @@ PAGE = """<!doctype html>
   <button id="go" type="submit">Start exports</button>
 </form>
 <p id="summary"></p>
-<table><thead><tr><th>Export</th><th>Status</th><th>Polls</th></tr></thead>
+<table><thead><tr><th>Export</th><th>Status</th><th>Expected to finish</th><th>Polls</th></tr>
+</thead>
 <tbody id="exports"></tbody></table>
 <script>
 "use strict";
@@ -254,7 +255,7 @@ function label(t) {
 function addRow(id) {
   const tr = document.createElement("tr");
   tr.dataset.id = id;
-  const cells = ["id", "status", "polls"].map((name) => {
+  const cells = ["id", "status", "eta", "polls"].map((name) => {
     const td = document.createElement("td");
     td.className = name;
     tr.appendChild(td);
@@ -263,7 +264,20 @@ function addRow(id) {
   cells[0].textContent = id;
   cells[1].textContent = "Starting";
   document.getElementById("exports").appendChild(tr);
-  rows.set(id, {status: cells[1], polls: cells[2]});
+  rows.set(id, {status: cells[1], eta: cells[2], polls: cells[3]});
+}
+
+function span(seconds) {
+  return seconds < 90 ? Math.round(seconds) + " s" : Math.round(seconds / 60) + " min";
+}
+
+// The hint comes from the durations the service has learned for exports: an expected time
+// and an 80 % interval, counted from when the status was seen.
+function hint(t) {
+  if (t.final) return "";
+  if (!t.eta) return "learning...";
+  return "in about " + span(t.eta.seconds) + " (" + span(t.eta.low) + " to " +
+    span(t.eta.high) + ")";
 }
 
 function follow(ids) {
@@ -275,6 +289,7 @@ function follow(ids) {
     row.status.textContent = label(t);
     row.status.className = "status " + (t.kind === "changed" ? t.phase : t.kind);
     row.status.dataset.phase = t.phase;
+    row.eta.textContent = hint(t);
     row.polls.textContent = t.polls;
   });
   events.addEventListener("end", () => {

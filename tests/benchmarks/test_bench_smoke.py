@@ -296,3 +296,31 @@ def test_runner_lists_every_section(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--list"]) == 0
     out = capsys.readouterr().out
     assert all(name in out for name in SECTIONS)
+
+
+def test_the_library_scheduler_in_the_simulation_is_round_robin_on_look_alikes() -> None:
+    """The real pure scheduler, driven on the same draws: look-alike operations are served
+    exactly round robin; on a mixed population it sends the polls to the quick kind."""
+    from benchmarks.sim_scheduler import simulate_library
+
+    alike = floor.Workload(
+        "alike", (floor.Population("export", 60, (2.0, 20.0), (10.0, 60.0)),), 2.0
+    )
+    ops = floor.sample_operations(alike, 3)
+    lib = simulate_library(alike, ops)
+    rr = floor.simulate(alike, ops, policy="round_robin")
+    assert sorted(lib.all_delays) == pytest.approx(sorted(rr.all_delays))
+    mixed = floor.Workload(
+        "mixed",
+        (
+            floor.Population("drive_task", 20, (0.0, 1.0), (1.0, 5.0)),
+            floor.Population("export", 80, (5.0, 20.0), (15.0, 60.0)),
+        ),
+        2.0,
+    )
+    ops = floor.sample_operations(mixed, 3)
+    lib = simulate_library(mixed, ops)
+    rr = floor.simulate(mixed, ops, policy="round_robin")
+    assert len(lib.all_delays) == len(ops)
+    assert percentile(lib.delays["drive_task"], 50) < 0.5 * percentile(rr.delays["drive_task"], 50)
+    assert lib.eta_inside, "first sightings after the models were trained carry an ETA"

@@ -18,11 +18,12 @@ from types import ModuleType
 from typing import Any
 
 import aiohttp
+import attrs
 import httpx
 import pytest
 from fastapi import FastAPI, Request
 
-from d360_async import Client, Phase, PollPolicy, ServerError
+from d360_async import Client, Eta, Phase, PollPolicy, ServerError
 from d360_async.contrib.fastapi import (
     STATE_KEY,
     D360Client,
@@ -336,6 +337,7 @@ async def test_watch_events_follows_targets_with_the_application_client(
         "final",
         "warnings",
         "error",
+        "eta",
     }
     assert first["previous"] is None
     assert first["kind"] == "changed"
@@ -418,8 +420,16 @@ def test_transition_payload_is_json_and_leaves_the_signed_link_out() -> None:
         "final": True,
         "warnings": [],
         "error": None,
+        "eta": None,
     }
     assert "SECRET" not in json.dumps(payload)
+    running = attrs.evolve(
+        transition,
+        phase=Phase.RUNNING,
+        final=False,
+        eta=Eta(seconds=41.04, low=20.0, high=70.04, samples=9),
+    )
+    assert transition_payload(running)["eta"] == {"seconds": 41.0, "low": 20.0, "high": 70.0}
 
 
 # -- the example service through ASGI ---------------------------------------------------------

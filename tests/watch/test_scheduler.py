@@ -349,17 +349,25 @@ def _trained(sched: Scheduler, kind: str, phase: Phase | None, durations: Sequen
         model.add_event(d, d)
 
 
-def test_running_beats_pending_when_both_are_equally_due() -> None:
+def test_within_a_kind_the_least_recently_polled_goes_first_whatever_its_phase() -> None:
+    """Same kind: round robin (the phase only sets floors); the phase weight works across kinds."""
     sched = Scheduler(rng=random.Random(1))
     policy = PollPolicy(jitter=0.0, adaptive=False)
     pending = sched.add("p", kind="k", group="g", policy=policy, now=0.0)
     running = sched.add("r", kind="k", group="g", policy=policy, now=0.0)
-    for state, phase in ((pending, Phase.PENDING), (running, Phase.RUNNING)):
-        assert sched.select("g", 0.0) is not None
-        sched.observe(state, 0.0, phase, phase.value)
-        sched.release(state, 0.0)
-    # Nothing learned yet: both are judged by time to finish, and only the phase weight differs.
-    assert sched.select("g", 30.0) is running
+    for state, phase, at in ((pending, Phase.PENDING, 0.0), (running, Phase.RUNNING, 0.5)):
+        assert sched.select("g", at) is state
+        sched.observe(state, at, phase, phase.value)
+        sched.release(state, at)
+    assert sched.select("g", 30.0) is pending  # polled longest ago
+    other = Scheduler(rng=random.Random(1))
+    pending = other.add("p", kind="a", group="g", policy=policy, now=0.0)
+    running = other.add("r", kind="b", group="g", policy=policy, now=0.0)
+    for state, phase, at in ((pending, Phase.PENDING, 0.0), (running, Phase.RUNNING, 0.5)):
+        assert other.select("g", at) is state
+        other.observe(state, at, phase, phase.value)
+        other.release(state, at)
+    assert other.select("g", 30.0) is running  # different kinds: the phase weight decides
 
 
 def test_a_pending_target_is_judged_by_its_chance_of_having_finished() -> None:
@@ -381,8 +389,10 @@ def test_a_pending_target_is_judged_by_its_chance_of_having_finished() -> None:
         assert sched.select("g", seen_at) is state
         sched.observe(state, seen_at, Phase.PENDING, "Pending")
         sched.release(state, seen_at)
-    assert (young.when, old.when) == (25.0, 26.0)  # ``young`` is even a little more overdue
+    # Neither can have finished before it joined plus the shortest operation seen (30 s).
+    assert (young.when, old.when) == (40.0, 30.0)
     assert sched.score(old, 35.0) > sched.score(young, 35.0)
+    assert sched.select("g", 35.0) is old
 
 
 def test_running_targets_are_judged_by_the_running_model_once_it_is_trained() -> None:
@@ -398,14 +408,15 @@ def test_running_targets_are_judged_by_the_running_model_once_it_is_trained() ->
     sched.release(state, 5.0)
     # Untrained RUNNING model: time to finish, from the join-to-finish model.
     total = sched.model("k", None)
-    assert sched.score(state, 20.0) == pytest.approx(
-        total.expected_undetected(20.0, 5.0) + AGEING * (20.0 - state.when)
+    assert state.when == 30.0  # joined at 0, and no operation of the kind took under 30 s
+    assert sched.score(state, 35.0) == pytest.approx(
+        total.expected_undetected(35.0, 5.0) + AGEING * (35.0 - state.when)
     )
     # Once runs of this kind have been seen to end, the run's own age decides.
     _trained(sched, "k", Phase.RUNNING, [4.0, 5.0, 6.0])
     running = sched.model("k", Phase.RUNNING)
-    assert sched.score(state, 20.0) == pytest.approx(
-        running.expected_undetected(17.5, 2.5) + AGEING * (20.0 - state.when)
+    assert sched.score(state, 35.0) == pytest.approx(
+        running.expected_undetected(32.5, 2.5) + AGEING * (35.0 - state.when)
     )
 
 
