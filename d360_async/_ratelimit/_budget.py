@@ -371,9 +371,10 @@ class Budget:
         policy = self.policy
         if policy.family not in (Family.GRADUAL, Family.TOKEN_BUCKET):
             return False
-        if policy.told_end is not None and not policy.ends_move:
-            # The server named a reset that has not come, and its resets do not move with
-            # each request as a sliding window's do: nothing comes back before it.
+        if policy.told_end is not None and not (policy.ends_move or policy.sliding_proven):
+            # The server named a reset that has not come, and nothing shows a sliding window
+            # (resets that move with each request, or counts that match our own requests
+            # leaving the window): nothing comes back before it.
             return False
         return policy.log_window is not None
 

@@ -93,6 +93,10 @@ PROBE_WIDTH = 0.05
 REFUSALS_KEPT = 256
 """Refused requests remembered (their admission numbers), to leave them out of gains."""
 
+LOG_FIT_SETTLE = 2.0
+"""Seconds beyond one window after the budget first ran out before a sliding-window fit is
+believed (a draining bucket's short look-alike is refuted as soon as it runs steady)."""
+
 SENDS_KEPT = 256
 """Admissions remembered at the least for fitting a sliding window (twice the limit if more)."""
 
@@ -405,7 +409,7 @@ class PolicyEstimator:
         depleted = self._depleted_at
         if fit is None or counted is None or depleted is None:
             return None
-        if counted.last < depleted + 2.0 * fit.hi + 1.0:
+        if counted.last < depleted + fit.hi + LOG_FIT_SETTLE:
             return None  # not yet held long enough after the budget first ran out
         return fit
 
@@ -417,6 +421,12 @@ class PolicyEstimator:
         if told is None or self._last is None or told.hi < self._last.received:
             return None
         return told
+
+    @property
+    def sliding_proven(self) -> bool:
+        """Whether the counts have matched our own requests leaving a sliding window, since
+        well after the budget first ran out."""
+        return self._sliding_fit() is not None
 
     @property
     def ends_move(self) -> bool:
@@ -450,8 +460,9 @@ class PolicyEstimator:
             return max(MIN_WINDOW, resets.hi)
         counted = self._sliding_fit()
         if counted is not None and self._gradual >= GRADUAL_SPANS:
-            # Our own requests the count held, with room for those overtaking each other.
-            return max(MIN_WINDOW, LOG_MARGIN * counted.hi)
+            # Our own requests the count held: the fit already steps past those that may
+            # have overtaken each other.
+            return max(MIN_WINDOW, counted.hi)
         found: list[float] = []
         if self._rate > 0.0 and self._gradual >= GRADUAL_SPANS:
             # With room for requests overtaking each other, which can inflate a measured
