@@ -86,6 +86,9 @@ REFILL_MIN_SPAN = 1.0
 DISCOVERY_HORIZON = 10.0
 """Seconds over which credits are spread while nothing says when they come back."""
 
+PROBE_SHARE = 0.01
+"""Nor below this share of the window (a probe costs a credit half the time)."""
+
 PROBE_WIDTH = 0.05
 """Seconds of uncertainty about a window's end below which no credit is spent narrowing it."""
 
@@ -764,7 +767,7 @@ class PolicyEstimator:
         end = self._end
         if end is None or self.family is not Family.FIXED_WINDOW or self._w_first is None:
             return False
-        return end.width > max(PROBE_WIDTH, 0.01 * self.window)
+        return end.width > max(PROBE_WIDTH, PROBE_SHARE * self.window)
 
     def _measure_refill(self, answer: _Answer) -> None:
         """The refill rate over the last few seconds of answers since the last rollover."""
