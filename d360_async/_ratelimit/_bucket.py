@@ -91,6 +91,7 @@ import math
 
 import attrs
 
+from ._budget import check_pacing
 from ._state import RateLimitState
 
 __all__ = [
@@ -220,14 +221,7 @@ class TokenBucket:
         adaptive: bool = True,
         now: float,
     ) -> None:
-        if not (limit > 0 and math.isfinite(limit)):
-            raise ValueError(f"limit must be a positive number, got {limit!r}")
-        if not (period > 0 and math.isfinite(period)):
-            raise ValueError(f"period must be a positive number of seconds, got {period!r}")
-        if burst < 1:
-            raise ValueError(f"burst must be at least 1, got {burst!r}")
-        if not 0 <= safety_margin < 1:
-            raise ValueError(f"safety_margin must be in [0, 1), got {safety_margin!r}")
+        check_pacing(limit, period, burst, safety_margin)
         if not (wait_margin >= 0 and math.isfinite(wait_margin)):
             raise ValueError(f"wait_margin must be >= 0, got {wait_margin!r}")
         if not (epoch_margin >= 0 and math.isfinite(epoch_margin)):

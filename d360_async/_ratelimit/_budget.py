@@ -56,6 +56,7 @@ __all__ = [
     "MIN_FACTOR",
     "Budget",
     "BudgetSnapshot",
+    "check_pacing",
 ]
 
 EPSILON = 1e-6
@@ -101,6 +102,18 @@ MIN_WAIT = 0.001
 
 LOG_SIZE = 4096
 """Answered requests remembered for a gradual budget's credit returns."""
+
+
+def check_pacing(limit: float, period: float, burst: int, safety_margin: float) -> None:
+    """Raise `ValueError` naming the first pacing setting out of range."""
+    if not (limit > 0 and math.isfinite(limit)):
+        raise ValueError(f"limit must be a positive number, got {limit!r}")
+    if not (period > 0 and math.isfinite(period)):
+        raise ValueError(f"period must be a positive number of seconds, got {period!r}")
+    if burst < 1:
+        raise ValueError(f"burst must be at least 1, got {burst!r}")
+    if not 0 <= safety_margin < 1:
+        raise ValueError(f"safety_margin must be in [0, 1), got {safety_margin!r}")
 
 
 @attrs.frozen(slots=True)
@@ -197,14 +210,7 @@ class Budget:
         adaptive: bool = True,
         now: float,
     ) -> None:
-        if not (limit > 0 and math.isfinite(limit)):
-            raise ValueError(f"limit must be a positive number, got {limit!r}")
-        if not (period > 0 and math.isfinite(period)):
-            raise ValueError(f"period must be a positive number of seconds, got {period!r}")
-        if burst < 1:
-            raise ValueError(f"burst must be at least 1, got {burst!r}")
-        if not 0 <= safety_margin < 1:
-            raise ValueError(f"safety_margin must be in [0, 1), got {safety_margin!r}")
+        check_pacing(limit, period, burst, safety_margin)
         self.policy = PolicyEstimator(limit, period)
         self._prior_limit = float(limit)
         self._period = float(period)

@@ -25,7 +25,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 import attrs
 
@@ -125,18 +125,19 @@ class RateLimitConfig:
         an epoch, `EPOCH_RESOLUTION`, when ``wait_margin`` is ``None``, else 0."""
         return EPOCH_RESOLUTION if self.wait_margin is None else 0.0
 
+    def pacing(self) -> dict[str, Any]:
+        """The keyword arguments a budget (or the Redis limiter's bucket) is built with."""
+        return {
+            "burst": self.effective_burst,
+            "safety_margin": self.safety_margin,
+            "wait_margin": self.effective_wait_margin,
+            "epoch_margin": self.effective_epoch_margin,
+            "adaptive": self.adaptive,
+        }
+
     def new_bucket(self, now: float) -> Budget:
         """A fresh budget with these settings: the configured rate is its prior."""
-        return Budget(
-            self.rate,
-            self.period,
-            burst=self.effective_burst,
-            safety_margin=self.safety_margin,
-            wait_margin=self.effective_wait_margin,
-            epoch_margin=self.effective_epoch_margin,
-            adaptive=self.adaptive,
-            now=now,
-        )
+        return Budget(self.rate, self.period, now=now, **self.pacing())
 
     def headers_in_use(
         self, status: int | None, state: RateLimitState | None

@@ -777,16 +777,7 @@ class RedisRateLimiter:
 
 def _token_bucket(config: RateLimitConfig, now: float) -> TokenBucket:
     """The bucket the script keeps, with these settings."""
-    return TokenBucket(
-        config.rate,
-        config.period,
-        burst=config.effective_burst,
-        safety_margin=config.safety_margin,
-        wait_margin=config.effective_wait_margin,
-        epoch_margin=config.effective_epoch_margin,
-        adaptive=config.adaptive,
-        now=now,
-    )
+    return TokenBucket(config.rate, config.period, now=now, **config.pacing())
 
 
 def _as_budget(bucket: TokenBucket) -> BudgetSnapshot:
