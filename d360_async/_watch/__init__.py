@@ -1,9 +1,9 @@
 """Watching long-running operations: one scheduler, many targets, one async iterator.
 
-``watch(targets)`` returns a :class:`Watch`; ``wait(target)`` returns one target's final
-:class:`Transition`.  :class:`PollPolicy` sets the pace and the deadlines.  The decisions live in
-the pure :mod:`._scheduler`; :mod:`._watch` only feeds it; :mod:`._checkpoint` reads and writes
-checkpoints.
+``watch(targets)`` returns a [Watch][d360_async.Watch]; ``wait(target)`` returns one target's final
+[Transition][d360_async.Transition].  [PollPolicy][d360_async.PollPolicy] sets the pace and the
+deadlines.  The decisions live in the pure `_scheduler`; `_watch` only feeds it; `_checkpoint` reads
+and writes checkpoints.
 """
 
 from ._checkpoint import (

@@ -5,11 +5,13 @@ reporting anything twice: for every target, its JSON spec (enough for a resolver
 the last status *delivered to the consumer* and whether its final transition was delivered.
 Transitions still buffered when the checkpoint is taken are not counted as delivered.
 
-Format, version 2: one header line, then the payload, a JSON object::
+Format, version 2: one header line, then the payload, a JSON object:
 
-    d360-async checkpoint v2 length=183 sha256=9f2c…(64 hex digits)
-    {"targets":[{"key":"v3.export/p/e","spec":{...},"last_raw":"InProgress",
-                 "last_phase":"running","polls":7,"done":false}]}
+```python
+d360-async checkpoint v2 length=183 sha256=9f2c…(64 hex digits)
+{"targets":[{"key":"v3.export/p/e","spec":{...},"last_raw":"InProgress",
+             "last_phase":"running","polls":7,"done":false}]}
+```
 
 ``length`` is the payload's size in bytes (UTF-8) and ``sha256`` its digest, so a file cut
 short, padded, or with any byte changed is refused as a whole instead of being half-believed.

@@ -1,4 +1,4 @@
-"""How often, and for how long, a watch polls one target: :class:`PollPolicy`.
+"""How often, and for how long, a watch polls one target: [PollPolicy][d360_async.PollPolicy].
 
 The policy is a small frozen value object so it can be shared by thousands of targets (each
 target's state holds a reference, not a copy) and so a watch's behaviour can be read from one
@@ -144,7 +144,7 @@ class PollPolicy:
     def backoff_interval(self, streak: int) -> float:
         """The un-jittered interval after ``streak`` consecutive polls without a change.
 
-        ``streak=0`` is :attr:`interval`; the result never exceeds :attr:`max_interval`.
+        ``streak=0`` is `interval`; the result never exceeds `max_interval`.
         """
         if streak <= 0 or self.backoff == 1.0:
             return self.interval

@@ -7,7 +7,7 @@ Vocabulary:
 
 * A **group** is one rate-limit budget (in the watch: a limiter and a rate key).  Poll tokens are
   spent per group, and the question the scheduler answers is *"a token for group G is available
-  now: which target of G gets it?"* (:meth:`Scheduler.select`).
+  now: which target of G gets it?"* (`Scheduler.select`).
 * A **lane** is the queue of one ``(group, kind)``: all waiting targets of one operation kind,
   the pollable ones least recently polled first, the others keyed by when they become
   pollable.
@@ -36,7 +36,7 @@ The algorithm, written once:
    floor, which on look-alike populations is worth no more than round robin and sometimes
    less).  Across kinds, the token goes to the lane head with the largest score: the
    *expected time its finish has gone undetected* by its kind's learned model, weighted by
-   :data:`PHASE_WEIGHT`, plus an ageing term proportional to how long it has been pollable;
+   `PHASE_WEIGHT`, plus an ageing term proportional to how long it has been pollable;
    equal scores (kinds nothing is known about) fall back to least recently polled first.  A
    RUNNING target whose kind has a trained RUNNING model is judged by that model from the
    start of its run; every other target that joined when it started by its kind's
@@ -160,8 +160,8 @@ class DurationModel:
     ``[lo, hi]`` and its unit mass is spread over the buckets it covers.  Operations still in
     the phase are counted at the age they have reached (right-censored), which is what keeps the
     estimate honest while only the quick ones have finished.  The survival curve is rebuilt
-    lazily (O(buckets)) when it is read after enough changes (see :data:`STALE_FRACTION`;
-    :meth:`refresh` forces it), so reading it is O(1) amortised however many targets move.
+    lazily (O(buckets)) when it is read after enough changes (see `STALE_FRACTION`;
+    `refresh` forces it), so reading it is O(1) amortised however many targets move.
     """
 
     __slots__ = (
@@ -235,7 +235,7 @@ class DurationModel:
         """Record a phase known to have lasted between ``lo`` and ``hi`` seconds.
 
         Returns True when queued targets must be re-keyed (``floor_version`` moved on): the
-        floor became known, or fell by more than :data:`REKEY_FRACTION` since the last re-key.
+        floor became known, or fell by more than `REKEY_FRACTION` since the last re-key.
         """
         lo = max(0.0, lo)
         hi = max(lo, hi)
@@ -278,7 +278,7 @@ class DurationModel:
         return k
 
     def remove_censored(self, bucket: int) -> None:
-        """Withdraw an entry made by :meth:`add_censored` (the operation moved on)."""
+        """Withdraw an entry made by `add_censored` (the operation moved on)."""
         if bucket >= 0:
             self.censored[bucket] -= 1
             self.n_censored -= 1
@@ -321,12 +321,12 @@ class DurationModel:
         }
 
     def absorb(self, data: Mapping[str, Any], where: str = "priors") -> bool:
-        """Add durations exported by :meth:`export` (of another process, or an earlier one).
+        """Add durations exported by `export` (of another process, or an earlier one).
 
         Returns True when the floor moved (queued targets must be re-keyed).
 
         Raises:
-            ValueError: ``data`` is not what :meth:`export` writes.
+            ValueError: ``data`` is not what `export` writes.
         """
         if not isinstance(data, Mapping):
             raise ValueError(f"{where} must be an object")
@@ -434,7 +434,7 @@ class DurationModel:
         """Estimated probability that the phase lasts longer than ``age`` seconds.
 
         Inside the observed range: the Kaplan-Meier estimate, linear within a bucket.  Beyond
-        it: an exponential tail with the observed mean (or :data:`PRIOR_MEAN`).
+        it: an exponential tail with the observed mean (or `PRIOR_MEAN`).
         """
         if self._dirty:
             self._refresh()
@@ -448,7 +448,7 @@ class DurationModel:
         return s_lo + (self._surv[k + 1] - s_lo) * (age - lo) / (_EDGES[k + 1] - lo)
 
     def _survival_and_integral(self, age: float) -> tuple[float, float]:
-        """:meth:`survival` at ``age`` and its integral from 0 (the curve is fresh)."""
+        """`survival` at ``age`` and its integral from 0 (the curve is fresh)."""
         if age <= 0:
             return 1.0, 0.0
         if age >= self._end:
@@ -692,8 +692,9 @@ class DurationModels:
     """Everything learned about how long operations take, per ``(kind, phase)``.
 
     ``phase=None`` is the time from joining a watch to finishing.  One instance lives in each
-    client and is shared by all of its watches, so a second watch starts warm; :meth:`export`
-    gives plain data (the *priors*) that another process can ``absorb``.
+    client and is shared by all of its watches, so a second watch starts warm;
+    [export][d360_async.DurationModels.export] gives plain data (the *priors*) that another process
+    can ``absorb``.
     """
 
     __slots__ = ("_models",)
@@ -832,7 +833,7 @@ class Scheduler:
         """When ``state`` is expected to finish, from now; None while its kind has no model.
 
         A RUNNING target whose kind has a trained RUNNING model is judged from the start of
-        its run (unless that start is vague, :data:`_VAGUE`, and the join-to-finish model can
+        its run (unless that start is vague, `_VAGUE`, and the join-to-finish model can
         judge it); any other target that joined when it started by the join-to-finish model.
         """
         if state.done:
@@ -984,7 +985,7 @@ class Scheduler:
     def select(self, group: Hashable, now: float) -> TargetState | None:
         """A poll token for ``group`` is available now: the target that should get it.
 
-        Due lane heads compete on :meth:`score`; if none is due, the earliest-due target
+        Due lane heads compete on `score`; if none is due, the earliest-due target
         gets the token rather than wasting it.  The chosen target is marked in flight and
         its poll counted; None only when the group has no waiting target at all.
         """

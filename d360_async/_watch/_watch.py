@@ -1,19 +1,22 @@
-"""The watch: many targets, one scheduler, one async iterator of :class:`Transition` objects.
+"""The watch: many targets, one scheduler, one async iterator of [Transition][d360_async.Transition]
+objects.
 
-Shape of the machinery, all inside the task group that ``async with watch(...)`` owns::
+Shape of the machinery, all inside the task group that ``async with watch(...)`` owns:
 
-    one runner per rate-limit group ──► (slot) ──► acquire(POLL) ──► scheduler.select()
-            ▲                                                           │
-            │ wake when something is due sooner                         ▼
-    scheduler.release() ◄── scheduler.observe() ◄── target.poll(ticket=...)   (≤ max_concurrency)
-                                  │
-                                  ▼
-             bounded memory stream ──► Watch.__anext__ ──► the consumer
-    one timer: per-target and whole-watch deadlines ──┘
+```text
+one runner per rate-limit group ──► (slot) ──► acquire(POLL) ──► scheduler.select()
+        ▲                                                           │
+        │ wake when something is due sooner                         ▼
+scheduler.release() ◄── scheduler.observe() ◄── target.poll(ticket=...)   (≤ max_concurrency)
+                              │
+                              ▼
+         bounded memory stream ──► Watch.__anext__ ──► the consumer
+one timer: per-target and whole-watch deadlines ──┘
+```
 
 Decisions, written once:
 
-* **One scheduler** (:mod:`._scheduler`, pure) decides for every target; the tasks are one
+* **One scheduler** (`_scheduler`, pure) decides for every target; the tasks are one
   runner per rate-limit group (a limiter and a rate key, not per target), one timer, and at most
   ``max_concurrency`` short-lived poll tasks.  A sleeping target costs a heap entry, not a task.
 * **A ticket is always spent.**  A group's runner waits until one of its targets is due and a
@@ -36,12 +39,12 @@ Decisions, written once:
   never what is still buffered, so resuming repeats nothing and loses nothing.
 * **Errors end one target.**  Transient failures (transport errors, 5xx, 429, and a 404 on a
   target not yet seen within ``not_found_grace``) are retried with backoff until the deadline;
-  a 2xx whose body could not be read (:class:`~d360_async.MalformedResponse` with a 2xx
+  a 2xx whose body could not be read ([MalformedResponse][d360_async.MalformedResponse] with a 2xx
   ``status``: cut short, garbled, a proxy's page) is retried too, but ends the target once
-  :data:`MALFORMED_STREAK` polls in a row have failed, since the same unreadable answer poll
+  `MALFORMED_STREAK` polls in a row have failed, since the same unreadable answer poll
   after poll means the API changed; anything else ends the target with an ``ERROR``
   transition.  A non-library exception (a bug in a target) is logged and reported the same
-  way, wrapped in :class:`~d360_async.WatchError` with the original as ``__cause__``; the
+  way, wrapped in [WatchError][d360_async.WatchError] with the original as ``__cause__``; the
   other targets go on.
 * **A hung poll costs its target alone.**  A poll running longer than
   ``PollPolicy.poll_timeout`` is cancelled by the timer (on the watch clock) and is a transient
@@ -321,7 +324,7 @@ class Outage:
 
 @attrs.frozen(slots=True)
 class WatchStats:
-    """What a watch has done so far (:meth:`Watch.stats`).
+    """What a watch has done so far ([Watch.stats][d360_async.Watch.stats]).
 
     Attributes:
         polls: polls started (including failed ones).
@@ -476,23 +479,26 @@ _NEW, _RUNNING, _CLOSED = "new", "running", "closed"
 
 
 class Watch(Generic[S]):
-    """Many targets, one scheduler, one async iterator of :class:`Transition` objects.
+    """Many targets, one scheduler, one async iterator of [Transition][d360_async.Transition]
+    objects.
 
-    Build one with :func:`watch` (or ``client.watch(...)``), then::
+    Build one with `watch` (or ``client.watch(...)``), then:
 
-        async with watch(targets) as w:
-            async for transition in w:
-                ...
+    ```python
+    async with watch(targets) as w:
+        async for transition in w:
+            ...
+    ```
 
     The iterator ends when no target is left (each reached a terminal phase, ended on an
     error, timed out, was stopped by ``until=`` or removed), unless ``keep_open=True``; it also
     ends after the whole-watch deadline.  Leaving the block stops every poll at once.
 
-    A target is identified by its ``key``: :meth:`add` of a key already in the watch (live or
-    finished) does nothing and returns False, so re-adding the same operation is harmless.
+    A target is identified by its ``key``: [add][d360_async.Watch.add] of a key already in the watch
+    (live or finished) does nothing and returns False, so re-adding the same operation is harmless.
     Finished targets stay in the watch's table (so checkpoints list them as done) until
-    :meth:`remove`; a long-running service that adds work continually should remove targets it
-    has finished with.
+    [remove][d360_async.Watch.remove]; a long-running service that adds work continually should
+    remove targets it has finished with.
     """
 
     def __init__(
@@ -881,7 +887,8 @@ class Watch(Generic[S]):
     # -- tasks ------------------------------------------------------------------------------------
 
     async def _sleep(self, sleeper: _Sleeper, until: float) -> None:
-        """Sleep until ``until`` on the watch clock, or until :meth:`_wake` cuts it short."""
+        """Sleep until ``until`` on the watch clock, or until [_wake][d360_async.Watch._wake] cuts
+        it short."""
         delay = until - self._clock.monotonic()
         if delay <= 0:
             return
@@ -1386,7 +1393,8 @@ class Watch(Generic[S]):
 
 
 def _last_of(estimates: list[Eta]) -> Eta:
-    """Quantiles of the maximum of independent finishes, each summarised by an :class:`Eta`.
+    """Quantiles of the maximum of independent finishes, each summarised by an
+    [Eta][d360_async.Eta].
 
     Each remaining time is modelled by a piecewise-linear distribution function through its
     10th percentile, its mean (taken as the median) and its 90th percentile, reaching 1 an
@@ -1455,15 +1463,17 @@ def watch(
 
     Args:
         targets: what to watch; targets with a key already seen are ignored.
-        policy: pacing, deadlines, ``until=`` and stall detection (see :class:`PollPolicy`).
+        policy: pacing, deadlines, ``until=`` and stall detection (see
+            [PollPolicy][d360_async.PollPolicy]).
         max_concurrency: polls in flight at once, over all targets.
-        keep_open: keep iterating when no target is left (for services that :meth:`Watch.add`
-            work continually); the whole-watch deadline still ends it.  Such a watch forgets
-            a target once its final transition was delivered (memory stays flat), unless
-            ``keep_finished=True``; a forgotten key can be added again and is watched afresh.
-        resume: a :meth:`Watch.checkpoint` string: transitions already delivered are not
-            repeated, changes that happened meanwhile are delivered once, finished targets are
-            not polled.
+        keep_open: keep iterating when no target is left (for services that
+            [Watch.add][d360_async.Watch.add] work continually); the whole-watch deadline still ends
+            it.  Such a watch forgets a target once its final transition was delivered (memory stays
+            flat), unless ``keep_finished=True``; a forgotten key can be added again and is watched
+            afresh.
+        resume: a [Watch.checkpoint][d360_async.Watch.checkpoint] string: transitions already
+            delivered are not repeated, changes that happened meanwhile are delivered once, finished
+            targets are not polled.
         buffer: transitions buffered for a slow consumer before polling slows down.
         clock: time source (tests pass a fake one).
         resolver: rebuilds checkpointed targets that are not in ``targets`` from their spec
