@@ -536,6 +536,11 @@ class Budget:
             for other, left, _ in counts:
                 before = sum(1 for out in unanswered if out < other)
                 credits = min(credits, float(left - (self._seq - other) - before))
+            if credits > (self._credits or 0.0) + 1.0:
+                # More credits than before (a new window, a refill): whatever the pace let
+                # pile up while callers waited must not leave as one burst. If the count
+                # were wrong, the first answers would say so before many more had left.
+                self._tokens = min(self._tokens, float(self._burst))
             self._credits = credits
 
             # The count speaks for the moment its request arrived: a request whose credit may
