@@ -25,6 +25,7 @@ demo: $(VENV)/.demo-installed
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check d360_async tests benchmarks docs/examples
 	$(BIN)/ruff format --check d360_async tests benchmarks docs/examples
+	$(BIN)/lint-imports --no-cache
 
 typecheck: $(VENV)/.dev-installed
 	$(BIN)/mypy

@@ -180,7 +180,7 @@ def client_class() -> Any:
 
     cls = getattr(d360_async, "Client", None)
     if cls is None:
-        from d360_async._client import Client as cls
+        from d360_async._clients._client import Client as cls
     return cls
 
 

@@ -219,7 +219,7 @@ async def _poller(conn: Connection, poller: str, url: str, deadline: float) -> d
 async def _library(
     url: str, jobs: Sequence[tuple[str, str, str]], deadline: float
 ) -> dict[str, Any]:
-    from d360_async._ratelimit import RateLimitConfig
+    from d360_async._limiters import RateLimitConfig
 
     from ._harness import client_class
 

@@ -57,15 +57,15 @@ def server_reset(fake: Any) -> None:
 
 
 def _make_limiter(mode: str, redis_url: str | None) -> Any:
-    from d360_async._ratelimit import RateLimitConfig
+    from d360_async._limiters import RateLimitConfig
 
     config = RateLimitConfig(rate=float(LIMIT), period=WINDOW)
     if mode == "shared":
-        from d360_async._ratelimit._redis import RedisRateLimiter  # type: ignore[import-not-found]
+        from d360_async._limiters._redis import RedisRateLimiter  # type: ignore[import-not-found]
 
         # A fresh redis-server serves each run, so no key prefix is needed to isolate it.
         return RedisRateLimiter.from_url(redis_url, config=config)
-    from d360_async._ratelimit import LocalRateLimiter
+    from d360_async._limiters import LocalRateLimiter
 
     return LocalRateLimiter(config)
 
@@ -96,7 +96,7 @@ async def _worker(
     ids: list[str],
     seconds: float,
 ) -> dict[str, Any]:
-    from d360_async._errors import D360Error
+    from d360_async._core._errors import D360Error
 
     from ._harness import client_class
 

@@ -100,7 +100,7 @@ async def _measure(
     from ._harness import client_class
 
     Client = client_class()
-    from d360_async._ratelimit import RateLimitConfig
+    from d360_async._limiters import RateLimitConfig
 
     status_url = f"{url}/v3/projects/{project_id}/exports/{export_id}"
     headers = {"Authorization": f"Bearer {API_TOKEN}", "Accept": "application/json"}
@@ -155,14 +155,14 @@ async def _measure(
 
 async def _hook_path(hooks: Any, n: int, drain: Callable[[], None] | None) -> float:
     """CPU µs per request for the events the transport emits for one plain GET."""
-    from d360_async._config import (
+    from d360_async._core._config import (
         LimiterWaitEvent,
         RequestEndEvent,
         RequestEvent,
         ResponseEvent,
         notify,
     )
-    from d360_async._ratelimit._protocol import Priority, RateLimitKey
+    from d360_async._core._ratelimit._protocol import Priority, RateLimitKey
 
     key = RateLimitKey(host="127.0.0.1:1", token_fingerprint="fp:bench", project_id="p")
     url = "http://127.0.0.1:1/v3/projects/p/exports/e"
@@ -290,7 +290,7 @@ def run_overhead(quick: bool = False) -> Section:
 
 
 async def _limiter_pairs(n: int, with_headers: bool) -> float:
-    from d360_async._ratelimit import (
+    from d360_async._limiters import (
         LocalRateLimiter,
         RateLimitConfig,
         RateLimitKey,

@@ -94,7 +94,7 @@ async def _watch(url: str, project_id: str, ids: list[str], seconds: float) -> d
     from ._harness import client_class
 
     Client = client_class()
-    from d360_async._ratelimit import RateLimitConfig
+    from d360_async._limiters import RateLimitConfig
 
     async with Client(
         api_token=API_TOKEN, base_url=url, rate_limit=RateLimitConfig(rate=1e9, period=60.0)
@@ -160,9 +160,9 @@ def scheduler_cost(n: int, polls: int, *, seed: int = 0) -> float:
     Each target has a drawn pending and running duration; time advances 1 ms per poll and
     ended targets are replaced, so the population stays at ``n``.
     """
-    from d360_async._phase import Phase
-    from d360_async._watch._policy import PollPolicy
-    from d360_async._watch._scheduler import Scheduler
+    from d360_async._core._phase import Phase
+    from d360_async._core._watch._policy import PollPolicy
+    from d360_async._core._watch._scheduler import Scheduler
 
     rng = random.Random(seed)
     scheduler = Scheduler(rng=random.Random(seed))
@@ -212,7 +212,7 @@ class _FreeLimiter:
     """A limiter that never makes anyone wait: the service benchmark measures memory only."""
 
     def __init__(self) -> None:
-        from d360_async._ratelimit._protocol import Ticket
+        from d360_async._core._ratelimit._protocol import Ticket
 
         self._ticket = Ticket
 
@@ -253,8 +253,8 @@ class _Job:
         self.steps = steps
 
     async def poll(self, *, ticket: Any = None) -> Any:
-        from d360_async._phase import Phase
-        from d360_async._target import Observation
+        from d360_async._core._phase import Phase
+        from d360_async._core._target import Observation
 
         self.polls += 1
         if self.polls >= self.steps:
@@ -281,7 +281,7 @@ def _forget_main(conn: Connection, total: int, keep_finished: bool) -> None:
 
 
 async def _forget(total: int, keep_finished: bool) -> dict[str, Any]:
-    from d360_async._ratelimit._protocol import RateLimitKey
+    from d360_async._core._ratelimit._protocol import RateLimitKey
     from d360_async._watch import PollPolicy, watch
 
     limiter = _FreeLimiter()

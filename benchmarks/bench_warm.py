@@ -88,7 +88,7 @@ def _summary(results: Sequence[dict[str, Any]]) -> dict[str, float]:
 
 
 async def _main(watches: int, per_watch: int, gap: float) -> dict[str, Any]:
-    from d360_async._ratelimit import RateLimitConfig
+    from d360_async._limiters import RateLimitConfig
     from d360_async.testing import FakeRateLimit
 
     from ._harness import client_class

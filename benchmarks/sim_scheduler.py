@@ -17,7 +17,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from d360_async._phase import Phase
+from d360_async._core._phase import Phase
 from d360_async._watch import PollPolicy, Scheduler
 
 from . import floor

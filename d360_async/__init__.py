@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._auth import ApiTokenAuth, Auth, BearerAuth, TokenProvider
-from ._client import Client
-from ._config import (
+from d360_async._clients._client import Client
+from d360_async._core._config import (
     ConnectionLimits,
     Hooks,
     LimiterWaitEvent,
@@ -22,7 +21,7 @@ from ._config import (
     RetryEvent,
     Timeouts,
 )
-from ._errors import (
+from d360_async._core._errors import (
     APIError,
     AuthenticationError,
     CheckpointError,
@@ -43,7 +42,7 @@ from ._errors import (
     ValidationError,
     WatchError,
 )
-from ._models import (
+from d360_async._core._models import (
     ApiReferenceImport,
     ApiReferenceLog,
     ApiReferenceLogDetail,
@@ -60,8 +59,11 @@ from ._models import (
     V2Export,
     V2Import,
 )
-from ._phase import Phase
-from ._ratelimit import (
+from d360_async._core._phase import Phase
+from d360_async._core._redact import RedactingFilter, redact_url
+from d360_async._core._retry import RetryPolicy
+from d360_async._core._target import Observation, Target
+from d360_async._limiters import (
     LimiterStats,
     LocalRateLimiter,
     Priority,
@@ -70,7 +72,7 @@ from ._ratelimit import (
     RateLimitKey,
     RateLimitState,
 )
-from ._resources import (
+from d360_async._resources import (
     ApiReferencesResource,
     DownloadProgress,
     DriveResource,
@@ -84,11 +86,10 @@ from ._resources import (
     V2Resource,
     target_from_spec,
 )
-from ._retry import RetryPolicy
-from ._target import Observation, Target
-from ._telemetry import Telemetry
-from ._version import __version__
-from ._watch import (
+from d360_async._transport._auth import ApiTokenAuth, Auth, BearerAuth, TokenProvider
+from d360_async._transport._telemetry import Telemetry
+from d360_async._version import __version__
+from d360_async._watch import (
     DurationModels,
     Eta,
     Outage,
@@ -99,10 +100,13 @@ from ._watch import (
     TransitionKind,
     Watch,
     WatchStats,
+    load_priors,
+    wait,
+    watch,
 )
 
 if TYPE_CHECKING:
-    from ._ratelimit._redis import RedisRateLimiter
+    from d360_async._limiters._redis import RedisRateLimiter
 
 __all__ = [
     "APIError",
@@ -157,6 +161,7 @@ __all__ = [
     "RateLimitState",
     "RateLimited",
     "RateLimiter",
+    "RedactingFilter",
     "RedisRateLimiter",
     "Region",
     "RequestEndEvent",
@@ -188,14 +193,18 @@ __all__ = [
     "WatchError",
     "WatchStats",
     "__version__",
+    "load_priors",
+    "redact_url",
     "target_from_spec",
+    "wait",
+    "watch",
 ]
 
 
 def __getattr__(name: str) -> Any:
     # The Redis limiter pulls in redis-py, an optional extra: import it only when asked for.
     if name == "RedisRateLimiter":
-        from ._ratelimit._redis import RedisRateLimiter
+        from d360_async._limiters._redis import RedisRateLimiter
 
         return RedisRateLimiter
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -206,7 +215,7 @@ def _redact_library_logs() -> None:
     # passes its records through the redacting filter.
     import logging
 
-    from ._redact import library_logger
+    from d360_async._core._redact import library_logger
 
     for name in [*logging.root.manager.loggerDict, "d360_async.ratelimit"]:
         if name == "d360_async" or name.startswith("d360_async."):

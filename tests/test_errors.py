@@ -7,8 +7,8 @@ import builtins
 import attrs
 import pytest
 
-from d360_async import _errors
-from d360_async._errors import (
+from d360_async._core import _errors
+from d360_async._core._errors import (
     APIError,
     AuthenticationError,
     CheckpointError,
@@ -29,8 +29,8 @@ from d360_async._errors import (
     ValidationError,
     WatchError,
 )
-from d360_async._ratelimit._state import RateLimitState
-from d360_async._redact import Secret
+from d360_async._core._ratelimit._headers import RateLimitState
+from d360_async._core._redact import Secret
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from d360_async._ids import (
+from d360_async._core._ids import (
     MAX_TOKEN_LENGTH,
     external_id,
     safe_token,

@@ -20,7 +20,7 @@ from d360_async import (
     V2Export,
     V2Import,
 )
-from d360_async._status import (
+from d360_async._core._status import (
     V2_CODES,
     V2_TEXTS,
     V3_TEXTS,
@@ -33,7 +33,7 @@ V3_STATUSES = ["Pending", "InProgress", "Processing", "Completed", "Failed", "Su
 
 
 def _v3_expected(status: str) -> Phase:
-    from d360_async._status import status_key
+    from d360_async._core._status import status_key
 
     return V3_TEXTS.get(status_key(status), Phase.UNKNOWN)
 

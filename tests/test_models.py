@@ -12,8 +12,8 @@ import attrs
 import cattrs
 import pytest
 
-from d360_async._errors import MalformedResponse
-from d360_async._models import (
+from d360_async._core._errors import MalformedResponse
+from d360_async._core._models import (
     ApiReferenceLog,
     ApiReferenceLogDetail,
     DriveTask,
@@ -28,7 +28,7 @@ from d360_async._models import (
     parse_timestamp,
     structure,
 )
-from d360_async._response import Response
+from d360_async._core._response import Response
 
 # Verbatim ``data`` members of the example bodies in the vendor's API reference.
 DRIVE_TASK_COMPLETED = json.loads(

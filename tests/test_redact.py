@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from d360_async._redact import (
+from d360_async._core._redact import (
     REDACTED,
     SECRET_QUERY_PARAMETERS,
     UNPARSABLE_URL,

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from d360_async._errors import (
+from d360_async._core._errors import (
     APIError,
     AuthenticationError,
     D360Error,
@@ -21,8 +21,8 @@ from d360_async._errors import (
     ServerError,
     ValidationError,
 )
-from d360_async._ratelimit._state import RateLimitState
-from d360_async._response import Response, check_v2, error_from_response, unwrap_v3
+from d360_async._core._ratelimit._headers import RateLimitState
+from d360_async._core._response import Response, check_v2, error_from_response, unwrap_v3
 
 URL = "https://apihub.document360.io/v3/projects/p1/exports/e1"
 PROBLEM = {"Content-Type": "application/problem+json; charset=utf-8"}

@@ -9,7 +9,7 @@ from typing import Any
 import attrs
 import pytest
 
-from d360_async._errors import (
+from d360_async._core._errors import (
     APIError,
     AuthenticationError,
     ConnectError,
@@ -27,8 +27,8 @@ from d360_async._errors import (
     TransportError,
     ValidationError,
 )
-from d360_async._ratelimit._state import RateLimitState
-from d360_async._retry import IDEMPOTENT_METHODS, RetryPolicy, RetryQuota
+from d360_async._core._ratelimit._headers import RateLimitState
+from d360_async._core._retry import IDEMPOTENT_METHODS, RetryPolicy, RetryQuota
 
 NOW = 1_700_000_000.0
 

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from d360_async._phase import Phase
-from d360_async._status import (
+from d360_async._core._phase import Phase
+from d360_async._core._status import (
     SD_INTEGRATION_CODES,
     SD_INTEGRATION_TEXTS,
     SD_TASK_CODES,

@@ -12,9 +12,8 @@ import pytest
 import yarl
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from d360_async._auth import ApiTokenAuth, BearerAuth
-from d360_async._config import Hooks, RequestEvent, ResponseEvent, RetryEvent, Timeouts
-from d360_async._errors import (
+from d360_async._core._config import Hooks, RequestEvent, ResponseEvent, RetryEvent, Timeouts
+from d360_async._core._errors import (
     AuthenticationError,
     ConnectError,
     CredentialsUnavailable,
@@ -27,10 +26,11 @@ from d360_async._errors import (
     ServerError,
     ValidationError,
 )
-from d360_async._ratelimit import LocalRateLimiter, RateLimitConfig
-from d360_async._response import Response, check_v2, unwrap_v3
-from d360_async._retry import RetryPolicy
-from d360_async._transport import USER_AGENT, Transport
+from d360_async._core._response import Response, check_v2, unwrap_v3
+from d360_async._core._retry import RetryPolicy
+from d360_async._limiters import LocalRateLimiter, RateLimitConfig
+from d360_async._transport._auth import ApiTokenAuth, BearerAuth
+from d360_async._transport._transport import USER_AGENT, Transport
 from d360_async.testing import DEFAULT_PROJECT_ID, FakeDocument360, FakeRateLimit
 
 TOKEN = "test-api-token"
@@ -308,7 +308,12 @@ async def test_token_provider_asked_again_once_after_401(fake: FakeDocument360) 
 async def test_connect_error_is_mapped() -> None:
     async with FakeDocument360(rate_limit=None) as fake:
         url = fake.url
-    transport = Transport(base_url=url, sleep=RecordingSleep(), retry=RetryPolicy(max_attempts=2))
+    transport = Transport(
+        base_url=url,
+        limiter=LocalRateLimiter(),
+        sleep=RecordingSleep(),
+        retry=RetryPolicy(max_attempts=2),
+    )
     try:
         with pytest.raises(ConnectError) as info:
             await transport.request("GET", "/v3/projects/x/exports/y", auth=BearerAuth(TOKEN))
@@ -370,7 +375,7 @@ async def test_closed_transport_cannot_be_reused(fake: FakeDocument360) -> None:
 
 def test_base_url_must_be_absolute() -> None:
     with pytest.raises(ValueError, match="absolute"):
-        Transport(base_url="apihub.document360.io")
+        Transport(base_url="apihub.document360.io", limiter=LocalRateLimiter())
 
 
 def test_timeouts_reject_non_positive() -> None:
@@ -432,7 +437,7 @@ async def test_budget_paused_beyond_cap_raises_instead_of_waiting() -> None:
 
 
 def test_too_many_redirects_is_named_and_not_chained() -> None:
-    from d360_async._transport import map_client_error
+    from d360_async._transport._transport import map_client_error
 
     info = aiohttp.RequestInfo(
         url=yarl.URL("https://h/blob?sig=abcdef123"),
@@ -469,7 +474,10 @@ class BrokenAuth:
 async def test_a_failing_credential_source_is_typed_and_retried() -> None:
     async with FakeDocument360(rate_limit=None) as fake:
         transport = Transport(
-            base_url=fake.url, sleep=RecordingSleep(), retry=RetryPolicy(max_attempts=3)
+            base_url=fake.url,
+            limiter=LocalRateLimiter(),
+            sleep=RecordingSleep(),
+            retry=RetryPolicy(max_attempts=3),
         )
         auth = BrokenAuth()
         try:

@@ -1,15 +1,19 @@
-"""Typed endpoint groups: ``client.drive``, ``.exports``, ``.imports``, ``.api_references``,
-``.v2``; and the targets they build for the watch."""
+"""Layer 3, the resources: typed endpoint groups (``client.drive``, ``.exports``, ``.imports``,
+``.api_references``, ``.v2``) and the targets they build for the watch.
+
+What it may import: `d360_async._transport`, the `RateLimiter` protocol and everything else in
+`d360_async._core`. Never the limiters' implementations, the watch or the clients.
+"""
 
 from __future__ import annotations
 
-from ._base import MissingCredential
-from ._targets import TARGET_KINDS, ResourceTarget, target_from_spec
-from .api_references import ApiReferencesResource
-from .drive import DriveResource
-from .exports import DownloadProgress, ExportNotReady, ExportsResource
-from .imports import ImportsResource
-from .v2 import V2ExportsResource, V2ImportsResource, V2Resource
+from d360_async._resources._base import MissingCredential
+from d360_async._resources._targets import TARGET_KINDS, ResourceTarget, target_from_spec
+from d360_async._resources.api_references import ApiReferencesResource
+from d360_async._resources.drive import DriveResource
+from d360_async._resources.exports import DownloadProgress, ExportNotReady, ExportsResource
+from d360_async._resources.imports import ImportsResource
+from d360_async._resources.v2 import V2ExportsResource, V2ImportsResource, V2Resource
 
 __all__ = [
     "TARGET_KINDS",

@@ -13,11 +13,11 @@ from typing import Any, TypeVar
 
 import yarl
 
-from .._auth import Auth
-from .._models import OperationHandle, as_mapping, malformed, structure
-from .._ratelimit._protocol import Priority, Ticket
-from .._response import Response, check_v2, unwrap_v3
-from .._transport import Transport
+from d360_async._core._models import OperationHandle, as_mapping, malformed, structure
+from d360_async._core._ratelimit._protocol import Priority, Ticket
+from d360_async._core._response import Response, check_v2, unwrap_v3
+from d360_async._transport._auth import Auth
+from d360_async._transport._transport import Transport
 
 __all__ = [
     "MissingCredential",

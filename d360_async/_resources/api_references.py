@@ -14,8 +14,8 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any, Final
 
-from .._ids import safe_token, uuid_id
-from .._models import (
+from d360_async._core._ids import safe_token, uuid_id
+from d360_async._core._models import (
     ApiReferenceImport,
     ApiReferenceLog,
     ApiReferenceLogDetail,
@@ -23,13 +23,13 @@ from .._models import (
     parse_timestamp,
     structure,
 )
-from .._phase import Phase
-from .._ratelimit._protocol import Priority, Ticket
-from .._response import Response, unwrap_v3
-from .._status import StatusReading
-from .._target import Observation
-from ._base import Resource, decode_accepted, decode_v3
-from ._targets import KIND_API_REFERENCE, ResourceTarget, observation
+from d360_async._core._phase import Phase
+from d360_async._core._ratelimit._protocol import Priority, Ticket
+from d360_async._core._response import Response, unwrap_v3
+from d360_async._core._status import StatusReading
+from d360_async._core._target import Observation
+from d360_async._resources._base import Resource, decode_accepted, decode_v3
+from d360_async._resources._targets import KIND_API_REFERENCE, ResourceTarget, observation
 
 __all__ = ["MAX_PAGE_SIZE", "ApiReferencesResource"]
 

@@ -21,15 +21,15 @@ from typing import IO, Any, Final
 import attrs
 import yarl
 
-from .._errors import D360Error, DownloadLinkExpired, PermissionDenied, ProtocolError
-from .._ids import safe_token, uuid_id
-from .._models import Export, ExportStarted
-from .._phase import Phase
-from .._ratelimit._protocol import Priority, Ticket
-from .._redact import library_logger, redact_url
-from .._target import Observation
-from ._base import Resource, decode_accepted, decode_v3
-from ._targets import KIND_EXPORT, ResourceTarget, observation
+from d360_async._core._errors import D360Error, DownloadLinkExpired, PermissionDenied, ProtocolError
+from d360_async._core._ids import safe_token, uuid_id
+from d360_async._core._models import Export, ExportStarted
+from d360_async._core._phase import Phase
+from d360_async._core._ratelimit._protocol import Priority, Ticket
+from d360_async._core._redact import library_logger, redact_url
+from d360_async._core._target import Observation
+from d360_async._resources._base import Resource, decode_accepted, decode_v3
+from d360_async._resources._targets import KIND_EXPORT, ResourceTarget, observation
 
 __all__ = ["DownloadProgress", "ExportNotReady", "ExportsResource"]
 

@@ -12,12 +12,12 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from .._ids import safe_token, uuid_id
-from .._models import Import, ImportStarted
-from .._ratelimit._protocol import Priority, Ticket
-from .._target import Observation
-from ._base import Resource, decode_accepted, decode_v3
-from ._targets import KIND_IMPORT, ResourceTarget, observation
+from d360_async._core._ids import safe_token, uuid_id
+from d360_async._core._models import Import, ImportStarted
+from d360_async._core._ratelimit._protocol import Priority, Ticket
+from d360_async._core._target import Observation
+from d360_async._resources._base import Resource, decode_accepted, decode_v3
+from d360_async._resources._targets import KIND_IMPORT, ResourceTarget, observation
 
 __all__ = ["ImportsResource"]
 

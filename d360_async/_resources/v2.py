@@ -3,26 +3,26 @@
 Vendor facts (the V2 API reference pages): every V2 body is an envelope whose ``success: false`` is
 an error whatever the HTTP status; the delete-file status encodes its state as 0..5 (Queued,
 Initiated, InProgress, Completed, Error, Cancelled) plus an ``is_complete`` flag that the vendor's
-own example contradicts, so both are read (see `d360_async._status`).  V2 ids are not UUIDs
+own example contradicts, so both are read (see `d360_async._core._status`).  V2 ids are not UUIDs
 (``65868a00c536f34594713fec``); they are checked to be safe path segments.
 """
 
 from __future__ import annotations
 
-from .._auth import Auth
-from .._ids import safe_token
-from .._models import V2DeleteFileStatus, V2Export, V2Import
-from .._ratelimit._protocol import Priority, Ticket
-from .._target import Observation
-from .._transport import Transport
-from ._base import Resource, decode_v2
-from ._targets import (
+from d360_async._core._ids import safe_token
+from d360_async._core._models import V2DeleteFileStatus, V2Export, V2Import
+from d360_async._core._ratelimit._protocol import Priority, Ticket
+from d360_async._core._target import Observation
+from d360_async._resources._base import Resource, decode_v2
+from d360_async._resources._targets import (
     KIND_V2_DELETE_FILE,
     KIND_V2_EXPORT,
     KIND_V2_IMPORT,
     ResourceTarget,
     observation,
 )
+from d360_async._transport._auth import Auth
+from d360_async._transport._transport import Transport
 
 __all__ = ["V2ExportsResource", "V2ImportsResource", "V2Resource"]
 

@@ -1,12 +1,17 @@
-"""Watching long-running operations: one scheduler, many targets, one async iterator.
+"""Layer 4, the watch engine: many targets, one scheduler, one async iterator.
 
 ``watch(targets)`` returns a [Watch][d360_async.Watch]; ``wait(target)`` returns one target's final
 [Transition][d360_async.Transition].  [PollPolicy][d360_async.PollPolicy] sets the pace and the
-deadlines.  The decisions live in the pure `_scheduler`; `_watch` only feeds it; `_checkpoint` reads
-and writes checkpoints.
+deadlines.  The decisions live in the pure `d360_async._core._watch` (scheduler, models, values,
+checkpoint format); `_watch` only feeds it answers, owns the tasks and the clock, and writes
+checkpoint files.
+
+What it may import: `d360_async._resources`, `d360_async._transport`, `d360_async._core`,
+anyio. Never the limiters' implementations (it talks to the `RateLimiter` protocol) or the
+clients.
 """
 
-from ._checkpoint import (
+from d360_async._core._watch._checkpoint import (
     CHECKPOINT_VERSION,
     CheckpointEntry,
     dump_checkpoint,
@@ -16,9 +21,16 @@ from ._checkpoint import (
     seal_checkpoint,
     write_checkpoint_file,
 )
-from ._policy import PollPolicy
-from ._scheduler import DurationModel, DurationModels, Eta, PollOutcome, Scheduler, TargetState
-from ._watch import (
+from d360_async._core._watch._policy import PollPolicy
+from d360_async._core._watch._scheduler import (
+    DurationModel,
+    DurationModels,
+    Eta,
+    PollOutcome,
+    Scheduler,
+    TargetState,
+)
+from d360_async._watch._watch import (
     DEFAULT_POLICY,
     Clock,
     Outage,

@@ -17,12 +17,23 @@ from typing import IO, Any
 
 import attrs
 
-from .._errors import AuthenticationError, D360Error, PermissionDenied, TransportError
-from .._phase import Phase
-from .._ratelimit._protocol import LimiterStats
-from .._redact import redact_url
-from .._target import Target
-from .._watch import PollPolicy, Priors, Transition, TransitionKind, load_priors, watch
+from d360_async import (
+    AuthenticationError,
+    D360Error,
+    LimiterStats,
+    PermissionDenied,
+    Phase,
+    PollPolicy,
+    Priors,
+    Target,
+    Transition,
+    TransitionKind,
+    TransportError,
+    load_priors,
+    redact_url,
+    watch,
+)
+
 from ._connect import Connection, check_base_url, connect
 from ._credentials import read_credentials
 from ._display import (

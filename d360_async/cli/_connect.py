@@ -15,19 +15,25 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from .._config import ConnectionLimits, Region
-from .._errors import ConnectError, D360Error
-from .._ratelimit import LocalRateLimiter, RateLimitConfig
-from .._ratelimit._protocol import LimiterStats, RateLimiter
-from .._retry import RetryPolicy
+from d360_async import (
+    ConnectError,
+    ConnectionLimits,
+    D360Error,
+    LimiterStats,
+    LocalRateLimiter,
+    RateLimitConfig,
+    RateLimiter,
+    Region,
+    RetryPolicy,
+)
+
 from ._credentials import Credentials
 from ._exit import FINAL_CAUSES, UsageError, connection_cause
 from ._kinds import API, Kind
 from ._options import RateSpec
 
 if TYPE_CHECKING:
-    from .._client import Client
-    from .._target import Target
+    from d360_async import Client, Target
 
 __all__ = ["CommandRetryPolicy", "Connection", "check_base_url", "connect", "rate_limit_config"]
 
@@ -95,7 +101,7 @@ async def _shared_limiter(
     """A limiter the command owns: Redis-backed with ``--redis-url``, else ``None``."""
     if redis_url is None:
         return None
-    from .._ratelimit._redis import RedisRateLimiter
+    from d360_async import RedisRateLimiter
 
     config = rate_limit_config(rate) if rate is not None else RateLimitConfig()
     try:
@@ -129,7 +135,7 @@ async def connect(
     async with AsyncExitStack() as stack:
         limiter = await _shared_limiter(stack, rate, redis_url)
         if kind.api is API.SMARTDOCUMENTOR:
-            from ..smartdocumentor import DEFAULT_BASE_URL, SmartDocumentorClient
+            from d360_async.smartdocumentor import DEFAULT_BASE_URL, SmartDocumentorClient
 
             if region is not None:
                 raise UsageError("--region does not apply to sd-tasks (use --base-url)")
@@ -155,7 +161,7 @@ async def connect(
             yield Connection(kind, None, None, limiter, sd_target, url)
             return
 
-        from .._client import Client
+        from d360_async import Client
 
         url = base_url or (region or Region.EU).value
         client = Client(

@@ -20,9 +20,8 @@ from typing import Any, Final
 
 import attrs
 
-from .._errors import D360Error
-from .._target import Target
-from .._watch import PollPolicy, Transition, TransitionKind
+from d360_async import D360Error, PollPolicy, Target, Transition, TransitionKind
+
 from ._commands import Adder, budget_figures, watch_targets
 from ._display import Display, SummaryTable, choose_display, format_duration
 from ._exit import ExitCode, describe_error
@@ -209,9 +208,8 @@ def _summary(
 
 async def run_demo(args: argparse.Namespace) -> int:
     """Run the demo; the exit code is 0 when every operation was watched to its end."""
-    from .._client import Client
-    from .._ratelimit import RateLimitConfig
-    from ..testing import FakeDocument360, FakeLifecycle, FakeRateLimit
+    from d360_async import Client, RateLimitConfig
+    from d360_async.testing import FakeDocument360, FakeLifecycle, FakeRateLimit
 
     budget: RateSpec = args.rate_limit or DEFAULT_BUDGET
     # --fast (tests) is a fixed shrink; otherwise the lifecycles follow --count.

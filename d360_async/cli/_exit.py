@@ -18,13 +18,7 @@ import socket
 import ssl
 from typing import Final
 
-from .._errors import (
-    AuthenticationError,
-    D360Error,
-    PermissionDenied,
-    TransportError,
-)
-from .._redact import redact_url
+from d360_async import AuthenticationError, D360Error, PermissionDenied, TransportError, redact_url
 
 __all__ = [
     "FINAL_CAUSES",

@@ -86,7 +86,7 @@ def _dest(field: str) -> str:
 
 
 def _fields() -> dict[str, Any]:
-    from ..testing import FakeRateLimit
+    from d360_async.testing import FakeRateLimit
 
     attrs.resolve_types(FakeRateLimit)
     return {field.name: field for field in attrs.fields(FakeRateLimit)}
@@ -150,7 +150,7 @@ def add_rate_limit_options(group: argparse._ArgumentGroup) -> None:
 def rate_limit_from(args: argparse.Namespace) -> Any:
     """The [FakeRateLimit][d360_async.testing.FakeRateLimit] the options describe, or ``None``
     for ``--no-rate-limit``; fields not given keep FakeRateLimit's own defaults."""
-    from ..testing import FakeRateLimit
+    from d360_async.testing import FakeRateLimit
 
     given = {
         field: getattr(args, _dest(field))
@@ -192,7 +192,7 @@ def parse_fault(text: str) -> tuple[str, float, tuple[str, ...] | None]:
 
     The rate defaults to 0.1; routes are the fake's route names or fnmatch patterns.
     """
-    from ..testing import FAULT_KINDS
+    from d360_async.testing import FAULT_KINDS
 
     spec, _, routes = text.partition("@")
     kind, sep, rate_text = spec.partition("=")
@@ -270,7 +270,7 @@ def banner(
 
 
 def _build(args: argparse.Namespace, limit: Any) -> Any:
-    from ..testing import FakeDocument360, FakeLifecycle
+    from d360_async.testing import FakeDocument360, FakeLifecycle
 
     try:
         lifecycle = FakeLifecycle(
@@ -380,7 +380,7 @@ def add_fake_parser(
     commands: Any, typed: Callable[..., Any], add_rate: Callable[[Any, str], None]
 ) -> None:
     """Declare ``d360-async fake`` and its options on the sub-command set ``commands``."""
-    from ..testing import FAULT_KINDS
+    from d360_async.testing import FAULT_KINDS
 
     fake = commands.add_parser(
         "fake",

@@ -12,7 +12,8 @@ from typing import Final
 
 import attrs
 
-from .._ids import safe_token, sd_task_id, uuid_id
+from d360_async.ids import safe_token, sd_task_id, uuid_id
+
 from ._exit import UsageError
 
 __all__ = ["API", "KINDS", "Kind", "lookup_kind", "validate_id", "validate_project"]

@@ -12,7 +12,8 @@ from typing import Final
 
 import attrs
 
-from .._config import Region
+from d360_async import Region
+
 from ._exit import UsageError
 
 __all__ = [

@@ -6,7 +6,8 @@ import argparse
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, TypeVar
 
-from .._version import __version__
+from d360_async import __version__
+
 from ._exit import UsageError
 from ._kinds import KINDS
 from ._options import (

@@ -14,7 +14,8 @@ from typing import Final
 
 import attrs
 
-from .._phase import Phase
+from d360_async import Phase
+
 from ._exit import ExitCode
 
 __all__ = ["OUTCOMES", "PHASE_ORDER", "OperationRecord", "Tally", "percentile"]

@@ -30,6 +30,7 @@ Added in version 0.1.0.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Annotated, Any, Final
@@ -42,22 +43,23 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from .._client import Client
-from .._errors import (
+from d360_async import (
     APIError,
     AuthenticationError,
+    Client,
     D360Error,
     MalformedResponse,
     NotFound,
     PermissionDenied,
     RateLimited,
+    RedactingFilter,
     ServerError,
+    Target,
+    Transition,
     TransportError,
     ValidationError,
+    Watch,
 )
-from .._redact import library_logger
-from .._target import Target
-from .._watch import Transition, Watch
 
 __all__ = [
     "STATE_KEY",
@@ -71,7 +73,8 @@ __all__ = [
     "watch_events",
 ]
 
-logger = library_logger("d360_async.contrib.fastapi")
+logger = logging.getLogger("d360_async.contrib.fastapi")
+logger.addFilter(RedactingFilter())  # tokens and link signatures never reach a handler
 
 STATE_KEY: Final = "d360_client"
 """The attribute of ``app.state`` that holds the application's client."""

@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from d360_async._client import Client
+    from d360_async import Client
     from d360_async.testing import FakeDocument360
 
 __all__ = [
@@ -124,8 +124,7 @@ if HAVE_PYTEST_ASYNCIO:
         fake_d360_options: dict[str, Any],
     ) -> AsyncIterator[Client]:
         """A `Client` talking to ``fake_d360``, closed after the test."""
-        from d360_async._client import Client
-        from d360_async._ratelimit import RateLimitConfig
+        from d360_async import Client, RateLimitConfig
 
         limit = _settings(request, fake_d360_options).get("rate_limit", _VENDOR_DEFAULT)
         if limit is _VENDOR_DEFAULT:

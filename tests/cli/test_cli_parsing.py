@@ -8,13 +8,13 @@ import math
 
 import pytest
 
-from d360_async._errors import (
+from d360_async._core._errors import (
     AuthenticationError,
     ConnectError,
     NotFound,
     PermissionDenied,
 )
-from d360_async._phase import Phase
+from d360_async._core._phase import Phase
 from d360_async.cli._credentials import Credentials, read_credentials
 from d360_async.cli._display import (
     PlainDisplay,

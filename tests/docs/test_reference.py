@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PUBLIC_MODULES = (
     "d360_async",
     "d360_async.smartdocumentor",
+    "d360_async.ids",
     "d360_async.testing",
     "d360_async.contrib.fastapi",
 )

@@ -17,8 +17,8 @@ from email.utils import formatdate
 
 import attrs
 
-from d360_async._ratelimit._budget import Budget
-from d360_async._ratelimit._headers import parse_rate_limit
+from d360_async._core._ratelimit._budget import Budget
+from d360_async._core._ratelimit._headers import parse_rate_limit
 from d360_async.testing import FakeRateLimit
 from d360_async.testing._fake_ratelimit import ServerRateLimiter, budget_used, rate_headers
 

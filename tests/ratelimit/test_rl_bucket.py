@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from d360_async._ratelimit import RateLimitState, TokenBucket
-from d360_async._ratelimit._bucket import DECREASE, INCREASE, MIN_FACTOR
+from d360_async._core._ratelimit._bucket import DECREASE, INCREASE, MIN_FACTOR
+from d360_async._limiters import RateLimitState, TokenBucket
 
 T0 = 100.0
 

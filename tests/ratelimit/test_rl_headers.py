@@ -10,8 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from multidict import CIMultiDict
 
-from d360_async._ratelimit import RateLimitState, parse_rate_limit, parse_retry_after
-from d360_async._ratelimit._headers import MAX_COUNT, MAX_DELAY, parse_http_date
+from d360_async._core._ratelimit._headers import MAX_COUNT, MAX_DELAY, parse_http_date
+from d360_async._limiters import RateLimitState, parse_rate_limit, parse_retry_after
 
 NOW = 1_767_225_600.0  # 2026-01-01T00:00:00Z, our wall clock when the response arrived
 
@@ -321,7 +321,7 @@ def test_how_a_wait_was_sent_is_flagged(headers: dict[str, str], epoch: bool, da
 
 
 def test_the_last_date_is_parsed_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    from d360_async._ratelimit import _headers
+    from d360_async._core._ratelimit import _headers
 
     calls: list[str] = []
     real = _headers.parse_http_date
@@ -339,7 +339,7 @@ def test_the_last_date_is_parsed_once(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_date_is_not_read_when_nothing_needs_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    from d360_async._ratelimit import _headers
+    from d360_async._core._ratelimit import _headers
 
     def failing(value: str) -> float | None:
         raise AssertionError("Date parsed for nothing")

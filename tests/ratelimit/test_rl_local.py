@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from d360_async._ratelimit import (
+from d360_async._limiters import (
     LimiterStats,
     LocalRateLimiter,
     Priority,

@@ -37,7 +37,7 @@ WORKER = """
 import asyncio, json, sys, time
 
 from d360_async import Client, RateLimitConfig, RedisRateLimiter
-from d360_async._errors import D360Error
+from d360_async._core._errors import D360Error
 
 url, redis_url, prefix, project, ids, loops, limit, window, seconds = sys.argv[1:]
 ids, loops, seconds = ids.split(","), int(loops), float(seconds)

@@ -13,9 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from policy_sim import simulate
 
-from d360_async._ratelimit._budget import Budget
-from d360_async._ratelimit._policy import Family, PolicyEstimator, ResetMeaning
-from d360_async._ratelimit._state import RateLimitState
+from d360_async._core._ratelimit._budget import Budget
+from d360_async._core._ratelimit._headers import RateLimitState
+from d360_async._core._ratelimit._policy import Family, PolicyEstimator, ResetMeaning
 from d360_async.testing import FakeRateLimit
 
 # ---------------------------------------------------------------------------- the estimator

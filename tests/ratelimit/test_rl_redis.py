@@ -16,7 +16,7 @@ import pytest
 import redis
 import redis.asyncio
 
-from d360_async._ratelimit import (
+from d360_async._limiters import (
     Priority,
     RateLimitConfig,
     RateLimiter,
@@ -27,7 +27,7 @@ from d360_async._ratelimit import (
     Ticket,
     TokenBucket,
 )
-from d360_async._ratelimit._redis import SCRIPT, _token_bucket, parse_reply, script_args
+from d360_async._limiters._redis import SCRIPT, _token_bucket, parse_reply, script_args
 
 if TYPE_CHECKING:
     from conftest import RedisServer

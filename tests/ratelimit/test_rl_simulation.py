@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Literal
 import attrs
 import pytest
 
-from d360_async._ratelimit import (
+from d360_async._limiters import (
     LocalRateLimiter,
     RateLimitConfig,
     RateLimitKey,

@@ -44,22 +44,23 @@ from d360_async import (
     V2Export,
     V2Import,
 )
-from d360_async._client import Client
-from d360_async._ratelimit import parse_rate_limit, parse_retry_after
-from d360_async._ratelimit._headers import MAX_COUNT, MAX_DELAY
-from d360_async._resources import api_references, drive, exports, imports, v2
-from d360_async._resources._base import decode_accepted, decode_v2, decode_v3
-from d360_async._response import Response, check_v2, error_from_response, unwrap_v3
-from d360_async._status import (
+from d360_async._clients._client import Client
+from d360_async._core._ratelimit._headers import MAX_COUNT, MAX_DELAY
+from d360_async._core._response import Response, check_v2, error_from_response, unwrap_v3
+from d360_async._core._status import (
     StatusReading,
     normalise_smartdocumentor,
     normalise_v2,
     normalise_v2_task,
     normalise_v3,
 )
-from d360_async._watch._checkpoint import load_checkpoint
+from d360_async._core._watch._checkpoint import load_checkpoint
+from d360_async._limiters import parse_rate_limit, parse_retry_after
+from d360_async._resources import api_references, drive, exports, imports, v2
+from d360_async._resources._base import decode_accepted, decode_v2, decode_v3
+from d360_async._resources.smartdocumentor import _decode_page, _decode_task
 from d360_async._watch._watch import watch
-from d360_async.smartdocumentor import ClientCredentialsAuth, _decode_page, _decode_task
+from d360_async.smartdocumentor import ClientCredentialsAuth
 
 # ``D360_FUZZ_EXAMPLES=5000 pytest tests/reliability/test_decoder_fuzz.py`` fuzzes for longer.
 FUZZ = settings(

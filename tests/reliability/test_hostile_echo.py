@@ -289,7 +289,7 @@ async def test_an_echoing_server_gets_no_secret_back_out(
 
 
 def test_scrub_is_the_one_step_and_knows_every_live_secret() -> None:
-    from d360_async._redact import Secret, scrub
+    from d360_async._core._redact import Secret, scrub
 
     held = Secret("held-secret-Zq81")
     text = (

@@ -42,7 +42,7 @@ from d360_async import (
     RetryPolicy,
     Timeouts,
 )
-from d360_async._redact import Secret
+from d360_async._core._redact import Secret
 from d360_async._watch import watch
 from d360_async.smartdocumentor import SmartDocumentorClient
 from d360_async.testing import FakeDocument360, FakeLifecycle

@@ -38,8 +38,8 @@ from d360_async import (
     Transition,
     TransitionKind,
 )
+from d360_async._core._watch._scheduler import TargetState
 from d360_async._resources._targets import ResourceTarget
-from d360_async._watch._scheduler import TargetState
 from d360_async.testing import FakeDocument360, FakeLifecycle, FakeRateLimit
 
 SECONDS = float(os.environ.get("D360_SOAK_SECONDS", "15"))

@@ -9,9 +9,9 @@ from types import SimpleNamespace
 import attrs
 import pytest
 
-from d360_async._auth import ApiTokenAuth, BearerAuth
-from d360_async._ratelimit._protocol import LimiterStats, Priority, RateLimitKey, Ticket
-from d360_async._ratelimit._state import RateLimitState
+from d360_async._core._ratelimit._headers import RateLimitState
+from d360_async._core._ratelimit._protocol import LimiterStats, Priority, RateLimitKey, Ticket
+from d360_async._core._retry import RetryPolicy
 from d360_async._resources import (
     ApiReferencesResource,
     DriveResource,
@@ -19,8 +19,8 @@ from d360_async._resources import (
     ImportsResource,
     V2Resource,
 )
-from d360_async._retry import RetryPolicy
-from d360_async._transport import Transport
+from d360_async._transport._auth import ApiTokenAuth, BearerAuth
+from d360_async._transport._transport import Transport
 from d360_async.testing import FakeDocument360
 
 FAST_RETRY = RetryPolicy(backoff_base=0.001, backoff_cap=0.005)

@@ -14,14 +14,14 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from d360_async._errors import (
+from d360_async._core._errors import (
     DownloadLinkExpired,
     NotFound,
     ProtocolError,
 )
-from d360_async._models import Export, ExportStarted
-from d360_async._phase import Phase
-from d360_async._ratelimit._protocol import Priority
+from d360_async._core._models import Export, ExportStarted
+from d360_async._core._phase import Phase
+from d360_async._core._ratelimit._protocol import Priority
 from d360_async._resources import ExportNotReady, ExportsResource
 from d360_async._resources._targets import target_from_spec
 from d360_async.testing import FakeDocument360

@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from d360_async._errors import NotFound, ValidationError
-from d360_async._models import SmartDocumentorPage, SmartDocumentorTask
-from d360_async._phase import Phase
-from d360_async._ratelimit._protocol import Priority
+from d360_async._core._errors import NotFound, ValidationError
+from d360_async._core._models import SmartDocumentorPage, SmartDocumentorTask
+from d360_async._core._phase import Phase
+from d360_async._core._ratelimit._protocol import Priority
 from d360_async._resources._targets import target_from_spec
 from d360_async.smartdocumentor import SmartDocumentorClient
 from d360_async.testing import FakeDocument360

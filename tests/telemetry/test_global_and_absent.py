@@ -31,7 +31,7 @@ import sys
 
 import d360_async
 from d360_async import Client, PollPolicy, Telemetry
-from d360_async import _telemetry
+from d360_async._transport import _telemetry
 from d360_async.testing import FakeDocument360
 
 assert _telemetry.AVAILABLE is False
@@ -75,7 +75,7 @@ async def main() -> None:
         # Built before the application configured the SDK: the global proxies forward later.
         early = Client(api_token=fake.api_token, base_url=fake.url)
         off = Client(api_token=fake.api_token, base_url=fake.url, telemetry=False)
-        from d360_async import _telemetry
+        from d360_async._transport import _telemetry
 
         assert _telemetry._default is not None
         assert not _telemetry._default.recording(), "nothing records before the SDK is set"

@@ -24,7 +24,7 @@ from d360_async import (
     Transition,
     TransitionKind,
 )
-from d360_async._redact import fingerprint
+from d360_async._core._redact import fingerprint
 from d360_async.testing import FakeDocument360, FakeLifecycle, FakeRateLimit
 
 from .conftest import Otel

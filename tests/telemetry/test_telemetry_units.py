@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 
 from d360_async import Hooks, NotFound, ProtocolError, RateLimited
-from d360_async._telemetry import _error_type, _status_class, instrument, url_template
+from d360_async._transport._telemetry import (
+    _error_type,
+    _status_class,
+    instrument,
+    url_template,
+)
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from d360_async import CheckpointError
-from d360_async._phase import Phase
+from d360_async._core._phase import Phase
 from d360_async._watch import (
     CHECKPOINT_VERSION,
     CheckpointEntry,

@@ -16,7 +16,7 @@ import pytest
 from test_watch import SimLimiter, SimTarget, VirtualClock, clock, collect
 
 from d360_async import CheckpointError, Client
-from d360_async._phase import Phase
+from d360_async._core._phase import Phase
 from d360_async._watch import (
     DurationModel,
     DurationModels,

@@ -16,9 +16,9 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from d360_async._phase import Phase
+from d360_async._core._phase import Phase
+from d360_async._core._watch._scheduler import AGEING, MIN_SAMPLES, REKEY_FRACTION, STALE_FRACTION
 from d360_async._watch import DurationModel, PollPolicy, Scheduler
-from d360_async._watch._scheduler import AGEING, MIN_SAMPLES, REKEY_FRACTION, STALE_FRACTION
 
 # -- a scripted lifecycle ---------------------------------------------------------------------
 

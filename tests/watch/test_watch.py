@@ -23,7 +23,7 @@ import anyio.lowlevel
 import attrs
 import pytest
 
-from d360_async._errors import (
+from d360_async._core._errors import (
     AuthenticationError,
     ConnectError,
     CredentialsUnavailable,
@@ -37,15 +37,15 @@ from d360_async._errors import (
     ValidationError,
     WatchError,
 )
-from d360_async._phase import Phase
-from d360_async._ratelimit._protocol import (
+from d360_async._core._phase import Phase
+from d360_async._core._ratelimit._headers import RateLimitState
+from d360_async._core._ratelimit._protocol import (
     LimiterStats,
     Priority,
     RateLimitKey,
     Ticket,
 )
-from d360_async._ratelimit._state import RateLimitState
-from d360_async._target import Observation, Target
+from d360_async._core._target import Observation, Target
 from d360_async._watch import (
     PollPolicy,
     Transition,
@@ -1293,7 +1293,7 @@ def test_repr_is_informative(clock: VirtualClock, limiter: SimLimiter) -> None:
 async def _watch_exports(
     n: int, *, stop_after: int | None = None
 ) -> tuple[dict[str, list[Transition[Any]]], Any, Any]:
-    from d360_async._client import Client
+    from d360_async._clients._client import Client
     from d360_async.testing import FakeDocument360, FakeLifecycle, FakeRateLimit
 
     lifecycle = FakeLifecycle(pending=(0.5, 2.0), running=(1.0, 3.0), failure_ratio=0.1)

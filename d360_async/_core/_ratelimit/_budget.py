@@ -1,0 +1,728 @@
+"""One budget's admission arithmetic: credits the server vouched for, paced; pure, time passed in.
+
+A [Budget][] decides, for one rate-limit key, whether a request may leave now and, if not,
+when. It rests on these rules, applied in this order:
+
+1. **Remaining is the authority.** A fresh answer (to a request admitted after every request
+   whose answer calibrated the budget before) saying `Remaining: R` leaves
+   `credits = R - (requests admitted after it) - (older requests still unanswered)`, and no
+   more than any recent answer whose request may have reached the server after this one's
+   allows. A request leaves only while `credits >= 1`: the server itself said the budget was
+   there, so it cannot be answered 429 unless somebody else spends the same budget.
+2. **Credits come back only as the server said, or as proven** ([PolicyEstimator][]). Once an
+   end the server *announced* has passed, one probe may go; its answer says what the new window
+   holds. A predicted end (from the learned window) only times a probe sent while a credit is
+   still in hand, which is safe whether or not the window has ended. A gradual budget's credits
+   come back one window after the answer of the request that spent them, by a window the
+   answers proved an upper bound of (no sliding window, token bucket or fixed window of that
+   limit and window can be slower), and never before an announced reset that does not move.
+   With nothing announced and nothing proven, one probe goes the longest plausible window
+   after the current one opened. A 429 pauses the budget until its `Retry-After` (else the
+   announced reset, else a backoff of 1, 2, 4... seconds); the pause ends with one probe.
+3. **Credits are spread, never left to expire.** The credits in hand are paced evenly until
+   the earliest bound of a fixed window's end, or over a window for a gradual budget (on top
+   of the refill measured). So the last credit of a window leaves before the window can end:
+   none expires unspent while callers wait. While the end is uncertain and a late start costs
+   budget, the last credit waits for the middle of the uncertainty (a bisection, window after
+   window); while nothing says when the budget comes back, a few credits are held back to
+   look for the refill, ever less often.
+
+With no count from the server at all (a server that sends no rate-limit headers), the budget
+paces blind at the configured limit per period, less `safety_margin` and at least one request,
+and adapts (AIMD): a 429 halves the rate, each answered request adds back a little, quickly
+up to just below where the last 429 came and slowly beyond; and the requests served between
+two 429 pauses, over the time between them, cap the blind rate.
+
+Pacing keeps `tokens` (at most `burst`) refilled at the pace rate; a request needs a token and
+a credit. While callers are queued (`backlogged`), tokens a late timer could not hand out are
+not lost.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+import attrs
+
+from d360_async._core._ratelimit._headers import RateLimitState
+from d360_async._core._ratelimit._policy import (
+    DISCOVERY_HORIZON,
+    Family,
+    PolicyEstimate,
+    PolicyEstimator,
+)
+
+__all__ = [
+    "BACKOFF_BASE",
+    "DECREASE",
+    "EPSILON",
+    "INCREASE",
+    "MIN_FACTOR",
+    "Budget",
+    "BudgetSnapshot",
+    "check_pacing",
+]
+
+EPSILON = 1e-6
+"""Tokens (and credits) this close to a whole one count as one: refill arithmetic on clock
+readings of about 1.7e9 seconds carries errors of a few 1e-7."""
+
+MIN_FACTOR = 0.05
+"""The adaptive rate never drops below 5 % of the blind rate."""
+
+DECREASE = 0.5
+"""Multiplicative decrease of the adaptive factor on a 429."""
+
+INCREASE = 0.02
+"""Additive increase of the adaptive factor per answered request."""
+
+CEILING = 0.95
+"""After a 429 the blind rate recovers quickly up to this share of where the 429 came."""
+
+CREEP = 0.05
+"""Beyond that ceiling it grows this much more slowly."""
+
+BACKOFF_BASE = 1.0
+"""First pause (seconds) after a 429 that says neither `Retry-After` nor a reset."""
+
+DRAIN_FULL = 2.0
+"""Seconds over which a gradual budget that stays full is spent, to find its refill rate."""
+
+DRAIN_MIN = 0.5
+"""Seconds over which a gradual budget's surplus credits are spread at the least."""
+
+PROBE_STEP = 0.5
+"""Seconds from running out of credits to the first probe for a refill nobody announced."""
+
+DISCOVERY_PROBES = 3
+"""Credits held back to probe for a refill nobody announced."""
+
+PROBE_PENDING = 0.25
+"""Seconds reported as the wait while a probe's answer is awaited (it usually takes a round
+trip; the answer itself releases the queue)."""
+
+MIN_WAIT = 0.001
+"""The shortest wait reported while credits are short (a timer must move the clock)."""
+
+LOG_SIZE = 4096
+"""Answered requests remembered for a gradual budget's credit returns."""
+
+
+def check_pacing(limit: float, period: float, burst: int, safety_margin: float) -> None:
+    """Raise `ValueError` naming the first pacing setting out of range."""
+    if not (limit > 0 and math.isfinite(limit)):
+        raise ValueError(f"limit must be a positive number, got {limit!r}")
+    if not (period > 0 and math.isfinite(period)):
+        raise ValueError(f"period must be a positive number of seconds, got {period!r}")
+    if burst < 1:
+        raise ValueError(f"burst must be at least 1, got {burst!r}")
+    if not 0 <= safety_margin < 1:
+        raise ValueError(f"safety_margin must be in [0, 1), got {safety_margin!r}")
+
+
+@attrs.frozen(slots=True)
+class BudgetSnapshot:
+    """What a budget holds, as plain values: what the Redis limiter shares between processes.
+
+    Times are on the clock the budget was driven with.
+    """
+
+    credits: float | None
+    grant_at: float | None
+    paused_until: float
+    limit: int
+    window: float
+    family: str
+    end_lo: float | None
+    end_hi: float | None
+    refill_rate: float
+    factor: float
+    rate: float
+
+    def shifted(self, offset: float) -> BudgetSnapshot:
+        """The same snapshot with every time moved by `offset` (onto another clock)."""
+
+        def move(value: float | None) -> float | None:
+            return None if value is None else value + offset
+
+        return attrs.evolve(
+            self,
+            grant_at=move(self.grant_at),
+            paused_until=self.paused_until + offset,
+            end_lo=move(self.end_lo),
+            end_hi=move(self.end_hi),
+        )
+
+
+class Budget:
+    """One key's admission arithmetic (module docstring).
+
+    Args:
+        limit: the prior limit per `period` (the configured `rate_limit`).
+        period: the prior window in seconds.
+        burst: pacing tokens that may be spent back to back.
+        safety_margin: share of the prior limit left unused while pacing blind.
+        wait_margin: seconds added to every wait the server announced (a reset's latest
+            bound, a `Retry-After`).
+        epoch_margin: seconds added, besides, to a `Retry-After` sent as an HTTP date.
+        adaptive: adapt the blind rate to 429s (AIMD).
+        now: the current time.
+    """
+
+    __slots__ = (
+        "_adaptive",
+        "_blind_rate",
+        "_burst",
+        "_calibrated",
+        "_ceiling",
+        "_consecutive",
+        "_counts",
+        "_credits",
+        "_cycle_served",
+        "_cycle_start",
+        "_epoch_margin",
+        "_factor",
+        "_grant_at",
+        "_log",
+        "_paused_until",
+        "_period",
+        "_prior_limit",
+        "_probe_at",
+        "_probe_step",
+        "_rate",
+        "_reserve",
+        "_returned",
+        "_safety",
+        "_seq",
+        "_throttled_at",
+        "_tokens",
+        "_unanswered",
+        "_updated",
+        "_wait_margin",
+        "policy",
+    )
+
+    def __init__(
+        self,
+        limit: float,
+        period: float,
+        *,
+        burst: int = 1,
+        safety_margin: float = 0.03,
+        wait_margin: float = 0.0,
+        epoch_margin: float = 0.0,
+        adaptive: bool = True,
+        now: float,
+    ) -> None:
+        check_pacing(limit, period, burst, safety_margin)
+        self.policy = PolicyEstimator(limit, period)
+        self._prior_limit = float(limit)
+        self._period = float(period)
+        self._burst = burst
+        self._safety = safety_margin
+        self._wait_margin = wait_margin
+        self._epoch_margin = epoch_margin
+        self._adaptive = adaptive
+        self._seq = 0
+        self._unanswered: set[int] = set()  # admission numbers not yet recorded
+        self._calibrated = 0  # seq of the answer credits were last computed from
+        self._credits: float | None = None
+        # Recent answers' counts: (admission number, remaining, when the answer came).
+        self._counts: deque[tuple[int, int, float]] = deque()
+        self._grant_at: float | None = None
+        self._tokens = float(burst)
+        self._updated = now
+        self._paused_until = now
+        # Credits held back to probe with, and when the next may go (inf: one is out).
+        self._reserve = 0
+        self._probe_at: float | None = None
+        self._probe_step = PROBE_STEP
+        self._factor = 1.0
+        self._ceiling = 1.0  # just below the factor the last 429 came at
+        # Blind: when the last 429 pause ended, and requests answered (not 429) since.
+        self._cycle_start: float | None = None
+        self._cycle_served = 0
+        self._throttled_at: float | None = None
+        self._consecutive = 0
+        # Answered requests of a gradual budget: (sent, received), for credit returns.
+        self._log: deque[tuple[float, float]] = deque(maxlen=LOG_SIZE)
+        self._returned = 0  # log entries already returned to the credits
+        # Slack of at least one request: paced blind, a period then holds at most the limit.
+        usable = min(self._prior_limit * (1.0 - safety_margin), self._prior_limit - 1.0)
+        self._blind_rate = max(usable - (burst - 1), EPSILON) / self._period
+        self._rate = self._blind_rate
+
+    # -- reading ---------------------------------------------------------------------------
+
+    @property
+    def seq(self) -> int:
+        """Requests admitted so far: the admission number of the latest."""
+        return self._seq
+
+    @property
+    def credits(self) -> float | None:
+        """Requests the server vouched for and not yet spent (None: it never said)."""
+        return self._credits
+
+    @property
+    def remaining(self) -> float | None:
+        """The estimate of the server's remaining budget, never below 0 (None: unknown)."""
+        return None if self._credits is None else max(0.0, self._credits)
+
+    @property
+    def rate(self) -> float:
+        """The pace in force, requests per second (0 while paused)."""
+        return 0.0 if self._paused_until > self._updated else self._rate
+
+    @property
+    def tokens(self) -> float:
+        """Pacing tokens at the last update."""
+        return self._tokens
+
+    @property
+    def capacity(self) -> float:
+        """The most pacing tokens held (the burst)."""
+        return float(self._burst)
+
+    @property
+    def paused_until(self) -> float:
+        """Until when nothing may be sent (in the past when not paused)."""
+        return self._paused_until
+
+    @property
+    def grant_at(self) -> float | None:
+        """When a spent budget is next expected back (a probe may go then), if pending."""
+        return self._grant_at
+
+    @property
+    def factor(self) -> float:
+        """The adaptive multiplier of the blind rate, in `[MIN_FACTOR, 1]`."""
+        return self._factor
+
+    @property
+    def limit(self) -> float:
+        """The limit believed now."""
+        return float(self.policy.limit)
+
+    @property
+    def learned_limit(self) -> int | None:
+        """The limit the answers showed (announced or counted), None while only configured."""
+        estimate = self.policy.estimate()
+        return estimate.limit.value if estimate.limit.samples else None
+
+    @property
+    def reset_at(self) -> float | None:
+        """The latest bound of the current window's end, when known."""
+        end = self.policy.end
+        return None if end is None else end.hi
+
+    @property
+    def sustainable_rate(self) -> float:
+        """The long-run requests per second: the learned policy's rate (blind: the paced
+        configured rate, scaled by the adaptive factor)."""
+        if not self.policy.has_count:
+            return self._blind_rate * self._factor
+        return self.policy.estimate().rate
+
+    @property
+    def consecutive_throttles(self) -> int:
+        """429s since the last answered request (drives the blind backoff)."""
+        return self._consecutive
+
+    def estimate(self) -> PolicyEstimate:
+        """The learned policy, each belief with its evidence."""
+        return self.policy.estimate()
+
+    def __repr__(self) -> str:
+        credits = "?" if self._credits is None else f"{self._credits:g}"
+        return (
+            f"Budget(credits={credits}, tokens={self._tokens:.3f}/{self._burst},"
+            f" rate={self.rate:.4g}/s, {self.policy.estimate().describe()})"
+        )
+
+    # -- time ------------------------------------------------------------------------------
+
+    def advance(self, now: float, *, backlogged: bool = False) -> None:
+        """Bring tokens and credits up to `now`.
+
+        `backlogged`: callers waited the whole time since the last update, so tokens a late
+        timer did not hand out are kept (above the burst, until [clamp][]).
+        """
+        t = self._updated
+        if now <= t:
+            return
+        tokens = self._tokens
+        if self._paused_until > t:
+            if now < self._paused_until:
+                self._updated = now
+                return
+            t = self._paused_until
+            tokens = max(tokens, 1.0)  # the pause is over: one probe
+        grant = self._grant_at
+        if grant is not None and now >= grant:
+            # The spent budget is due back: one probe may go, and its answer says the rest.
+            if self._credits is not None and self._credits < 1.0:
+                self._credits = 1.0
+            self._grant_at = None
+            self.policy.forget_end()
+            tokens = max(tokens, 1.0)
+        if self._credits is not None and self._log and self._returning():
+            self._return_credits(now)
+        tokens += self._rate * (now - t)
+        cap = math.inf if backlogged else float(self._burst)
+        if tokens > cap:
+            tokens = cap
+        self._tokens = tokens
+        self._updated = now
+
+    def _returning(self) -> bool:
+        """Whether spent credits come back one by one (a gradual budget whose window is
+        bounded from above by something the answers proved)."""
+        policy = self.policy
+        if policy.family not in (Family.GRADUAL, Family.TOKEN_BUCKET):
+            return False
+        if policy.told_end is not None and not (policy.ends_move or policy.sliding_proven):
+            # The server named a reset that has not come, and nothing shows a sliding window
+            # (resets that move with each request, or counts that match our own requests
+            # leaving the window): nothing comes back before it.
+            return False
+        return policy.log_window is not None
+
+    def _return_credits(self, now: float) -> None:
+        """A gradual budget: credits of requests that left the window since calibration."""
+        window = self.policy.log_window
+        if window is None:
+            return
+        log = self._log
+        credits = self._credits
+        assert credits is not None
+        limit = float(self.policy.limit)
+        while log and log[0][1] + window <= now:
+            log.popleft()
+            if credits < limit:
+                credits += 1.0
+        self._credits = credits
+
+    def wait_time(self, now: float, need: float = 1.0) -> float:
+        """Seconds from `now` until `need` requests could have been admitted (0: now)."""
+        self.advance(now)
+        start = max(now, self._paused_until)
+        tokens = self._tokens if start <= now else max(self._tokens, 1.0)
+        rate = self._rate
+        pace = 0.0 if tokens >= need - EPSILON else (need - tokens) / rate
+        credits = self._credits
+        probe_at = self._probe_at
+        if (
+            probe_at is not None
+            and credits is not None
+            and credits < need + self._reserve - EPSILON
+        ):
+            start = max(start, probe_at if math.isfinite(probe_at) else now + PROBE_PENDING)
+        if credits is None or credits >= need - EPSILON:
+            return start + pace - now
+        short = need - max(credits, 0.0)
+        window = self.policy.window
+        if self._grant_at is not None:
+            due = self._grant_at + max(0.0, short - 1.0) / max(rate, self.policy.estimate().rate)
+        elif self._log and self._returning():
+            index = min(len(self._log) - 1, max(0, math.ceil(short) - 1))
+            due = self._log[index][1] + (self.policy.log_window or window)
+        else:
+            due = now + short / max(self.policy.estimate().rate, EPSILON)
+        return max(start + pace, due) - now
+
+    def clamp(self) -> None:
+        """Drop tokens above the burst (a backlog ended: no burst later)."""
+        self._tokens = min(self._tokens, float(self._burst))
+
+    def try_take(self, now: float, *, backlogged: bool = False) -> float:
+        """Admit one request if possible: 0.0, else the seconds to wait."""
+        self.advance(now, backlogged=backlogged)
+        credits = self._credits
+        if credits is not None and credits < 1.0 - EPSILON:
+            return max(self.wait_time(now), MIN_WAIT)
+        probe_at = self._probe_at
+        if probe_at is not None and credits is not None and credits < self._reserve + 1.0 - EPSILON:
+            # The credits held back go one at a time, each when due, the next only once the
+            # previous one's answer has been read.
+            if now < probe_at:
+                # A probe is out: its answer decides (and wakes the queue); until then, look
+                # again now and then rather than promise a wait nobody knows.
+                return max(probe_at - now, MIN_WAIT) if math.isfinite(probe_at) else PROBE_PENDING
+            probing = True
+        else:
+            probing = False
+        if self._tokens < 1.0 - EPSILON or self._paused_until > now:
+            wait = self.wait_time(now)
+            if wait > 0.0:
+                return wait  # else rounding left a token a hair short of whole: take it
+        # A token a hair short of whole (rounding) is taken whole: no debt from rounding.
+        tokens = self._tokens - 1.0
+        self._tokens = 0.0 if -EPSILON < tokens < 0.0 else tokens
+        if probing:
+            self._probe_at = math.inf  # the next waits for this one's answer
+        if credits is not None:
+            self._credits = credits - 1.0
+        self._seq += 1
+        self._unanswered.add(self._seq)
+        self.policy.sent(self._seq, now)
+        return 0.0
+
+    def refund(self, now: float, seq: int | None = None) -> None:
+        """Give back an admission's token and credit: it was never sent.
+
+        `seq` is its admission number (default: the latest).
+        """
+        self.advance(now)
+        self._unanswered.discard(self._seq if seq is None else seq)
+        if self._paused_until <= now:
+            self._tokens = min(float(self._burst), self._tokens + 1.0)
+        if self._credits is not None:
+            self._credits += 1.0
+
+    # -- feedback --------------------------------------------------------------------------
+
+    def record(
+        self,
+        status: int | None,
+        state: RateLimitState | None,
+        *,
+        now: float,
+        sent: float,
+        seq: int,
+    ) -> None:
+        """Apply one finished request: a 429, an answer, or (`status=None`) no answer.
+
+        Args:
+            status: the HTTP status, None when no answer came (the credit stays spent: the
+                request may have reached the server).
+            state: the answer's parsed rate-limit headers.
+            now: when the answer arrived.
+            sent: when the request was admitted.
+            seq: its admission number ([seq][] right after it was taken).
+        """
+        self.advance(now)
+        self._unanswered.discard(seq)
+        if status == 429:
+            self._throttle(state, now=now, sent=sent, seq=seq)
+            return
+        if status is None:
+            return
+        if state is not None and not state.is_empty:
+            self._observe(state, now=now, sent=sent, seq=seq)
+        elif self._credits is not None:
+            self._log.append((sent, now))
+        if status < 500:
+            self._succeed(sent=sent)
+        self._repace(now)
+
+    def _observe(self, state: RateLimitState, *, now: float, sent: float, seq: int) -> None:
+        policy = self.policy
+        # Requests admitted before this one and still unanswered may not have reached the
+        # server before it: the count may not include them yet.
+        ahead = sum(1 for other in self._unanswered if other < seq)
+        # Answers overtake each other on the wire: as noise on the counts, allow for every
+        # request still out, not only those admitted before this one.
+        noise = len(self._unanswered) + 1
+        fresh = policy.observe(state, seq=seq, sent=sent, received=now, in_flight=noise)
+        remaining = state.remaining
+        if remaining is not None:
+            self._counts.append((seq, remaining, now))
+        if fresh and remaining is not None:
+            self._calibrated = seq
+            # Any recent answer whose request may have reached the server after this one's
+            # (its answer came after this request left) may know of a lower count.
+            counts = self._counts
+            while counts and counts[0][2] <= sent:
+                counts.popleft()
+            credits = float(remaining - (self._seq - seq) - ahead)
+            unanswered = self._unanswered
+            for other, left, _ in counts:
+                before = sum(1 for out in unanswered if out < other)
+                credits = min(credits, float(left - (self._seq - other) - before))
+            if credits > (self._credits or 0.0) + 1.0:
+                # More credits than before (a new window, a refill): whatever the pace let
+                # pile up while callers waited must not leave as one burst. If the count
+                # were wrong, the first answers would say so before many more had left.
+                self._tokens = min(self._tokens, float(self._burst))
+            self._credits = credits
+
+            # The count speaks for the moment its request arrived: a request whose credit may
+            # have come back by then is in it already (or may be); only those surely due
+            # later can still add to it.
+            log = self._log
+            window = policy.window_lo
+            while log and log[0][0] + window <= now:
+                log.popleft()
+            if self._credits >= 1.0:
+                self._grant_at = None
+        if self._credits is not None:
+            self._log.append((sent, now))
+        elif state.retry_after is not None and self._credits is not None:
+            self._credits = min(self._credits, 0.0)
+
+    def _repace(self, now: float) -> None:
+        """Set the pace and, when the credits are spent, when they come back."""
+        policy = self.policy
+        credits = self._credits
+        if credits is None:
+            self._rate = self._blind_rate * self._factor
+            return
+        end = policy.end
+        previous_probe = self._probe_at
+        self._probe_at = None
+        self._reserve = 0
+        if credits < 1.0 - EPSILON:
+            returns = self._log and self._returning()
+            told = policy.told_end
+            if told is not None and not returns:
+                # The server said when: one probe may go once its latest bound has passed.
+                self._grant_at = max(now, told.hi + self._wait_margin)
+            elif self._grant_at is None and not returns:
+                # Nothing the server said: wait out a whole window from when this one opened,
+                # by the longest window anything has shown (a prediction only times probes
+                # sent with a credit in hand, never one sent without).
+                opened = policy.opened
+                base = opened.hi if opened is not None and math.isfinite(opened.hi) else now
+                self._grant_at = max(now, base + policy.window_bound)
+            self._rate = max(policy.estimate().rate, EPSILON)
+            return
+        family = policy.family
+        if family is Family.TOKEN_BUCKET and policy.refill_rate <= 0.0:
+            family = Family.UNKNOWN  # a gateway's dialect, but nothing measured yet
+        if family in (Family.GRADUAL, Family.TOKEN_BUCKET):
+            # Take the refill as it comes, at the policy's long-run rate or the refill seen,
+            # and drain the surplus in hand over a (clamped) window.
+            window = policy.window
+            steady = max(policy.refill_rate, policy.limit / window)
+            horizon = window
+            if policy.window_from_refill:
+                # The window is only the refill measured, which is no more than what we
+                # spent: credits left over say the refill keeps up, so go faster to find it.
+                horizon = min(window, DRAIN_FULL)
+            rate = steady + max(credits - 1.0, 0.0) / max(horizon, DRAIN_MIN)
+        elif end is not None and end.hi > now:
+            # Spend it all before the window can end; an end that may be upon us already
+            # is a last chance: spend before its latest bound. Where a probe pays, the last
+            # credit waits for the middle of the end's uncertainty, to narrow it.
+            spend = credits
+            if policy.told_end is None and credits >= 1.0 - EPSILON:
+                # The end is only predicted: the last credit looks for it at its latest
+                # bound, which is safe whether or not the window has ended by then.
+                spend = credits - 1.0
+                self._reserve = 1
+                self._probe_at = max(now, end.hi)
+            elif policy.probe_pays:
+                spend = credits - 1.0
+                self._reserve = 1
+                target = policy.probe_window or end
+                self._probe_at = (max(now, target.lo) + max(now, target.hi)) / 2.0
+            if spend < 1.0 - EPSILON:
+                rate = max(policy.estimate().rate, EPSILON)
+            else:
+                rate = spend / (end.lo - now if end.lo > now else end.hi - now)
+        else:
+            window = policy.window
+            spend = credits
+            if family in (Family.UNKNOWN, Family.FIXED_WINDOW):
+                # Nothing says when the budget comes back: spend it over a guess, holding a
+                # few credits back to look, ever less often, for the refill.
+                window = min(window, DISCOVERY_HORIZON)
+                self._reserve = min(DISCOVERY_PROBES, max(0, math.floor(credits) - 1))
+                spend = credits - self._reserve
+                if spend < 1.0 - EPSILON and self._reserve:
+                    if previous_probe is None or math.isfinite(previous_probe):
+                        self._probe_step = PROBE_STEP
+                    else:
+                        self._probe_step *= 2.0  # the last probe found nothing
+                    self._probe_at = now + self._probe_step
+            opened = policy.opened
+            horizon = window
+            if opened is not None and opened.hi + window > now:
+                horizon = opened.hi + window - now
+            rate = max(spend, 1.0) / max(horizon, EPSILON)
+        self._rate = max(rate, EPSILON)
+
+    def _succeed(self, *, sent: float) -> None:
+        throttled = self._throttled_at
+        if throttled is not None and sent <= throttled:
+            return  # admitted before the last 429: says nothing about the rate since
+        self._cycle_served += 1
+        self._consecutive = 0
+        if self._adaptive and self._factor < 1.0:
+            # Back quickly to just below where the last 429 came, then only creep past it.
+            step = INCREASE if self._factor < self._ceiling else INCREASE * CREEP
+            self._factor = min(1.0, self._factor + step)
+
+    def _throttle(self, state: RateLimitState | None, *, now: float, sent: float, seq: int) -> None:
+        echo = self._throttled_at is not None and sent <= self._throttled_at
+        if not echo:
+            self._consecutive += 1
+            self._throttled_at = now
+            if self._adaptive:
+                self._ceiling = self._factor * CEILING
+                self._factor = max(MIN_FACTOR, self._factor * DECREASE)
+        self.policy.refused(seq)
+        if state is not None and not state.is_empty:
+            self.policy.observe(state, seq=seq, sent=sent, received=now)
+        if state is not None and state.retry_after is not None:
+            margin = self._wait_margin + (self._epoch_margin if state.retry_is_date else 0.0)
+            delay = state.retry_after + margin
+        elif state is not None and state.reset_after is not None:
+            delay = state.reset_after + self._wait_margin
+        else:
+            exponent = min(max(self._consecutive - 1, 0), 30)
+            delay = min(self._period, BACKOFF_BASE * 2.0**exponent)
+        self.policy.throttled(state, now=now)
+        until = now + delay
+        if until > self._paused_until:
+            self._paused_until = until
+        self._tokens = min(self._tokens, 0.0)
+        if self._credits is not None:
+            self._credits = min(self._credits, 0.0)
+            self._grant_at = None
+        elif not echo and self._cycle_start is not None and self._cycle_served > 0:
+            # Blind, between two 429s: the server let this many through from the end of one
+            # pause to the end of the next. That is its long-run rate, whatever it said.
+            served = self._cycle_served * (1.0 - self._safety)
+            self._blind_rate = min(self._blind_rate, served / (until - self._cycle_start))
+            self._factor = 1.0
+            self._ceiling = 1.0
+        if not echo and self._credits is None:
+            self._cycle_start = until
+            self._cycle_served = 0
+        self._repace(now)
+
+    # -- persistence -----------------------------------------------------------------------
+
+    def snapshot(self) -> BudgetSnapshot:
+        """What the budget holds and learned, as plain values."""
+        estimate = self.policy.estimate()
+        end = self.policy.end
+        return BudgetSnapshot(
+            credits=self._credits,
+            grant_at=self._grant_at,
+            paused_until=self._paused_until,
+            limit=estimate.limit.value,
+            window=estimate.window.value,
+            family=estimate.family.value.value,
+            end_lo=None if end is None else end.lo,
+            end_hi=None if end is None else end.hi,
+            refill_rate=estimate.refill_rate,
+            factor=self._factor,
+            rate=self._rate,
+        )
+
+    def restore(self, snapshot: BudgetSnapshot) -> None:
+        """Continue from another budget's snapshot (times already on this budget's clock).
+
+        The learned limit and window become this budget's priors: its own answers refine
+        them from there.
+        """
+        self.policy.seed(snapshot.limit, snapshot.window)
+        self._credits = snapshot.credits
+        self._grant_at = snapshot.grant_at
+        self._paused_until = max(self._paused_until, snapshot.paused_until)
+        self._factor = min(1.0, max(MIN_FACTOR, snapshot.factor))
+        self._rate = max(snapshot.rate, EPSILON)

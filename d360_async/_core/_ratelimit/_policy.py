@@ -1,0 +1,897 @@
+"""What the server's rate-limit policy is, learned from its answers: pure, time passed in.
+
+Document360 documents a limit (60 or 100 requests a minute) but not the policy behind it, and
+the headers it sends differ between its own pages; a gateway in front may count in yet another
+way. So nothing here is assumed that an answer can show. [PolicyEstimator][] reads every
+answer's rate-limit headers (already parsed into a
+[RateLimitState][d360_async.RateLimitState]) together with *when* the request left and its
+answer came back, and keeps a [PolicyEstimate][]: each belief with the evidence behind it.
+
+Beliefs and where they come from, strongest first:
+
+- **limit**: the announced limit (`X-RateLimit-Limit`, the IETF `q=`, a gateway's bucket
+  size); else the largest `Remaining + 1` seen (a fresh budget answers its first request with
+  `limit - 1`); else the configured `rate_limit` (the prior). Learned upward and downward.
+- **window**: the IETF `w=`; else the spacing of observed *rollovers* (`Remaining` jumping back
+  up to nearly the limit: the window ended between two requests, so consecutive rollovers bound
+  the window from above); else, for budgets that refill gradually, `limit / refill rate`; else
+  the configured period.
+- **family**: a budget that comes back all at once is a *fixed window*; one that comes back a
+  little at a time while requests keep coming (more than noise can explain) refills
+  *gradually* (a sliding window or a token bucket). A `Reset` of 0 while requests remain is a
+  gateway's *token bucket* announcing its next token.
+- **what `Reset` means**: an epoch or a delay to the window's end (told apart by the parser:
+  values from 10**9 up are epochs, converted with the server's `Date`), or, as above, the time
+  until the next token.
+- **the current window's end**: an interval `[lo, hi]` on the local clock, intersected over
+  every answer of the window. A delay `d` sent in whole seconds, rounded up, says the end lies
+  in `(sent + d - 1, received + d]`; an epoch read against a `Date` truncated to the second
+  widens that by one second below. Without a `Reset`, the end is the last rollover plus the
+  window. An empty intersection means the window rolled over: the older facts are dropped.
+- **gradual refill rate**: credits gained between two answers (`Remaining` went up by more
+  than the requests sent in between took) over the time between them, measured since the last
+  rollover; a lower bound, since a full budget cannot show its refill.
+
+Reordering on the wire (answers to concurrent requests overtaking each other) moves
+`Remaining` by at most the requests in flight; gains are therefore summed over spans, where
+that noise cancels, never read from one answer pair alone.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections import deque
+from typing import Generic, TypeVar
+
+import attrs
+
+from d360_async._core._ratelimit._headers import RateLimitState
+
+__all__ = [
+    "Family",
+    "Interval",
+    "PolicyEstimate",
+    "PolicyEstimator",
+    "ResetMeaning",
+]
+
+T = TypeVar("T")
+
+GRADUAL_EVIDENCE = 2
+
+LOG_MARGIN = 1.3
+"""A window known only as `limit / refill measured` is stretched this much for returns."""
+
+GRADUAL_APART = 5
+"""Answers between two steps of gradual evidence."""
+
+GRADUAL_SPANS = 2
+"""Spans (between rollovers) that must each show a gradual refill before it is believed: one
+can be the noise of requests overtaking each other around a fixed window's reset."""
+"""Credits gained inside one window, beyond reordering noise, that show a gradual refill."""
+
+ROLLOVER_SHARE = 0.5
+"""A gain of at least this share of what was missing (and 3 credits) is a rollover."""
+
+ROLLOVERS_KEPT = 8
+"""Rollover times remembered for the window estimate."""
+
+REFILL_SPAN = (2.0, 120.0)
+"""Seconds of recent answers a refill rate is measured over (twice the window, clamped)."""
+
+REFILL_MIN_SPAN = 1.0
+"""Seconds of answers a refill rate needs at the least (shorter spans are mostly noise)."""
+
+DISCOVERY_HORIZON = 10.0
+"""Seconds over which credits are spread while nothing says when they come back."""
+
+PROBE_SHARE = 0.01
+"""Nor below this share of the window (a probe costs a credit half the time)."""
+
+PROBE_WIDTH = 0.05
+"""Seconds of uncertainty about a window's end below which no credit is spent narrowing it."""
+
+
+REFUSALS_KEPT = 256
+"""Refused requests remembered (their admission numbers), to leave them out of gains."""
+
+LOG_FIT_SETTLE = 2.0
+"""Seconds beyond one window after the budget first ran out before a sliding-window fit is
+believed (a draining bucket's short look-alike is refuted as soon as it runs steady)."""
+
+SENDS_KEPT = 256
+"""Admissions remembered at the least for fitting a sliding window (twice the limit if more)."""
+
+MIN_WINDOW = 0.05
+"""The shortest window believed, in seconds (a guard against division by nothing)."""
+
+
+class Family(enum.Enum):
+    """How a budget comes back once spent."""
+
+    UNKNOWN = "unknown"
+    FIXED_WINDOW = "fixed window"
+    """All at once, when the window resets (aligned to the clock or to the first request)."""
+    GRADUAL = "gradual refill"
+    """A little at a time: a sliding window or a token bucket."""
+    TOKEN_BUCKET = "token bucket"
+    """Gradually, and the server says so: its `Reset` is the time to the next token."""
+
+
+class ResetMeaning(enum.Enum):
+    """What the server's `Reset` value says."""
+
+    ABSENT = "not sent"
+    WINDOW_END = "time until the window ends (an epoch or a delay)"
+    NEXT_TOKEN = "time until the next token (0 while tokens remain)"
+
+
+@attrs.frozen(slots=True)
+class Interval:
+    """A closed interval of times (or durations) known to contain the true value."""
+
+    lo: float
+    hi: float
+
+    def intersect(self, other: Interval) -> Interval | None:
+        """The common part, or None when they do not meet."""
+        lo = max(self.lo, other.lo)
+        hi = min(self.hi, other.hi)
+        return Interval(lo, hi) if lo <= hi else None
+
+    def shift(self, offset: float) -> Interval:
+        """Both ends moved by `offset`."""
+        return Interval(self.lo + offset, self.hi + offset)
+
+    def union(self, other: Interval) -> Interval:
+        """The smallest interval holding both."""
+        return Interval(min(self.lo, other.lo), max(self.hi, other.hi))
+
+    @property
+    def width(self) -> float:
+        """`hi - lo`."""
+        return self.hi - self.lo
+
+
+@attrs.frozen(slots=True)
+class Belief(Generic[T]):
+    """One belief about the server's policy, with the evidence behind it.
+
+    Attributes:
+        value: what is believed.
+        evidence: a short sentence saying why (an announced header, a measurement, a prior).
+        samples: how many answers (or events) support it; 0 for a prior.
+    """
+
+    value: T
+    evidence: str
+    samples: int = 0
+
+
+@attrs.frozen(slots=True)
+class PolicyEstimate:
+    """The learned policy of one budget, as plain values (see the module docstring).
+
+    Attributes:
+        limit: requests per window (a bucket's burst).
+        window: seconds for the whole limit to come back.
+        family: how the budget comes back.
+        reset: what the server's `Reset` means.
+        refill_rate: credits per second a gradual budget was seen to regain (a lower
+            bound; 0 when not measured).
+    """
+
+    limit: Belief[int]
+    window: Belief[float]
+    family: Belief[Family]
+    reset: Belief[ResetMeaning]
+    refill_rate: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        """The long-run requests per second this policy allows: `limit / window`."""
+        return self.limit.value / self.window.value
+
+    def describe(self) -> str:
+        """One line for logs and the CLI."""
+        return (
+            f"{self.limit.value} per {self.window.value:.3g} s, {self.family.value.value}"
+            f" (limit: {self.limit.evidence}; window: {self.window.evidence})"
+        )
+
+
+@attrs.define(slots=True)
+class _WindowFit:
+    """The window as a run of answers bounds it: `lo <= window <= hi` while they agree."""
+
+    lo: float = 0.0
+    hi: float = math.inf
+    samples: int = 0
+    first: float = math.inf  # when the first agreeing bound came
+    last: float = -math.inf  # and the latest
+
+    def add(self, told: Interval, at: float = 0.0) -> bool:
+        """Narrow with one more bound (seen at `at`); False when it contradicts the others."""
+        lo = max(self.lo, told.lo)
+        hi = min(self.hi, told.hi)
+        if lo > hi + 0.05:
+            return False
+        self.lo, self.hi = lo, max(lo, hi)
+        self.samples += 1
+        self.first = min(self.first, at)
+        self.last = max(self.last, at)
+        return True
+
+    def usable(
+        self, samples: int, *, windows: float = 0.0, seconds: float = 0.0
+    ) -> Interval | None:
+        """The bounds, once enough answers agree over `windows` windows and `seconds`."""
+        span = self.last - self.first
+        if self.samples < samples or span < windows * self.hi or span < seconds:
+            return None
+        return Interval(self.lo, self.hi)
+
+
+@attrs.define(slots=True)
+class _Answer:
+    seq: int
+    remaining: int
+    sent: float
+    received: float
+
+
+class PolicyEstimator:
+    """Learns one budget's policy from its answers (module docstring).
+
+    Args:
+        limit: the prior limit (the configured `rate_limit`).
+        window: the prior window in seconds (the configured period).
+
+    Every method takes times on one monotonic clock; nothing here does I/O.
+    """
+
+    __slots__ = (
+        "_announced_limit",
+        "_announced_window",
+        "_crossed",
+        "_depleted_at",
+        "_end",
+        "_ended",
+        "_first",
+        "_gradual",
+        "_jumps",
+        "_last",
+        "_limit_seen",
+        "_moving",
+        "_next_token",
+        "_offset",
+        "_opened",
+        "_prior_limit",
+        "_prior_window",
+        "_rate",
+        "_recent",
+        "_refusals",
+        "_reset_lo",
+        "_reset_max",
+        "_rolled_since_told",
+        "_rollovers",
+        "_samples",
+        "_sends",
+        "_sends_base",
+        "_since",
+        "_span_gradual",
+        "_told",
+        "_w_all",
+        "_w_any",
+        "_w_first",
+        "_w_log",
+        "_w_span",
+        "_window_hi",
+        "_window_hi_samples",
+        "_window_told",
+    )
+
+    def __init__(self, limit: float, window: float) -> None:
+        self._prior_limit = max(1, math.floor(limit))
+        self._prior_window = float(window)
+        self._announced_limit: int | None = None
+        self._announced_window: float | None = None
+        self._limit_seen = 0
+        self._samples = 0
+        self._last: _Answer | None = None
+        self._since: _Answer | None = None  # gains are summed from here (the last rollover)
+        self._span_gradual = 0
+        self._crossed = -(10**9)  # the answer that last stepped the gradual evidence
+        self._told: Interval | None = None  # the window's end, as the Reset headers said
+        self._rolled_since_told = False
+        self._end: Interval | None = None  # the window's end, as believed
+        self._opened: Interval | None = None  # when the current window opened
+        self._rollovers: deque[Interval] = deque(maxlen=ROLLOVERS_KEPT)
+        self._window_hi: float | None = None  # an upper bound from rollover spacing
+        self._window_hi_samples = 0
+        self._gradual = 0  # spans in which the count came back a little at a time
+        self._moving = 0  # announced ends that moved later without a rollover
+        self._jumps = 0  # rollovers seen
+        self._next_token = 0  # answers whose Reset was 0 while requests remained
+        self._reset_max = 0.0  # the longest reset delay announced (window-end meaning)
+        self._reset_lo = 0.0  # a lower bound of the window from the resets announced
+        self._rate = 0.0
+        self._refusals: deque[int] = deque()  # recent requests answered 429
+        self._recent: deque[_Answer] = deque()
+        self._offset: Interval | None = None  # the server's epoch minus the local clock
+        # The window as every reset saw it (a sliding window's reset is its window), and as
+        # the first answer of each fixed window saw it (a window from the first request):
+        # [lo, hi] and how many answers agree; None once they disagree.
+        self._w_all: _WindowFit | None = _WindowFit()
+        self._w_first: _WindowFit | None = _WindowFit()
+        self._w_any: _WindowFit | None = _WindowFit()
+        # When the current window opened, had it opened with the first request to arrive in
+        # it (a window from the first request); None when that is not known.
+        self._first: Interval | None = None
+        # Our own requests, by admission number: [sent, received or inf]. A sliding window's
+        # count says how many of them are still inside it, which bounds the window.
+        self._sends: deque[list[float]] = deque()
+        self._sends_base = 1  # the admission number of _sends[0]
+        self._w_log: _WindowFit | None = _WindowFit()
+        self._depleted_at: float | None = None  # when an answer first said (nearly) none left
+        # The window as consecutive ends bound it (windows aligned to the clock).
+        self._w_span: _WindowFit | None = _WindowFit()
+        self._ended: Interval | None = None  # when the previous window ended
+        self._window_told: Interval | None = None  # the current window's end, as told
+
+    # -- reading ---------------------------------------------------------------------------
+
+    @property
+    def limit(self) -> int:
+        """The limit believed now."""
+        if self._announced_limit is not None:
+            return self._announced_limit
+        if self._limit_seen:
+            return self._limit_seen
+        return self._prior_limit
+
+    @property
+    def family(self) -> Family:
+        """How the budget comes back, as far as the answers showed."""
+        if self._gradual >= GRADUAL_SPANS:
+            return Family.TOKEN_BUCKET if self._next_token else Family.GRADUAL
+        if self._jumps:
+            return Family.FIXED_WINDOW
+        if self._next_token:
+            return Family.TOKEN_BUCKET
+        return Family.UNKNOWN
+
+    @property
+    def window(self) -> float:
+        """The window believed now, in seconds (see [estimate][] for the evidence)."""
+        return max(MIN_WINDOW, self._window_and_evidence()[0])
+
+    def _window_and_evidence(self) -> tuple[float, str, int]:
+        if self._announced_window is not None:
+            return self._announced_window, "announced by the server (w=)", self._samples
+        family = self.family
+        if family in (Family.GRADUAL, Family.TOKEN_BUCKET):
+            counted = self._sliding_fit()
+            if counted is not None:
+                assert self._w_log is not None
+                evidence = "our requests the count held (a sliding window)"
+                return counted.hi, evidence, self._w_log.samples
+            every = self._w_all
+            sliding = self._moving >= 2 and self._gradual >= GRADUAL_SPANS
+            fit = every.usable(3) if every is not None and sliding else None
+            if every is not None and fit is not None:
+                return fit.hi, "every reset spans it (a sliding window)", every.samples
+            if self._reset_max > 0.0:
+                return self._reset_max, "longest reset announced", self._samples
+            if self._rate > 0.0:
+                evidence = f"limit / refill rate {self._rate:.3g}/s"
+                return self.limit / self._rate, evidence, self._samples
+        if family is Family.FIXED_WINDOW:
+            for fitted, evidence in (
+                (self._w_first, "windows opened by their first request, ends seen"),
+                (self._w_span, "spacing of the windows' ends"),
+            ):
+                fit = fitted.usable(2) if fitted is not None else None
+                if fitted is not None and fit is not None:
+                    return fit.hi, evidence, fitted.samples
+        if self._window_hi is not None:
+            evidence = "spacing of rollovers (an upper bound)"
+            return self._window_hi, evidence, self._window_hi_samples
+        return self._prior_window, "configured (no rollover seen yet)", 0
+
+    def _sliding_fit(self) -> Interval | None:
+        """The sliding-window fit, when it holds and agrees with the refill measured.
+
+        A token bucket draining its burst looks like a short sliding window until it runs
+        out, and like a window of `burst / refill` (which is safe) after: a fit is believed
+        only once it has held for two of its windows after the budget first ran out.
+        """
+        counted = self._w_log
+        fit = counted.usable(10, windows=2.0) if counted is not None else None
+        depleted = self._depleted_at
+        if fit is None or counted is None or depleted is None:
+            return None
+        if counted.last < depleted + fit.hi + LOG_FIT_SETTLE:
+            return None  # not yet held long enough after the budget first ran out
+        return fit
+
+    @property
+    def told_end(self) -> Interval | None:
+        """The current window's end as the server announced it, when it did (and it lies
+        ahead): the only end a request may be sent on without a credit in hand."""
+        told = self._told
+        if told is None or self._last is None or told.hi < self._last.received:
+            return None
+        return told
+
+    @property
+    def sliding_proven(self) -> bool:
+        """Whether the counts have matched our own requests leaving a sliding window, since
+        well after the budget first ran out."""
+        return self._sliding_fit() is not None
+
+    @property
+    def ends_move(self) -> bool:
+        """Whether the announced ends moved later without a rollover (a sliding window's)."""
+        return self._moving >= 2
+
+    @property
+    def log_window(self) -> float | None:
+        """A window no shorter than the true one, as the answers proved, for credits that
+        come back one window after the request that spent them (None: nothing proves one).
+
+        An announced window; else resets at an empty budget that all span the same time
+        (a sliding window says so); else the longest of `limit / refill measured` (the refill
+        seen is never more than the true one) and, for a fixed window, the spacing of its
+        rollovers. The sliding-window fit of our own requests is not proof enough: with many
+        requests in flight it can come out short.
+        """
+        if self._announced_window is not None:
+            return max(MIN_WINDOW, self._announced_window)
+        every = self._w_all
+        sliding = self._moving >= 2 and self._gradual >= GRADUAL_SPANS
+        resets = every.usable(2) if every is not None and sliding else None
+        steady = self._w_any
+        if resets is None and steady is not None and self._moving >= 2:
+            # Every reset, whatever the count, spans the same time: the window of a sliding
+            # window that says when its newest request leaves.
+            resets = steady.usable(8, seconds=2.0)
+        if resets is not None:
+            # Every reset at an empty budget spans the same time, and the announced ends
+            # move with each request: a sliding window's own word for its length.
+            return max(MIN_WINDOW, resets.hi)
+        counted = self._sliding_fit()
+        if counted is not None and self._gradual >= GRADUAL_SPANS:
+            # Our own requests the count held: the fit already steps past those that may
+            # have overtaken each other.
+            return max(MIN_WINDOW, counted.hi)
+        found: list[float] = []
+        if self._rate > 0.0 and self._gradual >= GRADUAL_SPANS:
+            # With room for requests overtaking each other, which can inflate a measured
+            # refill over a span of seconds.
+            found.append(LOG_MARGIN * self.limit / self._rate)
+        if self._window_hi is not None and self._jumps >= 2 and self._gradual < GRADUAL_SPANS:
+            found.append(self._window_hi)
+        return max(MIN_WINDOW, max(found)) if found else None
+
+    @property
+    def window_bound(self) -> float:
+        """How long to wait out a spent budget nobody said the end of: the window the answers
+        proved an upper bound of, else the believed window or the prior, the longer."""
+        proven = self.log_window
+        if proven is not None:
+            return proven
+        return max(self.window, self._prior_window)
+
+    @property
+    def window_from_refill(self) -> bool:
+        """Whether the window believed is only `limit / refill measured` (an upper bound)."""
+        return self._window_and_evidence()[1].startswith("limit / refill rate")
+
+    @property
+    def window_lo(self) -> float:
+        """A lower bound of the window: no reset announced was longer (0 when none came)."""
+        if self._announced_window is not None:
+            return self._announced_window
+        counted = self._sliding_fit()
+        if counted is not None:
+            return counted.lo
+        fit = self._w_all
+        if fit is not None and fit.samples and self._moving >= 2 and self._gradual >= GRADUAL_SPANS:
+            return fit.lo
+        return max(0.0, self._reset_lo)
+
+    @property
+    def refill_rate(self) -> float:
+        """Credits per second a gradual budget was seen to regain (0 when not measured)."""
+        return self._rate if self.family in (Family.GRADUAL, Family.TOKEN_BUCKET) else 0.0
+
+    @property
+    def end(self) -> Interval | None:
+        """When the current window ends (local clock), when known."""
+        return self._end
+
+    @property
+    def opened(self) -> Interval | None:
+        """When the current window opened (local clock), when known."""
+        return self._opened
+
+    @property
+    def has_count(self) -> bool:
+        """Whether any answer carried a remaining count."""
+        return self._last is not None
+
+    def estimate(self) -> PolicyEstimate:
+        """The beliefs now, each with its evidence."""
+        samples = self._samples
+        if self._announced_limit is not None:
+            limit = Belief(self._announced_limit, "announced by the server", samples)
+        elif self._limit_seen:
+            limit = Belief(self._limit_seen, "largest Remaining + 1 seen", samples)
+        else:
+            limit = Belief(self._prior_limit, "configured (no answer said otherwise)")
+        value, evidence, count = self._window_and_evidence()
+        window = Belief(max(MIN_WINDOW, value), evidence, count)
+        family = self.family
+        kind: Belief[Family]
+        if self._gradual:
+            kind = Belief(family, "the count came back a little at a time", self._gradual)
+        elif self._moving >= 2:
+            kind = Belief(family, "announced ends moved later without a rollover", self._moving)
+        elif family is Family.FIXED_WINDOW:
+            kind = Belief(family, "the count came back all at once", self._jumps)
+        elif family is Family.TOKEN_BUCKET:
+            kind = Belief(family, "Reset 0 while requests remained", self._next_token)
+        else:
+            kind = Belief(family, "no refill seen yet")
+        if self._next_token:
+            reset = Belief(
+                ResetMeaning.NEXT_TOKEN, "Reset 0 while requests remained", self._next_token
+            )
+        elif self._reset_max > 0.0:
+            reset = Belief(ResetMeaning.WINDOW_END, "Reset counted down", samples)
+        else:
+            reset = Belief(ResetMeaning.ABSENT, "no Reset sent")
+        return PolicyEstimate(limit, window, kind, reset, self.refill_rate)
+
+    # -- learning --------------------------------------------------------------------------
+
+    def refused(self, seq: int) -> None:
+        """Request `seq` was answered 429: it took nothing from the budget."""
+        self._refusals.append(seq)
+        while len(self._refusals) > REFUSALS_KEPT:
+            self._refusals.popleft()
+
+    def _refused_between(self, after: int, upto: int) -> int:
+        """Requests in `(after, upto]` that were refused (so spent nothing)."""
+        return sum(1 for seq in self._refusals if after < seq <= upto)
+
+    def sent(self, seq: int, at: float) -> None:
+        """Note that request `seq` was admitted at `at` (called for every admission, in order)."""
+        sends = self._sends
+        if not sends:
+            self._sends_base = seq
+        elif seq != self._sends_base + len(sends):
+            sends.clear()  # a gap (a restored budget): start over
+            self._sends_base = seq
+        sends.append([at, math.inf])
+        keep = max(SENDS_KEPT, 2 * self.limit + 2)
+        while len(sends) > keep:
+            sends.popleft()
+            self._sends_base += 1
+
+    def _fit_sliding(self, seq: int, remaining: int, received: float, ahead: int) -> None:
+        """A sliding window holds exactly `limit - remaining` of our requests at this answer:
+        the oldest of them arrived less than a window ago, the one before it a window or more
+        (reordered requests, `ahead`, may or may not be counted: the bound steps past them)."""
+        fit = self._w_log
+        if fit is None or (self._announced_limit is None and not self._limit_seen):
+            return
+        sends = self._sends
+        index = seq - self._sends_base
+        if not 0 <= index < len(sends):
+            return
+        sends[index][1] = received
+        inside = self.limit - remaining  # this one included
+        oldest = index - inside + 1
+        # One more step back: a token bucket's count is whole tokens of a fractional level.
+        before = oldest - 2 - ahead
+        if inside < 1 or before < 0 or oldest > index:
+            return
+        sent = sends[index][0]
+        lo = sent - sends[oldest][1]  # still inside: arrived after (arrival - window)
+        hi = received - sends[before][0]  # left: arrived at or before (arrival - window)
+        if not math.isfinite(lo):
+            lo = 0.0
+        if not fit.add(Interval(lo, hi), received):
+            self._w_log = None  # not a sliding window of this limit
+
+    def seed(self, limit: float, window: float) -> None:
+        """Take another estimator's conclusions as this one's priors."""
+        self._prior_limit = max(1, math.floor(limit))
+        self._prior_window = max(MIN_WINDOW, float(window))
+
+    def observe(
+        self,
+        state: RateLimitState,
+        *,
+        seq: int,
+        sent: float,
+        received: float,
+        in_flight: int = 0,
+    ) -> bool:
+        """Learn from one answer; returns whether it was *fresh* (newer than any before).
+
+        Args:
+            state: the answer's parsed rate-limit headers.
+            seq: the answered request's admission number (1, 2, ... in admission order).
+            sent: when that request was admitted (it left then or just after).
+            received: when the answer arrived.
+            in_flight: requests admitted before it and still unanswered: the server may or
+                may not have counted them, so the count may be off by that many.
+        """
+        if state.limit is not None:
+            self._announced_limit = state.limit
+        if state.window is not None:
+            self._announced_window = state.window
+        if state.date is not None:
+            # The server read its clock between our send and the answer, and truncated it.
+            told = Interval(state.date - received, state.date + 1.0 - sent)
+            both = None if self._offset is None else self._offset.intersect(told)
+            self._offset = told if both is None else both
+        remaining = state.remaining
+        last = self._last
+        fresh = last is None or seq > last.seq
+        if not fresh:
+            index = seq - self._sends_base
+            if 0 <= index < len(self._sends):
+                self._sends[index][1] = received
+            return False
+        if remaining is None:
+            self._note_reset(state, sent, received, remaining)
+            self._settle_end(received)
+            return True
+        self._samples += 1
+        if remaining + 1 > self._limit_seen:
+            self._limit_seen = min(remaining + 1, 1_000_000)
+        if remaining <= 1 and self._depleted_at is None:
+            self._depleted_at = received
+        self._fit_sliding(seq, remaining, received, in_flight)
+        answer = _Answer(seq, remaining, sent, received)
+        if last is None:
+            # When the window opened is not known: a fresh budget answers limit - 1, but a
+            # window aligned to the clock may have opened long before the first request.
+            self._opened = Interval(-math.inf, received)
+            self._since = answer
+            self._first = Interval(sent, received) if seq == 1 else None
+        else:
+            expected = last.remaining - (seq - last.seq)
+            gain = remaining - expected
+            missing = self.limit - 1 - expected
+            # A rollover gives back (nearly) everything the window took, or a large share
+            # of a large debt; a gradual refill gives back a little at a time.
+            refused = self._refused_between(last.seq, seq)
+            gain -= refused
+            if (gain >= 2 + in_flight and gain >= missing - in_flight - 1) or (
+                gain >= 3 + in_flight
+                and gain >= ROLLOVER_SHARE * missing
+                and missing >= self.limit / 5
+            ):
+                self._rollover(last, answer)
+            else:
+                since = self._since or last
+                gained = remaining - since.remaining + (seq - since.seq)
+                gained -= self._refused_between(since.seq, seq)
+                # Evidence adds up as the gains do: each further step of the threshold
+                # counts once (a fixed window's reordering noise never gets past one).
+                step = GRADUAL_EVIDENCE + in_flight
+                if (
+                    gained >= step * (self._span_gradual + 1)
+                    and seq >= self._crossed + GRADUAL_APART
+                ):
+                    # One step per answer, and steps a few answers apart: a refill keeps
+                    # coming, a burst of overtaken answers comes once.
+                    self._span_gradual += 1
+                    self._gradual += 1
+                    self._crossed = seq
+                self._measure_refill(answer)
+        self._last = answer
+        self._note_reset(state, sent, received, remaining)
+        self._settle_end(received)
+        return True
+
+    def _settle_end(self, received: float) -> None:
+        """The end to act on: the announced one while it lies ahead, else the learned one."""
+        told = self._told
+        if told is not None and told.hi < received:
+            told = self._told = None
+        end: Interval | None = None
+        if self.family is Family.FIXED_WINDOW:
+            predicted = self._predicted_end()
+            if predicted is not None and told is not None:
+                end = predicted.intersect(told) or told
+            else:
+                end = predicted if predicted is not None else told
+        else:
+            end = told
+        last = self._last
+        if end is not None and last is not None and end.lo < last.sent:
+            # The window was still open when the latest request answered in it was sent.
+            end = Interval(last.sent, max(end.hi, last.sent))
+        self._end = end if end is not None and end.hi >= received else None
+
+    def _predicted_end(self) -> Interval | None:
+        """Where the current fixed window ends by what earlier windows showed: its opening
+        request plus the window (windows from the first request), or the previous end plus
+        the window (windows aligned to the clock); both while their answers agree."""
+        guesses: list[Interval] = []
+        firsts = self._w_first.usable(2) if self._w_first is not None else None
+        first = self._first
+        if firsts is not None and first is not None:
+            guesses.append(first.shift(firsts.lo).union(first.shift(firsts.hi)))
+        spans = self._w_span.usable(2) if self._w_span is not None else None
+        ended = self._ended
+        if spans is not None and ended is not None:
+            guesses.append(Interval(ended.lo + spans.lo, ended.hi + spans.hi))
+        if guesses:
+            return Interval(min(g.lo for g in guesses), max(g.hi for g in guesses))
+        opened = self._opened
+        if opened is None or self._window_hi is None:
+            return None  # one rollover does not tell a window's length
+        window = self._window_hi
+        return Interval(opened.lo + window, opened.hi + window)
+
+    @property
+    def probe_window(self) -> Interval | None:
+        """Where a probe should look for the current window's end: where the window would end
+        had it opened with its first request (the case in which a late start costs budget),
+        else anywhere the end may be."""
+        end = self._end
+        if end is None:
+            return None
+        firsts = self._w_first.usable(2) if self._w_first is not None else None
+        first = self._first
+        if firsts is not None and first is not None:
+            guess = first.shift(firsts.lo).union(first.shift(firsts.hi))
+            both = guess.intersect(end)
+            if both is not None:
+                return both
+        return end
+
+    @property
+    def probe_pays(self) -> bool:
+        """Whether a request sent inside the current end's uncertainty would teach enough to
+        be worth its credit: only where a late start costs budget (a window that opens with
+        its first request) and the end is not yet known closely."""
+        end = self._end
+        if end is None or self.family is not Family.FIXED_WINDOW or self._w_first is None:
+            return False
+        return end.width > max(PROBE_WIDTH, PROBE_SHARE * self.window)
+
+    def _measure_refill(self, answer: _Answer) -> None:
+        """The refill rate over the last few seconds of answers since the last rollover."""
+        recent = self._recent
+        recent.append(answer)
+        span = max(REFILL_SPAN[0], min(REFILL_SPAN[1], 4.0 * self.window))
+        while len(recent) > 2 and recent[1].received <= answer.received - span:
+            recent.popleft()
+        if not self._gradual or len(recent) < 2:
+            return
+        first = recent[0]
+        gained = answer.remaining - first.remaining + (answer.seq - first.seq) - 1
+        gained -= self._refused_between(first.seq, answer.seq)
+        elapsed = answer.received - first.sent
+        if elapsed >= REFILL_MIN_SPAN:
+            # Over a short span, reordering and whole-token counts are most of the signal.
+            self._rate = max(0.0, gained / elapsed)
+
+    def _rollover(self, last: _Answer, answer: _Answer) -> None:
+        """The window ended between `last`'s request and this answer's."""
+        self._jumps += 1
+        opened = Interval(last.sent, answer.received)
+        first, told = self._first, self._window_told
+        self._window_told = None
+        # The window that ended did so after `last` arrived and before this answer's request
+        # did; what its resets said narrows that further.
+        ended = opened if told is None else (opened.intersect(told) or opened)
+        if first is not None and self._w_first is not None:
+            # Had the window opened with its first answer's request, it lasted this long.
+            fit = Interval(ended.lo - first.hi, ended.hi - first.lo)
+            if not self._w_first.add(fit):
+                self._w_first = None  # windows do not open with a request: aligned
+        previous_end = self._ended
+        if previous_end is not None and self._w_span is not None:
+            span = Interval(ended.lo - previous_end.hi, ended.hi - previous_end.lo)
+            fit_now = self._w_span.usable(1)
+            # A window with no request in it makes a span of two: leave it out.
+            if (fit_now is None or span.lo < 1.5 * fit_now.hi) and not self._w_span.add(span):
+                self._w_span = None  # ends are not evenly spaced
+        self._ended = ended
+        # The request that opened the new window arrived after `last`'s did, and no later than
+        # this answer's; it is this answer's own when nothing was sent in between.
+        consecutive = answer.seq == last.seq + 1
+        self._first = Interval(answer.sent if consecutive else last.sent, answer.received)
+        previous = self._rollovers[-1] if self._rollovers else None
+        self._rollovers.append(opened)
+        if previous is not None:
+            # Two rollovers bound the window from above (a window from the first request
+            # may open late, never early). The first answer of a run is no rollover: a
+            # window aligned to the clock opened before it.
+            bound = opened.hi - previous.lo
+            if self._window_hi is None or bound < self._window_hi:
+                self._window_hi = bound
+            self._window_hi_samples += 1
+        self._opened = opened
+        self._told = None
+        self._rolled_since_told = True
+        self._since = answer
+        self._span_gradual = 0
+        self._recent.clear()
+
+    def _note_reset(
+        self, state: RateLimitState, sent: float, received: float, remaining: int | None
+    ) -> None:
+        """Narrow the current window's end with an announced reset."""
+        delay = state.reset_after
+        if delay is None:
+            return
+        if remaining is not None and remaining > 0:
+            if delay <= 0.0:
+                self._next_token += 1  # a gateway: Reset is the time to the next credit
+                return
+            if self._next_token:
+                return  # a next-token Reset says nothing of a window's end
+        elif remaining == 0 and self._next_token:
+            # Spent: the time to the next credit is when one probe may go.
+            told = Interval(sent + delay - 1.0, received + delay)
+            self._told = told
+            return
+        if delay > self._reset_max:
+            self._reset_max = delay
+        offset = self._offset
+        if state.reset_is_epoch and state.date is not None and offset is not None:
+            # An epoch, rounded up to the second, on the server's clock: our clock's offset
+            # from it is known to within what the Dates seen so far allow.
+            epoch = state.date + delay
+            told = Interval(epoch - 1.0 - offset.hi, epoch - offset.lo)
+        else:
+            below = 2.0 if state.reset_is_epoch else 1.0
+            told = Interval(sent + delay - below, received + delay)
+        told = Interval(told.lo, max(told.hi, received))
+        spans = Interval(told.lo - received, told.hi - sent)
+        if spans.lo > self._reset_lo:
+            self._reset_lo = spans.lo
+        if remaining == 0 and self._w_all is not None and not self._w_all.add(spans):
+            self._w_all = None  # resets are not all one window long: not a sliding window
+        if self._w_any is not None and not self._w_any.add(spans, received):
+            # Resets at every count do not span one time: not a sliding window that says
+            # when its newest request leaves (a bucket's time to fill varies with the count).
+            self._w_any = None
+        current = self._told
+        if current is not None:
+            both = current.intersect(told)
+            if both is not None:
+                self._told = self._window_told = both
+                return
+            if told.lo < current.lo:
+                return  # an older window's word, overtaken: keep the newer
+            if not self._rolled_since_told:
+                # An end that moved later without a rollover: not a fixed window (a sliding
+                # window says when its newest request leaves).
+                self._moving += 1
+        self._told = self._window_told = told
+        self._rolled_since_told = False
+
+    def forget_end(self) -> None:
+        """The window's end has passed (a probe will tell what came next)."""
+        self._end = None
+        self._told = None
+
+    def throttled(self, state: RateLimitState | None, *, now: float) -> None:
+        """A 429: whatever end was believed was too early."""
+        wait = None
+        if state is not None:
+            wait = state.retry_after if state.retry_after is not None else state.reset_after
+        self._told = None if wait is None else Interval(now + wait - 1.0, now + wait)
+        self._end = self._told
