@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from d360_async._core._ratelimit._bucket import BucketSnapshot, TokenBucket
 from d360_async._core._ratelimit._headers import (
     RateLimitState,
     parse_http_date,
@@ -36,7 +35,6 @@ if TYPE_CHECKING:
     from d360_async._limiters._redis import RedisRateLimiter, RedisTicket
 
 __all__ = [
-    "BucketSnapshot",
     "LimiterStats",
     "LocalRateLimiter",
     "Priority",
@@ -47,7 +45,6 @@ __all__ = [
     "RedisRateLimiter",
     "RedisTicket",
     "Ticket",
-    "TokenBucket",
     "parse_http_date",
     "parse_rate_limit",
     "parse_retry_after",

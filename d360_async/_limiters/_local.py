@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 import attrs
 
-from d360_async._core._ratelimit._budget import Budget, BudgetSnapshot
+from d360_async._core._ratelimit._budget import Budget
 from d360_async._core._ratelimit._headers import RateLimitState
 from d360_async._core._ratelimit._protocol import LimiterStats, Priority, RateLimitKey, Ticket
 
@@ -40,6 +40,7 @@ __all__ = [
     "RateLimitConfig",
     "TimerHandle",
     "as_rate_limit_config",
+    "budget_stats",
 ]
 
 EPOCH_RESOLUTION = 1.0
@@ -511,58 +512,74 @@ class LocalRateLimiter:
             self._dispatch(lane)
 
     def _stats(self, lane: _Lane, now: float) -> LimiterStats:
-        bucket = lane.bucket
-        lane.now(now)
-        reset_at = bucket.reset_at
-        return LimiterStats(
-            key=lane.key,
+        return budget_stats(
+            lane.key,
+            lane.bucket,
+            lane.now(now),
             requests=lane.requests,
             waits=lane.waits,
             total_wait=lane.total_wait,
             throttled=lane.throttled,
-            limit=bucket.learned_limit,
-            remaining=bucket.remaining,
-            reset_after=reset_at - now if reset_at is not None and reset_at > now else None,
-            rate=bucket.rate,
             in_flight=lane.in_flight,
             queued=lane.queued,
-            paused_for=max(0.0, bucket.paused_until - now),
-            budget=bucket.sustainable_rate,
-            policy=bucket.estimate(),
         )
 
     # -- for the Redis limiter's fallback -------------------------------------------------
 
-    def _seed(self, key: RateLimitKey, snapshot: BudgetSnapshot) -> None:
-        """Continue `key` from what another limiter knew (times on this limiter's clock)."""
+    def _adopt(self, key: RateLimitKey, budget: Budget) -> None:
+        """Carry `key` on with `budget` (a Redis limiter's replica, on this limiter's clock)."""
         lane = self._lane(key)
-        lane.bucket.restore(snapshot)
+        lane.bucket = budget
         if lane.queued:
             self._dispatch(lane)
 
-    def _feedback(
+    def _record(
         self,
         key: RateLimitKey,
         status: int | None,
         state: RateLimitState | None,
         *,
-        admitted_at: float | None,
+        sent: float,
+        seq: int,
     ) -> None:
-        """Apply an answer to a request this limiter did not admit (e.g. a Redis ticket): it
-        counts as the latest admission."""
+        """Apply an answer to a request this limiter did not admit (a Redis ticket admitted
+        by the budget this limiter has adopted)."""
         if self._closed:
             return
         lane = self._lane(key)
-        if status == 429:
-            lane.throttled += 1
-        now = lane.now(self._clock())
-        bucket = lane.bucket
-        bucket.record(
-            status,
-            self._config.headers_in_use(status, state),
-            now=now,
-            sent=now if admitted_at is None else admitted_at,
-            seq=bucket.seq,
-        )
+        lane.bucket.record(status, state, now=lane.now(self._clock()), sent=sent, seq=seq)
         if lane.queued:
             self._dispatch(lane)
+
+
+def budget_stats(
+    key: RateLimitKey,
+    bucket: Budget,
+    now: float,
+    *,
+    requests: int,
+    waits: int,
+    total_wait: float,
+    throttled: int,
+    in_flight: int,
+    queued: int,
+) -> LimiterStats:
+    """One key's [LimiterStats][d360_async.LimiterStats]: the counters given, the estimate
+    read from `bucket` as it stands (brought up to date by the caller, or not at all)."""
+    reset_at = bucket.reset_at
+    return LimiterStats(
+        key=key,
+        requests=requests,
+        waits=waits,
+        total_wait=total_wait,
+        throttled=throttled,
+        limit=bucket.learned_limit,
+        remaining=bucket.remaining,
+        reset_after=reset_at - now if reset_at is not None and reset_at > now else None,
+        rate=bucket.rate,
+        in_flight=in_flight,
+        queued=queued,
+        paused_for=max(0.0, bucket.paused_until - now),
+        budget=bucket.sustainable_rate,
+        policy=bucket.estimate(),
+    )

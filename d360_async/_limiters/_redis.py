@@ -1,30 +1,36 @@
-"""A rate limiter whose buckets live in Redis, shared by every process using the same keys.
+"""A rate limiter whose budgets are shared through Redis by every process using the same keys.
 
-Each budget is one Redis hash (the token bucket of `_bucket`, field for field) and one
-sorted set of the requests in flight, updated atomically by one Lua script
-(``_redis.lua``, a line-for-line port of `TokenBucket`). The script reads the
-time with Redis ``TIME``, so every process shares one clock, one calibration and one 429 pause.
-Both keys expire after ``key_ttl`` idle seconds (longer while a pause or a reset is pending);
-a request in flight is forgotten after ``in_flight_timeout`` seconds, so a crashed process
-cannot hold the budget down for good. Keys hold the token's fingerprint, never the token.
+One chassis with the in-process limiter: each process keeps a replica of the very same
+`Budget` (the policy it learned, the credits the server vouched for, the pacing) and feeds it
+one log per key, held in Redis (see `d360_async._core._ratelimit._ledger`). An admission is an
+*attempt* appended to the log; whether it is granted is what the budget says once the log is
+applied up to it, and since every replica holds the same state there, every process agrees.
+Answers are appended too, so every process calibrates from every answer. One Lua script
+(``_redis.lua``) appends and reads in one atomic round trip, stamping each line with Redis
+``TIME``: one clock for all.
 
-Waiting is local: each process keeps its own FIFO per `Priority` for each
-key, and one task per key asks Redis for a token on behalf of the head of that queue. When
-there is none, the script answers how long until there will be, and the task sleeps that
-long (at most ``max_sleep``, plus up to a millisecond of jitter so processes do not ask in
-lockstep), or less when an answer from this process recalibrates the key.
+So the learning, the pacing and the guarantees are the in-process limiter's, whatever the
+server's policy: four processes spend one budget as one process would.
 
-If Redis becomes unreachable (any redis-py error or a timeout), the limiter carries on with an
-internal `LocalRateLimiter`, seeded with the last state Redis reported, logs one
-warning, and probes Redis (at most every ``probe_interval`` seconds, when requests come) until
-it answers, which it logs once at INFO. No redis exception reaches a caller.
+Waiting is local: each process keeps its own FIFO per `Priority` for each key, and one task per
+key makes attempts on behalf of the head of that queue, sleeping between them as long as its
+replica says (at most ``max_sleep``, plus up to a millisecond of jitter so processes do not ask
+in lockstep), or less when an answer from this process changes the picture. Both keys expire
+after ``key_ttl`` idle seconds; an admission never answered (its process died) stops counting
+as in flight ``in_flight_timeout`` seconds after it was granted; the log is trimmed to
+``log_size`` lines. Keys hold the token's fingerprint, never the token.
+
+If Redis becomes unreachable (any redis-py error or a timeout), the limiter carries on alone
+with its replica in an internal `LocalRateLimiter` (pauses, calibration and learned policy
+survive the switch), logs one warning, and probes Redis (at most every ``probe_interval``
+seconds, when requests come) until it answers, which it logs once at INFO. No redis exception
+reaches a caller.
 """
 
 from __future__ import annotations
 
 import asyncio
 import importlib.resources
-import itertools
 import logging
 import math
 import random
@@ -36,35 +42,51 @@ from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
-from d360_async._core._ratelimit._bucket import BucketSnapshot, TokenBucket
-from d360_async._core._ratelimit._budget import BudgetSnapshot
 from d360_async._core._ratelimit._headers import RateLimitState
+from d360_async._core._ratelimit._ledger import (
+    ATTEMPT,
+    Replica,
+    Take,
+    encode_record,
+    encode_refund,
+)
 from d360_async._core._ratelimit._protocol import LimiterStats, Priority, RateLimitKey, Ticket
-from d360_async._limiters._local import LocalRateLimiter, RateLimitConfig
+from d360_async._limiters._local import LocalRateLimiter, RateLimitConfig, budget_stats
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
     from redis.commands.core import AsyncScript
 
-__all__ = ["RedisRateLimiter"]
+__all__ = ["LOG_SIZE", "RedisRateLimiter", "RedisTicket", "parse_reply"]
 
 logger = logging.getLogger("d360_async.ratelimit")
 
 NAP_JITTER: Final = 0.001
 """Most seconds added at random to a wait for a token, to de-synchronise processes."""
 
+MIN_NAP: Final = 0.002
+"""Least seconds between two attempts of one process after one was refused."""
+
+LOG_SIZE: Final = 10_000
+"""Lines of a key's log kept when it is trimmed (it is trimmed at twice as many)."""
+
 SCRIPT: Final[str] = (
     importlib.resources.files(__package__).joinpath("_redis.lua").read_text(encoding="utf-8")
 )
-"""The Lua script that owns every bucket in Redis."""
+"""The Lua script that appends to and reads every key's log."""
 
 
 @attrs.define(slots=True, eq=False)
 class RedisTicket(Ticket):
-    """A ticket admitted through Redis: ``member`` names its entry in the in-flight set."""
+    """A ticket granted through the shared log.
 
-    member: str = ""
-    remote_admitted_at: float | None = None
+    Attributes:
+        take: its admission's name in the log.
+        sent: when it was granted, on the shared (Redis) clock.
+    """
+
+    take: str = ""
+    sent: float = 0.0
 
 
 class BadReply(Exception):
@@ -83,110 +105,45 @@ _Waiter = tuple["asyncio.Future[RedisTicket | _Divert]", float]
 
 
 @attrs.frozen(slots=True)
-class _Reply:
-    result: float
+class Reply:
+    """The script's answer, decoded."""
+
+    epoch: str
+    base: int
     now: float
-    snapshot: BucketSnapshot
-    in_flight: int
+    mine: int
+    lines: list[bytes | str]
 
 
-def _number(raw: bytes | str) -> float | None:
-    text = raw.decode() if isinstance(raw, bytes) else raw
-    return float(text) if text else None
+def _text(raw: object) -> str:
+    if isinstance(raw, bytes):
+        return raw.decode()
+    if isinstance(raw, str):
+        return raw
+    raise ValueError(f"expected text, got {type(raw).__name__}")
 
 
-def parse_reply(raw: list[bytes | str]) -> _Reply:
-    """Decode the script's answer (a list of strings, ``""`` for none)."""
-    values = [_number(item) for item in raw]
-    if len(values) != 16:
-        raise ValueError(f"unexpected rate-limit script reply: {raw!r}")
-
-    def required(index: int) -> float:
-        value = values[index]
-        if value is None:
-            raise ValueError(f"rate-limit script reply lacks item {index}: {raw!r}")
-        return value
-
-    learned = values[7]
-    return _Reply(
-        result=required(0),
-        now=required(1),
-        snapshot=BucketSnapshot(
-            tokens=required(2),
-            updated=required(3),
-            paused_until=required(4),
-            reset_at=values[5],
-            spread_rate=values[6],
-            learned_limit=None if learned is None else int(learned),
-            remaining=values[8],
-            factor=required(9),
-            throttled_at=values[10],
-            consecutive=int(required(11)),
-            calibrated_at=values[12],
-            anchor=values[13],
-            period_refuted=values[14] == 1.0,
-        ),
-        in_flight=int(required(15)),
-    )
-
-
-def _arg(value: float | int | None) -> str:
-    if value is None:
-        return ""
-    return repr(float(value))
-
-
-def script_args(
-    op: str,
-    config: RateLimitConfig,
-    *,
-    key_ttl: float,
-    in_flight_timeout: float,
-    member: str = "",
-    status: int | None = None,
-    state: RateLimitState | None = None,
-    admitted_at: float | None = None,
-    backlog_since: float | None = None,
-    now: float | None = None,
-) -> list[str]:
-    """The script's ARGV for one operation (``now`` overrides Redis TIME, for tests)."""
-    return [
-        op,
-        _arg(now),
-        _arg(config.rate),
-        _arg(config.period),
-        str(config.effective_burst),
-        _arg(config.safety_margin),
-        _arg(config.effective_wait_margin),
-        "1" if config.adaptive else "0",
-        _arg(key_ttl),
-        _arg(in_flight_timeout),
-        member,
-        "" if status is None else str(status),
-        _arg(state.limit if state is not None else None),
-        _arg(state.remaining if state is not None else None),
-        _arg(state.reset_after if state is not None else None),
-        _arg(state.retry_after if state is not None else None),
-        _arg(admitted_at),
-        "1" if state is not None else "0",
-        _arg(backlog_since),
-        _arg(config.effective_epoch_margin),
-        "1" if state is not None and state.reset_is_epoch else "0",
-        "1" if state is not None and state.retry_is_date else "0",
-    ]
+def parse_reply(raw: object) -> Reply:
+    """Decode the script's answer; `ValueError` for anything it never returns."""
+    if not isinstance(raw, list) or len(raw) != 5 or not isinstance(raw[4], list):
+        raise ValueError(f"unexpected rate-limit script reply: {raw!r:.200}")
+    epoch, base, now, mine = (_text(item) for item in raw[:4])
+    stamp = float(now)
+    if not math.isfinite(stamp):
+        raise ValueError(f"unexpected time in the script reply: {now!r}")
+    return Reply(epoch, int(base), stamp, int(mine), list(raw[4]))
 
 
 class _Lane:
-    """This process's view of one key: its queues, counters and last known bucket."""
+    """This process's side of one key: its queues, counters and replica of the budget."""
 
     __slots__ = (
-        "backlog_since",
+        "fresh",
         "in_flight",
         "key",
         "keys",
-        "mirror",
-        "offset",
         "queues",
+        "replica",
         "requests",
         "task",
         "throttled",
@@ -196,12 +153,11 @@ class _Lane:
         "wake",
     )
 
-    def __init__(self, key: RateLimitKey, keys: list[str], mirror: TokenBucket) -> None:
+    def __init__(self, key: RateLimitKey, keys: list[str], replica: Replica) -> None:
         self.key = key
         self.keys = keys
-        self.mirror = mirror
-        self.offset: float | None = None  # our clock minus Redis's, from the last answer
-        self.backlog_since = 0.0  # when the current run of waiting began, our clock
+        self.replica = replica
+        self.fresh = False  # the replica was read from Redis since the last sleep
         self.queues: tuple[deque[_Waiter], ...] = tuple(deque() for _ in Priority)
         self.waiting = [0] * len(Priority)
         self.task: asyncio.Task[None] | None = None
@@ -236,21 +192,23 @@ def _resolve(future: asyncio.Future[None]) -> None:
 
 
 class RedisRateLimiter:
-    """A `RateLimiter` whose budgets are shared through Redis.
+    """A `RateLimiter` whose budgets are shared through Redis (module docstring).
 
     Args:
         redis: a ``redis.asyncio.Redis`` client (borrowed: not closed by
             [aclose][d360_async.RedisRateLimiter.aclose]) or a URL such as
             ``"redis://localhost:6379/0"`` (a client is created and owned).
-        config: the pacing settings (every process sharing a key should use the same).
+        config: the pacing settings and priors (every process sharing a key must use the
+            same: their replicas must compute alike).
         prefix: the start of every Redis key this limiter writes.
         key_ttl: seconds an idle key is kept.
         in_flight_timeout: seconds after which an admitted request that was never completed
             (its process died) stops counting as in flight.
         probe_interval: least seconds between attempts to reach Redis again after a failure.
         operation_timeout: longest wait for one Redis round trip before falling back.
-        max_sleep: longest sleep between two questions to Redis while waiting.
-        clock: this process's monotonic clock (for local waits, stats and the fallback).
+        max_sleep: longest sleep between two looks at Redis while waiting.
+        log_size: lines of each key's log kept when it is trimmed.
+        clock: this process's monotonic clock (for local waits and stats).
 
     Added in version 0.1.0."""
 
@@ -261,12 +219,13 @@ class RedisRateLimiter:
         "_errors",
         "_fallback",
         "_in_flight_timeout",
-        "_instance",
         "_key_ttl",
         "_lanes",
         "_local",
+        "_log_size",
         "_max_sleep",
         "_next_probe",
+        "_offset",
         "_operation_timeout",
         "_owns_redis",
         "_prefix",
@@ -274,7 +233,6 @@ class RedisRateLimiter:
         "_probe_interval",
         "_redis",
         "_script",
-        "_serial",
         "_tasks",
         "_where",
     )
@@ -290,6 +248,7 @@ class RedisRateLimiter:
         probe_interval: float = 5.0,
         operation_timeout: float = 2.0,
         max_sleep: float = 1.0,
+        log_size: int = LOG_SIZE,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         try:
@@ -308,6 +267,8 @@ class RedisRateLimiter:
         ):
             if not (value > 0 and math.isfinite(value)):
                 raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+        if log_size < 1:
+            raise ValueError(f"log_size must be at least 1, got {log_size!r}")
         if isinstance(redis, str):
             self._redis: Redis = redis_asyncio.Redis.from_url(
                 redis,
@@ -326,7 +287,10 @@ class RedisRateLimiter:
         self._probe_interval = probe_interval
         self._operation_timeout = operation_timeout
         self._max_sleep = max_sleep
+        self._log_size = log_size
         self._clock = clock
+        # The shared clock (Redis TIME) minus ours; the wall clock until Redis has answered.
+        self._offset = time.time() - clock()
         self._errors: tuple[type[BaseException], ...] = (
             redis_exceptions.RedisError,
             OSError,
@@ -334,14 +298,13 @@ class RedisRateLimiter:
             BadReply,
         )
         self._script: AsyncScript = self._redis.register_script(SCRIPT)
-        self._local = LocalRateLimiter(self._config, clock=clock)
+        # The fallback runs on the shared clock, so that it can carry the replicas on.
+        self._local = LocalRateLimiter(self._config, clock=self._shared_now)
         self._lanes: dict[RateLimitKey, _Lane] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._fallback = False
         self._next_probe = -math.inf
         self._probe: asyncio.Task[None] | None = None
-        self._instance = secrets.token_hex(6)
-        self._serial = itertools.count(1)
         self._closed = False
 
     @classmethod
@@ -364,9 +327,9 @@ class RedisRateLimiter:
         return self._fallback
 
     def redis_keys(self, key: RateLimitKey) -> list[str]:
-        """The two Redis keys holding ``key``'s budget (hash-tagged: one cluster slot)."""
+        """The two Redis keys holding ``key``'s log (hash-tagged: one cluster slot)."""
         base = f"{self._prefix}:{{{key}}}"
-        return [f"{base}:bucket", f"{base}:inflight"]
+        return [f"{base}:log", f"{base}:meta"]
 
     def __repr__(self) -> str:
         if self._closed:
@@ -407,7 +370,6 @@ class RedisRateLimiter:
         lane.queues[level].append((future, self._clock()))
         lane.waiting[level] += 1
         if lane.task is None:
-            lane.backlog_since = self._clock()
             lane.task = self._spawn(self._serve(lane))
         try:
             admitted = await future
@@ -428,9 +390,9 @@ class RedisRateLimiter:
     async def complete(
         self, ticket: Ticket, *, status: int | None, state: RateLimitState | None
     ) -> None:
-        """Settle a ticket: calibrate the shared bucket from the answer, or pause it on a 429.
+        """Settle a ticket: its answer goes to every process's budget (or pauses it on a 429).
 
-        Never raises a redis error: if Redis fails, the answer calibrates the local fallback.
+        Never raises a redis error: if Redis fails, the answer goes to the local fallback.
 
         Raises:
             RuntimeError: the ticket was already completed.
@@ -450,41 +412,44 @@ class RedisRateLimiter:
             lane.throttled += 1
         used = self._config.headers_in_use(status, state)
         if self._fallback or self._closed:
-            self._local._feedback(ticket.key, status, used, admitted_at=ticket.admitted_at)
+            self._record_locally(lane, ticket, status, used)
             return
-        # Shielded: a caller cancelled while settling must not leave the shared state half
-        # told (the update finishes in the background).
+        # Shielded: a caller cancelled while settling must not keep the answer from the
+        # others (the append finishes in the background).
         await asyncio.shield(self._spawn(self._complete_remote(lane, ticket, status, used)))
 
     def stats(self) -> list[LimiterStats]:
-        """Counters of this process and the last known shared estimate, per key.
+        """Counters of this process and its replica's estimate, per key.
 
         Requests admitted by the local fallback are included in the counters.
         """
-        now = self._clock()
+        now = self._shared_now()
         local = {s.key: s for s in self._local.stats()}
         found: list[LimiterStats] = []
         for lane in self._lanes.values():
             mine = self._lane_stats(lane, now)
             other = local.pop(lane.key, None)
             if other is not None:
-                estimate = other if self._fallback else mine
-                mine = attrs.evolve(
-                    estimate,
-                    requests=mine.requests + other.requests,
-                    waits=mine.waits + other.waits,
-                    total_wait=mine.total_wait + other.total_wait,
-                    throttled=mine.throttled + other.throttled,
-                    in_flight=mine.in_flight + other.in_flight,
-                    queued=mine.queued + other.queued,
+                estimate = other if self._fallback or mine is None else mine
+                found.append(
+                    attrs.evolve(
+                        estimate,
+                        requests=lane.requests + other.requests,
+                        waits=lane.waits + other.waits,
+                        total_wait=lane.total_wait + other.total_wait,
+                        throttled=lane.throttled + other.throttled,
+                        in_flight=lane.in_flight + other.in_flight,
+                        queued=sum(lane.waiting) + other.queued,
+                    )
                 )
-            found.append(mine)
+            elif mine is not None:
+                found.append(mine)
         found.extend(local.values())
         return found
 
     def has_capacity(self, key: RateLimitKey, priority: Priority = Priority.DIRECT) -> bool:
         """Whether an [acquire][d360_async.RedisRateLimiter.acquire] would likely be admitted now
-        (from the last answer)."""
+        (from what this process last read)."""
         if self._closed:
             return False
         if self._fallback:
@@ -492,14 +457,14 @@ class RedisRateLimiter:
         lane = self._lanes.get(key)
         if lane is None:
             return True
-        return lane.ahead(int(priority)) == 0 and lane.mirror.wait_time(self._clock()) == 0.0
+        return lane.ahead(int(priority)) == 0 and lane.replica.wait_time(self._shared_now()) == 0.0
 
     def next_available(self, key: RateLimitKey, priority: Priority = Priority.DIRECT) -> float:
         """Seconds until an [acquire][d360_async.RedisRateLimiter.acquire] would be admitted, from
-        the last shared state.
+        what this process last read of the shared log.
 
-        Other processes' requests since that answer are not known here, so this is a lower
-        bound when the key is busy elsewhere.
+        Other processes' requests since then are not known here, so this is a lower bound
+        when the key is busy elsewhere.
         """
         if self._fallback:
             return self._local.next_available(key, priority)
@@ -507,16 +472,14 @@ class RedisRateLimiter:
         if lane is None:
             return 0.0
         need = lane.ahead(int(priority)) + 1
-        return lane.mirror.wait_time(self._clock(), float(need))
+        return lane.replica.wait_time(self._shared_now(), float(need))
 
     def budget(self, key: RateLimitKey) -> float:
         """The sustainable requests per second on ``key``, shared by every process."""
-        if self._fallback:
-            return self._local.budget(key)
         lane = self._lanes.get(key)
-        if lane is None:
+        if self._fallback or lane is None or lane.replica.budget is None:
             return self._local.budget(key)
-        return lane.mirror.sustainable_rate
+        return lane.replica.budget.sustainable_rate
 
     async def aclose(self) -> None:
         """Stop every task, fail queued acquires with `RuntimeError`, close the client
@@ -545,10 +508,14 @@ class RedisRateLimiter:
 
     # -- internals ------------------------------------------------------------------------
 
+    def _shared_now(self) -> float:
+        return self._clock() + self._offset
+
     def _lane(self, key: RateLimitKey) -> _Lane:
         lane = self._lanes.get(key)
         if lane is None:
-            lane = _Lane(key, self.redis_keys(key), _token_bucket(self._config, self._clock()))
+            replica = Replica(self._config.new_bucket, in_flight_timeout=self._in_flight_timeout)
+            lane = _Lane(key, self.redis_keys(key), replica)
             self._lanes[key] = lane
         return lane
 
@@ -558,41 +525,39 @@ class RedisRateLimiter:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def _call(
-        self,
-        lane: _Lane,
-        op: str,
-        *,
-        member: str = "",
-        status: int | None = None,
-        state: RateLimitState | None = None,
-        admitted_at: float | None = None,
-        backlog_since: float | None = None,
-    ) -> _Reply:
-        args = script_args(
-            op,
-            self._config,
-            key_ttl=self._key_ttl,
-            in_flight_timeout=self._in_flight_timeout,
-            member=member,
-            status=status,
-            state=state,
-            admitted_at=admitted_at,
-            backlog_since=backlog_since,
-        )
+    async def _call(self, lane: _Lane, event: str = "") -> Take | None:
+        """Append `event` (if any) to the key's log and apply the log up to now; return the
+        outcome of the appended event when it was a granted attempt."""
+        replica = lane.replica
+        asked_from, asked_epoch = replica.next_index, replica.epoch
+        args = [
+            str(asked_from),
+            event,
+            str(self._log_size),
+            str(max(1, round(self._key_ttl * 1000))),
+            secrets.token_hex(6),
+            asked_epoch,
+        ]
         async with asyncio.timeout(self._operation_timeout):
             raw = await self._script(keys=lane.keys, args=args)
         try:
             reply = parse_reply(raw)
-        except (ValueError, TypeError, AttributeError) as exc:
+        except (ValueError, TypeError) as exc:
             raise BadReply(str(exc)) from exc
-        # Redis time to ours: the answer was computed at most one round trip ago.
-        lane.offset = offset = self._clock() - reply.now
-        lane.mirror.restore(reply.snapshot.shifted(offset))
-        return reply
+        # The reply's time was read at most one round trip ago.
+        self._offset = reply.now - self._clock()
+        lane.fresh = True
+        return replica.ingest(
+            reply.epoch,
+            reply.base,
+            reply.lines,
+            asked_from=asked_from,
+            asked_epoch=asked_epoch,
+            mine=reply.mine if event else None,
+        )
 
     async def _serve(self, lane: _Lane) -> None:
-        """Admit this process's waiters on one key, head first, one Redis answer at a time."""
+        """Admit this process's waiters on one key, head first, one attempt at a time."""
         try:
             await self._serve_until_idle(lane)
         except Exception as exc:
@@ -610,25 +575,27 @@ class RedisRateLimiter:
             if self._fallback:
                 self._divert(lane)
                 return
-            member = f"{self._instance}:{next(self._serial)}"
-            # This process has had a caller waiting since backlog_since: a token completed
-            # meanwhile was due to it, even if our nap ended late (see TokenBucket.advance).
-            since = None if lane.offset is None else lane.backlog_since - lane.offset
+            if lane.fresh:
+                wait = lane.replica.wait_time(self._shared_now())
+                if wait > 0.0:
+                    await self._nap(lane, wait)
+                    continue
             try:
-                reply = await self._call(lane, "acquire", member=member, backlog_since=since)
+                take = await self._call(lane, ATTEMPT)
             except self._errors as exc:
                 self._degrade(exc)
                 continue
-            if reply.result > 0.0:
-                await self._nap(lane, reply.result)
+            if take is None:
+                # Refused (another process was first, or the budget moved): look again soon.
+                await self._nap(lane, max(MIN_NAP, lane.replica.wait_time(self._shared_now())))
                 continue
-            self._hand_over(lane, member, reply.now)
+            self._hand_over(lane, take)
 
-    def _hand_over(self, lane: _Lane, member: str, remote_now: float | None) -> bool:
-        """Give an admission to the head waiter; refund it when nobody is left."""
+    def _hand_over(self, lane: _Lane, take: Take) -> bool:
+        """Give an admission to the head waiter; give it back when nobody is left."""
         head = lane.head()
         if head is None:
-            self._spawn(self._refund(lane, member))
+            self._spawn(self._append(lane, encode_refund(take.id)))
             return False
         (future, enqueued), level = head
         lane.queues[level].popleft()
@@ -646,8 +613,9 @@ class RedisRateLimiter:
                 now,
                 waited,
                 Priority(level),
-                member=member,
-                remote_admitted_at=remote_now,
+                seq=take.seq,
+                take=take.id,
+                sent=take.sent,
             )
         )
         return True
@@ -658,13 +626,13 @@ class RedisRateLimiter:
         lane.in_flight -= 1
         lane.requests -= 1
         if not self._closed:
-            self._hand_over(lane, ticket.member, ticket.remote_admitted_at)
+            self._hand_over(lane, Take(ticket.take, ticket.seq, ticket.sent))
 
-    async def _refund(self, lane: _Lane, member: str) -> None:
+    async def _append(self, lane: _Lane, event: str) -> None:
         if self._fallback or self._closed:
             return
         try:
-            await self._call(lane, "refund", member=member)
+            await self._call(lane, event)
         except self._errors as exc:
             self._degrade(exc)
 
@@ -676,33 +644,37 @@ class RedisRateLimiter:
         state: RateLimitState | None,
     ) -> None:
         try:
-            await self._call(
-                lane,
-                "complete",
-                member=ticket.member,
-                status=status,
-                state=state,
-                admitted_at=ticket.remote_admitted_at,
-            )
+            await self._call(lane, encode_record(ticket.take, status, state))
         except self._errors as exc:
             self._degrade(exc)
-            self._local._feedback(ticket.key, status, state, admitted_at=ticket.admitted_at)
+            self._record_locally(lane, ticket, status, state)
         else:
             lane.nudge()
 
+    def _record_locally(
+        self,
+        lane: _Lane,
+        ticket: RedisTicket,
+        status: int | None,
+        state: RateLimitState | None,
+    ) -> None:
+        """An answer to a shared admission while Redis is away: the replica, now driven by
+        the local fallback, takes it as it is."""
+        self._local._record(lane.key, status, state, sent=ticket.sent, seq=ticket.seq)
+
     async def _nap(self, lane: _Lane, wait: float) -> None:
-        """Sleep until a token should be there (bounded, jittered), or until nudged.
+        """Sleep until an attempt should be granted (bounded, jittered), or until nudged.
 
         The jitter only keeps processes that computed the same wake-up from reaching Redis in
         the same instant; one script call takes well under a millisecond, so a millisecond is
-        plenty. Waking late costs no token (the backlog is credited, see ``_serve_until_idle``)
-        but delays the request, so the jitter is kept that small.
+        plenty.
         """
         delay = min(wait, self._max_sleep)
         delay += random.uniform(0.0, min(NAP_JITTER, delay * 0.1))
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         handle = asyncio.get_running_loop().call_later(delay, _resolve, future)
         lane.wake = future
+        lane.fresh = False
         try:
             await future
         finally:
@@ -723,8 +695,9 @@ class RedisRateLimiter:
             exc,
         )
         for lane in self._lanes.values():
-            # Carry on from what Redis last said: pauses and calibration survive the switch.
-            self._local._seed(lane.key, _as_budget(lane.mirror))
+            # Carry on with the replica itself: pauses, credits and the learned policy.
+            if lane.replica.budget is not None:
+                self._local._adopt(lane.key, lane.replica.budget)
             lane.nudge()
 
     def _divert(self, lane: _Lane) -> None:
@@ -751,50 +724,32 @@ class RedisRateLimiter:
         finally:
             self._probe = None
         if self._fallback and not self._closed:
+            # Idle connections opened before the outage are dead: drop them, so that the
+            # first calls after it do not fail on them and start a second outage.
+            pool = getattr(self._redis, "connection_pool", None)
+            if pool is not None:
+                try:
+                    await pool.disconnect(inuse_connections=False)
+                except self._errors as exc:  # pragma: no cover - closing dead sockets
+                    logger.debug("dropping stale Redis connections failed: %r", exc)
             self._fallback = False
             logger.info("Redis %s answers again; rate limits are shared again", self._where)
 
-    def _lane_stats(self, lane: _Lane, now: float) -> LimiterStats:
-        bucket = lane.mirror
-        bucket.advance(now)
-        reset_at = bucket.reset_at
-        return LimiterStats(
-            key=lane.key,
+    def _lane_stats(self, lane: _Lane, now: float) -> LimiterStats | None:
+        budget = lane.replica.budget
+        if budget is None:
+            return None
+        return budget_stats(
+            lane.key,
+            budget,
+            max(now, lane.replica.now),
             requests=lane.requests,
             waits=lane.waits,
             total_wait=lane.total_wait,
             throttled=lane.throttled,
-            limit=bucket.learned_limit,
-            remaining=bucket.remaining,
-            reset_after=reset_at - now if reset_at is not None and reset_at > now else None,
-            rate=bucket.rate,
             in_flight=lane.in_flight,
             queued=sum(lane.waiting),
-            paused_for=max(0.0, bucket.paused_until - now),
-            budget=bucket.sustainable_rate,
         )
-
-
-def _token_bucket(config: RateLimitConfig, now: float) -> TokenBucket:
-    """The bucket the script keeps, with these settings."""
-    return TokenBucket(config.rate, config.period, now=now, **config.pacing())
-
-
-def _as_budget(bucket: TokenBucket) -> BudgetSnapshot:
-    """What the shared bucket knew, for the local fallback to continue from."""
-    return BudgetSnapshot(
-        credits=bucket.remaining,
-        grant_at=bucket.reset_at,
-        paused_until=bucket.paused_until,
-        limit=int(bucket.limit),
-        window=bucket.period,
-        family="unknown",
-        end_lo=None,
-        end_hi=bucket.reset_at,
-        refill_rate=0.0,
-        factor=bucket.factor,
-        rate=max(bucket.rate, bucket.sustainable_rate),
-    )
 
 
 def _describe(client: Any) -> str:

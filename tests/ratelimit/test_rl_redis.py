@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import socket
 import time
 import uuid
@@ -25,9 +24,8 @@ from d360_async._limiters import (
     RedisRateLimiter,
     RedisTicket,
     Ticket,
-    TokenBucket,
 )
-from d360_async._limiters._redis import SCRIPT, _token_bucket, parse_reply, script_args
+from d360_async._limiters._redis import SCRIPT, parse_reply
 
 if TYPE_CHECKING:
     from conftest import RedisServer
@@ -56,143 +54,53 @@ def limiter_for(
     return RedisRateLimiter(client, config=config, prefix=prefix, **kwargs)
 
 
-# -- the script is the bucket ---------------------------------------------------------------
+# -- the script is the log ------------------------------------------------------------------
 
 
-class Parity:
-    """One key driven through the script (explicit times) and a TokenBucket side by side."""
-
-    def __init__(self, sync: redis.Redis, config: RateLimitConfig, name: str) -> None:
-        self.sync = sync
-        self.config = config
-        self.keys = [f"{name}:bucket", f"{name}:inflight"]
-        self.now = 1000.0
-        self.bucket = _token_bucket(config, self.now)
-        self.call("peek")  # both start full at the same time
-
-    def call(
-        self,
-        op: str,
-        *,
-        member: str = "",
-        status: int | None = None,
-        state: RateLimitState | None = None,
-        admitted_at: float | None = None,
-        backlog_since: float | None = None,
-    ) -> float:
-        args = script_args(
-            op,
-            self.config,
-            key_ttl=60,
-            in_flight_timeout=600,
-            member=member,
-            status=status,
-            state=state,
-            admitted_at=admitted_at,
-            backlog_since=backlog_since,
-            now=self.now,
-        )
-        reply = parse_reply(self.sync.eval(SCRIPT, 2, *self.keys, *args))  # type: ignore[arg-type]
-        _assert_same(reply.snapshot, self.bucket)
-        return reply.result
+def script_call(
+    sync: redis.Redis, keys: list[str], asked_from: int, event: str, epoch: str = ""
+) -> list[object]:
+    reply = sync.eval(SCRIPT, 2, *keys, str(asked_from), event, "3", "60000", "fresh", epoch)  # type: ignore[arg-type]
+    assert isinstance(reply, list)
+    return reply
 
 
-def _random_state(rng: random.Random, *, long_resets: bool) -> RateLimitState | None:
-    """Random headers; ``long_resets`` adds resets longer than the period, which refute it."""
-    return rng.choice(
-        [
-            None,
-            RateLimitState(remaining=rng.randint(0, 20)),
-            RateLimitState(limit=20, remaining=rng.randint(0, 20), reset_after=rng.uniform(0, 2)),
-            RateLimitState(
-                remaining=rng.randint(0, 20),
-                reset_after=rng.uniform(0, 2),
-                reset_is_epoch=rng.random() < 0.5,
-            ),
-            RateLimitState(limit=rng.choice([20, 30]), remaining=rng.randint(0, 30)),
-            RateLimitState(
-                remaining=rng.randint(0, 20), reset_after=rng.uniform(0, 6 if long_resets else 2)
-            ),
-            RateLimitState(retry_after=rng.uniform(0, 3)),
-            RateLimitState(retry_after=rng.uniform(0, 3), retry_is_date=True),
-        ]
-    )
-
-
-def test_script_and_python_bucket_agree(redis_server: RedisServer, prefix: str) -> None:
-    """Random operations with explicit times: Redis and TokenBucket end in the same state."""
-    rng = random.Random(20240601)
+def test_the_script_appends_stamps_and_reads_in_one_step(
+    redis_server: RedisServer, prefix: str
+) -> None:
     sync = redis.Redis.from_url(redis_server.url)
-    try:
-        for run in range(40):
-            # Half the runs with an explicit margin, half with the default (epoch) one.
-            config = RateLimitConfig(
-                rate=20, period=2.0, burst=3, wait_margin=0.05 if run % 2 else None
-            )
-            twin = Parity(sync, config, f"{prefix}:{run}")
-            bucket = twin.bucket
-            members: set[str] = set()
-            for serial in range(40):
-                twin.now += rng.choice([0.0, 0.01, 0.1, 0.5, 1.5])
-                now = twin.now
-                op = rng.choice(["acquire", "acquire", "complete", "complete", "refund", "peek"])
-                if op == "acquire":
-                    member = f"m{serial}"
-                    since = rng.choice([None, now - rng.uniform(0, 3)])
-                    if since is not None:
-                        bucket.advance(min(since, now))
-                        bucket.advance(now, backlogged=True)
-                    wait = bucket.try_take(now)
-                    if wait == 0.0:
-                        members.add(member)
-                    got = twin.call("acquire", member=member, backlog_since=since)
-                    assert got == pytest.approx(wait, abs=1e-9)
-                elif op == "complete" and members:
-                    member = rng.choice(sorted(members))
-                    members.discard(member)
-                    status = rng.choice([200, 200, 429, 503, None])
-                    state = _random_state(rng, long_resets=run % 4 == 0)
-                    admitted = now - rng.uniform(0, 0.5)
-                    bucket.record(
-                        status, state, in_flight=len(members), now=now, admitted_at=admitted
-                    )
-                    twin.call(
-                        "complete", member=member, status=status, state=state, admitted_at=admitted
-                    )
-                elif op == "refund" and members:
-                    member = members.pop()
-                    bucket.refund(now)
-                    twin.call("refund", member=member)
-                else:
-                    bucket.advance(now)
-                    twin.call("peek")
-    finally:
-        sync.close()
+    keys = [f"{prefix}:log", f"{prefix}:meta"]
+    first = parse_reply(script_call(sync, keys, 0, "A"))
+    assert (first.epoch, first.base, first.mine) == ("fresh", 0, 0)
+    assert len(first.lines) == 1
+    stamp, event = first.lines[0].decode().split(" ", 1)  # type: ignore[union-attr]
+    assert (float(stamp), event) == (first.now, "A")
+    assert abs(first.now - time.time()) < 5  # Redis TIME, in seconds
+    # Reading from where the caller stands returns only what it has not seen.
+    second = parse_reply(script_call(sync, keys, 1, "F e:0", epoch="fresh"))
+    assert second.mine == 1
+    assert [line.decode().split(" ", 1)[1] for line in second.lines] == ["F e:0"]  # type: ignore[union-attr]
+    # Trimmed at twice the kept size (3 here): the base moves, indices do not.
+    for _ in range(6):
+        last = parse_reply(script_call(sync, keys, 0, "A", epoch="fresh"))
+    assert last.base == 4  # at 7 lines (more than 2 x 3), cut to the last 3
+    assert last.mine == 7
+    assert len(last.lines) == 4  # a caller behind the base gets what is left
+    # Another epoch than the caller knows (the key expired and came back): read from the start.
+    sync.delete(*keys)
+    fresh = parse_reply(script_call(sync, keys, 8, "A", epoch="old"))
+    assert (fresh.base, fresh.mine, len(fresh.lines)) == (0, 0, 1)
+    assert 0 < sync.pttl(keys[0]) <= 60_000
+    sync.close()
 
 
-def _assert_same(remote: object, bucket: TokenBucket) -> None:
-    local = bucket.snapshot()
-    for field in (
-        "tokens",
-        "updated",
-        "paused_until",
-        "reset_at",
-        "spread_rate",
-        "remaining",
-        "factor",
-        "throttled_at",
-        "calibrated_at",
-        "anchor",
-    ):
-        expected = getattr(local, field)
-        got = getattr(remote, field)
-        if expected is None:
-            assert got is None, field
-        else:
-            assert got == pytest.approx(expected, rel=1e-9, abs=1e-9), field
-    assert remote.learned_limit == local.learned_limit  # type: ignore[attr-defined]
-    assert remote.consecutive == local.consecutive  # type: ignore[attr-defined]
-    assert remote.period_refuted == local.period_refuted  # type: ignore[attr-defined]
+@pytest.mark.parametrize(
+    "raw",
+    [None, [], ["e", "0", "1.0", "-1"], ["e", "x", "1.0", "-1", []], ["e", "0", "nan", "-1", []]],
+)
+def test_a_reply_the_script_never_gives_is_refused(raw: object) -> None:
+    with pytest.raises(ValueError, match=r"unexpected|invalid literal"):
+        parse_reply(raw)
 
 
 # -- sharing --------------------------------------------------------------------------------
@@ -218,14 +126,13 @@ async def test_two_limiters_share_one_budget_atomically(
     assert len(immediate) <= 10
     assert elapsed >= 9 / 181
     assert all(isinstance(t, RedisTicket) for t in tickets)
-    assert len({t.member for t in tickets if isinstance(t, RedisTicket)}) == 20
-    in_flight_key = first.redis_keys(KEY)[1]
-    assert await client.zcard(in_flight_key) == 20
+    assert len({t.take for t in tickets if isinstance(t, RedisTicket)}) == 20
+    assert sorted(t.seq for t in tickets) == list(range(1, 21))  # one count for both
     for index, ticket in enumerate(tickets):
         owner = first if index < 10 else second
         await owner.complete(ticket, status=200, state=None)
-    assert await client.zcard(in_flight_key) == 0
     assert sum(s.requests for s in first.stats() + second.stats()) == 20
+    assert sum(s.in_flight for s in first.stats() + second.stats()) == 0
     await first.aclose()
     await second.aclose()
 
@@ -255,7 +162,7 @@ async def test_calibration_is_shared(client: redis.asyncio.Redis, prefix: str) -
     assert time.monotonic() - started >= 0.05
     (stats,) = second.stats()
     assert stats.limit == 500
-    assert stats.budget == pytest.approx((500 - 9) / 1.0)
+    assert stats.budget == pytest.approx(500.0)  # what the server announced, per its window
     await second.complete(other, status=200, state=None)
     await first.aclose()
     await second.aclose()
@@ -264,17 +171,67 @@ async def test_calibration_is_shared(client: redis.asyncio.Redis, prefix: str) -
 async def test_keys_expire_and_hold_no_token(client: redis.asyncio.Redis, prefix: str) -> None:
     limiter = limiter_for(client, prefix, key_ttl=30.0, in_flight_timeout=20.0)
     ticket = await limiter.acquire(KEY)
-    bucket_key, flight_key = limiter.redis_keys(KEY)
-    assert bucket_key == f"{prefix}:{{{KEY}}}:bucket"
-    assert 0 < await client.pttl(bucket_key) <= 30_000
-    assert 0 < await client.pttl(flight_key) <= 30_000
+    log_key, meta_key = limiter.redis_keys(KEY)
+    assert log_key == f"{prefix}:{{{KEY}}}:log"
     await limiter.complete(ticket, status=429, state=RateLimitState(retry_after=100.0))
-    assert 99_000 < await client.pttl(bucket_key) <= 101_000  # kept while the pause lasts
+    assert 0 < await client.pttl(log_key) <= 30_000
+    assert 0 < await client.pttl(meta_key) <= 30_000
     names = {name.decode() async for name in client.scan_iter(match=f"{prefix}:*")}
-    assert bucket_key in names
-    assert names <= {bucket_key, flight_key}
+    assert names == {log_key, meta_key}
     assert all("fp-9f8e7d" in name for name in names)
+    lines = [line.decode() for line in await client.lrange(log_key, 0, -1)]
+    assert [line.split(" ")[1] for line in lines] == ["A", "R"]
+    assert not any("token" in line for line in lines)
     await limiter.aclose()
+
+
+async def test_a_process_that_joins_later_reads_the_history_and_agrees(
+    client: redis.asyncio.Redis, prefix: str
+) -> None:
+    first = limiter_for(client, prefix)
+    for _ in range(5):
+        ticket = await first.acquire(KEY)
+        await first.complete(ticket, status=200, state=RateLimitState(limit=50, remaining=40))
+    late = limiter_for(client, prefix)
+    ticket = await late.acquire(KEY)
+    assert ticket.seq == 6  # the sixth admission on the key, in both replicas
+    (stats,) = late.stats()
+    assert stats.limit == 50  # learned from the other process's answers
+    await late.complete(ticket, status=200, state=None)
+    await first.aclose()
+    await late.aclose()
+
+
+async def test_a_foreign_line_in_the_log_is_skipped(
+    client: redis.asyncio.Redis, prefix: str
+) -> None:
+    limiter = limiter_for(client, prefix)
+    ticket = await limiter.acquire(KEY)
+    await client.rpush(limiter.redis_keys(KEY)[0], "not an event at all")
+    await limiter.complete(ticket, status=200, state=None)
+    again = await limiter.acquire(KEY)
+    assert again.seq == 2
+    assert not limiter.degraded
+    await limiter.complete(again, status=200, state=None)
+    await limiter.aclose()
+
+
+async def test_a_dead_process_admission_stops_counting(
+    client: redis.asyncio.Redis, prefix: str
+) -> None:
+    config = RateLimitConfig(rate=1000, period=1.0, burst=10)
+    dead = limiter_for(client, prefix, config=config, in_flight_timeout=0.2)
+    await dead.acquire(KEY)  # never completed: its process "died"
+    alive = limiter_for(client, prefix, config=config, in_flight_timeout=0.2)
+    ticket = await alive.acquire(KEY)
+    await alive.complete(ticket, status=200, state=RateLimitState(limit=10, remaining=8))
+    assert alive._lanes[KEY].replica.unanswered == 1  # the dead one's, still counted
+    await asyncio.sleep(0.25)
+    ticket = await alive.acquire(KEY)
+    assert alive._lanes[KEY].replica.unanswered == 1  # only this one now
+    await alive.complete(ticket, status=200, state=None)
+    await dead.aclose()
+    await alive.aclose()
 
 
 async def test_priority_is_honoured_locally(client: redis.asyncio.Redis, prefix: str) -> None:

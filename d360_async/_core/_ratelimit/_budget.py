@@ -43,8 +43,6 @@ from __future__ import annotations
 import math
 from collections import deque
 
-import attrs
-
 from d360_async._core._ratelimit._headers import RateLimitState
 from d360_async._core._ratelimit._policy import (
     DISCOVERY_HORIZON,
@@ -60,7 +58,6 @@ __all__ = [
     "INCREASE",
     "MIN_FACTOR",
     "Budget",
-    "BudgetSnapshot",
     "check_pacing",
 ]
 
@@ -119,40 +116,6 @@ def check_pacing(limit: float, period: float, burst: int, safety_margin: float) 
         raise ValueError(f"burst must be at least 1, got {burst!r}")
     if not 0 <= safety_margin < 1:
         raise ValueError(f"safety_margin must be in [0, 1), got {safety_margin!r}")
-
-
-@attrs.frozen(slots=True)
-class BudgetSnapshot:
-    """What a budget holds, as plain values: what the Redis limiter shares between processes.
-
-    Times are on the clock the budget was driven with.
-    """
-
-    credits: float | None
-    grant_at: float | None
-    paused_until: float
-    limit: int
-    window: float
-    family: str
-    end_lo: float | None
-    end_hi: float | None
-    refill_rate: float
-    factor: float
-    rate: float
-
-    def shifted(self, offset: float) -> BudgetSnapshot:
-        """The same snapshot with every time moved by `offset` (onto another clock)."""
-
-        def move(value: float | None) -> float | None:
-            return None if value is None else value + offset
-
-        return attrs.evolve(
-            self,
-            grant_at=move(self.grant_at),
-            paused_until=self.paused_until + offset,
-            end_lo=move(self.end_lo),
-            end_hi=move(self.end_hi),
-        )
 
 
 class Budget:
@@ -639,8 +602,12 @@ class Budget:
                     self._probe_at = now + self._probe_step
             opened = policy.opened
             horizon = window
-            if opened is not None and opened.hi + window > now:
-                horizon = opened.hi + window - now
+            if opened is not None and math.isfinite(opened.hi):
+                left = opened.hi + window - now
+                # Past the end predicted for this window and no rollover: the window is
+                # longer than thought and may end any moment, taking the credits in hand
+                # with it. They were vouched for, so they go now, not over a whole window.
+                horizon = left if left > 0.0 else DRAIN_MIN
             rate = max(spend, 1.0) / max(horizon, EPSILON)
         self._rate = max(rate, EPSILON)
 
@@ -693,36 +660,3 @@ class Budget:
             self._cycle_start = until
             self._cycle_served = 0
         self._repace(now)
-
-    # -- persistence -----------------------------------------------------------------------
-
-    def snapshot(self) -> BudgetSnapshot:
-        """What the budget holds and learned, as plain values."""
-        estimate = self.policy.estimate()
-        end = self.policy.end
-        return BudgetSnapshot(
-            credits=self._credits,
-            grant_at=self._grant_at,
-            paused_until=self._paused_until,
-            limit=estimate.limit.value,
-            window=estimate.window.value,
-            family=estimate.family.value.value,
-            end_lo=None if end is None else end.lo,
-            end_hi=None if end is None else end.hi,
-            refill_rate=estimate.refill_rate,
-            factor=self._factor,
-            rate=self._rate,
-        )
-
-    def restore(self, snapshot: BudgetSnapshot) -> None:
-        """Continue from another budget's snapshot (times already on this budget's clock).
-
-        The learned limit and window become this budget's priors: its own answers refine
-        them from there.
-        """
-        self.policy.seed(snapshot.limit, snapshot.window)
-        self._credits = snapshot.credits
-        self._grant_at = snapshot.grant_at
-        self._paused_until = max(self._paused_until, snapshot.paused_until)
-        self._factor = min(1.0, max(MIN_FACTOR, snapshot.factor))
-        self._rate = max(snapshot.rate, EPSILON)

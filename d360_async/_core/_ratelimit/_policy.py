@@ -607,11 +607,6 @@ class PolicyEstimator:
         if not fit.add(Interval(lo, hi), received):
             self._w_log = None  # not a sliding window of this limit
 
-    def seed(self, limit: float, window: float) -> None:
-        """Take another estimator's conclusions as this one's priors."""
-        self._prior_limit = max(1, math.floor(limit))
-        self._prior_window = max(MIN_WINDOW, float(window))
-
     def observe(
         self,
         state: RateLimitState,
@@ -647,6 +642,13 @@ class PolicyEstimator:
             index = seq - self._sends_base
             if 0 <= index < len(self._sends):
                 self._sends[index][1] = received
+            if state.reset_after is not None:
+                # Overtaken by a later admission's answer, but perhaps not on the server:
+                # the one that spent the last credit is the one whose answer names the
+                # reset (a dialect that sends Reset only when spent). A reset still ahead
+                # can only be the current window's.
+                self._note_reset(state, sent, received, remaining)
+                self._settle_end(received)
             return False
         if remaining is None:
             self._note_reset(state, sent, received, remaining)
