@@ -140,3 +140,35 @@ def simulate_shared(
     times = server.admission_times("k")
     use = budget_used(policy, times)
     return LedgerResult(len(times), throttled, use.share, replicas, log)
+
+
+def _matrix(processes: int, seeds: int = 3) -> None:
+    """Print the worst share over `seeds` runs, shared by `processes` and alone, per cell."""
+    from policy_sim import simulate
+
+    families = {
+        "fixed window aligned 100/10 s": {"algorithm": "fixed_window_aligned", "limit": 100},
+        "fixed window from first 60/10 s": {"algorithm": "fixed_window", "limit": 60},
+        "sliding window 100/10 s": {"algorithm": "sliding_window", "limit": 100},
+        "token bucket 20 + 10/s": {"algorithm": "token_bucket", "limit": 10, "burst": 20},
+    }
+    dialects = ["x-ratelimit", "vendor_page", "remaining_only", "ietf", "gateway"]
+    print(f"{'':34}" + "".join(f"{d:>22}" for d in dialects))
+    for name, kw in families.items():
+        window = 1.0 if kw["algorithm"] == "token_bucket" else 10.0
+        cells = []
+        for dialect in dialects:
+            policy = FakeRateLimit(window=window, dialect=dialect, **kw)  # type: ignore[arg-type]
+            shared = min(
+                simulate_shared(policy, processes=processes, duration=150.0, seed=s).share
+                for s in range(seeds)
+            )
+            alone = min(simulate(policy, duration=150.0, seed=s).share for s in range(seeds))
+            cells.append(f"{shared:.2f} (alone {alone:.2f})")
+        print(f"{name:34}" + "".join(f"{c:>22}" for c in cells))
+
+
+if __name__ == "__main__":  # python tests/ratelimit/ledger_sim.py [processes]
+    import sys
+
+    _matrix(int(sys.argv[1]) if len(sys.argv) > 1 else 4)
