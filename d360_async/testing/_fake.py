@@ -19,6 +19,7 @@ import binascii
 import contextlib
 import datetime
 import email.utils
+import functools
 import hashlib
 import hmac
 import itertools
@@ -27,8 +28,8 @@ import logging
 import math
 import random
 import secrets
-import time
 import uuid
+import warnings
 from collections.abc import Awaitable, Callable, Hashable, Iterable
 from types import TracebackType
 from typing import Any, Final, Literal, Self
@@ -36,6 +37,8 @@ from urllib.parse import quote
 
 import attrs
 from aiohttp import web
+
+from d360_async import Clock, SystemClock
 
 from ._fake_bodies import (
     HTML_502,
@@ -269,7 +272,7 @@ class FakeDocument360:
         sd_rate_limit: FakeRateLimit | None = None,
         latency: float | tuple[float, float] = 0.0,
         seed: int = 0,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock | Callable[[], float] | None = None,
         clock_skew: float = 0.0,
         lifecycle: FakeLifecycle = _DEFAULT_LIFECYCLE,
         project_id: str = DEFAULT_PROJECT_ID,
@@ -301,8 +304,10 @@ class FakeDocument360:
         self.v2_complete_quirk = v2_complete_quirk
         self.record_times = record_times
         self.stats = FakeStats()
-        self._clock = clock
-        self._epoch_offset = time.time() - clock()
+        source = _clock_source(clock)
+        self._clock = source.monotonic
+        self._timers = source
+        self._epoch_offset = source.time() - source.monotonic()
         self._latency = as_range(latency)
         self._rng = random.Random(seed)
         self._latency_rng = random.Random(f"latency:{seed}")
@@ -872,9 +877,8 @@ class FakeDocument360:
         sleeper at once."""
         if delay <= 0:
             return
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[None] = loop.create_future()
-        handle = loop.call_later(delay, _wake, waiter)
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        handle = self._timers.call_later(delay, functools.partial(_wake, waiter))
         self._sleepers.add(waiter)
         try:
             await waiter
@@ -1418,6 +1422,32 @@ class FakeDocument360:
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def _clock_source(clock: Clock | Callable[[], float] | None) -> Clock:
+    if clock is None:
+        return SystemClock()
+    if isinstance(clock, Clock):
+        return clock
+    warnings.warn(
+        "FakeDocument360(clock=<function>) is deprecated: pass a d360_async.Clock "
+        "(d360_async.testing.ManualClock in tests)",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return _ReadingClock(clock)
+
+
+class _ReadingClock(SystemClock):
+    """A bare function of seconds read as the clock; waits stay real."""
+
+    __slots__ = ("_read",)
+
+    def __init__(self, read: Callable[[], float]) -> None:
+        self._read = read
+
+    def monotonic(self) -> float:
+        return self._read()
 
 
 def _wake(waiter: asyncio.Future[None]) -> None:
