@@ -191,11 +191,19 @@ class ManualClock:
             RuntimeError: the tasks never all wait (something spins on ``sleep(0)``).
         """
         me = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        quiet = 0
         for _ in range(_SETTLE_ROUNDS):
             for _ in range(_SPINS):
                 await asyncio.sleep(0)
-            if all(task is me or _waiting(task) for task in asyncio.all_tasks()):
-                return
+            if _no_callbacks(loop) and all(
+                task is me or _waiting(task) for task in asyncio.all_tasks()
+            ):
+                quiet += 1
+                if quiet == 2:  # twice in a row: I/O that was ready has been read
+                    return
+            else:
+                quiet = 0
         raise RuntimeError("the tasks never settle: something spins without waiting")
 
     async def run_for(self, seconds: float) -> None:
@@ -303,6 +311,13 @@ class ManualClock:
         except AssertionError as exc:
             failure.append(exc)
             body.cancel()
+
+
+def _no_callbacks(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether no callback is scheduled to run soon (a transport being set up, a future's
+    done-callbacks): asyncio's ready queue, where the loop exposes it."""
+    ready = getattr(loop, "_ready", None)
+    return not ready
 
 
 def _waiting(task: asyncio.Task[Any]) -> bool:
