@@ -18,7 +18,6 @@ import asyncio
 from typing import Literal
 
 import attrs
-import pytest
 
 from d360_async import Client, Clock, RateLimitConfig, SystemClock
 from d360_async.testing import FakeDocument360, FakeRateLimit, ManualClock
