@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 
 from d360_async.testing import DEFAULT_PROJECT_ID, FakeDocument360, FakeRateLimit, ManualClock
-from d360_async.testing._fake_ratelimit import ServerRateLimiter
+from d360_async.testing._fake._ratelimit import ServerRateLimiter
 
 RATE_HEADERS = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset")
 
@@ -229,7 +229,7 @@ async def test_clock_skew_moves_date_and_epoch_reset(
 
 # ---------------------------------------------------------------------------- every policy
 
-from d360_async.testing._fake_ratelimit import budget_used, rate_headers  # noqa: E402
+from d360_async.testing._fake._ratelimit import budget_used, rate_headers  # noqa: E402
 
 
 def test_aligned_window_resets_on_clock_multiples() -> None:
