@@ -1215,15 +1215,20 @@ def test_repr_is_informative(clock: ManualClock, limiter: SimLimiter) -> None:
 async def _watch_exports(
     n: int, *, stop_after: int | None = None
 ) -> tuple[dict[str, list[Transition[Any]]], Any, Any]:
-    from d360_async._clients._client import Client
+    """The real client and fake over sockets, both on one ManualClock (seconds of lifecycles
+    in milliseconds)."""
+    from d360_async import Client
     from d360_async.testing import FakeDocument360, FakeLifecycle, FakeRateLimit
 
+    clock = ManualClock()
     lifecycle = FakeLifecycle(pending=(0.5, 2.0), running=(1.0, 3.0), failure_ratio=0.1)
-    fake = FakeDocument360(rate_limit=FakeRateLimit(limit=1000, window=2.0), lifecycle=lifecycle)
+    fake = FakeDocument360(
+        rate_limit=FakeRateLimit(limit=1000, window=2.0), lifecycle=lifecycle, clock=clock
+    )
     grouped: dict[str, list[Transition[Any]]] = {}
-    async with fake:
+    async with fake, clock.autoadvance():
         ids = fake.seed("export", n)
-        async with Client(api_token=fake.api_token, base_url=fake.url) as client:
+        async with Client(api_token=fake.api_token, base_url=fake.url, clock=clock) as client:
             targets = [client.exports.target(fake.project_id, export_id) for export_id in ids]
             policy = PollPolicy(interval=0.2, max_interval=2.0)
             finished = 0
@@ -1235,7 +1240,7 @@ async def _watch_exports(
                         break
             requests_at_exit = fake.stats.requests
             (stats,) = client.rate_limit_stats()
-            await asyncio.sleep(0.05)  # anything still running would send a request now
+            await clock.sleep(0.05)  # anything still running would send a request now
             assert fake.stats.requests == requests_at_exit, "a request was sent after the exit"
             assert stats.in_flight == 0
         truth = {op.id: op for op in fake.operations("export")}
