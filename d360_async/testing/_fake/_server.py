@@ -206,13 +206,21 @@ class FakeDocument360:
     """
 
     lifecycle: _Setting[FakeLifecycle] = _Setting()
+    """The lifecycle of operations created from now on (POST-created and seeded alike)."""
     clock_skew: _Setting[float] = _Setting()
+    """Seconds added to the wall time the server reports."""
     link_ttl: _Setting[float] = _Setting()
+    """Seconds a download link minted from now on stays valid."""
     download_size: _Setting[int] = _Setting()
+    """The size in bytes of every export download."""
     sd_token_ttl: _Setting[float] = _Setting()
+    """Seconds a SmartDocumentor access token issued from now on lives."""
     empty_401: _Setting[bool] = _Setting()
+    """Answer 401 with an empty body."""
     v2_complete_quirk: _Setting[bool] = _Setting()
+    """Reproduce the V2 ``is_complete: true`` + ``status: 2`` quirk."""
     record_times: _Setting[bool] = _Setting()
+    """Keep ``stats.request_times`` and ``stats.admitted_times``."""
 
     def __init__(
         self,
