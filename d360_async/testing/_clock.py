@@ -35,6 +35,8 @@ T = TypeVar("T")
 _WALL_START = datetime(2030, 1, 1, tzinfo=UTC).timestamp()
 _SETTLE_ROUNDS = 10_000
 _SPINS = 3  # loop iterations per look at the tasks: lets ready I/O callbacks run
+_QUIET = 2  # looks in a row that must find every task waiting and no callback due (I/O that was
+# ready when the first looked has been read by the second)
 _PATIENCE = 0.5  # real seconds without any timer before a block is failed as deadlocked
 _PATIENCE_STEP = 0.005
 
@@ -200,7 +202,7 @@ class ManualClock:
                 task is me or _waiting(task) for task in asyncio.all_tasks()
             ):
                 quiet += 1
-                if quiet == 2:  # twice in a row: I/O that was ready has been read
+                if quiet == _QUIET:
                     return
             else:
                 quiet = 0
