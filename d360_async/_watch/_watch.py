@@ -1307,7 +1307,10 @@ def watch(
             delivered are not repeated, changes that happened meanwhile are delivered once, finished
             targets are not polled.
         buffer: transitions buffered for a slow consumer before polling slows down.
-        clock: time source (tests pass a fake one).
+        clock: where the watch's time comes from ([Clock][d360_async.Clock]): the scheduler's
+            time base, poll timeouts and ``observed_at``; default the
+            [SystemClock][d360_async.SystemClock], in tests a
+            [ManualClock][d360_async.testing.ManualClock].
         resolver: rebuilds checkpointed targets that are not in ``targets`` from their spec
             (``client.watch`` passes ``client.target_from_spec``).
         hooks: ``on_transition`` and ``on_target_finished`` callbacks (``client.watch``
