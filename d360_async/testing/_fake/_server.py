@@ -367,6 +367,11 @@ class FakeDocument360:
 
     # -- control API ----------------------------------------------------------------------
 
+    @property
+    def clock(self) -> Clock:
+        """The server's [Clock][d360_async.Clock] (give the same one to the client under test)."""
+        return self._state.clock
+
     def now(self) -> float:
         """The server clock's current reading."""
         return self._state.now()
