@@ -8,7 +8,7 @@ allows. The server measures, from its side:
 - **429s**: requests it refused;
 - **budget used**: admitted requests / what the policy allowed, over the whole windows
   between the client's first and last admission (see
-  `d360_async.testing._fake_ratelimit.budget_used`: end effects out, waste inside in).
+  `d360_async.testing._fake._ratelimit.budget_used`: end effects out, waste inside in).
 
 All cells run at the same time (the servers are mostly idle; the client side is one event
 loop), so the whole matrix takes about one cell's duration. The "no headers" cells configure

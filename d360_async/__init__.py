@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from d360_async._clients._client import Client
+from d360_async._clock import Clock, SystemClock
 from d360_async._core._config import (
     ConnectionLimits,
     Hooks,
@@ -120,6 +121,7 @@ __all__ = [
     "BearerAuth",
     "CheckpointError",
     "Client",
+    "Clock",
     "ConnectError",
     "ConnectTimeout",
     "ConnectionLimits",
@@ -173,6 +175,7 @@ __all__ = [
     "ServerError",
     "SmartDocumentorPage",
     "SmartDocumentorTask",
+    "SystemClock",
     "Target",
     "TargetFinished",
     "Telemetry",

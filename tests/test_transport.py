@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 from collections.abc import AsyncIterator
@@ -31,20 +32,24 @@ from d360_async._core._retry import RetryPolicy
 from d360_async._limiters import LocalRateLimiter, RateLimitConfig
 from d360_async._transport._auth import ApiTokenAuth, BearerAuth
 from d360_async._transport._transport import USER_AGENT, Transport
-from d360_async.testing import DEFAULT_PROJECT_ID, FakeDocument360, FakeRateLimit
+from d360_async.testing import DEFAULT_PROJECT_ID, FakeDocument360, FakeRateLimit, ManualClock
 
 TOKEN = "test-api-token"
 V2_TOKEN = "test-v2-token"
 
 
-class RecordingSleep:
-    """Records the delays the transport asks for instead of sleeping them."""
+class RecordingClock(ManualClock):
+    """Records the delays the transport asks for instead of sleeping them (time stands still)."""
+
+    __slots__ = ("delays",)
 
     def __init__(self) -> None:
+        super().__init__()
         self.delays: list[float] = []
 
-    async def __call__(self, delay: float) -> None:
-        self.delays.append(delay)
+    async def sleep(self, seconds: float) -> None:
+        self.delays.append(seconds)
+        await asyncio.sleep(0)
 
 
 @pytest.fixture
@@ -55,7 +60,7 @@ async def fake() -> AsyncIterator[FakeDocument360]:
 
 def make_transport(fake: FakeDocument360, **kw: Any) -> Transport:
     kw.setdefault("limiter", LocalRateLimiter(RateLimitConfig(rate=10_000, period=1)))
-    kw.setdefault("sleep", RecordingSleep())
+    kw.setdefault("clock", RecordingClock())
     kw.setdefault("rng", random.Random(7))
     return Transport(base_url=fake.url, **kw)
 
@@ -227,8 +232,8 @@ async def test_429_beyond_cap_raises_rate_limited_with_retry_at() -> None:
 async def test_retry_after_on_503_is_honoured(fake: FakeDocument360) -> None:
     (export_id,) = fake.seed("export", 1)
     fake.faults.next("http_503", count=2, route="v3.exports.get", retry_after=3)
-    sleep = RecordingSleep()
-    transport = make_transport(fake, sleep=sleep)
+    sleep = RecordingClock()
+    transport = make_transport(fake, clock=sleep)
     try:
         await transport.request("GET", export_path(export_id), auth=BearerAuth(TOKEN))
     finally:
@@ -241,9 +246,9 @@ async def test_retry_after_on_503_is_honoured(fake: FakeDocument360) -> None:
 async def test_backoff_delays_within_full_jitter_bounds(fake: FakeDocument360) -> None:
     (export_id,) = fake.seed("export", 1)
     fake.faults.next("http_500", count=3, route="v3.exports.get")
-    sleep = RecordingSleep()
+    sleep = RecordingClock()
     policy = RetryPolicy(max_attempts=4, backoff_base=0.5, backoff_cap=20.0)
-    transport = make_transport(fake, sleep=sleep, retry=policy)
+    transport = make_transport(fake, clock=sleep, retry=policy)
     try:
         await transport.request("GET", export_path(export_id), auth=BearerAuth(TOKEN))
     finally:
@@ -308,15 +313,18 @@ async def test_token_provider_asked_again_once_after_401(fake: FakeDocument360) 
 async def test_connect_error_is_mapped() -> None:
     async with FakeDocument360(rate_limit=None) as fake:
         url = fake.url
+    clock = RecordingClock()  # the limiter paces the retry on this clock
     transport = Transport(
         base_url=url,
-        limiter=LocalRateLimiter(),
-        sleep=RecordingSleep(),
+        limiter=LocalRateLimiter(clock=clock),
+        clock=clock,
         retry=RetryPolicy(max_attempts=2),
     )
     try:
         with pytest.raises(ConnectError) as info:
-            await transport.request("GET", "/v3/projects/x/exports/y", auth=BearerAuth(TOKEN))
+            await clock.run(
+                transport.request("GET", "/v3/projects/x/exports/y", auth=BearerAuth(TOKEN))
+            )
     finally:
         await transport.aclose()
     # aiohttp's exception (which can carry the full URL) is not chained, only the OS reason.
@@ -473,16 +481,17 @@ class BrokenAuth:
 
 async def test_a_failing_credential_source_is_typed_and_retried() -> None:
     async with FakeDocument360(rate_limit=None) as fake:
+        clock = RecordingClock()  # the limiter paces the retries on this clock
         transport = Transport(
             base_url=fake.url,
-            limiter=LocalRateLimiter(),
-            sleep=RecordingSleep(),
+            limiter=LocalRateLimiter(clock=clock),
+            clock=clock,
             retry=RetryPolicy(max_attempts=3),
         )
         auth = BrokenAuth()
         try:
             with pytest.raises(CredentialsUnavailable) as info:
-                await transport.request("GET", "/v3/projects/x/exports/y", auth=auth)
+                await clock.run(transport.request("GET", "/v3/projects/x/exports/y", auth=auth))
         finally:
             await transport.aclose()
     assert auth.calls == 3

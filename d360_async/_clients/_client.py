@@ -9,6 +9,7 @@ from typing import Any, Final
 
 import aiohttp
 
+from d360_async._clock import Clock, as_clock
 from d360_async._core._config import ConnectionLimits, Hooks, Region, Timeouts
 from d360_async._core._ratelimit._protocol import LimiterStats, RateLimiter
 from d360_async._core._redact import library_logger
@@ -30,7 +31,6 @@ from d360_async._transport._lifecycle import TransportOwner
 from d360_async._transport._telemetry import Telemetry, instrument
 from d360_async._transport._transport import Transport
 from d360_async._watch import (
-    Clock,
     DurationModels,
     PollPolicy,
     Priors,
@@ -103,6 +103,10 @@ class Client(TransportOwner):
             [Watch.checkpoint][d360_async.Watch.checkpoint], or
             [priors][d360_async.Client.priors] of an earlier client), so the first watch is
             already warm.
+        clock: where time comes from ([Clock][d360_async.Clock]) for the retry back-off, the
+            client's own limiter and its watches; tests pass a
+            [ManualClock][d360_async.testing.ManualClock] (the same one as the
+            [FakeDocument360][d360_async.testing.FakeDocument360]) to run without waiting.
 
     Raises:
         MissingCredential: neither token was passed and neither `D360_API_TOKEN` nor
@@ -127,6 +131,7 @@ class Client(TransportOwner):
         hooks: Hooks | None = None,
         telemetry: bool | Telemetry = True,
         priors: Priors | None = None,
+        clock: Clock | None = None,
     ) -> None:
         if api_token is None:
             api_token = _from_environment(ENV_API_TOKEN)
@@ -143,15 +148,19 @@ class Client(TransportOwner):
         if rate_limiter is not None and rate_limit is not None:
             raise ValueError("give rate_limiter or rate_limit, not both")
         config = as_rate_limit_config(rate_limit)
+        self._clock = as_clock(clock, owner="Client")
         self._transport = Transport(
             base_url=url,
             session=session,
-            limiter=rate_limiter if rate_limiter is not None else LocalRateLimiter(config),
+            limiter=rate_limiter
+            if rate_limiter is not None
+            else LocalRateLimiter(config, clock=self._clock),
             owns_limiter=rate_limiter is None,
             retry=retry,
             timeouts=timeouts,
             limits=limits,
             hooks=instrument(self, hooks, telemetry, "document360"),
+            clock=self._clock,
         )
         self._v3_auth: Auth | None = BearerAuth(api_token) if api_token is not None else None
         self._v2_auth: Auth | None = (
@@ -232,7 +241,7 @@ class Client(TransportOwner):
                 [target_from_spec][d360_async.Client.target_from_spec].
             buffer: transitions buffered for a slow consumer before polling slows down.
             priors: extra learned durations to add to the client's before starting.
-            clock: time source (tests pass a fake one).
+            clock: where the watch's time comes from (default: the client's).
             resolver: rebuilds checkpointed targets (default: ``target_from_spec``).
             hooks: observability callbacks for the watch (default: the client's).
         """
@@ -244,7 +253,7 @@ class Client(TransportOwner):
             keep_finished=keep_finished,
             resume=resume,
             buffer=buffer,
-            clock=clock,
+            clock=clock if clock is not None else self._clock,
             resolver=resolver if resolver is not None else self.target_from_spec,
             priors=priors,
             durations=self._durations,
@@ -263,6 +272,7 @@ class Client(TransportOwner):
             target,
             timeout=timeout,
             policy=policy if policy is not None else PollPolicy(),
+            clock=self._clock,
             hooks=self._transport.hooks,
             durations=self._durations,
         )

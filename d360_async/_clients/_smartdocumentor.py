@@ -3,12 +3,12 @@ limiter, client-credentials auth and the task resource put together."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import aiohttp
 
+from d360_async._clock import Clock, as_clock
 from d360_async._core._config import ConnectionLimits, Hooks, Timeouts
 from d360_async._core._ratelimit._protocol import RateLimiter
 from d360_async._core._retry import RetryPolicy
@@ -47,7 +47,9 @@ class SmartDocumentorClient(TransportOwner):
         telemetry: OpenTelemetry spans and metrics, as for [Client][d360_async.Client]
             (``False`` turns them off).
         token_refresh_margin: seconds before expiry at which a cached token is replaced.
-        clock: monotonic clock for token expiry (tests inject a fake one).
+        clock: where time comes from ([Clock][d360_async.Clock]): token expiry, the retry
+            back-off and the client's own limiter; tests pass a
+            [ManualClock][d360_async.testing.ManualClock].
 
     Added in version 0.1.0.
     """
@@ -68,17 +70,19 @@ class SmartDocumentorClient(TransportOwner):
         hooks: Hooks | None = None,
         telemetry: bool | Telemetry = True,
         token_refresh_margin: float = 60.0,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock | Callable[[], float] | None = None,
     ) -> None:
+        source = as_clock(clock, owner="SmartDocumentorClient")
         self._transport = Transport(
             base_url=base_url,
             session=session,
-            limiter=rate_limiter if rate_limiter is not None else LocalRateLimiter(),
+            limiter=rate_limiter if rate_limiter is not None else LocalRateLimiter(clock=source),
             owns_limiter=rate_limiter is None,
             retry=retry,
             timeouts=timeouts,
             limits=limits,
             hooks=instrument(self, hooks, telemetry, "smartdocumentor"),
+            clock=source,
         )
         self._auth = ClientCredentialsAuth(
             self._transport,
@@ -87,7 +91,7 @@ class SmartDocumentorClient(TransportOwner):
             client_secret=client_secret,
             scope=scope,
             refresh_margin=token_refresh_margin,
-            clock=clock,
+            clock=source,
         )
         self.tasks = SmartDocumentorTasks(self._transport, self._auth)
 

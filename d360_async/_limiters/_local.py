@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import asyncio
 import math
-import time
+import warnings
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 import attrs
 
+from d360_async._clock import Clock, SystemClock, TimerHandle, as_clock
 from d360_async._core._ratelimit._budget import Budget
 from d360_async._core._ratelimit._headers import RateLimitState
 from d360_async._core._ratelimit._protocol import LimiterStats, Priority, RateLimitKey, Ticket
@@ -169,16 +170,8 @@ def as_rate_limit_config(value: object) -> RateLimitConfig | None:
     return RateLimitConfig(rate=float(value))
 
 
-class TimerHandle(Protocol):
-    """What `CallLater` returns: ``asyncio.TimerHandle`` fits."""
-
-    def cancel(self) -> None:
-        """Stop the callback from running."""
-        ...
-
-
 CallLater = Callable[[float, Callable[[], None]], TimerHandle]
-"""Run a callback after a delay in seconds: ``loop.call_later`` by default; tests pass a fake."""
+"""Run a callback after a delay in seconds (deprecated: the clock's ``call_later`` is used)."""
 
 _Waiter = tuple["asyncio.Future[Ticket]", float]
 
@@ -281,9 +274,11 @@ class LocalRateLimiter:
 
     Args:
         config: the pacing settings shared by every key (default: 60 per minute).
-        clock: monotonic seconds; inject a fake in tests.
-        call_later: schedules the per-key wake-up; by default the running event loop's
-            ``call_later``. Tests driving a fake ``clock`` pass a matching fake timer.
+        clock: where time comes from ([Clock][d360_async.Clock]): its ``monotonic()`` paces the
+            keys and its ``call_later`` arms the per-key wake-up. Default: the
+            [SystemClock][d360_async.SystemClock]; tests pass a
+            [ManualClock][d360_async.testing.ManualClock].
+        call_later: deprecated; the clock's ``call_later`` is used.
 
     A limiter belongs to the event loop it is first used on. Share one between clients with
     the same token (``Client(rate_limiter=...)``); use `RedisRateLimiter` to
@@ -291,17 +286,33 @@ class LocalRateLimiter:
 
     Added in version 0.1.0."""
 
-    __slots__ = ("_call_later", "_clock", "_closed", "_config", "_default_budget", "_lanes")
+    __slots__ = (
+        "_call_later",
+        "_clock",
+        "_closed",
+        "_config",
+        "_default_budget",
+        "_lanes",
+        "_now",
+    )
 
     def __init__(
         self,
         config: RateLimitConfig | None = None,
         *,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock | Callable[[], float] | None = None,
         call_later: CallLater | None = None,
     ) -> None:
         self._config = config if config is not None else RateLimitConfig()
-        self._clock = clock
+        self._clock: Clock = as_clock(clock, owner="LocalRateLimiter")
+        self._now = self._clock.monotonic
+        if call_later is not None:
+            warnings.warn(
+                "LocalRateLimiter(call_later=...) is deprecated: pass a d360_async.Clock, "
+                "whose call_later is used",
+                DeprecationWarning,
+                stacklevel=2,
+            )
         self._call_later = call_later
         self._lanes: dict[RateLimitKey, _Lane] = {}
         self._closed = False
@@ -343,7 +354,7 @@ class LocalRateLimiter:
         if self._closed:
             raise RuntimeError("the rate limiter is closed")
         lane = self._lanes.get(key) or self._lane(key)
-        now = self._clock()
+        now = self._now()
         level = int(priority)
         if lane.ahead(level) == 0 and lane.bucket.try_take(lane.now(now)) == 0.0:
             return lane.admit(now, 0.0, level)
@@ -393,7 +404,7 @@ class LocalRateLimiter:
         lane.bucket.record(
             status,
             state if state is None or config.use_headers else config.headers_in_use(status, state),
-            now=lane.now(self._clock()),
+            now=lane.now(self._now()),
             sent=ticket.admitted_at,
             seq=ticket.seq,
         )
@@ -402,7 +413,7 @@ class LocalRateLimiter:
 
     def stats(self) -> list[LimiterStats]:
         """Counters and estimates for every key seen so far."""
-        now = self._clock()
+        now = self._now()
         return [self._stats(lane, now) for lane in self._lanes.values()]
 
     def has_capacity(self, key: RateLimitKey, priority: Priority = Priority.DIRECT) -> bool:
@@ -415,7 +426,7 @@ class LocalRateLimiter:
             return True
         if lane.ahead(int(priority)):
             return False
-        return lane.bucket.wait_time(lane.now(self._clock())) == 0.0
+        return lane.bucket.wait_time(lane.now(self._now())) == 0.0
 
     def next_available(self, key: RateLimitKey, priority: Priority = Priority.DIRECT) -> float:
         """Seconds until an [acquire][d360_async.LocalRateLimiter.acquire] at ``priority`` would be
@@ -428,7 +439,7 @@ class LocalRateLimiter:
         if lane is None:
             return 0.0
         need = lane.ahead(int(priority)) + 1
-        return lane.bucket.wait_time(lane.now(self._clock()), float(need))
+        return lane.bucket.wait_time(lane.now(self._now()), float(need))
 
     def budget(self, key: RateLimitKey) -> float:
         """The sustainable requests per second on ``key`` (see the protocol)."""
@@ -459,7 +470,7 @@ class LocalRateLimiter:
     def _lane(self, key: RateLimitKey) -> _Lane:
         lane = self._lanes.get(key)
         if lane is None:
-            lane = _Lane(key, self._config.new_bucket(self._clock()))
+            lane = _Lane(key, self._config.new_bucket(self._now()))
             lane.on_timer = lambda: self._on_timer(lane)
             self._lanes[key] = lane
         return lane
@@ -472,7 +483,7 @@ class LocalRateLimiter:
 
     def _dispatch(self, lane: _Lane) -> None:
         """Admit waiters while the bucket has tokens; then arm the timer for the next one."""
-        now = self._clock()
+        now = self._now()
         bucket = lane.bucket
         while True:
             head = lane.head()
@@ -498,7 +509,12 @@ class LocalRateLimiter:
             if lane.timer_at <= deadline and lane.timer_loop is loop:
                 return  # an earlier wake-up is set; it re-arms for the rest
             lane.timer.cancel()
-        call_later = self._call_later or loop.call_later
+        if self._call_later is not None:
+            call_later = self._call_later
+        elif isinstance(self._clock, SystemClock):
+            call_later = loop.call_later  # the waiters' loop, even when settled from elsewhere
+        else:
+            call_later = self._clock.call_later
         lane.timer_at = deadline
         lane.timer_loop = loop
         lane.timer = call_later(wait, lane.on_timer)
@@ -507,7 +523,7 @@ class LocalRateLimiter:
         ticket.completed = True
         lane.in_flight -= 1
         lane.requests -= 1
-        lane.bucket.refund(lane.now(self._clock()), ticket.seq)
+        lane.bucket.refund(lane.now(self._now()), ticket.seq)
         if not self._closed:
             self._dispatch(lane)
 
@@ -547,7 +563,7 @@ class LocalRateLimiter:
         if self._closed:
             return
         lane = self._lane(key)
-        lane.bucket.record(status, state, now=lane.now(self._clock()), sent=sent, seq=seq)
+        lane.bucket.record(status, state, now=lane.now(self._now()), sent=sent, seq=seq)
         if lane.queued:
             self._dispatch(lane)
 

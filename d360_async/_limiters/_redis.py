@@ -35,13 +35,13 @@ import logging
 import math
 import random
 import secrets
-import time
 from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
+from d360_async._clock import Clock, as_clock, reading
 from d360_async._core._ratelimit._headers import RateLimitState
 from d360_async._core._ratelimit._ledger import (
     ATTEMPT,
@@ -208,7 +208,9 @@ class RedisRateLimiter:
         operation_timeout: longest wait for one Redis round trip before falling back.
         max_sleep: longest sleep between two looks at Redis while waiting.
         log_size: lines of each key's log kept when it is trimmed.
-        clock: this process's monotonic clock (for local waits and stats).
+        clock: this process's [Clock][d360_async.Clock]: its ``monotonic()`` times local waits
+            and stats (Redis's own ``TIME`` paces the shared budget, so tests of this limiter
+            run on the real clock).
 
     Added in version 0.1.0."""
 
@@ -249,8 +251,9 @@ class RedisRateLimiter:
         operation_timeout: float = 2.0,
         max_sleep: float = 1.0,
         log_size: int = LOG_SIZE,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock | Callable[[], float] | None = None,
     ) -> None:
+        source = as_clock(clock, owner="RedisRateLimiter")
         try:
             import redis.asyncio as redis_asyncio
             import redis.exceptions as redis_exceptions
@@ -288,9 +291,9 @@ class RedisRateLimiter:
         self._operation_timeout = operation_timeout
         self._max_sleep = max_sleep
         self._log_size = log_size
-        self._clock = clock
+        self._clock = source.monotonic
         # The shared clock (Redis TIME) minus ours; the wall clock until Redis has answered.
-        self._offset = time.time() - clock()
+        self._offset = source.time() - self._clock()
         self._errors: tuple[type[BaseException], ...] = (
             redis_exceptions.RedisError,
             OSError,
@@ -299,7 +302,7 @@ class RedisRateLimiter:
         )
         self._script: AsyncScript = self._redis.register_script(SCRIPT)
         # The fallback runs on the shared clock, so that it can carry the replicas on.
-        self._local = LocalRateLimiter(self._config, clock=self._shared_now)
+        self._local = LocalRateLimiter(self._config, clock=reading(self._shared_now, source))
         self._lanes: dict[RateLimitKey, _Lane] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._fallback = False

@@ -12,12 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import math
-import time
 from collections.abc import Callable
 from typing import Final
 
 import attrs
 
+from d360_async._clock import Clock, as_clock
 from d360_async._core._models import (
     as_mapping,
     malformed,
@@ -60,7 +60,7 @@ class ClientCredentialsAuth:
         client_secret: the OAuth2 client secret.
         scope: the scope requested; the vendor's is ``WebAPI``.
         refresh_margin: how long before expiry a token stops being used.
-        clock: a monotonic clock, injectable for tests.
+        clock: the [Clock][d360_async.Clock] whose ``monotonic()`` times token expiry.
 
     Added in version 0.1.0.
     """
@@ -89,7 +89,7 @@ class ClientCredentialsAuth:
         client_secret: str,
         scope: str = "WebAPI",
         refresh_margin: float = 60.0,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock | Callable[[], float] | None = None,
     ) -> None:
         if not isinstance(client_id, str) or not client_id.strip():
             raise ValueError("client_id must not be empty")
@@ -103,7 +103,7 @@ class ClientCredentialsAuth:
         self._secret = Secret(client_secret)
         self._scope = scope
         self._margin = float(refresh_margin)
-        self._clock = clock
+        self._clock = as_clock(clock, owner="ClientCredentialsAuth").monotonic
         self._lock = asyncio.Lock()
         self._token: _Token | None = None
         self._generation = 0

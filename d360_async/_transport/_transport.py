@@ -11,8 +11,7 @@ import asyncio
 import itertools
 import logging
 import random
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -20,6 +19,7 @@ import aiohttp
 import yarl
 from multidict import CIMultiDictProxy
 
+from d360_async._clock import SYSTEM_CLOCK, Clock
 from d360_async._core._config import (
     ConnectionLimits,
     Hooks,
@@ -173,9 +173,7 @@ class Transport:
         limits: ConnectionLimits | None = None,
         hooks: Hooks | None = None,
         rng: random.Random | None = None,
-        clock: Callable[[], float] = time.monotonic,
-        wall_clock: Callable[[], float] = time.time,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Clock | None = None,
     ) -> None:
         url = yarl.URL(base_url)
         if url.scheme not in ("http", "https") or not url.host:
@@ -198,9 +196,11 @@ class Transport:
         self._limits = limits if limits is not None else ConnectionLimits()
         self._hooks = hooks if hooks is not None else Hooks()
         self._rng = rng if rng is not None else random.Random()
-        self._clock = clock
-        self._wall_clock = wall_clock
-        self._sleep = sleep
+        # Bound once: the request path reads the time several times per attempt.
+        source = clock if clock is not None else SYSTEM_CLOCK
+        self._clock = source.monotonic
+        self._wall_clock = source.time
+        self._sleep = source.sleep
         self._session_lock: asyncio.Lock | None = None
         self._state = _OPEN
 

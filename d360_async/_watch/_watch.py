@@ -68,9 +68,8 @@ import contextlib
 import json
 import math
 import os
-import time
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Final, Generic, Protocol, TypeVar, runtime_checkable
 
@@ -81,6 +80,7 @@ import attrs
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from d360_async._clock import Clock, SystemClock, as_clock, utc_datetime
 from d360_async._core._config import Hooks, notify
 from d360_async._core._errors import (
     CheckpointError,
@@ -207,43 +207,6 @@ def load_priors(priors: Priors) -> Mapping[str, Any]:
 
 
 # -- the watch's own plumbing --------------------------------------------------------------------
-
-
-class Clock(Protocol):
-    """Where a watch gets its time from; inject a fake one to test without real waiting."""
-
-    def monotonic(self) -> float:
-        """Seconds on a clock that never goes backwards (the scheduler's time base)."""
-        ...
-
-    def utcnow(self) -> datetime:
-        """The current time as an aware UTC datetime (for ``Transition.observed_at``)."""
-        ...
-
-    async def sleep(self, seconds: float) -> None:
-        """Sleep ``seconds`` on this clock; ``math.inf`` sleeps until cancelled."""
-        ...
-
-
-class SystemClock:
-    """The real clock: ``time.monotonic``, ``datetime.now(UTC)`` and ``anyio.sleep``."""
-
-    __slots__ = ()
-
-    def monotonic(self) -> float:
-        return time.monotonic()
-
-    def utcnow(self) -> datetime:
-        return datetime.now(UTC)
-
-    async def sleep(self, seconds: float) -> None:
-        if math.isinf(seconds):
-            await anyio.sleep_forever()
-        else:
-            await anyio.sleep(max(0.0, seconds))
-
-    def __repr__(self) -> str:
-        return "SystemClock()"
 
 
 @runtime_checkable
@@ -390,7 +353,7 @@ class Watch(Generic[S]):
         self._max_concurrency = max_concurrency
         self._keep_open = keep_open
         self._buffer = buffer
-        self._clock: Clock = clock if clock is not None else SystemClock()
+        self._clock: Clock = as_clock(clock, owner="watch")
         self._hooks = hooks if hooks is not None else Hooks()
         self._sched = Scheduler(models=durations)
         self._keep_finished = keep_finished or not keep_open
@@ -997,7 +960,11 @@ class Watch(Generic[S]):
     def _open_circuit(self, group: _Group, now: float) -> None:
         group.outage = len(self._outages)
         self._outages.append(
-            Outage(key=str(group.rate_key), started_at=self._clock.utcnow(), failures=group.refused)
+            Outage(
+                key=str(group.rate_key),
+                started_at=utc_datetime(self._clock),
+                failures=group.refused,
+            )
         )
         group.probe_at = now + self._policy.outage_probe_interval
         logger.warning(
@@ -1008,7 +975,7 @@ class Watch(Generic[S]):
         )
 
     def _close_circuit(self, group: _Group, now: float) -> None:
-        self._update_outage(group, ended_at=self._clock.utcnow())
+        self._update_outage(group, ended_at=utc_datetime(self._clock))
         outage = self._outages[group.outage] if group.outage is not None else None
         group.outage = None
         group.probing = False
@@ -1064,7 +1031,7 @@ class Watch(Generic[S]):
                 phase=obs.phase,
                 raw_status=obs.raw_status,
                 snapshot=obs.snapshot,
-                observed_at=self._clock.utcnow(),
+                observed_at=utc_datetime(self._clock),
                 polls=state.polls,
                 warnings=tuple(obs.warnings),
                 final=outcome.final,
@@ -1117,7 +1084,7 @@ class Watch(Generic[S]):
         if isinstance(exc, RateLimited):
             delay = 0.0
             if exc.retry_at is not None:
-                delay = max(0.0, exc.retry_at - self._clock.utcnow().timestamp())
+                delay = max(0.0, exc.retry_at - self._clock.time())
             return True, delay
         if isinstance(exc, _RETRYABLE):
             return True, 0.0
@@ -1164,7 +1131,7 @@ class Watch(Generic[S]):
             phase=state.phase if state.phase is not None else Phase.UNKNOWN,
             raw_status=state.raw,
             snapshot=entry.snapshot,
-            observed_at=self._clock.utcnow(),
+            observed_at=utc_datetime(self._clock),
             polls=state.polls,
             error=error,
             final=final,
@@ -1199,7 +1166,9 @@ class Watch(Generic[S]):
             phase=state.phase,
             polls=state.polls,
             first_seen_at=entry.first_seen,
-            finished_at=transition.observed_at if transition is not None else self._clock.utcnow(),
+            finished_at=transition.observed_at
+            if transition is not None
+            else utc_datetime(self._clock),
             transition=transition,
             abandoned=abandoned,
         )
@@ -1338,7 +1307,10 @@ def watch(
             delivered are not repeated, changes that happened meanwhile are delivered once, finished
             targets are not polled.
         buffer: transitions buffered for a slow consumer before polling slows down.
-        clock: time source (tests pass a fake one).
+        clock: where the watch's time comes from ([Clock][d360_async.Clock]): the scheduler's
+            time base, poll timeouts and ``observed_at``; default the
+            [SystemClock][d360_async.SystemClock], in tests a
+            [ManualClock][d360_async.testing.ManualClock].
         resolver: rebuilds checkpointed targets that are not in ``targets`` from their spec
             (``client.watch`` passes ``client.target_from_spec``).
         hooks: ``on_transition`` and ``on_target_finished`` callbacks (``client.watch``

@@ -9,7 +9,7 @@ Added in version 0.1.0.
 
 from ._clock import ManualClock
 from ._fake import DEFAULT_PROJECT_ID, FakeDocument360
-from ._fake_config import (
+from ._fake._config import (
     API_ROUTES,
     FAULT_KINDS,
     OPERATION_KINDS,
@@ -20,9 +20,9 @@ from ._fake_config import (
     FaultKind,
     OperationKind,
 )
-from ._fake_faults import FakeFaults, Fault
-from ._fake_ops import FakeOperation, Outcome
-from ._fake_stats import FakeStats, token_fingerprint
+from ._fake._faults import FakeFaults, Fault
+from ._fake._ops import FakeOperation, Outcome
+from ._fake._stats import FakeStats, token_fingerprint
 
 __all__ = [
     "API_ROUTES",

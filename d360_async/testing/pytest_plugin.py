@@ -10,7 +10,10 @@ test only has to name the fixtures:
 
 ``d360_client``
     A [Client][d360_async.Client] pointed at ``fake_d360`` with the fake's V3 and V2 tokens and
-    the fake's rate limit as its starting budget, closed after the test.
+    the fake's rate limit as its starting budget, on the fake's clock, closed after the test.
+    With ``@pytest.mark.fake_d360(clock=ManualClock())`` (or ``clock`` in
+    ``fake_d360_options``) the fake, the client, its limiter and its watches share that
+    [ManualClock][d360_async.testing.ManualClock]; drive it with ``clock.run(...)``.
 
 ``fake_d360_options``
     Keyword arguments for ``FakeDocument360``, applied over `default_fake_options`
@@ -138,5 +141,6 @@ if HAVE_PYTEST_ASYNCIO:
             v2_api_token=fake_d360.v2_api_token,
             base_url=fake_d360.url,
             rate_limit=config,
+            clock=fake_d360.clock,
         ) as client:
             yield client

@@ -1,135 +1,25 @@
-"""Fixtures for the rate-limiter tests: a fake clock with timers, and a real redis-server."""
+"""Fixtures for the rate-limiter tests: a manual clock, and a real redis-server."""
 
 from __future__ import annotations
 
-import asyncio
-import heapq
-import itertools
 import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 
+from d360_async.testing import ManualClock
+
 T = TypeVar("T")
 
 
-class FakeTimer:
-    """What :meth:`FakeClock.call_later` returns; ``cancel`` like ``asyncio.TimerHandle``."""
-
-    __slots__ = ("callback", "cancelled", "when")
-
-    def __init__(self, when: float, callback: Callable[[], None]) -> None:
-        self.when = when
-        self.callback = callback
-        self.cancelled = False
-
-    def cancel(self) -> None:
-        self.cancelled = True
-
-
-class FakeClock:
-    """Virtual time: a clock, timers on it, a ``sleep`` on it, and an autojump driver.
-
-    Nothing moves until a test advances it (``advance``) or lets :meth:`run` jump from one timer
-    to the next whenever every task is blocked.
-    """
-
-    def __init__(self, start: float = 1_700_000_000.0) -> None:
-        self.now = start
-        self._timers: list[tuple[float, int, FakeTimer]] = []
-        self._seq = itertools.count()
-
-    def __call__(self) -> float:
-        return self.now
-
-    def call_later(self, delay: float, callback: Callable[[], None]) -> FakeTimer:
-        timer = FakeTimer(self.now + max(0.0, delay), callback)
-        heapq.heappush(self._timers, (timer.when, next(self._seq), timer))
-        return timer
-
-    async def sleep(self, delay: float) -> None:
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-        def wake() -> None:
-            if not future.done():
-                future.set_result(None)
-
-        timer = self.call_later(delay, wake)
-        try:
-            await future
-        finally:
-            timer.cancel()
-
-    @property
-    def pending(self) -> int:
-        """Timers armed and not cancelled."""
-        return sum(1 for _, _, timer in self._timers if not timer.cancelled)
-
-    def next_deadline(self) -> float | None:
-        while self._timers and self._timers[0][2].cancelled:
-            heapq.heappop(self._timers)
-        return self._timers[0][0] if self._timers else None
-
-    async def settle(self) -> None:
-        """Let every runnable task run until all are blocked again."""
-        for _ in range(30):
-            await asyncio.sleep(0)
-
-    def fire_due(self) -> bool:
-        """Run the timers due at the current time (without letting tasks run)."""
-        fired = False
-        while self._timers and self._timers[0][0] <= self.now:
-            _, _, timer = heapq.heappop(self._timers)
-            if not timer.cancelled:
-                timer.cancelled = True
-                timer.callback()
-                fired = True
-        return fired
-
-    async def advance(self, seconds: float) -> None:
-        """Move time forward, firing every timer on the way at its own time."""
-        target = self.now + seconds
-        await self.settle()
-        while True:
-            deadline = self.next_deadline()
-            if deadline is None or deadline > target:
-                break
-            self.now = max(self.now, deadline)
-            self.fire_due()
-            await self.settle()
-        self.now = target
-        await self.settle()
-
-    async def run(self, awaitable: Awaitable[T], *, horizon: float = 1e6) -> T:
-        """Await ``awaitable``, jumping time to the next timer whenever everything waits."""
-        task = asyncio.ensure_future(awaitable)
-        limit = self.now + horizon
-        try:
-            while True:
-                await self.settle()
-                if task.done():
-                    return task.result()
-                deadline = self.next_deadline()
-                if deadline is None:
-                    raise AssertionError("deadlock: every task waits and no timer is armed")
-                if deadline > limit:
-                    raise AssertionError(f"not finished within {horizon} virtual seconds")
-                self.now = max(self.now, deadline)
-                self.fire_due()
-        finally:
-            if not task.done():
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
-
-
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
+def clock() -> ManualClock:
+    return ManualClock(start=1_700_000_000.0)
 
 
 # -- a real redis-server ------------------------------------------------------------------

@@ -21,7 +21,7 @@ from d360_async._core._ratelimit._budget import Budget
 from d360_async._core._ratelimit._headers import parse_rate_limit
 from d360_async._core._ratelimit._ledger import ATTEMPT, Replica, Take, encode_record
 from d360_async.testing import FakeRateLimit
-from d360_async.testing._fake_ratelimit import ServerRateLimiter, budget_used, rate_headers
+from d360_async.testing._fake._ratelimit import ServerRateLimiter, budget_used, rate_headers
 
 EPOCH = 1_700_000_000.0
 

@@ -4,7 +4,7 @@
 otherwise) that always has more requests to send than the budget allows, against one policy
 and header dialect of the fake server, with network latency and clock skew. It reports what
 the server saw: admissions, 429s, and the share of the budget used as the benchmark measures
-it ([budget_used][d360_async.testing._fake_ratelimit.budget_used]), plus how much budget
+it ([budget_used][d360_async.testing._fake._ratelimit.budget_used]), plus how much budget
 expired unspent at each window's end while the client had requests waiting.
 """
 
@@ -20,7 +20,7 @@ import attrs
 from d360_async._core._ratelimit._budget import Budget
 from d360_async._core._ratelimit._headers import parse_rate_limit
 from d360_async.testing import FakeRateLimit
-from d360_async.testing._fake_ratelimit import ServerRateLimiter, budget_used, rate_headers
+from d360_async.testing._fake._ratelimit import ServerRateLimiter, budget_used, rate_headers
 
 EPOCH = 1_700_000_000.0
 

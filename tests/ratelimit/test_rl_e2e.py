@@ -6,21 +6,21 @@ the rate-limit headers take (a reset sent as an epoch or a delay; ``Limit`` and 
 always or only once the budget is spent), and none either when the server sends no headers
 and the limit is configured. Every caller must be served.
 
-Each case needs about 20 s of real time (200 requests at 10 per second), so the four header
-shapes run at the same time, each against its own server with its own budget.
+Each case spans about 20 s (200 requests at 10 per second) on a
+[ManualClock][d360_async.testing.ManualClock] shared by the server and the client (its limiter,
+its retries, the server's latency): it runs in well under a second of real time. One smaller
+case runs on the real clock, so the real timers and sockets are covered too.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Literal
 
 import attrs
-import pytest
 
-from d360_async import Client, RateLimitConfig
-from d360_async.testing import FakeDocument360, FakeRateLimit
+from d360_async import Client, Clock, RateLimitConfig, SystemClock
+from d360_async.testing import FakeDocument360, FakeRateLimit, ManualClock
 
 LIMIT, WINDOW = 20, 2.0
 CALLERS = 200
@@ -41,19 +41,30 @@ class Outcome:
     elapsed: float
 
 
-async def run_case(name: str, rate_limit: FakeRateLimit, callers: int = CALLERS) -> Outcome:
-    """``callers`` concurrent ``client.exports.get`` calls through one client."""
+async def run_case(
+    name: str,
+    rate_limit: FakeRateLimit,
+    clock: Clock,
+    callers: int = CALLERS,
+    *,
+    limit: int = LIMIT,
+    window: float = WINDOW,
+) -> Outcome:
+    """``callers`` concurrent ``client.exports.get`` calls through one client, server and
+    client on ``clock``."""
     async with FakeDocument360(
-        api_token=TOKEN, rate_limit=rate_limit, latency=(0.002, 0.01)
+        api_token=TOKEN, rate_limit=rate_limit, latency=(0.002, 0.01), clock=clock
     ) as fake:
         ids = fake.seed("export", 10, pending=0.0, running=1e6)
-        config = RateLimitConfig(rate=LIMIT, period=WINDOW)
-        async with Client(api_token=TOKEN, base_url=fake.url, rate_limit=config) as client:
-            started = time.monotonic()
+        config = RateLimitConfig(rate=limit, period=window)
+        async with Client(
+            api_token=TOKEN, base_url=fake.url, rate_limit=config, clock=clock
+        ) as client:
+            started = clock.monotonic()
             results = await asyncio.gather(
                 *(client.exports.get(fake.project_id, ids[i % len(ids)]) for i in range(callers))
             )
-            elapsed = time.monotonic() - started
+            elapsed = clock.monotonic() - started
             throttled = sum(stats.throttled for stats in client.rate_limit_stats())
         return Outcome(
             name=name,
@@ -73,7 +84,6 @@ def _headers_sent(
     )
 
 
-@pytest.mark.timeout(90)
 async def test_no_429_with_every_shape_of_headers() -> None:
     shapes = [
         ("epoch-always", _headers_sent("epoch", "always")),
@@ -81,7 +91,10 @@ async def test_no_429_with_every_shape_of_headers() -> None:
         ("epoch-when-exhausted", _headers_sent("epoch", "when_exhausted")),
         ("delay-when-exhausted", _headers_sent("delay", "when_exhausted")),
     ]
-    outcomes = await asyncio.gather(*(run_case(name, limit) for name, limit in shapes))
+    clock = ManualClock()
+    outcomes = await clock.run(
+        asyncio.gather(*(run_case(name, limit, clock) for name, limit in shapes))
+    )
     for outcome in outcomes:
         assert outcome.served == CALLERS, outcome
         # The limiter admits one request before any answer (a burst of 1), so a 429 could
@@ -92,12 +105,29 @@ async def test_no_429_with_every_shape_of_headers() -> None:
         assert outcome.elapsed < SLOWEST, outcome  # and most of the budget was used
 
 
-@pytest.mark.timeout(90)
 async def test_no_429_without_headers_when_the_limit_is_configured() -> None:
-    outcome = await run_case(
-        "headers-off", FakeRateLimit(limit=LIMIT, window=WINDOW, headers=False)
+    clock = ManualClock()
+    outcome = await clock.run(
+        run_case("headers-off", FakeRateLimit(limit=LIMIT, window=WINDOW, headers=False), clock)
     )
     assert outcome.served == CALLERS, outcome
     assert outcome.rate_limited == 0, outcome
     assert outcome.requests == CALLERS, outcome
     assert outcome.elapsed < SLOWEST, outcome  # 5 % of the budget is kept back when blind
+
+
+async def test_no_429_on_the_real_clock() -> None:
+    """The same pipeline on real timers and sockets: 30 callers at 20 per second (1.5 s)."""
+    callers, limit, window = 30, 20, 1.0
+    outcome = await run_case(
+        "real-clock",
+        FakeRateLimit(limit=limit, window=window, reset_format="delay"),
+        SystemClock(),
+        callers,
+        limit=limit,
+        window=window,
+    )
+    assert outcome.served == callers, outcome
+    assert outcome.rate_limited == 0, outcome
+    assert outcome.requests == callers, outcome
+    assert outcome.elapsed < 1.3 * callers / limit * window, outcome

@@ -21,7 +21,7 @@ from d360_async._limiters import (
 )
 
 if TYPE_CHECKING:
-    from conftest import FakeClock
+    from d360_async.testing import ManualClock
 
 KEY = RateLimitKey("apihub.document360.io", "fp-1a2b3c", "project-1")
 OTHER = RateLimitKey("apihub.document360.io", "fp-1a2b3c", "project-2")
@@ -29,11 +29,10 @@ RATE = 0.97  # 60 per minute less the 3 % safety margin
 GAP = 1 / RATE
 
 
-def make(clock: FakeClock, **config: object) -> LocalRateLimiter:
+def make(clock: ManualClock, **config: object) -> LocalRateLimiter:
     return LocalRateLimiter(
         RateLimitConfig(**config),  # type: ignore[arg-type]
         clock=clock,
-        call_later=clock.call_later,
     )
 
 
@@ -45,7 +44,7 @@ def stats_of(limiter: LocalRateLimiter, key: RateLimitKey = KEY) -> LimiterStats
 class Recorder:
     """Starts acquirers in a known order and records who got in when."""
 
-    def __init__(self, limiter: LocalRateLimiter, clock: FakeClock) -> None:
+    def __init__(self, limiter: LocalRateLimiter, clock: ManualClock) -> None:
         self.limiter = limiter
         self.clock = clock
         self.admitted: list[tuple[str, float]] = []
@@ -74,7 +73,7 @@ def test_it_is_a_rate_limiter() -> None:
     assert isinstance(LocalRateLimiter(), RateLimiter)
 
 
-async def test_admits_at_once_when_a_token_is_there(clock: FakeClock) -> None:
+async def test_admits_at_once_when_a_token_is_there(clock: ManualClock) -> None:
     limiter = make(clock)
     ticket = await limiter.acquire(KEY)
     assert ticket.key == KEY
@@ -90,13 +89,13 @@ async def test_admits_at_once_when_a_token_is_there(clock: FakeClock) -> None:
     assert clock.pending == 0
 
 
-async def test_waiters_are_served_first_come_first_served(clock: FakeClock) -> None:
+async def test_waiters_are_served_first_come_first_served(clock: ManualClock) -> None:
     limiter = make(clock)
     rec = Recorder(limiter, clock)
     start = clock.now
     for name in "abcde":
         await rec.start(name)
-    await clock.advance(10)
+    await clock.run_for(10)
     assert rec.order == list("abcde")
     assert rec.times() == pytest.approx([start + i * GAP for i in range(5)])
     stats = stats_of(limiter)
@@ -105,7 +104,7 @@ async def test_waiters_are_served_first_come_first_served(clock: FakeClock) -> N
     assert rec.tickets["c"].waited == pytest.approx(2 * GAP)
 
 
-async def test_direct_calls_go_ahead_of_polls(clock: FakeClock) -> None:
+async def test_direct_calls_go_ahead_of_polls(clock: ManualClock) -> None:
     limiter = make(clock)
     rec = Recorder(limiter, clock)
     await rec.start("first")
@@ -113,13 +112,13 @@ async def test_direct_calls_go_ahead_of_polls(clock: FakeClock) -> None:
     await rec.start("poll-2", Priority.POLL)
     await rec.start("direct-1", Priority.DIRECT)
     await rec.start("direct-2", Priority.DIRECT)
-    await clock.advance(10)
+    await clock.run_for(10)
     assert rec.order == ["first", "direct-1", "direct-2", "poll-1", "poll-2"]
     assert rec.tickets["poll-1"].priority is Priority.POLL
 
 
 async def test_a_poll_does_not_jump_queued_polls_but_a_direct_call_may_take_a_free_token(
-    clock: FakeClock,
+    clock: ManualClock,
 ) -> None:
     limiter = make(clock, burst=2)
     rec = Recorder(limiter, clock)
@@ -130,7 +129,7 @@ async def test_a_poll_does_not_jump_queued_polls_but_a_direct_call_may_take_a_fr
     assert limiter.has_capacity(KEY, Priority.POLL) is False
 
 
-async def test_a_429_pauses_the_whole_key_then_releases_paced(clock: FakeClock) -> None:
+async def test_a_429_pauses_the_whole_key_then_releases_paced(clock: ManualClock) -> None:
     limiter = make(clock, wait_margin=0.0, adaptive=False)
     first = await limiter.acquire(KEY)
     rec = Recorder(limiter, clock)
@@ -138,15 +137,15 @@ async def test_a_429_pauses_the_whole_key_then_releases_paced(clock: FakeClock) 
         await rec.start(name)
     await limiter.complete(first, status=429, state=RateLimitState(retry_after=30.0))
     paused_at = clock.now
-    await clock.advance(10)
+    await clock.run_for(10)
     await rec.start("late")  # arrives during the pause: waits like the others
-    await clock.advance(19.9)
+    await clock.run_for(19.9)
     assert rec.admitted == []
     stats = stats_of(limiter)
     assert stats.throttled == 1
     assert stats.paused_for == pytest.approx(0.1)
     assert stats.rate == 0.0
-    await clock.advance(20)
+    await clock.run_for(20)
     assert rec.order == ["q1", "q2", "q3", "late"]
     times = rec.times()
     assert times[0] == pytest.approx(paused_at + 30.0)
@@ -155,7 +154,7 @@ async def test_a_429_pauses_the_whole_key_then_releases_paced(clock: FakeClock) 
     assert gaps == pytest.approx([GAP] * 3)
 
 
-async def test_429s_echoing_the_first_do_not_stack(clock: FakeClock) -> None:
+async def test_429s_echoing_the_first_do_not_stack(clock: ManualClock) -> None:
     limiter = make(clock, burst=3)
     tickets = [await limiter.acquire(KEY) for _ in range(3)]
     for ticket in tickets:
@@ -166,7 +165,7 @@ async def test_429s_echoing_the_first_do_not_stack(clock: FakeClock) -> None:
     assert stats.budget == pytest.approx(limiter.budget(OTHER) / 2)
 
 
-async def test_cancelling_waiters_keeps_the_queue_consistent(clock: FakeClock) -> None:
+async def test_cancelling_waiters_keeps_the_queue_consistent(clock: ManualClock) -> None:
     limiter = make(clock)
     rec = Recorder(limiter, clock)
     start = clock.now
@@ -176,7 +175,7 @@ async def test_cancelling_waiters_keeps_the_queue_consistent(clock: FakeClock) -
     rec.tasks["c"].cancel()
     await clock.settle()
     assert stats_of(limiter).queued == 2
-    await clock.advance(10)
+    await clock.run_for(10)
     assert rec.order == ["a", "d", "e"]
     # The cancelled waiters' turns were not lost: d and e took the next two tokens.
     assert rec.times() == pytest.approx([start, start + GAP, start + 2 * GAP])
@@ -185,7 +184,7 @@ async def test_cancelling_waiters_keeps_the_queue_consistent(clock: FakeClock) -
     assert stats_of(limiter).requests == 3
 
 
-async def test_cancelling_the_head_hands_its_token_to_the_next(clock: FakeClock) -> None:
+async def test_cancelling_the_head_hands_its_token_to_the_next(clock: ManualClock) -> None:
     limiter = make(clock)
     await limiter.acquire(KEY)
     rec = Recorder(limiter, clock)
@@ -193,11 +192,11 @@ async def test_cancelling_the_head_hands_its_token_to_the_next(clock: FakeClock)
     await rec.start("head")
     await rec.start("next")
     rec.tasks["head"].cancel()
-    await clock.advance(GAP)
+    await clock.run_for(GAP)
     assert rec.admitted == [("next", pytest.approx(start + GAP))]
 
 
-async def test_cancelled_after_admission_gives_the_token_back(clock: FakeClock) -> None:
+async def test_cancelled_after_admission_gives_the_token_back(clock: ManualClock) -> None:
     limiter = make(clock)
     await limiter.acquire(KEY)
     rec = Recorder(limiter, clock)
@@ -216,7 +215,7 @@ async def test_cancelled_after_admission_gives_the_token_back(clock: FakeClock) 
     assert stats.in_flight == 2
 
 
-async def test_cancelling_every_waiter_leaves_nothing_running(clock: FakeClock) -> None:
+async def test_cancelling_every_waiter_leaves_nothing_running(clock: ManualClock) -> None:
     limiter = make(clock)
     await limiter.acquire(KEY)
     rec = Recorder(limiter, clock)
@@ -224,7 +223,7 @@ async def test_cancelling_every_waiter_leaves_nothing_running(clock: FakeClock) 
         await rec.start(name)
     for task in rec.tasks.values():
         task.cancel()
-    await clock.advance(60)
+    await clock.run_for(60)
     assert clock.pending == 0
     assert stats_of(limiter).queued == 0
     # ...and the key still works.
@@ -232,25 +231,25 @@ async def test_cancelling_every_waiter_leaves_nothing_running(clock: FakeClock) 
     assert ticket.waited == 0.0
 
 
-async def test_timeouts_around_acquire_are_safe(clock: FakeClock) -> None:
+async def test_timeouts_around_acquire_are_safe(clock: ManualClock) -> None:
     limiter = make(clock)
     await limiter.acquire(KEY)
     with pytest.raises(TimeoutError):
         async with asyncio.timeout(0):
             await limiter.acquire(KEY)
     assert stats_of(limiter).queued == 0
-    await clock.advance(GAP)
+    await clock.run_for(GAP)
     assert limiter.has_capacity(KEY)
 
 
-async def test_status_none_counts_as_spent(clock: FakeClock) -> None:
+async def test_status_none_counts_as_spent(clock: ManualClock) -> None:
     limiter = make(clock)
     ticket = await limiter.acquire(KEY)
     await limiter.complete(ticket, status=None, state=None)
     assert limiter.next_available(KEY) == pytest.approx(GAP)
 
 
-async def test_complete_exactly_once(clock: FakeClock) -> None:
+async def test_complete_exactly_once(clock: ManualClock) -> None:
     limiter = make(clock)
     ticket = await limiter.acquire(KEY)
     await limiter.complete(ticket, status=200, state=None)
@@ -261,7 +260,7 @@ async def test_complete_exactly_once(clock: FakeClock) -> None:
         await limiter.complete(Ticket(OTHER, clock.now), status=200, state=None)
 
 
-async def test_calibration_shows_in_stats(clock: FakeClock) -> None:
+async def test_calibration_shows_in_stats(clock: ManualClock) -> None:
     limiter = make(clock, wait_margin=0.0)
     ticket = await limiter.acquire(KEY)
     await limiter.complete(
@@ -278,7 +277,7 @@ async def test_calibration_shows_in_stats(clock: FakeClock) -> None:
     assert limiter.budget(KEY) == stats.budget
 
 
-async def test_headers_can_be_ignored_but_retry_after_is_honoured(clock: FakeClock) -> None:
+async def test_headers_can_be_ignored_but_retry_after_is_honoured(clock: ManualClock) -> None:
     limiter = make(clock, use_headers=False, wait_margin=0.0)
     ticket = await limiter.acquire(KEY)
     await limiter.complete(ticket, status=200, state=RateLimitState(limit=5, remaining=0))
@@ -291,7 +290,7 @@ async def test_headers_can_be_ignored_but_retry_after_is_honoured(clock: FakeClo
     assert stats_of(limiter).paused_for == pytest.approx(12.0)
 
 
-async def test_queries_for_the_watch(clock: FakeClock) -> None:
+async def test_queries_for_the_watch(clock: ManualClock) -> None:
     limiter = make(clock)
     assert limiter.has_capacity(KEY)
     assert limiter.next_available(KEY) == 0.0
@@ -305,12 +304,12 @@ async def test_queries_for_the_watch(clock: FakeClock) -> None:
     # A direct call waits behind the queued direct call only; a poll behind both.
     assert limiter.next_available(KEY, Priority.DIRECT) == pytest.approx(2 * GAP)
     assert limiter.next_available(KEY, Priority.POLL) == pytest.approx(3 * GAP)
-    await clock.advance(2 * GAP)
+    await clock.run_for(2 * GAP)
     assert rec.order == ["direct", "poll"]
     assert limiter.next_available(OTHER, Priority.POLL) == 0.0
 
 
-async def test_keys_are_independent(clock: FakeClock) -> None:
+async def test_keys_are_independent(clock: ManualClock) -> None:
     limiter = make(clock)
     await limiter.acquire(KEY)
     ticket = await limiter.acquire(OTHER)
@@ -318,7 +317,7 @@ async def test_keys_are_independent(clock: FakeClock) -> None:
     assert {s.key for s in limiter.stats()} == {KEY, OTHER}
 
 
-async def test_aclose_fails_waiters_and_stops_timers(clock: FakeClock) -> None:
+async def test_aclose_fails_waiters_and_stops_timers(clock: ManualClock) -> None:
     limiter = make(clock)
     held = await limiter.acquire(KEY)
     rec = Recorder(limiter, clock)
@@ -335,13 +334,13 @@ async def test_aclose_fails_waiters_and_stops_timers(clock: FakeClock) -> None:
     assert "closed" in repr(limiter)
 
 
-async def test_async_context_manager_closes(clock: FakeClock) -> None:
+async def test_async_context_manager_closes(clock: ManualClock) -> None:
     async with make(clock) as limiter:
         await limiter.acquire(KEY)
     assert limiter.closed
 
 
-async def test_repr(clock: FakeClock) -> None:
+async def test_repr(clock: ManualClock) -> None:
     limiter = make(clock, rate=100)
     await limiter.acquire(KEY)
     assert repr(limiter) == "LocalRateLimiter(rate=100/60s, keys=1, in_flight=1, queued=0)"
@@ -373,7 +372,7 @@ async def test_on_the_real_event_loop() -> None:
     await limiter.aclose()
 
 
-async def test_a_late_timer_costs_no_tokens_and_leaves_no_burst(clock: FakeClock) -> None:
+async def test_a_late_timer_costs_no_tokens_and_leaves_no_burst(clock: ManualClock) -> None:
     limiter = make(clock)
     await limiter.acquire(KEY)
     rec = Recorder(limiter, clock)
@@ -385,11 +384,11 @@ async def test_a_late_timer_costs_no_tokens_and_leaves_no_burst(clock: FakeClock
     clock.fire_due()
     await clock.settle()
     assert rec.order == ["a", "b", "c"]  # every token that accrued meanwhile is used...
-    await clock.advance(2 * GAP)
+    await clock.run_for(2 * GAP)
     assert rec.order == list("abcde")  # ...and the cadence goes on from there
     assert rec.times()[3:] == pytest.approx([start + 4 * GAP, start + 5 * GAP])
     # Once nobody waits the bucket is back to its capacity: no burst later.
-    await clock.advance(100)
+    await clock.run_for(100)
     assert limiter.has_capacity(KEY)
     await limiter.acquire(KEY)
     assert not limiter.has_capacity(KEY)

@@ -25,7 +25,7 @@ from d360_async._limiters import (
 )
 
 if TYPE_CHECKING:
-    from conftest import FakeClock
+    from d360_async.testing import ManualClock
 
 KEY = RateLimitKey("apihub.document360.io", "fp-sim", "project")
 LIMIT = 20
@@ -113,14 +113,14 @@ class Outcome:
 
 
 async def simulate(
-    clock: FakeClock,
+    clock: ManualClock,
     server: SimServer,
     config: RateLimitConfig,
     *,
     callers: int = CALLERS,
     seed: int = 7,
 ) -> Outcome:
-    limiter = LocalRateLimiter(config, clock=clock, call_later=clock.call_later)
+    limiter = LocalRateLimiter(config, clock=clock)
     rng = random.Random(seed)
     first_answer: list[float] = []
     late_429s = 0
@@ -166,7 +166,7 @@ HEADERS_ON = [
 
 @pytest.mark.parametrize("shape", HEADERS_ON)
 async def test_headers_on_no_429_after_the_first_answer(
-    clock: FakeClock, shape: dict[str, object]
+    clock: ManualClock, shape: dict[str, object]
 ) -> None:
     """The default configuration (60 per minute) and whatever the headers say."""
     server = SimServer(**shape)  # type: ignore[arg-type]
@@ -184,7 +184,7 @@ async def test_headers_on_no_429_after_the_first_answer(
 
 @pytest.mark.parametrize("shape", HEADERS_ON)
 async def test_headers_on_use_most_of_the_budget(
-    clock: FakeClock, shape: dict[str, object]
+    clock: ManualClock, shape: dict[str, object]
 ) -> None:
     """This server rounds its resets up (as ``FakeDocument360`` does): no margin needed."""
     server = SimServer(**shape)  # type: ignore[arg-type]
@@ -197,7 +197,7 @@ async def test_headers_on_use_most_of_the_budget(
     assert outcome.elapsed < 200 / LIMIT * WINDOW * bound
 
 
-async def test_limit_and_reset_only_when_exhausted(clock: FakeClock) -> None:
+async def test_limit_and_reset_only_when_exhausted(clock: ManualClock) -> None:
     """The vendor's other shape: only Remaining until it reaches 0. Configured to match."""
     server = SimServer(headers="when_exhausted")
     outcome = await simulate(clock, server, RateLimitConfig(rate=LIMIT, period=WINDOW))
@@ -206,7 +206,7 @@ async def test_limit_and_reset_only_when_exhausted(clock: FakeClock) -> None:
     assert outcome.elapsed < 200 / LIMIT * WINDOW * 1.4
 
 
-async def test_only_remaining_with_the_default_config_is_slow_but_safe(clock: FakeClock) -> None:
+async def test_only_remaining_with_the_default_config_is_slow_but_safe(clock: ManualClock) -> None:
     server = SimServer(headers="when_exhausted")
     outcome = await simulate(clock, server, RateLimitConfig(), callers=40)
     assert outcome.served == 40
@@ -214,7 +214,7 @@ async def test_only_remaining_with_the_default_config_is_slow_but_safe(clock: Fa
 
 
 @pytest.mark.parametrize("algorithm", ["fixed", "aligned"])
-async def test_headers_off_with_the_limit_configured(clock: FakeClock, algorithm: str) -> None:
+async def test_headers_off_with_the_limit_configured(clock: ManualClock, algorithm: str) -> None:
     server = SimServer(headers="off", algorithm=algorithm)  # type: ignore[arg-type]
     outcome = await simulate(clock, server, RateLimitConfig(rate=LIMIT, period=WINDOW))
     assert outcome.served == CALLERS
@@ -223,7 +223,7 @@ async def test_headers_off_with_the_limit_configured(clock: FakeClock, algorithm
     assert outcome.elapsed < 200 / LIMIT * WINDOW * 1.2
 
 
-async def test_headers_off_and_limit_overestimated_adapts(clock: FakeClock) -> None:
+async def test_headers_off_and_limit_overestimated_adapts(clock: ManualClock) -> None:
     """Configured for three times what the server allows and told nothing: AIMD copes."""
     server = SimServer(headers="off", algorithm="aligned")
     outcome = await simulate(clock, server, RateLimitConfig(rate=3 * LIMIT, period=WINDOW))

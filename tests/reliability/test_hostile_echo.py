@@ -230,7 +230,7 @@ async def _sweep_downloads(echo: EchoServer, evidence: Evidence, workdir: Path) 
         def link(*args: Any, **kwargs: Any) -> str:
             return f"{echo.url}/blob/export.zip?sv=2024-01-01&se=2099-01-01&sp=r&sig={SIGNATURE}"
 
-        fake._mint_link = link  # type: ignore[method-assign]
+        fake._downloads.mint_link = link  # type: ignore[method-assign]
         async with Client(
             api_token=V3_TOKEN, base_url=fake.url, rate_limit=FAST, hooks=evidence.hooks()
         ) as client:

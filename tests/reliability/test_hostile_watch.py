@@ -3,7 +3,8 @@
 Everything runs against real servers on 127.0.0.1: a FakeDocument360, behind (for the hung
 requests) a small forwarding proxy that never answers the status requests of chosen
 operations; and, for the outage, the fake itself stopped (connection refused) and started again
-on the same port.  The figures are printed with ``-s``.
+on the same port.  The hung requests and the outage run on a ManualClock shared by the fake and
+the client (minutes of watching in well under a second); the figures are printed with ``-s``.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from d360_async import (
     Transition,
     TransitionKind,
 )
-from d360_async.testing import FakeDocument360, FakeLifecycle
+from d360_async.testing import FakeDocument360, FakeLifecycle, ManualClock
 
 FAST = RateLimitConfig(rate=400.0, period=1.0)
 _HOP_BY_HOP = {"content-length", "transfer-encoding", "content-encoding", "connection"}
@@ -98,13 +99,17 @@ async def _hung_run(
     """100 healthy exports (plus ``hung_count`` whose status never comes): healthy detection
     delays, every transition per key, and the hung keys."""
     lifecycle = FakeLifecycle(pending=(0.2, 1.0), running=(0.5, 3.0), failure_ratio=0.1)
-    async with FakeDocument360(rate_limit=None, lifecycle=lifecycle, seed=7) as fake:
+    clock = ManualClock()
+    async with FakeDocument360(rate_limit=None, lifecycle=lifecycle, seed=7, clock=clock) as fake:
         healthy = fake.seed("export", 100)
         hung = set(fake.seed("export", hung_count)) if hung_count else set()
         proxy = HangingProxy(fake.url, hung)
         async with (
             proxy.running(),
-            Client(api_token=fake.api_token, base_url=proxy.url, rate_limit=FAST) as client,
+            Client(
+                api_token=fake.api_token, base_url=proxy.url, rate_limit=FAST, clock=clock
+            ) as client,
+            clock.autoadvance(),
         ):
             targets = [client.exports.target(fake.project_id, i) for i in [*healthy, *hung]]
             keys = {t.key for t in targets if t.key.rsplit("/", 1)[-1] in hung}
@@ -270,32 +275,38 @@ async def test_an_outage_is_noticed_probed_and_left_at_full_pace(
     attempts: list[float] = []
     answered: list[tuple[float, str]] = []
 
+    clock = ManualClock()
+
     def on_request(event: RequestEvent) -> None:
-        attempts.append(time.monotonic())
+        attempts.append(clock.now)
 
     def on_response(event: ResponseEvent) -> None:
-        answered.append((time.monotonic(), event.url.rsplit("/", 1)[-1]))
+        answered.append((clock.now, event.url.rsplit("/", 1)[-1]))
 
-    async with FakeDocument360(rate_limit=None, lifecycle=lifecycle, seed=11) as fake:
+    async with FakeDocument360(rate_limit=None, lifecycle=lifecycle, seed=11, clock=clock) as fake:
         ids = fake.seed("export", 200)
-        async with Client(
-            api_token=fake.api_token,
-            base_url=fake.url,
-            rate_limit=FAST,
-            hooks=Hooks(on_request=(on_request,), on_response=(on_response,)),
-        ) as client:
+        async with (
+            Client(
+                api_token=fake.api_token,
+                base_url=fake.url,
+                rate_limit=FAST,
+                hooks=Hooks(on_request=(on_request,), on_response=(on_response,)),
+                clock=clock,
+            ) as client,
+            clock.autoadvance(),
+        ):
             targets = {client.exports.target(fake.project_id, i).key: i for i in ids}
             policy = PollPolicy(interval=0.2, max_interval=2.0, watch_timeout=OUTAGE + 60)
             finals: dict[str, Transition[Any]] = {}
             marks: dict[str, float] = {}
 
             async def outage() -> None:
-                await asyncio.sleep(2.0)
-                marks["down"] = time.monotonic()
+                await clock.sleep(2.0)
+                marks["down"] = clock.now
                 await fake.stop()
-                await asyncio.sleep(OUTAGE)
+                await clock.sleep(OUTAGE)
                 await fake.start()
-                marks["up"] = time.monotonic()
+                marks["up"] = clock.now
 
             built = [client.exports.target(fake.project_id, i) for i in ids]
             async with asyncio.TaskGroup() as group, client.watch(built, policy=policy) as w:

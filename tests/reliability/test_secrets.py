@@ -105,14 +105,15 @@ def _scan(text: str, secrets: Iterable[str], where: str) -> None:
 
 def record_links(fake: FakeDocument360, evidence: Evidence) -> None:
     """Remember every signed link the fake hands out, to look for its signature later."""
-    mint = fake._mint_link
+    downloads = fake._downloads  # the fake's private link minting, for the evidence
+    mint = downloads.mint_link
 
     def minting(*args: Any, **kwargs: Any) -> str:
         link = mint(*args, **kwargs)
         evidence.link(link)
         return link
 
-    fake._mint_link = minting  # type: ignore[method-assign]
+    downloads.mint_link = minting  # type: ignore[method-assign]
 
 
 # -- the object walk --------------------------------------------------------------------------

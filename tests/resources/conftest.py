@@ -21,22 +21,9 @@ from d360_async._resources import (
 )
 from d360_async._transport._auth import ApiTokenAuth, BearerAuth
 from d360_async._transport._transport import Transport
-from d360_async.testing import FakeDocument360
+from d360_async.testing import FakeDocument360, ManualClock
 
 FAST_RETRY = RetryPolicy(backoff_base=0.001, backoff_cap=0.005)
-
-
-class ManualClock:
-    """A clock that only moves when the test says so."""
-
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @attrs.define

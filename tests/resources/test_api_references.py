@@ -11,9 +11,7 @@ import pytest
 from d360_async._core._models import ApiReferenceImport, ApiReferenceLog, ApiReferenceLogDetail
 from d360_async._core._phase import Phase
 from d360_async._resources._targets import target_from_spec
-from d360_async.testing import FakeDocument360
-
-from .conftest import ManualClock
+from d360_async.testing import FakeDocument360, ManualClock
 
 WORKSPACE = "5c6d7e8f-9a0b-1c2d-3e4f-5a6b7c8d9e0f"
 

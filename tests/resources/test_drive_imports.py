@@ -13,9 +13,7 @@ from d360_async._core._phase import Phase
 from d360_async._resources import DriveResource, MissingCredential
 from d360_async._resources._targets import target_from_spec
 from d360_async._transport._transport import Transport
-from d360_async.testing import FakeDocument360
-
-from .conftest import ManualClock
+from d360_async.testing import FakeDocument360, ManualClock
 
 WORKSPACE = "5c6d7e8f-9a0b-1c2d-3e4f-5a6b7c8d9e0f"
 

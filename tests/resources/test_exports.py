@@ -24,9 +24,9 @@ from d360_async._core._phase import Phase
 from d360_async._core._ratelimit._protocol import Priority
 from d360_async._resources import ExportNotReady, ExportsResource
 from d360_async._resources._targets import target_from_spec
-from d360_async.testing import FakeDocument360
+from d360_async.testing import FakeDocument360, ManualClock
 
-from .conftest import ManualClock, RecordingLimiter
+from .conftest import RecordingLimiter
 
 WORKSPACE = "5c6d7e8f-9a0b-1c2d-3e4f-5a6b7c8d9e0f"
 

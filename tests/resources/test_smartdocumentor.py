@@ -14,9 +14,9 @@ from d360_async._core._phase import Phase
 from d360_async._core._ratelimit._protocol import Priority
 from d360_async._resources._targets import target_from_spec
 from d360_async.smartdocumentor import SmartDocumentorClient
-from d360_async.testing import FakeDocument360
+from d360_async.testing import FakeDocument360, ManualClock
 
-from .conftest import FAST_RETRY, ManualClock, RecordingLimiter
+from .conftest import FAST_RETRY, RecordingLimiter
 
 
 @pytest.fixture

@@ -15,9 +15,9 @@ from d360_async._resources import MissingCredential, V2Resource
 from d360_async._resources._targets import target_from_spec
 from d360_async._transport._auth import ApiTokenAuth
 from d360_async._transport._transport import Transport
-from d360_async.testing import FakeDocument360
+from d360_async.testing import FakeDocument360, ManualClock
 
-from .conftest import FAST_RETRY, ManualClock, RecordingLimiter
+from .conftest import FAST_RETRY, RecordingLimiter
 
 
 @pytest.fixture

@@ -100,15 +100,19 @@ async def test_truncated_body(
 
 
 async def test_slow_response_times_out_then_is_not_counted(
-    fake: FakeDocument360, session: aiohttp.ClientSession, finished_export: str
+    fake: FakeDocument360,
+    session: aiohttp.ClientSession,
+    finished_export: str,
+    clock: ManualClock,
 ) -> None:
-    fake.faults.next("slow", delay=0.06)
-    timeout = aiohttp.ClientTimeout(total=0.02)
+    fake.faults.next("slow", delay=0.06)  # on the fake's clock, which the test moves
+    timeout = aiohttp.ClientTimeout(total=0.02)  # on the real one
     with pytest.raises(asyncio.TimeoutError):
         async with session.get(
             export_url(fake, finished_export), headers=auth(fake), timeout=timeout
         ) as response:
             await response.read()
+    await clock.run_for(0.06)  # the server sees the client gone, then the delay ends
     for _ in range(400):  # until the slow handler wakes and finds its client gone
         if fake.stats.by_status[0]:
             break
@@ -118,14 +122,16 @@ async def test_slow_response_times_out_then_is_not_counted(
 
 
 async def test_slow_response_that_arrives_counts(
-    fake: FakeDocument360, session: aiohttp.ClientSession, finished_export: str
+    fake: FakeDocument360,
+    session: aiohttp.ClientSession,
+    finished_export: str,
+    clock: ManualClock,
 ) -> None:
     fake.faults.next("slow", delay=0.02)
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    code, _, _ = await fetch(session, export_url(fake, finished_export), auth(fake))
+    started = clock.now
+    code, _, _ = await clock.run(fetch(session, export_url(fake, finished_export), auth(fake)))
     assert code == 200
-    assert loop.time() - started >= 0.02
+    assert clock.now - started == pytest.approx(0.02)  # the delay, on the fake's clock
     assert fake.operation(finished_export).polls == 1
 
 

@@ -121,6 +121,37 @@ def test_options_fixture_and_marker_configure_the_fake(pytester: pytest.Pytester
     result.assert_outcomes(passed=2)
 
 
+def test_a_manual_clock_in_the_marker_drives_the_fake_and_the_client(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        """
+        import time
+
+        import pytest
+        from d360_async import PollPolicy
+        from d360_async.testing import FakeRateLimit, ManualClock
+
+        CLOCK = ManualClock()
+
+        @pytest.mark.fake_d360(clock=CLOCK, rate_limit=FakeRateLimit(limit=60, window=60.0))
+        async def test_an_hour_of_polling_in_no_time(fake_d360, d360_client):
+            assert fake_d360.clock is CLOCK
+            [export_id] = fake_d360.seed("export", pending=600, running=3000, failure_ratio=0)
+            target = d360_client.exports.target(fake_d360.project_id, export_id)
+            started = time.monotonic()
+            final = await CLOCK.run(d360_client.wait(target, policy=PollPolicy(interval=30)))
+            assert final.phase.is_terminal
+            assert CLOCK.now >= 1000 + 3600
+            assert fake_d360.stats.rate_limited == 0
+            assert time.monotonic() - started < 5
+        """
+    )
+    pytester.makeini(AUTO_INI)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--strict-markers")
+    result.assert_outcomes(passed=1)
+
+
 def test_without_pytest_asyncio_nothing_is_registered(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -13,7 +13,7 @@ import random
 from typing import Any
 
 import pytest
-from test_watch import SimLimiter, SimTarget, VirtualClock, clock, collect
+from test_watch import SimLimiter, SimTarget, clock, collect
 
 from d360_async import CheckpointError, Client
 from d360_async._core._phase import Phase
@@ -28,6 +28,7 @@ from d360_async._watch import (
     load_priors,
     watch,
 )
+from d360_async.testing import ManualClock
 
 __all__ = ["clock"]  # the fixture, shared with test_watch
 
@@ -179,7 +180,7 @@ def test_eta_intervals_are_calibrated_on_a_learned_distribution() -> None:
 # -- the watch ----------------------------------------------------------------------------------
 
 
-def _ops(clock: VirtualClock, limiter: SimLimiter, prefix: str, n: int, start: float) -> list[Any]:
+def _ops(clock: ManualClock, limiter: SimLimiter, prefix: str, n: int, start: float) -> list[Any]:
     rng = random.Random(prefix)
     out = []
     for i in range(n):
@@ -192,7 +193,7 @@ def _ops(clock: VirtualClock, limiter: SimLimiter, prefix: str, n: int, start: f
 
 
 async def _run_batch(
-    clock: VirtualClock, limiter: SimLimiter, targets: list[Any], **options: Any
+    clock: ManualClock, limiter: SimLimiter, targets: list[Any], **options: Any
 ) -> tuple[float, float, Any]:
     # No jitter: the run is deterministic on the virtual clock.
     async with watch(targets, clock=clock, policy=PollPolicy(jitter=0.0), **options) as w:
@@ -211,7 +212,7 @@ async def _run_batch(
     return polls, delays[len(delays) // 2], checkpoint
 
 
-async def test_a_second_watch_on_the_same_models_starts_warm(clock: VirtualClock) -> None:
+async def test_a_second_watch_on_the_same_models_starts_warm(clock: ManualClock) -> None:
     limiter = SimLimiter(clock, rate=1000.0, burst=50)
     durations = DurationModels()
 
@@ -232,7 +233,7 @@ async def test_a_second_watch_on_the_same_models_starts_warm(clock: VirtualClock
     await clock.run(main)
 
 
-async def test_held_back_budget_shows_in_the_stats(clock: VirtualClock) -> None:
+async def test_held_back_budget_shows_in_the_stats(clock: ManualClock) -> None:
     limiter = SimLimiter(clock, rate=10.0, burst=5)
     durations = DurationModels()
     for d in (10.0, 12.0, 14.0):
@@ -250,7 +251,7 @@ async def test_held_back_budget_shows_in_the_stats(clock: VirtualClock) -> None:
     await clock.run(main)
 
 
-async def test_transitions_carry_an_eta_once_the_kind_is_known(clock: VirtualClock) -> None:
+async def test_transitions_carry_an_eta_once_the_kind_is_known(clock: ManualClock) -> None:
     limiter = SimLimiter(clock, rate=100.0, burst=10)
     durations = DurationModels()
     for d in (10.0, 13.0, 16.0):
@@ -273,7 +274,7 @@ async def test_transitions_carry_an_eta_once_the_kind_is_known(clock: VirtualClo
     await clock.run(main)
 
 
-async def test_keep_open_forgets_finished_targets_and_loses_nothing(clock: VirtualClock) -> None:
+async def test_keep_open_forgets_finished_targets_and_loses_nothing(clock: ManualClock) -> None:
     """Targets added while iterating, each finishing: every change exactly once, in order,
     and finished ones leave the watch's table once delivered."""
     limiter = SimLimiter(clock, rate=200.0, burst=20)
@@ -349,7 +350,7 @@ def test_the_time_for_all_is_the_last_finish() -> None:
 
 
 async def test_a_wild_next_available_estimate_does_not_stall_the_watch(
-    clock: VirtualClock,
+    clock: ManualClock,
 ) -> None:
     """``next_available`` is an estimate: a limiter that says "an hour" but admits at once
     costs the watch at most ``PREWAIT_CAP``, not the hour."""

@@ -1,6 +1,6 @@
 """The watch end to end against simulated targets on a virtual clock.
 
-Nothing here waits on the real clock: :class:`VirtualClock` jumps to the next sleeper whenever
+Nothing here waits on the real clock: `ManualClock.run` jumps to the next timer whenever
 every task is blocked, so a watch over minutes of virtual time runs in milliseconds.  Targets
 (:class:`SimTarget`) follow a scripted lifecycle on that clock and pass their ticket back to
 the limiter the way the transport does; :class:`SimLimiter` is a real token bucket on the same
@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import heapq
 import itertools
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -56,6 +55,7 @@ from d360_async._watch import (
     watch,
 )
 from d360_async._watch._watch import ADMIT_CHUNK
+from d360_async.testing import ManualClock
 
 T = TypeVar("T")
 
@@ -76,89 +76,13 @@ PHASES = {
 NORMAL = ((0.0, "Queued"), (3.0, "InProgress"), (10.0, "Completed"))
 
 
-# -- virtual time ---------------------------------------------------------------------------------
-
-
-def _blocked(task: asyncio.Task[Any]) -> bool:
-    waiter = getattr(task, "_fut_waiter", None)
-    return waiter is not None and not waiter.done()
-
-
-class VirtualClock:
-    """The watch's :class:`~d360_async._watch.Clock`, in virtual seconds.
-
-    :meth:`run` awaits a coroutine while a driver moves time to the next sleeper each time
-    every task is blocked, and fails on a deadlock (everything blocked, nobody sleeping).
-    """
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self._sleepers: list[tuple[float, int, anyio.Event]] = []
-        self._seq = itertools.count()
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def utcnow(self) -> datetime:
-        return EPOCH + timedelta(seconds=self.now)
-
-    async def sleep(self, seconds: float) -> None:
-        if seconds <= 0:
-            await anyio.lowlevel.checkpoint()
-            return
-        event = anyio.Event()
-        heapq.heappush(self._sleepers, (self.now + seconds, next(self._seq), event))
-        await event.wait()
-
-    async def settle(self) -> None:
-        """Let every task run until all of them are blocked."""
-        me = asyncio.current_task()
-        for _ in range(10_000):
-            for _ in range(3):
-                await asyncio.sleep(0)
-            if all(task is me or _blocked(task) for task in asyncio.all_tasks()):
-                return
-        raise AssertionError("tasks never settle: something spins")
-
-    def _advance(self, horizon: float) -> None:
-        while self._sleepers and self._sleepers[0][2].is_set():
-            heapq.heappop(self._sleepers)
-        if not self._sleepers or self._sleepers[0][0] == float("inf"):
-            raise AssertionError("deadlock: every task waits and nobody sleeps")
-        when = self._sleepers[0][0]
-        if when > horizon:
-            raise AssertionError(f"still running after {horizon} virtual seconds")
-        self.now = max(self.now, when)
-        while self._sleepers and self._sleepers[0][0] <= self.now:
-            heapq.heappop(self._sleepers)[2].set()
-
-    async def _drive(self, horizon: float) -> None:
-        while True:
-            await self.settle()
-            self._advance(horizon)
-
-    async def run(self, main: Callable[[], Awaitable[T]], *, horizon: float = 100_000.0) -> T:
-        try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(self._drive, horizon)
-                try:
-                    return await main()
-                finally:
-                    tg.cancel_scope.cancel()
-        except BaseExceptionGroup as group:
-            if len(group.exceptions) == 1:  # let tests see the exception itself
-                raise group.exceptions[0] from None
-            raise
-        raise AssertionError("unreachable")
-
-
 # -- a limiter and targets on that clock ----------------------------------------------------------
 
 
 class SimLimiter:
     """A token bucket on the virtual clock that records what it admitted and settled."""
 
-    def __init__(self, clock: VirtualClock, *, rate: float, burst: int = 1) -> None:
+    def __init__(self, clock: ManualClock, *, rate: float, burst: int = 1) -> None:
         self.clock = clock
         self.rate = rate
         self.burst = burst
@@ -243,7 +167,7 @@ class SimTarget:
     def __init__(
         self,
         key: str,
-        clock: VirtualClock,
+        clock: ManualClock,
         limiter: SimLimiter,
         script: Sequence[tuple[float, str]] = NORMAL,
         *,
@@ -325,7 +249,7 @@ class SimTarget:
 
 
 def resolver_for(
-    clock: VirtualClock, limiter: SimLimiter, built: list[SimTarget]
+    clock: ManualClock, limiter: SimLimiter, built: list[SimTarget]
 ) -> Callable[[Mapping[str, Any]], Target[Snap]]:
     def resolve(spec: Mapping[str, Any]) -> Target[Snap]:
         target = SimTarget(
@@ -365,12 +289,12 @@ FAST = PollPolicy(interval=1.0, backoff=1.5, max_interval=5.0, jitter=0.1, poll_
 
 
 @pytest.fixture
-def clock() -> VirtualClock:
-    return VirtualClock()
+def clock() -> ManualClock:
+    return ManualClock(start=0.0, wall=EPOCH.timestamp())
 
 
 @pytest.fixture
-def limiter(clock: VirtualClock) -> SimLimiter:
+def limiter(clock: ManualClock) -> SimLimiter:
     return SimLimiter(clock, rate=20.0, burst=1)
 
 
@@ -382,7 +306,7 @@ def _our_tasks() -> set[asyncio.Task[Any]]:
 
 
 async def test_each_change_once_in_order_then_the_iterator_ends(
-    clock: VirtualClock, limiter: SimLimiter
+    clock: ManualClock, limiter: SimLimiter
 ) -> None:
     targets = [SimTarget(f"op{i}", clock, limiter) for i in range(5)]
 
@@ -402,7 +326,7 @@ async def test_each_change_once_in_order_then_the_iterator_ends(
         assert polls == sorted(polls)
 
 
-async def test_transition_fields(clock: VirtualClock, limiter: SimLimiter) -> None:
+async def test_transition_fields(clock: ManualClock, limiter: SimLimiter) -> None:
     target = SimTarget("op", clock, limiter, latency=0.5, warnings=("odd header",))
 
     async def main() -> list[Transition[Snap]]:
@@ -425,7 +349,7 @@ async def test_transition_fields(clock: VirtualClock, limiter: SimLimiter) -> No
 
 
 async def test_no_poll_after_the_end_and_detection_is_prompt(
-    clock: VirtualClock, limiter: SimLimiter
+    clock: ManualClock, limiter: SimLimiter
 ) -> None:
     targets = [SimTarget(f"op{i}", clock, limiter) for i in range(10)]
 
@@ -444,7 +368,7 @@ async def test_no_poll_after_the_end_and_detection_is_prompt(
         assert (final.observed_at - EPOCH).total_seconds() - finished <= FAST.max_interval * 1.1 + 1
 
 
-async def test_polls_go_through_the_limiter_at_poll_priority(clock: VirtualClock) -> None:
+async def test_polls_go_through_the_limiter_at_poll_priority(clock: ManualClock) -> None:
     limiter = SimLimiter(clock, rate=2.0, burst=1)
     targets = [SimTarget(f"op{i}", clock, limiter) for i in range(40)]
 
@@ -462,7 +386,7 @@ async def test_polls_go_through_the_limiter_at_poll_priority(clock: VirtualClock
 
 
 async def test_one_scheduler_a_bounded_number_of_tasks(
-    clock: VirtualClock, limiter: SimLimiter
+    clock: ManualClock, limiter: SimLimiter
 ) -> None:
     probe = Probe()
     targets = [SimTarget(f"op{i}", clock, limiter, probe=probe) for i in range(300)]
@@ -479,7 +403,7 @@ async def test_one_scheduler_a_bounded_number_of_tasks(
 
 
 async def test_entering_a_large_watch_lets_the_loop_run(
-    clock: VirtualClock, limiter: SimLimiter
+    clock: ManualClock, limiter: SimLimiter
 ) -> None:
     """Targets are admitted ADMIT_CHUNK at a time, with a yield to the event loop in between."""
     total = 3 * ADMIT_CHUNK + 10
@@ -510,7 +434,7 @@ async def test_entering_a_large_watch_lets_the_loop_run(
     assert all(b - a <= ADMIT_CHUNK for a, b in itertools.pairwise(seen))
 
 
-async def test_ten_thousand_targets_cost_little_memory(clock: VirtualClock) -> None:
+async def test_ten_thousand_targets_cost_little_memory(clock: ManualClock) -> None:
     """Per-target state (scheduler record, heap entry, watch entry) stays around 0.5 KiB."""
     import tracemalloc
 
@@ -532,7 +456,7 @@ async def test_ten_thousand_targets_cost_little_memory(clock: VirtualClock) -> N
     assert await clock.run(main) < 1024
 
 
-async def test_a_slow_consumer_slows_polling(clock: VirtualClock, limiter: SimLimiter) -> None:
+async def test_a_slow_consumer_slows_polling(clock: ManualClock, limiter: SimLimiter) -> None:
     busy = tuple((float(i), "InProgress" if i % 2 else "Processing") for i in range(1000))
     targets = [SimTarget(f"op{i}", clock, limiter, busy) for i in range(20)]
 
@@ -571,7 +495,7 @@ class UnpacedLimiter:
 
 
 @pytest.mark.parametrize("paced", [True, False], ids=["paced-limiter", "plain-limiter"])
-async def test_groups_do_not_hold_each_other_up(clock: VirtualClock, paced: bool) -> None:
+async def test_groups_do_not_hold_each_other_up(clock: ManualClock, paced: bool) -> None:
     """A budget that makes its polls wait must not take the concurrency from the others."""
     starved = SimLimiter(clock, rate=0.001)  # one poll per 1000 s
     starved.tokens = 0.0
@@ -593,7 +517,7 @@ async def test_groups_do_not_hold_each_other_up(clock: VirtualClock, paced: bool
     assert await clock.run(main) < 30.0
 
 
-async def test_mixed_kinds_learn_and_spend_polls_on_the_quick_ones(clock: VirtualClock) -> None:
+async def test_mixed_kinds_learn_and_spend_polls_on_the_quick_ones(clock: ManualClock) -> None:
     """A tight budget, quick tasks among slow exports: the quick ones are detected early."""
     limiter = SimLimiter(clock, rate=2.0)
     quick_script = ((0.0, "Queued"), (0.5, "InProgress"), (3.0, "Completed"))
@@ -619,7 +543,7 @@ async def test_mixed_kinds_learn_and_spend_polls_on_the_quick_ones(clock: Virtua
 # -- dynamic membership ----------------------------------------------------------------------------
 
 
-async def test_add_and_remove_while_iterating(clock: VirtualClock, limiter: SimLimiter) -> None:
+async def test_add_and_remove_while_iterating(clock: ManualClock, limiter: SimLimiter) -> None:
     first = SimTarget("first", clock, limiter)
     slow = SimTarget("slow", clock, limiter, latency=50.0)
     late = SimTarget("late", clock, limiter, created_at=0.0)
@@ -646,7 +570,7 @@ async def test_add_and_remove_while_iterating(clock: VirtualClock, limiter: SimL
 
 
 async def test_removing_the_last_target_ends_a_waiting_iterator(
-    clock: VirtualClock, limiter: SimLimiter
+    clock: ManualClock, limiter: SimLimiter
 ) -> None:
     target = SimTarget("op", clock, limiter, ((0.0, "Queued"),))
 
@@ -669,7 +593,7 @@ async def test_removing_the_last_target_ends_a_waiting_iterator(
     assert clock.now >= 30.0
 
 
-async def test_keep_open_waits_for_work(clock: VirtualClock, limiter: SimLimiter) -> None:
+async def test_keep_open_waits_for_work(clock: ManualClock, limiter: SimLimiter) -> None:
     target = SimTarget("later", clock, limiter, created_at=20.0)
 
     async def main() -> list[Transition[Snap]]:
@@ -695,7 +619,7 @@ async def test_keep_open_waits_for_work(clock: VirtualClock, limiter: SimLimiter
 
 
 async def test_add_is_refused_outside_the_block_and_after_the_end(
-    clock: VirtualClock, limiter: SimLimiter
+    clock: ManualClock, limiter: SimLimiter
 ) -> None:
     w = watch([SimTarget("a", clock, limiter)], policy=FAST, clock=clock)
     with pytest.raises(RuntimeError, match="async with"):
@@ -716,9 +640,7 @@ async def test_add_is_refused_outside_the_block_and_after_the_end(
     await clock.run(main)
 
 
-async def test_each_target_can_have_its_own_policy(
-    clock: VirtualClock, limiter: SimLimiter
-) -> None:
+async def test_each_target_can_have_its_own_policy(clock: ManualClock, limiter: SimLimiter) -> None:
     review = ((0.0, "Queued"), (2.0, "Weird"), (100.0, "Completed"))
     stop_at_review = PollPolicy(until=lambda t: t.phase is Phase.UNKNOWN)
     plain = SimTarget("plain", clock, limiter)
@@ -748,7 +670,7 @@ async def test_each_target_can_have_its_own_policy(
     ],
 )
 async def test_a_fatal_error_ends_only_its_target(
-    clock: VirtualClock, limiter: SimLimiter, error: D360Error
+    clock: ManualClock, limiter: SimLimiter, error: D360Error
 ) -> None:
     broken = SimTarget("broken", clock, limiter, faults={2: error})
     healthy = SimTarget("healthy", clock, limiter)
@@ -779,7 +701,7 @@ async def test_a_fatal_error_ends_only_its_target(
     ],
 )
 async def test_transient_errors_are_retried(
-    clock: VirtualClock, limiter: SimLimiter, error: D360Error
+    clock: ManualClock, limiter: SimLimiter, error: D360Error
 ) -> None:
     target = SimTarget("op", clock, limiter, faults={2: error, 3: error, 4: error})
 
@@ -792,7 +714,7 @@ async def test_transient_errors_are_retried(
     assert raws(transitions) == ["Queued", "InProgress", "Completed"]
 
 
-async def test_retry_at_of_a_429_is_honoured(clock: VirtualClock, limiter: SimLimiter) -> None:
+async def test_retry_at_of_a_429_is_honoured(clock: ManualClock, limiter: SimLimiter) -> None:
     retry_at = (EPOCH + timedelta(seconds=40)).timestamp()
     target = SimTarget(
         "op", clock, limiter, faults={1: RateLimited("wait", status=429, retry_at=retry_at)}
@@ -807,7 +729,7 @@ async def test_retry_at_of_a_429_is_honoured(clock: VirtualClock, limiter: SimLi
 
 
 async def test_not_found_before_first_sight_gets_a_grace_period(
-    clock: VirtualClock, limiter: SimLimiter
+    clock: ManualClock, limiter: SimLimiter
 ) -> None:
     gone = NotFound("not yet", status=404)
     script = ((0.0, "Queued"), (10.0, "InProgress"), (20.0, "Completed"))
@@ -832,7 +754,7 @@ async def test_not_found_before_first_sight_gets_a_grace_period(
 
 
 async def test_a_bug_in_one_target_is_reported_and_the_rest_go_on(
-    clock: VirtualClock, limiter: SimLimiter, caplog: pytest.LogCaptureFixture
+    clock: ManualClock, limiter: SimLimiter, caplog: pytest.LogCaptureFixture
 ) -> None:
     buggy = SimTarget("buggy", clock, limiter, faults={2: ZeroDivisionError("oops")})
     healthy = SimTarget("healthy", clock, limiter)
@@ -854,7 +776,7 @@ async def test_a_bug_in_one_target_is_reported_and_the_rest_go_on(
 
 
 async def test_a_poll_that_returns_nonsense_is_a_bug(
-    clock: VirtualClock, limiter: SimLimiter
+    clock: ManualClock, limiter: SimLimiter
 ) -> None:
     class Confused(SimTarget):
         async def poll(self, *, ticket: Ticket | None = None) -> Observation[Snap]:
@@ -876,7 +798,7 @@ async def test_a_poll_that_returns_nonsense_is_a_bug(
 # -- until, stalls, deadlines ----------------------------------------------------------------------
 
 
-async def test_until_ends_a_target_early(clock: VirtualClock, limiter: SimLimiter) -> None:
+async def test_until_ends_a_target_early(clock: ManualClock, limiter: SimLimiter) -> None:
     target = SimTarget("op", clock, limiter)
     policy = attrs.evolve(FAST, until=lambda t: t.phase is Phase.RUNNING)
 
@@ -893,7 +815,7 @@ async def test_until_ends_a_target_early(clock: VirtualClock, limiter: SimLimite
     assert polls == transitions[-1].polls
 
 
-async def test_until_that_raises_is_a_bug(clock: VirtualClock, limiter: SimLimiter) -> None:
+async def test_until_that_raises_is_a_bug(clock: ManualClock, limiter: SimLimiter) -> None:
     def until(t: Transition[Any]) -> bool:
         raise KeyError("oops")
 
@@ -911,7 +833,7 @@ async def test_until_that_raises_is_a_bug(clock: VirtualClock, limiter: SimLimit
     assert isinstance(error.error.__cause__, KeyError)
 
 
-async def test_stall_is_reported_once_per_stall(clock: VirtualClock, limiter: SimLimiter) -> None:
+async def test_stall_is_reported_once_per_stall(clock: ManualClock, limiter: SimLimiter) -> None:
     script = ((0.0, "Queued"), (2.0, "InProgress"), (60.0, "Processing"), (200.0, "Completed"))
     target = SimTarget("op", clock, limiter, script)
     policy = attrs.evolve(FAST, stall_after=20.0)
@@ -937,7 +859,7 @@ async def test_stall_is_reported_once_per_stall(clock: VirtualClock, limiter: Si
     assert (stall.observed_at - transitions[1].observed_at).total_seconds() >= 20.0
 
 
-async def test_target_deadline_cuts_a_poll_short(clock: VirtualClock, limiter: SimLimiter) -> None:
+async def test_target_deadline_cuts_a_poll_short(clock: ManualClock, limiter: SimLimiter) -> None:
     stuck = SimTarget("stuck", clock, limiter, latency=100.0)
     fine = SimTarget("fine", clock, limiter)
 
@@ -959,7 +881,7 @@ async def test_target_deadline_cuts_a_poll_short(clock: VirtualClock, limiter: S
     assert limiter.outstanding == 0
 
 
-async def test_target_deadline_between_polls(clock: VirtualClock, limiter: SimLimiter) -> None:
+async def test_target_deadline_between_polls(clock: ManualClock, limiter: SimLimiter) -> None:
     never_ends = SimTarget("op", clock, limiter, ((0.0, "Queued"), (1.0, "InProgress")))
 
     async def main() -> list[Transition[Snap]]:
@@ -976,7 +898,7 @@ async def test_target_deadline_between_polls(clock: VirtualClock, limiter: SimLi
 
 
 async def test_watch_deadline_ends_everything_even_when_kept_open(
-    clock: VirtualClock, limiter: SimLimiter
+    clock: ManualClock, limiter: SimLimiter
 ) -> None:
     slow = [SimTarget(f"op{i}", clock, limiter, ((0.0, "Queued"),)) for i in range(3)]
     done = SimTarget("done", clock, limiter, ((0.0, "Completed"),))
@@ -999,7 +921,7 @@ async def test_watch_deadline_ends_everything_even_when_kept_open(
 # -- checkpoints -----------------------------------------------------------------------------------
 
 
-async def test_resume_repeats_nothing_and_catches_up(clock: VirtualClock) -> None:
+async def test_resume_repeats_nothing_and_catches_up(clock: ManualClock) -> None:
     limiter = SimLimiter(clock, rate=50.0)
     scripts = {
         "quick": ((0.0, "Queued"), (2.0, "Completed")),
@@ -1041,7 +963,7 @@ async def test_resume_repeats_nothing_and_catches_up(clock: VirtualClock) -> Non
 
 
 async def test_checkpoint_counts_only_what_the_consumer_received(
-    clock: VirtualClock, limiter: SimLimiter
+    clock: ManualClock, limiter: SimLimiter
 ) -> None:
     target = SimTarget("op", clock, limiter, ((0.0, "Queued"), (1.0, "Completed")))
 
@@ -1073,7 +995,7 @@ async def test_checkpoint_counts_only_what_the_consumer_received(
 
 
 async def test_resume_without_a_way_to_rebuild_targets_is_refused(
-    clock: VirtualClock, limiter: SimLimiter
+    clock: ManualClock, limiter: SimLimiter
 ) -> None:
     async def main() -> str:
         async with watch([SimTarget("op", clock, limiter)], policy=FAST, clock=clock) as w:
@@ -1089,7 +1011,7 @@ async def test_resume_without_a_way_to_rebuild_targets_is_refused(
         watch([], resume='{"version": 99, "targets": []}')
 
 
-async def test_a_checkpoint_survives_the_watch(clock: VirtualClock, limiter: SimLimiter) -> None:
+async def test_a_checkpoint_survives_the_watch(clock: ManualClock, limiter: SimLimiter) -> None:
     target = SimTarget("op", clock, limiter)
 
     async def main() -> Watch[Snap]:
@@ -1107,7 +1029,7 @@ async def test_a_checkpoint_survives_the_watch(clock: VirtualClock, limiter: Sim
 # -- leaving early leaks nothing -------------------------------------------------------------------
 
 
-async def test_break_stops_every_poll_and_leaks_nothing(clock: VirtualClock) -> None:
+async def test_break_stops_every_poll_and_leaks_nothing(clock: ManualClock) -> None:
     limiter = SimLimiter(clock, rate=100.0, burst=5)
     targets = [SimTarget(f"op{i}", clock, limiter, latency=5.0) for i in range(50)]
 
@@ -1126,7 +1048,7 @@ async def test_break_stops_every_poll_and_leaks_nothing(clock: VirtualClock) -> 
 
 
 async def test_an_exception_in_the_body_propagates_as_itself(
-    clock: VirtualClock, limiter: SimLimiter
+    clock: ManualClock, limiter: SimLimiter
 ) -> None:
     targets = [SimTarget(f"op{i}", clock, limiter, latency=5.0) for i in range(5)]
 
@@ -1140,7 +1062,7 @@ async def test_an_exception_in_the_body_propagates_as_itself(
     assert limiter.outstanding == 0
 
 
-async def test_a_closed_limiter_stops_the_watch_with_its_error(clock: VirtualClock) -> None:
+async def test_a_closed_limiter_stops_the_watch_with_its_error(clock: ManualClock) -> None:
     class Closed(SimLimiter):
         async def acquire(
             self, key: RateLimitKey, *, priority: Priority = Priority.DIRECT
@@ -1158,7 +1080,7 @@ async def test_a_closed_limiter_stops_the_watch_with_its_error(clock: VirtualClo
         await clock.run(main)
 
 
-async def test_cancellation_from_outside_leaks_nothing(clock: VirtualClock) -> None:
+async def test_cancellation_from_outside_leaks_nothing(clock: ManualClock) -> None:
     limiter = SimLimiter(clock, rate=100.0, burst=5)
     targets = [SimTarget(f"op{i}", clock, limiter, latency=5.0) for i in range(20)]
     received: list[Transition[Snap]] = []
@@ -1186,7 +1108,7 @@ async def test_cancellation_from_outside_leaks_nothing(clock: VirtualClock) -> N
 # -- wait() ----------------------------------------------------------------------------------------
 
 
-async def test_wait_returns_the_final_transition(clock: VirtualClock, limiter: SimLimiter) -> None:
+async def test_wait_returns_the_final_transition(clock: ManualClock, limiter: SimLimiter) -> None:
     target = SimTarget("op", clock, limiter)
     final = await clock.run(lambda: wait(target, policy=FAST, clock=clock))
     assert final.final
@@ -1195,7 +1117,7 @@ async def test_wait_returns_the_final_transition(clock: VirtualClock, limiter: S
 
 
 async def test_wait_returns_a_time_out_rather_than_raising(
-    clock: VirtualClock, limiter: SimLimiter
+    clock: ManualClock, limiter: SimLimiter
 ) -> None:
     target = SimTarget("op", clock, limiter, ((0.0, "Queued"),))
     final = await clock.run(lambda: wait(target, timeout=20.0, policy=FAST, clock=clock))
@@ -1205,7 +1127,7 @@ async def test_wait_returns_a_time_out_rather_than_raising(
 
 
 async def test_wait_returns_an_error_rather_than_raising(
-    clock: VirtualClock, limiter: SimLimiter
+    clock: ManualClock, limiter: SimLimiter
 ) -> None:
     error = AuthenticationError("revoked", status=401)
     target = SimTarget("op", clock, limiter, fail_always=error)
@@ -1278,7 +1200,7 @@ def test_bad_arguments(kwargs: dict[str, Any], error: type[Exception]) -> None:
         watch([], **kwargs)
 
 
-def test_repr_is_informative(clock: VirtualClock, limiter: SimLimiter) -> None:
+def test_repr_is_informative(clock: ManualClock, limiter: SimLimiter) -> None:
     w = watch([SimTarget("a", clock, limiter)], clock=clock)
     assert "Watch" in repr(w)
     assert "new" in repr(w)
@@ -1293,15 +1215,20 @@ def test_repr_is_informative(clock: VirtualClock, limiter: SimLimiter) -> None:
 async def _watch_exports(
     n: int, *, stop_after: int | None = None
 ) -> tuple[dict[str, list[Transition[Any]]], Any, Any]:
-    from d360_async._clients._client import Client
+    """The real client and fake over sockets, both on one ManualClock (seconds of lifecycles
+    in milliseconds)."""
+    from d360_async import Client
     from d360_async.testing import FakeDocument360, FakeLifecycle, FakeRateLimit
 
+    clock = ManualClock()
     lifecycle = FakeLifecycle(pending=(0.5, 2.0), running=(1.0, 3.0), failure_ratio=0.1)
-    fake = FakeDocument360(rate_limit=FakeRateLimit(limit=1000, window=2.0), lifecycle=lifecycle)
+    fake = FakeDocument360(
+        rate_limit=FakeRateLimit(limit=1000, window=2.0), lifecycle=lifecycle, clock=clock
+    )
     grouped: dict[str, list[Transition[Any]]] = {}
-    async with fake:
+    async with fake, clock.autoadvance():
         ids = fake.seed("export", n)
-        async with Client(api_token=fake.api_token, base_url=fake.url) as client:
+        async with Client(api_token=fake.api_token, base_url=fake.url, clock=clock) as client:
             targets = [client.exports.target(fake.project_id, export_id) for export_id in ids]
             policy = PollPolicy(interval=0.2, max_interval=2.0)
             finished = 0
@@ -1313,7 +1240,7 @@ async def _watch_exports(
                         break
             requests_at_exit = fake.stats.requests
             (stats,) = client.rate_limit_stats()
-            await asyncio.sleep(0.05)  # anything still running would send a request now
+            await clock.sleep(0.05)  # anything still running would send a request now
             assert fake.stats.requests == requests_at_exit, "a request was sent after the exit"
             assert stats.in_flight == 0
         truth = {op.id: op for op in fake.operations("export")}
@@ -1353,7 +1280,7 @@ async def test_end_to_end_break_halfway_leaves_nothing_behind() -> None:
 
 
 async def test_a_hung_poll_times_out_alone_stalls_and_ends_at_its_deadline(
-    clock: VirtualClock, limiter: SimLimiter
+    clock: ManualClock, limiter: SimLimiter
 ) -> None:
     hung = SimTarget("hung", clock, limiter, latency=1_000.0)
     fine = SimTarget("fine", clock, limiter)
@@ -1380,7 +1307,7 @@ async def test_a_hung_poll_times_out_alone_stalls_and_ends_at_its_deadline(
     assert limiter.outstanding == 0, "every cut poll's ticket was settled, once"
 
 
-async def test_slow_polls_give_their_slots_back(clock: VirtualClock, limiter: SimLimiter) -> None:
+async def test_slow_polls_give_their_slots_back(clock: ManualClock, limiter: SimLimiter) -> None:
     hung = [SimTarget(f"hung{i}", clock, limiter, latency=1_000.0) for i in range(4)]
     healthy = [SimTarget(f"ok{i}", clock, limiter) for i in range(6)]
     policy = attrs.evolve(FAST, poll_timeout=None, slow_poll=1.0, target_timeout=60.0)
@@ -1418,7 +1345,7 @@ class DownTarget(SimTarget):
 
 
 async def test_an_outage_opens_the_circuit_and_recovery_closes_it(
-    clock: VirtualClock, caplog: pytest.LogCaptureFixture
+    clock: ManualClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     limiter = SimLimiter(clock, rate=100.0, burst=5)
     script = ((0.0, "Queued"), (1.0, "InProgress"), (60.0, "Completed"))
@@ -1453,7 +1380,7 @@ async def test_an_outage_opens_the_circuit_and_recovery_closes_it(
     assert limiter.outstanding == 0
 
 
-async def test_the_circuit_breaker_can_be_switched_off(clock: VirtualClock) -> None:
+async def test_the_circuit_breaker_can_be_switched_off(clock: ManualClock) -> None:
     limiter = SimLimiter(clock, rate=100.0, burst=5)
     script = ((0.0, "Queued"), (20.0, "Completed"))
     targets = [DownTarget(f"op{i}", clock, limiter, script, down=2.0, up=12.0) for i in range(10)]
@@ -1470,7 +1397,7 @@ async def test_the_circuit_breaker_can_be_switched_off(clock: VirtualClock) -> N
 
 
 async def test_failing_credentials_are_transient_for_a_watch(
-    clock: VirtualClock, limiter: SimLimiter
+    clock: ManualClock, limiter: SimLimiter
 ) -> None:
     flaky = SimTarget(
         "op", clock, limiter, faults={2: CredentialsUnavailable("the token provider failed")}

@@ -19,7 +19,7 @@ from typing import Final, Literal
 
 import attrs
 
-from ._fake_config import FakeLifecycle, OperationKind
+from ._config import FakeLifecycle, OperationKind
 
 __all__ = [
     "SD_INTEGRATION",

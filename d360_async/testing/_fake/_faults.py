@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 import attrs
 
-from ._fake_config import (
+from ._config import (
     API_ROUTES,
     FAULT_KINDS,
     ROUTES,

@@ -1,7 +1,7 @@
 """The fake server's rate limiter and its headers: pure arithmetic, time passed in.
 
 Every policy of [FakeRateLimit][d360_async.testing.FakeRateLimit] is one small state machine
-per key; [ServerRateLimiter.admit][d360_async.testing._fake_ratelimit.ServerRateLimiter.admit]
+per key; [ServerRateLimiter.admit][d360_async.testing._fake._ratelimit.ServerRateLimiter.admit]
 spends one request and says what the server would announce. [rate_headers][] writes that
 decision in one of the header dialects. [budget_used][] is the ground truth the benchmarks
 report: what share of what the policy allowed a client actually spent.
@@ -15,7 +15,7 @@ from collections.abc import Hashable, Sequence
 
 import attrs
 
-from ._fake_config import FakeRateLimit
+from ._config import FakeRateLimit
 
 __all__ = ["BudgetUse", "RateDecision", "ServerRateLimiter", "budget_used", "rate_headers"]
 
@@ -275,7 +275,7 @@ def budget_used(config: FakeRateLimit, times: Sequence[float]) -> BudgetUse:
     Args:
         config: the policy.
         times: admission times of one key (epoch seconds, as
-            [ServerRateLimiter.admission_times][d360_async.testing._fake_ratelimit.ServerRateLimiter.admission_times]
+            [ServerRateLimiter.admission_times][d360_async.testing._fake._ratelimit.ServerRateLimiter.admission_times]
             returns them), in order.
     """
     if len(times) < 2:
