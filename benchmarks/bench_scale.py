@@ -254,7 +254,7 @@ class _Job:
 
     async def poll(self, *, ticket: Any = None) -> Any:
         from d360_async._core._phase import Phase
-        from d360_async._core._target import Observation
+        from d360_async._core._target_protocol import Observation
 
         self.polls += 1
         if self.polls >= self.steps:

@@ -31,7 +31,9 @@ from d360_async._core._errors import (
     D360Error,
     DownloadLinkExpired,
     ErrorDetail,
+    ExportNotReady,
     MalformedResponse,
+    MissingCredential,
     NotFound,
     PermissionDenied,
     ProtocolError,
@@ -62,7 +64,7 @@ from d360_async._core._models import (
 from d360_async._core._phase import Phase
 from d360_async._core._redact import RedactingFilter, redact_url
 from d360_async._core._retry import RetryPolicy
-from d360_async._core._target import Observation, Target
+from d360_async._core._target_protocol import Observation, Target
 from d360_async._limiters import (
     LimiterStats,
     LocalRateLimiter,
@@ -76,10 +78,8 @@ from d360_async._resources import (
     ApiReferencesResource,
     DownloadProgress,
     DriveResource,
-    ExportNotReady,
     ExportsResource,
     ImportsResource,
-    MissingCredential,
     ResourceTarget,
     V2ExportsResource,
     V2ImportsResource,

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import yarl
 
+from d360_async._core._errors import MissingCredential
 from d360_async._core._models import OperationHandle, as_mapping, malformed, structure
 from d360_async._core._ratelimit._protocol import Priority, Ticket
 from d360_async._core._response import Response, check_v2, unwrap_v3
@@ -20,7 +21,6 @@ from d360_async._transport._auth import Auth
 from d360_async._transport._transport import Transport
 
 __all__ = [
-    "MissingCredential",
     "Resource",
     "decode_accepted",
     "decode_v2",
@@ -29,10 +29,6 @@ __all__ = [
 
 T = TypeVar("T")
 H = TypeVar("H", bound=OperationHandle)
-
-
-class MissingCredential(RuntimeError):
-    """The client was built without the token this API needs (a usage error, found locally)."""
 
 
 class Resource:
@@ -65,7 +61,7 @@ class Resource:
         built without it."""
         if self._auth is None:
             raise MissingCredential(
-                f"{type(self).__name__} needs the client to be built with {self._needs}= "
+                f"{type(self).__name__} needs the client to be built with {self._needs} "
                 f"(or {self._env} set in the environment)"
             )
         return self._auth

@@ -27,9 +27,9 @@ from d360_async._core._phase import Phase
 from d360_async._core._ratelimit._protocol import Priority, Ticket
 from d360_async._core._response import Response, unwrap_v3
 from d360_async._core._status import StatusReading
-from d360_async._core._target import Observation
+from d360_async._core._target_protocol import Observation
 from d360_async._resources._base import Resource, decode_accepted, decode_v3
-from d360_async._resources._targets import KIND_API_REFERENCE, ResourceTarget, observation
+from d360_async._resources._resource_target import KIND_API_REFERENCE, ResourceTarget, observation
 
 __all__ = ["MAX_PAGE_SIZE", "ApiReferencesResource"]
 

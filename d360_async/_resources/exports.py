@@ -21,17 +21,22 @@ from typing import IO, Any, Final
 import attrs
 import yarl
 
-from d360_async._core._errors import D360Error, DownloadLinkExpired, PermissionDenied, ProtocolError
+from d360_async._core._errors import (
+    DownloadLinkExpired,
+    ExportNotReady,
+    PermissionDenied,
+    ProtocolError,
+)
 from d360_async._core._ids import safe_token, uuid_id
 from d360_async._core._models import Export, ExportStarted
 from d360_async._core._phase import Phase
 from d360_async._core._ratelimit._protocol import Priority, Ticket
 from d360_async._core._redact import library_logger, redact_url
-from d360_async._core._target import Observation
+from d360_async._core._target_protocol import Observation
 from d360_async._resources._base import Resource, decode_accepted, decode_v3
-from d360_async._resources._targets import KIND_EXPORT, ResourceTarget, observation
+from d360_async._resources._resource_target import KIND_EXPORT, ResourceTarget, observation
 
-__all__ = ["DownloadProgress", "ExportNotReady", "ExportsResource"]
+__all__ = ["DownloadProgress", "ExportsResource"]
 
 logger = library_logger("d360_async.exports")
 
@@ -40,18 +45,6 @@ _CHUNK_SIZE: Final = 256 * 1024
 
 DownloadProgress = Callable[[int, int | None], Any]
 """``progress(bytes_done, total_or_None)``; may be a plain or a coroutine function."""
-
-
-class ExportNotReady(D360Error):
-    """The export has not completed (or completed without a link), so there is nothing to
-    download yet.  ``export`` holds what the API said.
-
-    Added in version 0.1.0.
-    """
-
-    def __init__(self, message: str, *, export: Export) -> None:
-        super().__init__(message)
-        self.export = export
 
 
 def _path(project_id: str, export_id: str | None = None) -> str:

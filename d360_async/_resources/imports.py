@@ -15,9 +15,9 @@ from typing import Any
 from d360_async._core._ids import safe_token, uuid_id
 from d360_async._core._models import Import, ImportStarted
 from d360_async._core._ratelimit._protocol import Priority, Ticket
-from d360_async._core._target import Observation
+from d360_async._core._target_protocol import Observation
 from d360_async._resources._base import Resource, decode_accepted, decode_v3
-from d360_async._resources._targets import KIND_IMPORT, ResourceTarget, observation
+from d360_async._resources._resource_target import KIND_IMPORT, ResourceTarget, observation
 
 __all__ = ["ImportsResource"]
 

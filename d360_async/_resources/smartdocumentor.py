@@ -21,8 +21,8 @@ from d360_async._core._models import (
 )
 from d360_async._core._ratelimit._protocol import Priority, Ticket
 from d360_async._core._response import Response
-from d360_async._core._target import Observation
-from d360_async._resources._targets import (
+from d360_async._core._target_protocol import Observation
+from d360_async._resources._resource_target import (
     KIND_SD_TASK,
     ResourceTarget,
     observation,

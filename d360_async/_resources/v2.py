@@ -12,9 +12,9 @@ from __future__ import annotations
 from d360_async._core._ids import safe_token
 from d360_async._core._models import V2DeleteFileStatus, V2Export, V2Import
 from d360_async._core._ratelimit._protocol import Priority, Ticket
-from d360_async._core._target import Observation
+from d360_async._core._target_protocol import Observation
 from d360_async._resources._base import Resource, decode_v2
-from d360_async._resources._targets import (
+from d360_async._resources._resource_target import (
     KIND_V2_DELETE_FILE,
     KIND_V2_EXPORT,
     KIND_V2_IMPORT,

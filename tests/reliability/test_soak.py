@@ -39,7 +39,7 @@ from d360_async import (
     TransitionKind,
 )
 from d360_async._core._watch._scheduler import TargetState
-from d360_async._resources._targets import ResourceTarget
+from d360_async._resources._resource_target import ResourceTarget
 from d360_async.testing import FakeDocument360, FakeLifecycle, FakeRateLimit
 
 SECONDS = float(os.environ.get("D360_SOAK_SECONDS", "15"))

@@ -10,7 +10,7 @@ import pytest
 
 from d360_async._core._models import ApiReferenceImport, ApiReferenceLog, ApiReferenceLogDetail
 from d360_async._core._phase import Phase
-from d360_async._resources._targets import target_from_spec
+from d360_async._resources._resource_target import target_from_spec
 from d360_async.testing import FakeDocument360
 
 from .conftest import ManualClock

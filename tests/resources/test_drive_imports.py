@@ -7,11 +7,12 @@ from types import SimpleNamespace
 
 import pytest
 
+from d360_async import MissingCredential
 from d360_async._core._errors import MalformedResponse, NotFound
 from d360_async._core._models import DriveTask, Import, ImportStarted
 from d360_async._core._phase import Phase
-from d360_async._resources import DriveResource, MissingCredential
-from d360_async._resources._targets import target_from_spec
+from d360_async._resources import DriveResource
+from d360_async._resources._resource_target import target_from_spec
 from d360_async._transport._transport import Transport
 from d360_async.testing import FakeDocument360
 

@@ -14,6 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from d360_async import ExportNotReady
 from d360_async._core._errors import (
     DownloadLinkExpired,
     NotFound,
@@ -22,8 +23,8 @@ from d360_async._core._errors import (
 from d360_async._core._models import Export, ExportStarted
 from d360_async._core._phase import Phase
 from d360_async._core._ratelimit._protocol import Priority
-from d360_async._resources import ExportNotReady, ExportsResource
-from d360_async._resources._targets import target_from_spec
+from d360_async._resources import ExportsResource
+from d360_async._resources._resource_target import target_from_spec
 from d360_async.testing import FakeDocument360
 
 from .conftest import ManualClock, RecordingLimiter

@@ -12,7 +12,7 @@ from d360_async._core._errors import NotFound, ValidationError
 from d360_async._core._models import SmartDocumentorPage, SmartDocumentorTask
 from d360_async._core._phase import Phase
 from d360_async._core._ratelimit._protocol import Priority
-from d360_async._resources._targets import target_from_spec
+from d360_async._resources._resource_target import target_from_spec
 from d360_async.smartdocumentor import SmartDocumentorClient
 from d360_async.testing import FakeDocument360
 

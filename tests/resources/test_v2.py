@@ -8,11 +8,12 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from d360_async import MissingCredential
 from d360_async._core._errors import AuthenticationError, ValidationError
 from d360_async._core._models import V2DeleteFileStatus, V2Export, V2Import
 from d360_async._core._phase import Phase
-from d360_async._resources import MissingCredential, V2Resource
-from d360_async._resources._targets import target_from_spec
+from d360_async._resources import V2Resource
+from d360_async._resources._resource_target import target_from_spec
 from d360_async._transport._auth import ApiTokenAuth
 from d360_async._transport._transport import Transport
 from d360_async.testing import FakeDocument360

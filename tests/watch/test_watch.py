@@ -45,7 +45,7 @@ from d360_async._core._ratelimit._protocol import (
     RateLimitKey,
     Ticket,
 )
-from d360_async._core._target import Observation, Target
+from d360_async._core._target_protocol import Observation, Target
 from d360_async._watch import (
     PollPolicy,
     Transition,
@@ -550,7 +550,8 @@ async def test_a_slow_consumer_slows_polling(clock: VirtualClock, limiter: SimLi
 
 
 class UnpacedLimiter:
-    """A limiter that cannot say how long a ticket will take (only the core protocol)."""
+    """A limiter that cannot say how long a ticket will take: its ``next_available`` always
+    answers "now", and only ``acquire`` makes the caller wait."""
 
     def __init__(self, inner: SimLimiter) -> None:
         self.inner = inner
@@ -565,6 +566,15 @@ class UnpacedLimiter:
 
     def stats(self) -> list[LimiterStats]:
         return []
+
+    def has_capacity(self, key: RateLimitKey, priority: Priority = Priority.DIRECT) -> bool:
+        return self.inner.has_capacity(key, priority)
+
+    def next_available(self, key: RateLimitKey, priority: Priority = Priority.DIRECT) -> float:
+        return 0.0
+
+    def budget(self, key: RateLimitKey) -> float:
+        return self.inner.budget(key)
 
     async def aclose(self) -> None:
         pass

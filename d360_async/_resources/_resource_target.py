@@ -16,10 +16,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Final, Generic, TypeVar
 
+from d360_async._core._errors import MissingCredential
 from d360_async._core._ratelimit._protocol import RateLimiter, RateLimitKey, Ticket
 from d360_async._core._status import StatusReading
-from d360_async._core._target import Observation, Target
-from d360_async._resources._base import MissingCredential
+from d360_async._core._target_protocol import Observation, Target
 
 __all__ = [
     "KIND_API_REFERENCE",
