@@ -72,7 +72,7 @@ def _lifetime(run_seconds: float) -> tuple[float, float]:
 def server_seed(fake: Any, n: int, run_seconds: float) -> dict[str, Any]:
     """``n`` exports whose lifecycles end within the run (so transitions keep coming)."""
     pending, running = _stages(run_seconds)
-    ids = fake.seed("export", n, pending=pending, running=running)
+    ids = fake.seed("v3.export", n, pending=pending, running=running)
     return {"project_id": fake.project_id, "ids": ids}
 
 

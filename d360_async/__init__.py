@@ -44,6 +44,7 @@ from d360_async._core._errors import (
     ValidationError,
     WatchError,
 )
+from d360_async._core._kinds import TargetKind
 from d360_async._core._models import (
     ApiReferenceImport,
     ApiReferenceLog,
@@ -175,6 +176,7 @@ __all__ = [
     "SmartDocumentorTask",
     "Target",
     "TargetFinished",
+    "TargetKind",
     "Telemetry",
     "TimeoutError",
     "Timeouts",

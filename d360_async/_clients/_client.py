@@ -185,6 +185,18 @@ class Client(TransportOwner):
 
     # -- watching ----------------------------------------------------------------------------
 
+    def _target_resources(self) -> tuple[object, ...]:
+        # What target_from_spec looks among for the resource registered for a spec's kind.
+        return (
+            self.exports,
+            self.drive,
+            self.imports,
+            self.api_references,
+            self.v2,
+            self.v2.exports,
+            self.v2.imports,
+        )
+
     def target_from_spec(self, spec: Mapping[str, Any]) -> Target[Any]:
         """Rebuild a target of this client from the ``spec`` stored in a checkpoint."""
         return target_from_spec(self, spec)

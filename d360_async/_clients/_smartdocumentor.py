@@ -99,6 +99,10 @@ class SmartDocumentorClient(TransportOwner):
         """The cached client-credentials token source."""
         return self._auth
 
+    def _target_resources(self) -> tuple[object, ...]:
+        # What target_from_spec looks among for the resource registered for a spec's kind.
+        return (self.tasks,)
+
     def target_from_spec(self, spec: Mapping[str, Any]) -> Target[Any]:
         """Rebuild a task target from the ``spec`` stored in a watch checkpoint."""
         return target_from_spec(self, spec)

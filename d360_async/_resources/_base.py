@@ -9,14 +9,18 @@ the caller.
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine, Mapping
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import yarl
 
 from d360_async._core._errors import MissingCredential
+from d360_async._core._kinds import TargetKind
 from d360_async._core._models import OperationHandle, as_mapping, malformed, structure
 from d360_async._core._ratelimit._protocol import Priority, Ticket
 from d360_async._core._response import Response, check_v2, unwrap_v3
+from d360_async._core._status import StatusReading
+from d360_async._core._target_protocol import Observation
+from d360_async._resources._resource_target import ResourceTarget, observation, resource_target
 from d360_async._transport._auth import Auth
 from d360_async._transport._transport import Transport
 
@@ -29,6 +33,13 @@ __all__ = [
 
 T = TypeVar("T")
 H = TypeVar("H", bound=OperationHandle)
+
+
+class _Readable(Protocol):
+    def _reading(self) -> StatusReading: ...
+
+
+M = TypeVar("M", bound=_Readable)
 
 
 class Resource:
@@ -65,6 +76,32 @@ class Resource:
                 f"(or {self._env} set in the environment)"
             )
         return self._auth
+
+    def _status_target(
+        self,
+        kind: TargetKind,
+        path: str,
+        decode: Callable[[Response], M],
+        *,
+        ident: str,
+        project: str | None = None,
+    ) -> ResourceTarget[M]:
+        """A target of ``kind`` whose poll is ``GET path``, answered with the model itself."""
+
+        async def poll(ticket: Ticket | None) -> Observation[M]:
+            snapshot = await self._call(
+                "GET", path, decode, project_id=project, priority=Priority.POLL, ticket=ticket
+            )
+            return observation(snapshot._reading(), snapshot)
+
+        return resource_target(
+            kind,
+            poll,
+            ident=ident,
+            project=project,
+            rate_key=self._transport.rate_key(self.auth, project),
+            limiter=self._transport.limiter,
+        )
 
     def _call(
         self,

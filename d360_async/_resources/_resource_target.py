@@ -1,4 +1,5 @@
-"""Targets: one long-running operation each, in the shape the watch consumes.
+"""Targets: one long-running operation each, in the shape the watch consumes, and the registry
+that rebuilds them from a checkpoint.
 
 Every status-bearing resource builds a [ResourceTarget][d360_async.ResourceTarget] with
 ``.target(...)``.  A target is plain data plus one coroutine: its identity (``key``, ``kind``), the
@@ -9,56 +10,38 @@ normalises it.
 ``to_spec()`` gives a small JSON object (``{"kind", "project_id", "id", ...}``) that a watch
 checkpoint stores; [target_from_spec][d360_async.target_from_spec] turns it back into a target with
 the credentials of the client(s) resuming the watch.  No credential is ever part of a spec.
+
+Each resource module registers the kinds it builds with `register_kind`: the kind, the resource
+class that builds it, and how a spec becomes that resource's ``.target(...)`` call.  A client
+says which resources it holds (`TargetSource`); rebuilding a spec finds the resource of the
+registered class among them.  No attribute name is looked up.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 from d360_async._core._errors import MissingCredential
+from d360_async._core._kinds import TargetKind
 from d360_async._core._ratelimit._protocol import RateLimiter, RateLimitKey, Ticket
 from d360_async._core._status import StatusReading
 from d360_async._core._target_protocol import Observation, Target
 
 __all__ = [
-    "KIND_API_REFERENCE",
-    "KIND_DRIVE_TASK",
-    "KIND_EXPORT",
-    "KIND_IMPORT",
-    "KIND_SD_TASK",
-    "KIND_V2_DELETE_FILE",
-    "KIND_V2_EXPORT",
-    "KIND_V2_IMPORT",
-    "TARGET_KINDS",
     "ResourceTarget",
+    "TargetSource",
     "observation",
+    "project_and_id",
+    "register_kind",
+    "registered_kinds",
+    "resource_target",
+    "spec_field",
     "target_from_spec",
 ]
 
 S = TypeVar("S")
-
-KIND_DRIVE_TASK: Final = "v3.drive_task"
-KIND_EXPORT: Final = "v3.export"
-KIND_IMPORT: Final = "v3.import"
-KIND_API_REFERENCE: Final = "v3.api_reference"
-KIND_V2_DELETE_FILE: Final = "v2.delete_file"
-KIND_V2_EXPORT: Final = "v2.export"
-KIND_V2_IMPORT: Final = "v2.import"
-KIND_SD_TASK: Final = "smartdocumentor.task"
-
-TARGET_KINDS: Final = frozenset(
-    {
-        KIND_DRIVE_TASK,
-        KIND_EXPORT,
-        KIND_IMPORT,
-        KIND_API_REFERENCE,
-        KIND_V2_DELETE_FILE,
-        KIND_V2_EXPORT,
-        KIND_V2_IMPORT,
-        KIND_SD_TASK,
-    }
-)
+R = TypeVar("R")
 
 PollFn = Callable[[Ticket | None], Awaitable[Observation[S]]]
 
@@ -88,7 +71,7 @@ class ResourceTarget(Generic[S]):
     def __init__(
         self,
         *,
-        kind: str,
+        kind: TargetKind,
         key: str,
         spec: Mapping[str, Any],
         rate_key: RateLimitKey,
@@ -108,8 +91,9 @@ class ResourceTarget(Generic[S]):
         return self._key
 
     @property
-    def kind(self) -> str:
-        """The operation kind, e.g. ``"v3.export"``; durations are learnt per kind."""
+    def kind(self) -> TargetKind:
+        """The operation kind, e.g. ``TargetKind.V3_EXPORT`` (equal to ``"v3.export"``);
+        durations are learnt per kind."""
         return self._kind
 
     @property
@@ -143,82 +127,91 @@ class ResourceTarget(Generic[S]):
         return hash((ResourceTarget, self._key))
 
 
-# Which attribute path of a client leads to the factory for each kind, and how the spec's
-# fields become its arguments.
-def _v3(
-    path: tuple[str, ...], *, since: bool = False
-) -> Callable[[Any, Mapping[str, Any]], Target[Any]]:
-    def build(source: Any, spec: Mapping[str, Any]) -> Target[Any]:
-        factory = _resolve(source, path)
-        # Only API-reference targets take ``since``; other kinds ignore a stray one.
-        extra = {}
-        if since and spec.get("since") is not None:
-            if not isinstance(spec["since"], str):
-                raise ValueError("target spec 'since' must be an ISO 8601 timestamp")
-            extra["since"] = spec["since"]
-        result: Target[Any] = factory(_field(spec, "project_id"), _field(spec, "id"), **extra)
-        return result
+def resource_target(
+    kind: TargetKind,
+    poll: PollFn[S],
+    *,
+    ident: str | int,
+    project: str | None,
+    rate_key: RateLimitKey,
+    limiter: RateLimiter,
+    spec: Mapping[str, Any] | None = None,
+    key: str | None = None,
+) -> ResourceTarget[S]:
+    """A target of ``kind``, keyed and described the one way every resource does it.
 
-    return build
-
-
-def _v2(path: tuple[str, ...]) -> Callable[[Any, Mapping[str, Any]], Target[Any]]:
-    def build(source: Any, spec: Mapping[str, Any]) -> Target[Any]:
-        result: Target[Any] = _resolve(source, path)(_field(spec, "id"))
-        return result
-
-    return build
-
-
-def _sd(source: Any, spec: Mapping[str, Any]) -> Target[Any]:
-    factory = _resolve(source, ("tasks", "target"))
-    if spec.get("id_type") == "external":
-        result: Target[Any] = factory(external_id=_field(spec, "id"))
-    else:
-        result = factory(task_id=_field(spec, "id"))
-    return result
+    The key is ``kind/project/ident`` (``kind/ident`` outside a project) unless ``key`` says
+    otherwise; the spec holds the kind, the project, the id and ``spec``'s extra fields.
+    """
+    where = (str(ident),) if project is None else (project, str(ident))
+    described: dict[str, Any] = {"kind": kind.value}
+    if project is not None:
+        described["project_id"] = project
+    described["id"] = ident
+    described.update(spec or {})
+    return ResourceTarget(
+        kind=kind,
+        key=key if key is not None else "/".join((kind.value, *where)),
+        spec=described,
+        rate_key=rate_key,
+        limiter=limiter,
+        poll=poll,
+    )
 
 
-_BUILDERS: Final[Mapping[str, Callable[[Any, Mapping[str, Any]], Target[Any]]]] = {
-    KIND_DRIVE_TASK: _v3(("drive", "target")),
-    KIND_EXPORT: _v3(("exports", "target")),
-    KIND_IMPORT: _v3(("imports", "target")),
-    KIND_API_REFERENCE: _v3(("api_references", "target"), since=True),
-    KIND_V2_DELETE_FILE: _v2(("v2", "delete_file_target")),
-    KIND_V2_EXPORT: _v2(("v2", "exports", "target")),
-    KIND_V2_IMPORT: _v2(("v2", "imports", "target")),
-    KIND_SD_TASK: _sd,
-}
+@runtime_checkable
+class TargetSource(Protocol):
+    """What can rebuild targets: a client, saying which resources it holds."""
+
+    def _target_resources(self) -> Iterable[object]:
+        """Every resource of this client that builds targets."""
+        ...
 
 
-class _CannotBuild(Exception):
-    pass
+SpecBuilder = Callable[[Any, Mapping[str, Any]], Target[Any]]
+
+_REGISTRY: dict[TargetKind, tuple[type, SpecBuilder]] = {}
 
 
-def _resolve(source: Any, path: tuple[str, ...]) -> Callable[..., Any]:
-    current = source
-    for name in path:
-        current = getattr(current, name, None)
-        if current is None:
-            raise _CannotBuild(".".join(path))
-    if not callable(current):
-        raise _CannotBuild(".".join(path))
-    return current  # type: ignore[no-any-return]
+def register_kind(
+    kind: TargetKind, owner: type[R], build: Callable[[R, Mapping[str, Any]], Target[Any]]
+) -> None:
+    """Declare that resources of class ``owner`` build targets of ``kind``, and how: ``build``
+    turns a spec into the resource's ``.target(...)`` call (checking its fields with
+    `spec_field`)."""
+    known = _REGISTRY.get(kind)
+    if known is not None and known[0] is not owner:
+        raise RuntimeError(f"{kind} is already built by {known[0].__name__}")
+    _REGISTRY[kind] = (owner, build)
 
 
-def _field(spec: Mapping[str, Any], name: str) -> Any:
+def registered_kinds() -> frozenset[TargetKind]:
+    """The kinds some resource has registered."""
+    return frozenset(_REGISTRY)
+
+
+def spec_field(spec: Mapping[str, Any], name: str) -> Any:
+    """``spec[name]``, or a `ValueError` naming the missing field."""
     if name not in spec:
         raise ValueError(f"target spec has no {name!r}")
     return spec[name]
+
+
+def project_and_id(spec: Mapping[str, Any]) -> tuple[Any, Any]:
+    """The ``project_id`` and ``id`` of a V3 spec (checked by the ``.target`` they go to)."""
+    return spec_field(spec, "project_id"), spec_field(spec, "id")
 
 
 def target_from_spec(source: Any, spec: Mapping[str, Any]) -> Target[Any]:
     """Rebuild a target from [ResourceTarget.to_spec][d360_async.ResourceTarget.to_spec] output.
 
     ``source`` is a [Client][d360_async.Client], a
-    [SmartDocumentorClient][d360_async.smartdocumentor.SmartDocumentorClient], or an iterable of
-    them (for a checkpoint of a watch that mixed clients); the first one that offers the target's
-    kind builds it.  The ids in the spec are validated again, exactly as if they were typed in.
+    [SmartDocumentorClient][d360_async.smartdocumentor.SmartDocumentorClient], one of their
+    resources (``client.exports``), or an iterable of them (for a checkpoint of a watch that
+    mixed clients); the first one that holds the resource registered for the target's kind,
+    with the credential it needs, builds it.  The ids in the spec are
+    validated again, exactly as if they were typed in.  The spec's ``kind`` is read with
+    [TargetKind.parse][d360_async.TargetKind.parse], so older spellings load too.
 
     Raises:
         ValueError: the spec is not an object, names an unknown kind, lacks a field, holds an
@@ -228,18 +221,27 @@ def target_from_spec(source: Any, spec: Mapping[str, Any]) -> Target[Any]:
     """
     if not isinstance(spec, Mapping):
         raise ValueError("target spec must be a JSON object")
-    kind = spec.get("kind")
-    builder = _BUILDERS.get(kind) if isinstance(kind, str) else None
-    if builder is None:
-        raise ValueError(f"unknown target kind {kind!r}")
+    raw_kind = spec.get("kind")
+    try:
+        kind = TargetKind.parse(raw_kind)  # type: ignore[arg-type]
+    except ValueError:
+        raise ValueError(f"unknown target kind {raw_kind!r}") from None
+    entry = _REGISTRY.get(kind)
+    if entry is None:
+        raise ValueError(f"unknown target kind {raw_kind!r}")
+    owner, build = entry
     sources: Iterable[Any] = (
         list(source)
         if isinstance(source, Iterable) and not isinstance(source, str | bytes | Mapping)
         else [source]
     )
     for candidate in sources:
-        try:
-            return builder(candidate, spec)
-        except (_CannotBuild, MissingCredential):
-            continue
-    raise ValueError(f"none of the given clients can build a {kind!r} target")
+        # A client offers the resources it holds; a resource may also be given by itself.
+        held = candidate._target_resources() if isinstance(candidate, TargetSource) else ()
+        for resource in (*held, candidate):
+            if isinstance(resource, owner):
+                try:
+                    return build(resource, spec)
+                except MissingCredential:
+                    break  # this client lacks the token: maybe the next one has it
+    raise ValueError(f"none of the given clients can build a {kind.value!r} target")

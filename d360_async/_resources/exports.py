@@ -28,13 +28,16 @@ from d360_async._core._errors import (
     ProtocolError,
 )
 from d360_async._core._ids import safe_token, uuid_id
+from d360_async._core._kinds import TargetKind
 from d360_async._core._models import Export, ExportStarted
 from d360_async._core._phase import Phase
-from d360_async._core._ratelimit._protocol import Priority, Ticket
 from d360_async._core._redact import library_logger, redact_url
-from d360_async._core._target_protocol import Observation
 from d360_async._resources._base import Resource, decode_accepted, decode_v3
-from d360_async._resources._resource_target import KIND_EXPORT, ResourceTarget, observation
+from d360_async._resources._resource_target import (
+    ResourceTarget,
+    project_and_id,
+    register_kind,
+)
 
 __all__ = ["DownloadProgress", "ExportsResource"]
 
@@ -99,21 +102,8 @@ class ExportsResource(Resource):
         """A watchable target for one export (kind ``"v3.export"``)."""
         project = uuid_id(project_id, name="project_id")
         export = uuid_id(export_id, name="export_id")
-        path = _path(project, export)
-
-        async def poll(ticket: Ticket | None) -> Observation[Export]:
-            snapshot = await self._call(
-                "GET", path, _DECODE, project_id=project, priority=Priority.POLL, ticket=ticket
-            )
-            return observation(snapshot._reading(), snapshot)
-
-        return ResourceTarget(
-            kind=KIND_EXPORT,
-            key=f"{KIND_EXPORT}/{project}/{export}",
-            spec={"kind": KIND_EXPORT, "project_id": project, "id": export},
-            rate_key=self._transport.rate_key(self.auth, project),
-            limiter=self._transport.limiter,
-            poll=poll,
+        return self._status_target(
+            TargetKind.V3_EXPORT, _path(project, export), _DECODE, ident=export, project=project
         )
 
     async def download(
@@ -302,3 +292,8 @@ async def _fetch_to(
         part.discard()
         raise
     return dest
+
+
+register_kind(
+    TargetKind.V3_EXPORT, ExportsResource, lambda r, spec: r.target(*project_and_id(spec))
+)

@@ -37,6 +37,8 @@ from urllib.parse import quote
 import attrs
 from aiohttp import web
 
+from d360_async import TargetKind
+
 from ._fake_bodies import (
     HTML_502,
     MALFORMED_JSON,
@@ -47,11 +49,11 @@ from ._fake_bodies import (
     v3_envelope,
 )
 from ._fake_config import (
-    OPERATION_KINDS,
     FakeLifecycle,
     FakeRateLimit,
     OperationKind,
     as_range,
+    fake_kind,
 )
 from ._fake_faults import FakeFaults, Fault
 from ._fake_ops import (
@@ -148,12 +150,13 @@ class FakeDocument360:
 
     ```python
     import aiohttp
+    from d360_async import TargetKind
     from d360_async.testing import FakeDocument360
 
     async def test_export_finishes() -> None:
         clock = [0.0]  # a clock the test moves by hand: no sleeping
         async with FakeDocument360(clock=lambda: clock[0]) as fake:
-            [export_id] = fake.seed("export", 1, pending=1.0, running=5.0)
+            [export_id] = fake.seed(TargetKind.V3_EXPORT, 1, pending=1.0, running=5.0)
             clock[0] = 10.0  # past the export's end
             url = f"{fake.url}/v3/projects/{fake.project_id}/exports/{export_id}"
             headers = {"Authorization": f"Bearer {fake.api_token}"}
@@ -192,16 +195,19 @@ class FakeDocument360:
 
     Seed kinds and their raw status sequences (pending -> running -> success | failure):
 
-    | kind | raw statuses |
+    | kind ([TargetKind][d360_async.TargetKind]) | raw statuses |
     |---|---|
-    | `export` | `Pending` -> `InProgress` -> `Completed` or `Failed` (V3) |
-    | `import` | `Pending` -> `InProgress` -> `Completed` or `Failed` (V3) |
-    | `drive_task` | `Pending` -> `Processing` -> `Completed` or `Failed` (V3) |
-    | `api_reference` | newest log: `Pending` -> `InProgress` -> `Success` or `Failed` |
-    | `v2_delete` | `0` Queued -> `2` InProgress -> `3` Completed or `4` Error |
-    | `v2_export` | `Initiated` -> `InProgress` -> `Completed` or `Error` |
-    | `v2_import` | `Queued` -> `InProgress` -> `Completed` or `Error` |
-    | `sd_task` | taskStatus 30 -> 31 -> 4 -> 9 with integration 3 (see below) |
+    | `V3_EXPORT` | `Pending` -> `InProgress` -> `Completed` or `Failed` |
+    | `V3_IMPORT` | `Pending` -> `InProgress` -> `Completed` or `Failed` |
+    | `V3_DRIVE_TASK` | `Pending` -> `Processing` -> `Completed` or `Failed` |
+    | `V3_API_REFERENCE` | newest log: `Pending` -> `InProgress` -> `Success` or `Failed` |
+    | `V2_DELETE_FILE` | `0` Queued -> `2` InProgress -> `3` Completed or `4` Error |
+    | `V2_EXPORT` | `Initiated` -> `InProgress` -> `Completed` or `Error` |
+    | `V2_IMPORT` | `Queued` -> `InProgress` -> `Completed` or `Error` |
+    | `SMARTDOCUMENTOR_TASK` | taskStatus 30 -> 31 -> 4 -> 9 with integration 3 (see below) |
+
+    The short names of earlier versions (`"export"`, `"drive_task"`, `"v2_delete"`,
+    `"sd_task"`...) are still accepted by `seed` and `operations`, with a `DeprecationWarning`.
 
     A SmartDocumentor task goes 30 QueuedForPreProcessing -> 31 PreProcessingInProgress ->
     4 InReview -> 9 ExportCompleted with integration 3 Completed; a failure is
@@ -416,7 +422,7 @@ class FakeDocument360:
 
     def seed(
         self,
-        kind: OperationKind,
+        kind: TargetKind | str,
         n: int = 1,
         *,
         project_id: str | None = None,
@@ -433,7 +439,7 @@ class FakeDocument360:
         Unset lifecycle settings come from `lifecycle`.
 
         Args:
-            kind: one of ``OPERATION_KINDS``.
+            kind: a [TargetKind][d360_async.TargetKind] (or its value, ``"v3.export"``).
             n: how many.
             project_id: the V3 project (default `project_id`); ignored for V2 and
                 SmartDocumentor kinds.
@@ -446,8 +452,7 @@ class FakeDocument360:
             log_history: for ``api_reference``: older, finished import logs behind the
                 current one (for pagination).
         """
-        if kind not in OPERATION_KINDS:
-            raise ValueError(f"unknown kind {kind!r}; kinds are {OPERATION_KINDS}")
+        short = fake_kind(kind)
         if n < 0 or log_history < 0:
             raise ValueError("n and log_history must not be negative")
         changes: dict[str, Any] = {
@@ -465,17 +470,20 @@ class FakeDocument360:
         at = self._clock() if start is None else start
         project = project_id or self.project_id
         return [
-            self._create(kind, project, lifecycle, at, log_history=log_history).id for _ in range(n)
+            self._create(short, project, lifecycle, at, log_history=log_history).id
+            for _ in range(n)
         ]
 
     def operation(self, operation_id: str | int) -> FakeOperation:
         """The truth about one operation (raises ``KeyError`` for an unknown id)."""
         return self._op(operation_id).snapshot(self._clock())
 
-    def operations(self, kind: OperationKind | None = None) -> list[FakeOperation]:
-        """Every operation (of ``kind``), in creation order."""
+    def operations(self, kind: TargetKind | str | None = None) -> list[FakeOperation]:
+        """Every operation (of ``kind``, a [TargetKind][d360_async.TargetKind]), in creation
+        order."""
         now = self._clock()
-        return [op.snapshot(now) for op in self._ops.values() if kind is None or op.kind == kind]
+        short = None if kind is None else fake_kind(kind)
+        return [op.snapshot(now) for op in self._ops.values() if short is None or op.kind == short]
 
     def set_status(
         self,

@@ -83,7 +83,8 @@ def test_parse_ids_text_skips_comments_and_blank_lines() -> None:
 
 
 def test_kinds_and_ids() -> None:
-    assert lookup_kind("export").name == "exports"
+    assert lookup_kind("export").name == "v3.export"
+    assert lookup_kind("exports") is lookup_kind("v3.export")
     assert lookup_kind("V2-Deletes").api is API.V2
     with pytest.raises(UsageError, match="unknown kind"):
         lookup_kind("widgets")

@@ -46,7 +46,7 @@ async def run_case(name: str, rate_limit: FakeRateLimit, callers: int = CALLERS)
     async with FakeDocument360(
         api_token=TOKEN, rate_limit=rate_limit, latency=(0.002, 0.01)
     ) as fake:
-        ids = fake.seed("export", 10, pending=0.0, running=1e6)
+        ids = fake.seed("v3.export", 10, pending=0.0, running=1e6)
         config = RateLimitConfig(rate=LIMIT, period=WINDOW)
         async with Client(api_token=TOKEN, base_url=fake.url, rate_limit=config) as client:
             started = time.monotonic()

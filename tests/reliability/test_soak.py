@@ -111,10 +111,10 @@ async def test_soak() -> None:
                     pace = SECONDS * 0.9 / OPERATIONS
                     for index in range(OPERATIONS):
                         if index % 4 == 3:
-                            (op_id,) = fake.seed("v2_delete", 1)
+                            (op_id,) = fake.seed("v2.delete_file", 1)
                             target: Any = client.v2.delete_file_target(op_id)
                         else:
-                            (op_id,) = fake.seed("export", 1)
+                            (op_id,) = fake.seed("v3.export", 1)
                             target = client.exports.target(fake.project_id, op_id)
                         ids[target.key] = op_id
                         watch.add(target)

@@ -1310,7 +1310,7 @@ async def _watch_exports(
     fake = FakeDocument360(rate_limit=FakeRateLimit(limit=1000, window=2.0), lifecycle=lifecycle)
     grouped: dict[str, list[Transition[Any]]] = {}
     async with fake:
-        ids = fake.seed("export", n)
+        ids = fake.seed("v3.export", n)
         async with Client(api_token=fake.api_token, base_url=fake.url) as client:
             targets = [client.exports.target(fake.project_id, export_id) for export_id in ids]
             policy = PollPolicy(interval=0.2, max_interval=2.0)
@@ -1326,7 +1326,7 @@ async def _watch_exports(
             await asyncio.sleep(0.05)  # anything still running would send a request now
             assert fake.stats.requests == requests_at_exit, "a request was sent after the exit"
             assert stats.in_flight == 0
-        truth = {op.id: op for op in fake.operations("export")}
+        truth = {op.id: op for op in fake.operations("v3.export")}
         return grouped, truth, fake.stats
 
 
