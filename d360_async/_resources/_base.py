@@ -77,6 +77,14 @@ class Resource:
             )
         return self._auth
 
+    def _start(
+        self, path: str, handle: type[H], project: str, body: Mapping[str, Any]
+    ) -> Coroutine[Any, Any, H]:
+        """``POST path`` starting an operation in ``project``; the 202 becomes ``handle``."""
+        return self._call(
+            "POST", path, decode_accepted(handle, project), project_id=project, json=body
+        )
+
     def _status_target(
         self,
         kind: TargetKind,

@@ -29,7 +29,7 @@ from d360_async._core._ratelimit._protocol import Priority, Ticket
 from d360_async._core._response import Response, unwrap_v3
 from d360_async._core._status import StatusReading
 from d360_async._core._target_protocol import Observation, Target
-from d360_async._resources._base import Resource, decode_accepted, decode_v3
+from d360_async._resources._base import Resource, decode_v3
 from d360_async._resources._resource_target import (
     ResourceTarget,
     observation,
@@ -109,13 +109,7 @@ class ApiReferencesResource(Resource):
             if not isinstance(content, str) or not content.strip():
                 raise ValueError("content must be the spec's non-empty text")
             body["content"] = content
-        return await self._call(
-            "POST",
-            _path(project),
-            decode_accepted(ApiReferenceImport, project),
-            project_id=project,
-            json=body,
-        )
+        return await self._start(_path(project), ApiReferenceImport, project, body)
 
     async def _page(
         self,

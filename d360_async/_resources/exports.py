@@ -32,7 +32,7 @@ from d360_async._core._kinds import TargetKind
 from d360_async._core._models import Export, ExportStarted
 from d360_async._core._phase import Phase
 from d360_async._core._redact import library_logger, redact_url
-from d360_async._resources._base import Resource, decode_accepted, decode_v3
+from d360_async._resources._base import Resource, decode_v3
 from d360_async._resources._resource_target import (
     ResourceTarget,
     project_and_id,
@@ -48,6 +48,10 @@ _CHUNK_SIZE: Final = 256 * 1024
 
 DownloadProgress = Callable[[int, int | None], Any]
 """``progress(bytes_done, total_or_None)``; may be a plain or a coroutine function."""
+
+
+def _ids(project_id: str | uuid.UUID, export_id: str | uuid.UUID) -> tuple[str, str]:
+    return uuid_id(project_id, name="project_id"), uuid_id(export_id, name="export_id")
 
 
 def _path(project_id: str, export_id: str | None = None) -> str:
@@ -82,26 +86,18 @@ class ExportsResource(Resource):
         }
         if lang_code is not None:
             body["lang_code"] = _text(lang_code, "lang_code")
-        return await self._call(
-            "POST",
-            _path(project),
-            decode_accepted(ExportStarted, project),
-            project_id=project,
-            json=body,
-        )
+        return await self._start(_path(project), ExportStarted, project, body)
 
     async def get(self, project_id: str | uuid.UUID, export_id: str | uuid.UUID) -> Export:
         """Fetch an export's status (and, once Completed, its download link)."""
-        project = uuid_id(project_id, name="project_id")
-        export = uuid_id(export_id, name="export_id")
+        project, export = _ids(project_id, export_id)
         return await self._call("GET", _path(project, export), _DECODE, project_id=project)
 
     def target(
         self, project_id: str | uuid.UUID, export_id: str | uuid.UUID
     ) -> ResourceTarget[Export]:
         """A watchable target for one export (kind ``"v3.export"``)."""
-        project = uuid_id(project_id, name="project_id")
-        export = uuid_id(export_id, name="export_id")
+        project, export = _ids(project_id, export_id)
         return self._status_target(
             TargetKind.V3_EXPORT, _path(project, export), _DECODE, ident=export, project=project
         )

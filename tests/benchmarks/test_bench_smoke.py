@@ -26,6 +26,7 @@ from benchmarks._harness import (
 )
 from benchmarks.bench_budget import budget_used, busy_window
 from benchmarks.peers import PollJob, aiolimiter_poller, naive_gather, status_of
+from d360_async import TargetKind
 from d360_async.testing import FakeDocument360, FakeRateLimit
 
 # -- numbers ---------------------------------------------------------------------------------
@@ -151,7 +152,7 @@ async def test_peer_polls_every_operation_to_the_end_and_stops(peer: str) -> Non
         ids = fake.seed("v3.export", 6, pending=(0.0, 0.1), running=(0.1, 0.3))
         ids += fake.seed("v3.drive_task", 4, pending=0.0, running=(0.1, 0.2))
         kinds = {i: fake.operation(i).kind for i in ids}
-        paths = {"export": "exports", "drive_task": "drive/tasks"}
+        paths = {TargetKind.V3_EXPORT: "exports", TargetKind.V3_DRIVE_TASK: "drive/tasks"}
         jobs = [
             PollJob(i, kinds[i], f"{fake.url}/v3/projects/{fake.project_id}/{paths[kinds[i]]}/{i}")
             for i in ids
