@@ -128,10 +128,15 @@ def server_seed(fake: Any, populations: Sequence[tuple[str, int, tuple[float, fl
     """Seed the populations, interleaved in a seeded random order; returns (id, kind) pairs."""
     import random
 
+    from d360_async import TargetKind
+
     ops: list[tuple[str, str]] = []
     start = fake.now()
     for kind, count, pending, running in populations:
-        ids = fake.seed(kind, count, pending=pending, running=running, start=start)
+        # The populations keep their short labels (the results are keyed by them); the fake is
+        # told the kind by its canonical name.
+        seeded = TargetKind.parse(kind)
+        ids = fake.seed(seeded, count, pending=pending, running=running, start=start)
         ops += [(op_id, kind) for op_id in ids]
     random.Random(SEED).shuffle(ops)
     return {"ops": ops, "project_id": fake.project_id, "start": start}

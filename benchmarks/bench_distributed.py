@@ -87,7 +87,7 @@ CELLS: tuple[tuple[str, dict[str, Any], bool, tuple[str, ...], float], ...] = (
 
 
 def server_seed(fake: Any) -> dict[str, Any]:
-    ids = fake.seed("export", 8, pending=0.0, running=1e6)
+    ids = fake.seed("v3.export", 8, pending=0.0, running=1e6)
     return {"project_id": fake.project_id, "ids": ids}
 
 

@@ -36,7 +36,7 @@ CONCURRENCY = 16
 
 def server_seed(fake: Any) -> dict[str, Any]:
     """One export that stays running for the whole benchmark."""
-    [export_id] = fake.seed("export", 1, pending=0.0, running=1e6)
+    [export_id] = fake.seed("v3.export", 1, pending=0.0, running=1e6)
     return {"project_id": fake.project_id, "export_id": export_id}
 
 

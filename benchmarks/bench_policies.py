@@ -68,7 +68,7 @@ BLIND = {
 
 def server_prepare(server: Any) -> dict[str, Any]:
     """Runs in the server process: one export to poll."""
-    ids = server.seed("export", 1, pending=0.0, running=1e9)
+    ids = server.seed("v3.export", 1, pending=0.0, running=1e9)
     return {"project_id": server.project_id, "export_id": ids[0]}
 
 

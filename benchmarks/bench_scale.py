@@ -72,7 +72,7 @@ def _lifetime(run_seconds: float) -> tuple[float, float]:
 def server_seed(fake: Any, n: int, run_seconds: float) -> dict[str, Any]:
     """``n`` exports whose lifecycles end within the run (so transitions keep coming)."""
     pending, running = _stages(run_seconds)
-    ids = fake.seed("export", n, pending=pending, running=running)
+    ids = fake.seed("v3.export", n, pending=pending, running=running)
     return {"project_id": fake.project_id, "ids": ids}
 
 
@@ -254,7 +254,7 @@ class _Job:
 
     async def poll(self, *, ticket: Any = None) -> Any:
         from d360_async._core._phase import Phase
-        from d360_async._core._target import Observation
+        from d360_async._core._target_protocol import Observation
 
         self.polls += 1
         if self.polls >= self.steps:

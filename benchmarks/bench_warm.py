@@ -32,7 +32,7 @@ RUNNING = (9.8, 15.5)
 
 
 def server_seed(fake: Any, n: int) -> dict[str, Any]:
-    ids = fake.seed("export", n, pending=PENDING, running=RUNNING)
+    ids = fake.seed("v3.export", n, pending=PENDING, running=RUNNING)
     return {"ids": ids, "project_id": fake.project_id}
 
 

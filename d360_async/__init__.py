@@ -32,7 +32,9 @@ from d360_async._core._errors import (
     D360Error,
     DownloadLinkExpired,
     ErrorDetail,
+    ExportNotReady,
     MalformedResponse,
+    MissingCredential,
     NotFound,
     PermissionDenied,
     ProtocolError,
@@ -43,6 +45,7 @@ from d360_async._core._errors import (
     ValidationError,
     WatchError,
 )
+from d360_async._core._kinds import TargetKind
 from d360_async._core._models import (
     ApiReferenceImport,
     ApiReferenceLog,
@@ -63,7 +66,7 @@ from d360_async._core._models import (
 from d360_async._core._phase import Phase
 from d360_async._core._redact import RedactingFilter, redact_url
 from d360_async._core._retry import RetryPolicy
-from d360_async._core._target import Observation, Target
+from d360_async._core._target_protocol import Observation, Target
 from d360_async._limiters import (
     LimiterStats,
     LocalRateLimiter,
@@ -77,10 +80,8 @@ from d360_async._resources import (
     ApiReferencesResource,
     DownloadProgress,
     DriveResource,
-    ExportNotReady,
     ExportsResource,
     ImportsResource,
-    MissingCredential,
     ResourceTarget,
     V2ExportsResource,
     V2ImportsResource,
@@ -178,6 +179,7 @@ __all__ = [
     "SystemClock",
     "Target",
     "TargetFinished",
+    "TargetKind",
     "Telemetry",
     "TimeoutError",
     "Timeouts",

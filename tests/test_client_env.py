@@ -15,13 +15,13 @@ async def test_token_and_base_url_come_from_the_environment(
         monkeypatch.setenv("D360_API_TOKEN", fake.api_token)
         monkeypatch.setenv("D360_V2_API_TOKEN", fake.v2_api_token)
         monkeypatch.setenv("D360_BASE_URL", fake.url)
-        (task_id,) = fake.seed("drive_task", 1)
-        (delete_id,) = fake.seed("v2_delete", 1)
+        (task_id,) = fake.seed("v3.drive_task", 1)
+        (delete_id,) = fake.seed("v2.delete_file", 1)
         async with Client() as client:
             assert repr(client) == f"<Client {fake.url} open>"
             task = await client.drive.get_task(fake.project_id, task_id)
             deletion = await client.v2.delete_file_status(delete_id)
-        assert task.task_id is not None
+        assert str(task.task_id) == task_id
         assert deletion.task_id == delete_id
         assert fake.stats.auth_failures == 0
 
@@ -30,7 +30,7 @@ async def test_an_explicit_argument_wins(monkeypatch: pytest.MonkeyPatch) -> Non
     async with FakeDocument360(rate_limit=None) as fake:
         monkeypatch.setenv("D360_API_TOKEN", "not-the-token")
         monkeypatch.setenv("D360_BASE_URL", "http://127.0.0.1:9")  # nothing listens there
-        (task_id,) = fake.seed("drive_task", 1)
+        (task_id,) = fake.seed("v3.drive_task", 1)
         async with Client(api_token=fake.api_token, base_url=fake.url) as client:
             await client.drive.get_task(fake.project_id, task_id)
         assert fake.stats.auth_failures == 0
@@ -59,7 +59,7 @@ def test_only_a_v2_token_in_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
     client = Client()
     with pytest.raises(MissingCredential, match="D360_API_TOKEN"):
         _ = client.exports.auth
-    assert client.v2.auth is not None
+    assert client.v2.auth.secrets() == ("v2",)
 
 
 def test_the_token_never_shows_in_the_repr(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -46,6 +46,12 @@ def api_error(cls: type[APIError], status: int, retry_after: float | None = None
     return cls("failed", **kwargs)
 
 
+def full_jitter(attempt: int, *, seed: int = 0, base: float = 0.5, cap: float = 20.0) -> float:
+    """The documented backoff, computed here: ``uniform(0, min(cap, base * 2 ** (attempt - 1)))``
+    with the draw of ``random.Random(seed)``."""
+    return random.Random(seed).random() * min(cap, base * 2.0 ** (attempt - 1))
+
+
 def decide(
     policy: RetryPolicy,
     error: D360Error,
@@ -203,7 +209,7 @@ def test_what_is_retried(method: str, kind: str) -> None:
     assert policy.is_retryable(method, error) is expected
     assert policy.is_retryable(method.lower(), error) is expected
     if expected:
-        assert decide(policy, error, method=method) >= 0.0
+        assert decide(policy, error, method=method) == pytest.approx(full_jitter(1))
     else:
         with pytest.raises(D360Error) as excinfo:
             decide(policy, error, method=method)
@@ -282,7 +288,7 @@ def test_the_cap_is_configurable() -> None:
 def test_max_attempts(attempt: int, retried: bool) -> None:
     error = api_error(ServerError, 500)
     if retried:
-        assert decide(RetryPolicy(), error, attempt=attempt) >= 0
+        assert decide(RetryPolicy(), error, attempt=attempt) == pytest.approx(full_jitter(attempt))
     else:
         with pytest.raises(ServerError) as excinfo:
             decide(RetryPolicy(), error, attempt=attempt)
@@ -309,7 +315,7 @@ def test_deadline_is_honoured() -> None:
 
 def test_no_deadline() -> None:
     error = api_error(ServerError, 500)
-    assert decide(RetryPolicy(deadline=None), error, elapsed=1e9) >= 0.0
+    assert decide(RetryPolicy(deadline=None), error, elapsed=1e9) == pytest.approx(full_jitter(1))
 
 
 def test_refusals_do_not_spend_the_quota() -> None:

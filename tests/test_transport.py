@@ -70,7 +70,7 @@ def export_path(export_id: str) -> str:
 
 
 async def test_success_returns_decoded_data(fake: FakeDocument360) -> None:
-    (export_id,) = fake.seed("export", 1)
+    (export_id,) = fake.seed("v3.export", 1)
     transport = make_transport(fake)
     try:
         data = await transport.request_decoded(
@@ -94,7 +94,7 @@ async def test_success_returns_decoded_data(fake: FakeDocument360) -> None:
 async def test_persistent_fault_raises_documented_error(
     fake: FakeDocument360, fault: Any, expected: Any
 ) -> None:
-    (export_id,) = fake.seed("export", 1)
+    (export_id,) = fake.seed("v3.export", 1)
     fake.faults.set(fault, 1.0, routes="v3.exports.get")
     transport = make_transport(fake, retry=RetryPolicy(max_attempts=3))
     try:
@@ -112,7 +112,7 @@ async def test_persistent_fault_raises_documented_error(
 
 
 async def test_500_carries_trace_id_from_problem_body(fake: FakeDocument360) -> None:
-    (export_id,) = fake.seed("export", 1)
+    (export_id,) = fake.seed("v3.export", 1)
     fake.faults.set("http_500", 1.0, routes="v3.exports.get")
     transport = make_transport(fake, retry=RetryPolicy(max_attempts=1))
     try:
@@ -126,7 +126,7 @@ async def test_500_carries_trace_id_from_problem_body(fake: FakeDocument360) -> 
 
 
 async def test_401_problem_body(fake: FakeDocument360) -> None:
-    (export_id,) = fake.seed("export", 1)
+    (export_id,) = fake.seed("v3.export", 1)
     transport = make_transport(fake)
     try:
         with pytest.raises(AuthenticationError) as info:
@@ -143,7 +143,7 @@ async def test_401_problem_body(fake: FakeDocument360) -> None:
 
 async def test_401_empty_gateway_body() -> None:
     async with FakeDocument360(rate_limit=None, empty_401=True) as fake:
-        (export_id,) = fake.seed("export", 1)
+        (export_id,) = fake.seed("v3.export", 1)
         transport = make_transport(fake)
         try:
             with pytest.raises(AuthenticationError) as info:
@@ -203,7 +203,7 @@ async def test_v2_success_false_is_an_error(fake: FakeDocument360) -> None:
 
 
 async def test_403_on_expired_download_link(fake: FakeDocument360) -> None:
-    (export_id,) = fake.seed("export", 1)
+    (export_id,) = fake.seed("v3.export", 1)
     transport = make_transport(fake)
     try:
         with pytest.raises(PermissionDenied) as info:
@@ -217,7 +217,7 @@ async def test_403_on_expired_download_link(fake: FakeDocument360) -> None:
 async def test_429_beyond_cap_raises_rate_limited_with_retry_at() -> None:
     limit = FakeRateLimit(limit=1, window=600, headers=False)
     async with FakeDocument360(rate_limit=limit) as fake:
-        (export_id,) = fake.seed("export", 1)
+        (export_id,) = fake.seed("v3.export", 1)
         transport = make_transport(fake, retry=RetryPolicy(max_retry_after=60))
         try:
             await transport.request("GET", export_path(export_id), auth=BearerAuth(TOKEN))
@@ -230,7 +230,7 @@ async def test_429_beyond_cap_raises_rate_limited_with_retry_at() -> None:
 
 
 async def test_retry_after_on_503_is_honoured(fake: FakeDocument360) -> None:
-    (export_id,) = fake.seed("export", 1)
+    (export_id,) = fake.seed("v3.export", 1)
     fake.faults.next("http_503", count=2, route="v3.exports.get", retry_after=3)
     sleep = RecordingClock()
     transport = make_transport(fake, clock=sleep)
@@ -244,7 +244,7 @@ async def test_retry_after_on_503_is_honoured(fake: FakeDocument360) -> None:
 
 
 async def test_backoff_delays_within_full_jitter_bounds(fake: FakeDocument360) -> None:
-    (export_id,) = fake.seed("export", 1)
+    (export_id,) = fake.seed("v3.export", 1)
     fake.faults.next("http_500", count=3, route="v3.exports.get")
     sleep = RecordingClock()
     policy = RetryPolicy(max_attempts=4, backoff_base=0.5, backoff_cap=20.0)
@@ -259,7 +259,7 @@ async def test_backoff_delays_within_full_jitter_bounds(fake: FakeDocument360) -
 
 
 async def test_quota_stops_retries_during_sustained_outage(fake: FakeDocument360) -> None:
-    (export_id,) = fake.seed("export", 1)
+    (export_id,) = fake.seed("v3.export", 1)
     fake.faults.set("http_500", 1.0, routes="v3.exports.get")
     policy = RetryPolicy(max_attempts=5, quota=20, retry_cost=5)
     transport = make_transport(fake, retry=policy)
@@ -292,7 +292,7 @@ async def test_post_not_retried_on_500(fake: FakeDocument360) -> None:
 
 
 async def test_token_provider_asked_again_once_after_401(fake: FakeDocument360) -> None:
-    (export_id,) = fake.seed("export", 1)
+    (export_id,) = fake.seed("v3.export", 1)
     tokens = iter(["stale-token", TOKEN, "never-used"])
     calls: list[str] = []
 
@@ -340,7 +340,7 @@ async def test_user_agent_and_bearer_sent(fake: FakeDocument360) -> None:
     async def capture(event: RequestEvent) -> None:
         seen["url"] = event.url
 
-    (export_id,) = fake.seed("export", 1)
+    (export_id,) = fake.seed("v3.export", 1)
     transport = make_transport(fake, hooks=Hooks(on_request=[capture]))
     try:
         await transport.request("GET", export_path(export_id), auth=BearerAuth(TOKEN))
@@ -352,7 +352,7 @@ async def test_user_agent_and_bearer_sent(fake: FakeDocument360) -> None:
 
 async def test_hooks_see_request_response_and_retry(fake: FakeDocument360) -> None:
     events: list[object] = []
-    (export_id,) = fake.seed("export", 1)
+    (export_id,) = fake.seed("v3.export", 1)
     fake.faults.next("http_500", count=1, route="v3.exports.get")
     hooks = Hooks(on_request=[events.append], on_response=[events.append], on_retry=[events.append])
     transport = make_transport(fake, hooks=hooks)
@@ -365,7 +365,7 @@ async def test_hooks_see_request_response_and_retry(fake: FakeDocument360) -> No
 
 
 async def test_borrowed_session_is_not_closed(fake: FakeDocument360) -> None:
-    (export_id,) = fake.seed("export", 1)
+    (export_id,) = fake.seed("v3.export", 1)
     async with aiohttp.ClientSession() as session:
         transport = make_transport(fake, session=session)
         await transport.request("GET", export_path(export_id), auth=BearerAuth(TOKEN))
@@ -394,7 +394,7 @@ def test_timeouts_reject_non_positive() -> None:
 async def test_no_secret_in_reprs_errors_or_debug_logs(
     fake: FakeDocument360, caplog: pytest.LogCaptureFixture
 ) -> None:
-    (export_id,) = fake.seed("export", 1)
+    (export_id,) = fake.seed("v3.export", 1)
     fake.faults.next("http_500", count=1, route="v3.exports.get")
     secret_v3, secret_v2 = TOKEN, V2_TOKEN
     bearer, v2 = BearerAuth(secret_v3), ApiTokenAuth(secret_v2)
@@ -427,7 +427,7 @@ async def test_budget_paused_beyond_cap_raises_instead_of_waiting() -> None:
     # The server says the window resets in 10 minutes; the cap is 60 s: no 10-minute hang.
     limit = FakeRateLimit(limit=2, window=600, reset_format="delay")
     async with FakeDocument360(rate_limit=limit) as fake:
-        (export_id,) = fake.seed("export", 1)
+        (export_id,) = fake.seed("v3.export", 1)
         transport = make_transport(
             fake,
             limiter=LocalRateLimiter(RateLimitConfig(rate=10_000, period=1)),

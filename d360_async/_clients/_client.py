@@ -11,10 +11,11 @@ import aiohttp
 
 from d360_async._clock import Clock, as_clock
 from d360_async._core._config import ConnectionLimits, Hooks, Region, Timeouts
+from d360_async._core._errors import MissingCredential
 from d360_async._core._ratelimit._protocol import LimiterStats, RateLimiter
 from d360_async._core._redact import library_logger
 from d360_async._core._retry import RetryPolicy
-from d360_async._core._target import Target
+from d360_async._core._target_protocol import Target
 from d360_async._limiters import LocalRateLimiter, RateLimitConfig
 from d360_async._limiters._local import as_rate_limit_config
 from d360_async._resources import (
@@ -22,7 +23,6 @@ from d360_async._resources import (
     DriveResource,
     ExportsResource,
     ImportsResource,
-    MissingCredential,
     V2Resource,
     target_from_spec,
 )
@@ -139,8 +139,8 @@ class Client(TransportOwner):
             v2_api_token = _from_environment(ENV_V2_API_TOKEN)
         if api_token is None and v2_api_token is None:
             raise MissingCredential(
-                f"no API token: pass api_token= or set {ENV_API_TOKEN} "
-                f"(for the V2 API: v2_api_token= or {ENV_V2_API_TOKEN})"
+                f"no API token was given; pass api_token or set {ENV_API_TOKEN} "
+                f"(for the V2 API, v2_api_token or {ENV_V2_API_TOKEN})"
             )
         if base_url is None:
             base_url = _from_environment(ENV_BASE_URL) or Region.EU
@@ -184,8 +184,7 @@ class Client(TransportOwner):
             self._durations.absorb(load_priors(priors))
 
     def __repr__(self) -> str:
-        state = "closed" if self._transport.closed else "open"
-        return f"<Client {self._transport.base_url} {state}>"
+        return f"<Client {self._transport.base_url} {self._transport.state.value}>"
 
     # -- rate limiting -----------------------------------------------------------------------
 
@@ -194,6 +193,18 @@ class Client(TransportOwner):
         return self._transport.limiter.stats()
 
     # -- watching ----------------------------------------------------------------------------
+
+    def _target_resources(self) -> tuple[object, ...]:
+        # What target_from_spec looks among for the resource registered for a spec's kind.
+        return (
+            self.exports,
+            self.drive,
+            self.imports,
+            self.api_references,
+            self.v2,
+            self.v2.exports,
+            self.v2.imports,
+        )
 
     def target_from_spec(self, spec: Mapping[str, Any]) -> Target[Any]:
         """Rebuild a target of this client from the ``spec`` stored in a checkpoint."""

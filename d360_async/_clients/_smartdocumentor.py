@@ -12,9 +12,9 @@ from d360_async._clock import Clock, as_clock
 from d360_async._core._config import ConnectionLimits, Hooks, Timeouts
 from d360_async._core._ratelimit._protocol import RateLimiter
 from d360_async._core._retry import RetryPolicy
-from d360_async._core._target import Target
+from d360_async._core._target_protocol import Target
 from d360_async._limiters import LocalRateLimiter
-from d360_async._resources._targets import (
+from d360_async._resources._resource_target import (
     target_from_spec,
 )
 from d360_async._resources.smartdocumentor import SmartDocumentorTasks
@@ -96,13 +96,16 @@ class SmartDocumentorClient(TransportOwner):
         self.tasks = SmartDocumentorTasks(self._transport, self._auth)
 
     def __repr__(self) -> str:
-        state = "closed" if self._transport.closed else "open"
-        return f"<SmartDocumentorClient {self._transport.base_url} {state}>"
+        return f"<SmartDocumentorClient {self._transport.base_url} {self._transport.state.value}>"
 
     @property
     def auth(self) -> ClientCredentialsAuth:
         """The cached client-credentials token source."""
         return self._auth
+
+    def _target_resources(self) -> tuple[object, ...]:
+        # What target_from_spec looks among for the resource registered for a spec's kind.
+        return (self.tasks,)
 
     def target_from_spec(self, spec: Mapping[str, Any]) -> Target[Any]:
         """Rebuild a task target from the ``spec`` stored in a watch checkpoint."""

@@ -3,7 +3,8 @@
 What lives here: phases and the vendor status tables (`_phase`, `_status`), ids, redaction,
 the exception tree and error decoding (`_errors`, `_response`), retry decisions (`_retry`), the
 typed models and their converter (`_models`), client configuration values (`_config`), the
-target protocol (`_target`), rate-limit header parsing, policy estimation and budget arithmetic
+target protocol (`_target_protocol`), the vocabulary of operation kinds (`_kinds`), the
+lifecycle states (`_lifecycle`), rate-limit header parsing, policy estimation and budget arithmetic
 (`_ratelimit/`), and the poll scheduler, its duration models, the watch's values and the
 checkpoint format (`_watch/`).
 

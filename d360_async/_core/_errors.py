@@ -15,13 +15,15 @@ D360Error
 │   │   └── CredentialsUnavailable the token provider failed (no request was sent)
 │   ├── PermissionDenied           403
 │   ├── NotFound                   404
-│   ├── ValidationError            400, 422, and V2 ``success: false``
+│   ├── ValidationError            400, 422, and V2 success: false
 │   ├── RateLimited                429, or a wait longer than the configured cap
 │   └── ServerError                5xx
 ├── MalformedResponse              2xx whose body cannot be read (HTML, bad JSON, fields)
 ├── DownloadLinkExpired            a signed export link refused (403) even after refresh
-├── WatchError                     a watched operation ended with an error
-└── CheckpointError                a checkpoint is malformed (also a ValueError)
+├── ExportNotReady                 a download of an export that has not completed
+├── MissingCredential              no token for the API called (also a RuntimeError)
+├── WatchError                     code of yours raised a foreign exception in a watch
+└── CheckpointError                a checkpoint is damaged or malformed (also a ValueError)
 ```
 
 Redaction happens here, once: every message, URL, id and error detail an exception is built
@@ -54,7 +56,9 @@ __all__ = [
     "D360Error",
     "DownloadLinkExpired",
     "ErrorDetail",
+    "ExportNotReady",
     "MalformedResponse",
+    "MissingCredential",
     "NotFound",
     "PermissionDenied",
     "ProtocolError",
@@ -227,8 +231,43 @@ class DownloadLinkExpired(D360Error):
     """The signed download link was refused even after fetching a fresh one."""
 
 
+class ExportNotReady(D360Error):
+    """The export has not completed (or completed without a link), so there is nothing to
+    download yet.
+
+    Attributes:
+        export: the [Export][d360_async.Export] the API returned (typed loosely here only
+            because the models import this module).
+
+    Added in version 0.1.0.
+    """
+
+    def __init__(self, message: str, *, export: Any) -> None:
+        super().__init__(message)
+        self.export = export
+
+
+class MissingCredential(D360Error, RuntimeError):
+    """The client has no token for the API called: a usage error, found before any request.
+
+    ``Client()`` raises it when neither token was passed nor set in the environment, and a
+    resource on its first call when the client was built without the token its API needs
+    (``client.v2`` without ``v2_api_token``).  Also a ``RuntimeError``, as it was documented
+    before it joined the tree; the command line reports it with exit code 3.
+
+    Added in version 0.1.0.
+    """
+
+
 class WatchError(D360Error):
-    """A watched operation ended with an error; ``__cause__`` holds the original exception."""
+    """Code of yours raised an exception that is not a [D360Error][d360_async.D360Error] inside
+    a watch: the ``poll`` of a target you implemented, or an ``until=`` predicate.
+
+    The watch does not raise it: that target ends with an ``ERROR`` transition whose ``error``
+    is this exception, with the original as ``__cause__``, and every other target goes on.  A
+    target that fails on one of our own errors (``NotFound``, ``MalformedResponse``...) ends
+    with that error itself, not with a ``WatchError``.
+    """
 
 
 class CheckpointError(D360Error, ValueError):

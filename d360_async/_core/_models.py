@@ -36,6 +36,7 @@ from d360_async._core._errors import MalformedResponse
 from d360_async._core._phase import Phase
 from d360_async._core._redact import redact_url
 from d360_async._core._status import (
+    RawStatus,
     StatusReading,
     normalise_smartdocumentor,
     normalise_v2,
@@ -74,9 +75,6 @@ T = TypeVar("T")
 
 ResourceId = uuid.UUID | str
 """An id the API returned: a `uuid.UUID` when it parses as one, else the text."""
-
-RawStatus = str | int
-"""A status value as the vendor sent it: text (V3, V2 export/import) or a number (V2 codes)."""
 
 
 def _redacted(url: str | None) -> str:

@@ -62,6 +62,7 @@ __all__ = [
     "V2_CODES",
     "V2_TEXTS",
     "V3_TEXTS",
+    "RawStatus",
     "StatusReading",
     "normalise_smartdocumentor",
     "normalise_v2",
@@ -71,6 +72,10 @@ __all__ = [
 ]
 
 logger = library_logger("d360_async.status")
+
+RawStatus = str | int
+"""A status value as the vendor sent it: text (V3, V2 export/import) or a number (V2 codes,
+SmartDocumentor).  Where a status may be absent the type says so: ``RawStatus | None``."""
 
 _P = Phase
 
@@ -172,7 +177,7 @@ class StatusReading:
     """
 
     phase: Phase
-    raw_status: str | int | None
+    raw_status: RawStatus | None
     warnings: tuple[str, ...] = ()
 
 

@@ -7,26 +7,29 @@ What it may import: `d360_async._transport`, the `RateLimiter` protocol and ever
 
 from __future__ import annotations
 
-from d360_async._resources._base import MissingCredential
-from d360_async._resources._targets import TARGET_KINDS, ResourceTarget, target_from_spec
+from d360_async._resources._resource_target import (
+    ResourceTarget,
+    TargetSource,
+    registered_kinds,
+    target_from_spec,
+)
 from d360_async._resources.api_references import ApiReferencesResource
 from d360_async._resources.drive import DriveResource
-from d360_async._resources.exports import DownloadProgress, ExportNotReady, ExportsResource
+from d360_async._resources.exports import DownloadProgress, ExportsResource
 from d360_async._resources.imports import ImportsResource
 from d360_async._resources.v2 import V2ExportsResource, V2ImportsResource, V2Resource
 
 __all__ = [
-    "TARGET_KINDS",
     "ApiReferencesResource",
     "DownloadProgress",
     "DriveResource",
-    "ExportNotReady",
     "ExportsResource",
     "ImportsResource",
-    "MissingCredential",
     "ResourceTarget",
+    "TargetSource",
     "V2ExportsResource",
     "V2ImportsResource",
     "V2Resource",
+    "registered_kinds",
     "target_from_spec",
 ]

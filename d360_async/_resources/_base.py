@@ -9,18 +9,22 @@ the caller.
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine, Mapping
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import yarl
 
+from d360_async._core._errors import MissingCredential
+from d360_async._core._kinds import TargetKind
 from d360_async._core._models import OperationHandle, as_mapping, malformed, structure
 from d360_async._core._ratelimit._protocol import Priority, Ticket
 from d360_async._core._response import Response, check_v2, unwrap_v3
+from d360_async._core._status import StatusReading
+from d360_async._core._target_protocol import Observation
+from d360_async._resources._resource_target import ResourceTarget, observation, resource_target
 from d360_async._transport._auth import Auth
 from d360_async._transport._transport import Transport
 
 __all__ = [
-    "MissingCredential",
     "Resource",
     "decode_accepted",
     "decode_v2",
@@ -31,8 +35,11 @@ T = TypeVar("T")
 H = TypeVar("H", bound=OperationHandle)
 
 
-class MissingCredential(RuntimeError):
-    """The client was built without the token this API needs (a usage error, found locally)."""
+class _Readable(Protocol):
+    def _reading(self) -> StatusReading: ...
+
+
+M = TypeVar("M", bound=_Readable)
 
 
 class Resource:
@@ -65,10 +72,44 @@ class Resource:
         built without it."""
         if self._auth is None:
             raise MissingCredential(
-                f"{type(self).__name__} needs the client to be built with {self._needs}= "
+                f"{type(self).__name__} needs the client to be built with {self._needs} "
                 f"(or {self._env} set in the environment)"
             )
         return self._auth
+
+    def _start(
+        self, path: str, handle: type[H], project: str, body: Mapping[str, Any]
+    ) -> Coroutine[Any, Any, H]:
+        """``POST path`` starting an operation in ``project``; the 202 becomes ``handle``."""
+        return self._call(
+            "POST", path, decode_accepted(handle, project), project_id=project, json=body
+        )
+
+    def _status_target(
+        self,
+        kind: TargetKind,
+        path: str,
+        decode: Callable[[Response], M],
+        *,
+        ident: str,
+        project: str | None = None,
+    ) -> ResourceTarget[M]:
+        """A target of ``kind`` whose poll is ``GET path``, answered with the model itself."""
+
+        async def poll(ticket: Ticket | None) -> Observation[M]:
+            snapshot = await self._call(
+                "GET", path, decode, project_id=project, priority=Priority.POLL, ticket=ticket
+            )
+            return observation(snapshot._reading(), snapshot)
+
+        return resource_target(
+            kind,
+            poll,
+            ident=ident,
+            project=project,
+            rate_key=self._transport.rate_key(self.auth, project),
+            limiter=self._transport.limiter,
+        )
 
     def _call(
         self,

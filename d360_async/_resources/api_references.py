@@ -10,11 +10,12 @@ come from ``GET .../logs/{log_id}``.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from datetime import datetime
 from typing import Any, Final
 
 from d360_async._core._ids import safe_token, uuid_id
+from d360_async._core._kinds import TargetKind
 from d360_async._core._models import (
     ApiReferenceImport,
     ApiReferenceLog,
@@ -27,9 +28,15 @@ from d360_async._core._phase import Phase
 from d360_async._core._ratelimit._protocol import Priority, Ticket
 from d360_async._core._response import Response, unwrap_v3
 from d360_async._core._status import StatusReading
-from d360_async._core._target import Observation
-from d360_async._resources._base import Resource, decode_accepted, decode_v3
-from d360_async._resources._targets import KIND_API_REFERENCE, ResourceTarget, observation
+from d360_async._core._target_protocol import Observation, Target
+from d360_async._resources._base import Resource, decode_v3
+from d360_async._resources._resource_target import (
+    ResourceTarget,
+    observation,
+    project_and_id,
+    register_kind,
+    resource_target,
+)
 
 __all__ = ["MAX_PAGE_SIZE", "ApiReferencesResource"]
 
@@ -102,13 +109,7 @@ class ApiReferencesResource(Resource):
             if not isinstance(content, str) or not content.strip():
                 raise ValueError("content must be the spec's non-empty text")
             body["content"] = content
-        return await self._call(
-            "POST",
-            _path(project),
-            decode_accepted(ApiReferenceImport, project),
-            project_id=project,
-            json=body,
-        )
+        return await self._start(_path(project), ApiReferenceImport, project, body)
 
     async def _page(
         self,
@@ -228,14 +229,22 @@ class ApiReferencesResource(Resource):
                 return observation(StatusReading(Phase.PENDING, None), newest)
             return observation(newest._reading(), newest)
 
-        spec: dict[str, Any] = {"kind": KIND_API_REFERENCE, "project_id": project, "id": reference}
-        if cutoff is not None:
-            spec["since"] = cutoff.isoformat()
-        return ResourceTarget(
-            kind=KIND_API_REFERENCE,
-            key=f"{KIND_API_REFERENCE}/{project}/{reference}",
-            spec=spec,
+        return resource_target(
+            TargetKind.V3_API_REFERENCE,
+            poll,
+            ident=reference,
+            project=project,
             rate_key=self._transport.rate_key(self.auth, project),
             limiter=self._transport.limiter,
-            poll=poll,
+            spec={} if cutoff is None else {"since": cutoff.isoformat()},
         )
+
+
+def _from_spec(resource: ApiReferencesResource, spec: Mapping[str, Any]) -> Target[Any]:
+    since = spec.get("since")
+    if since is not None and not isinstance(since, str):
+        raise ValueError("target spec 'since' must be an ISO 8601 timestamp")
+    return resource.target(*project_and_id(spec), since=since)
+
+
+register_kind(TargetKind.V3_API_REFERENCE, ApiReferencesResource, _from_spec)

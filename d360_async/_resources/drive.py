@@ -5,11 +5,14 @@ from __future__ import annotations
 import uuid
 
 from d360_async._core._ids import safe_token, uuid_id
+from d360_async._core._kinds import TargetKind
 from d360_async._core._models import DriveTask
-from d360_async._core._ratelimit._protocol import Priority, Ticket
-from d360_async._core._target import Observation
 from d360_async._resources._base import Resource, decode_v3
-from d360_async._resources._targets import KIND_DRIVE_TASK, ResourceTarget, observation
+from d360_async._resources._resource_target import (
+    ResourceTarget,
+    project_and_id,
+    register_kind,
+)
 
 __all__ = ["DriveResource"]
 
@@ -46,19 +49,11 @@ class DriveResource(Resource):
         """A watchable target for one drive task (kind ``"v3.drive_task"``)."""
         project = uuid_id(project_id, name="project_id")
         task = safe_token(task_id, name="task_id")
-        path = _path(project, task)
-
-        async def poll(ticket: Ticket | None) -> Observation[DriveTask]:
-            snapshot = await self._call(
-                "GET", path, _DECODE, project_id=project, priority=Priority.POLL, ticket=ticket
-            )
-            return observation(snapshot._reading(), snapshot)
-
-        return ResourceTarget(
-            kind=KIND_DRIVE_TASK,
-            key=f"{KIND_DRIVE_TASK}/{project}/{task}",
-            spec={"kind": KIND_DRIVE_TASK, "project_id": project, "id": task},
-            rate_key=self._transport.rate_key(self.auth, project),
-            limiter=self._transport.limiter,
-            poll=poll,
+        return self._status_target(
+            TargetKind.V3_DRIVE_TASK, _path(project, task), _DECODE, ident=task, project=project
         )
+
+
+register_kind(
+    TargetKind.V3_DRIVE_TASK, DriveResource, lambda r, spec: r.target(*project_and_id(spec))
+)

@@ -21,17 +21,25 @@ from typing import IO, Any, Final
 import attrs
 import yarl
 
-from d360_async._core._errors import D360Error, DownloadLinkExpired, PermissionDenied, ProtocolError
+from d360_async._core._errors import (
+    DownloadLinkExpired,
+    ExportNotReady,
+    PermissionDenied,
+    ProtocolError,
+)
 from d360_async._core._ids import safe_token, uuid_id
+from d360_async._core._kinds import TargetKind
 from d360_async._core._models import Export, ExportStarted
 from d360_async._core._phase import Phase
-from d360_async._core._ratelimit._protocol import Priority, Ticket
 from d360_async._core._redact import library_logger, redact_url
-from d360_async._core._target import Observation
-from d360_async._resources._base import Resource, decode_accepted, decode_v3
-from d360_async._resources._targets import KIND_EXPORT, ResourceTarget, observation
+from d360_async._resources._base import Resource, decode_v3
+from d360_async._resources._resource_target import (
+    ResourceTarget,
+    project_and_id,
+    register_kind,
+)
 
-__all__ = ["DownloadProgress", "ExportNotReady", "ExportsResource"]
+__all__ = ["DownloadProgress", "ExportsResource"]
 
 logger = library_logger("d360_async.exports")
 
@@ -42,16 +50,8 @@ DownloadProgress = Callable[[int, int | None], Any]
 """``progress(bytes_done, total_or_None)``; may be a plain or a coroutine function."""
 
 
-class ExportNotReady(D360Error):
-    """The export has not completed (or completed without a link), so there is nothing to
-    download yet.  ``export`` holds what the API said.
-
-    Added in version 0.1.0.
-    """
-
-    def __init__(self, message: str, *, export: Export) -> None:
-        super().__init__(message)
-        self.export = export
+def _ids(project_id: str | uuid.UUID, export_id: str | uuid.UUID) -> tuple[str, str]:
+    return uuid_id(project_id, name="project_id"), uuid_id(export_id, name="export_id")
 
 
 def _path(project_id: str, export_id: str | None = None) -> str:
@@ -86,41 +86,20 @@ class ExportsResource(Resource):
         }
         if lang_code is not None:
             body["lang_code"] = _text(lang_code, "lang_code")
-        return await self._call(
-            "POST",
-            _path(project),
-            decode_accepted(ExportStarted, project),
-            project_id=project,
-            json=body,
-        )
+        return await self._start(_path(project), ExportStarted, project, body)
 
     async def get(self, project_id: str | uuid.UUID, export_id: str | uuid.UUID) -> Export:
         """Fetch an export's status (and, once Completed, its download link)."""
-        project = uuid_id(project_id, name="project_id")
-        export = uuid_id(export_id, name="export_id")
+        project, export = _ids(project_id, export_id)
         return await self._call("GET", _path(project, export), _DECODE, project_id=project)
 
     def target(
         self, project_id: str | uuid.UUID, export_id: str | uuid.UUID
     ) -> ResourceTarget[Export]:
         """A watchable target for one export (kind ``"v3.export"``)."""
-        project = uuid_id(project_id, name="project_id")
-        export = uuid_id(export_id, name="export_id")
-        path = _path(project, export)
-
-        async def poll(ticket: Ticket | None) -> Observation[Export]:
-            snapshot = await self._call(
-                "GET", path, _DECODE, project_id=project, priority=Priority.POLL, ticket=ticket
-            )
-            return observation(snapshot._reading(), snapshot)
-
-        return ResourceTarget(
-            kind=KIND_EXPORT,
-            key=f"{KIND_EXPORT}/{project}/{export}",
-            spec={"kind": KIND_EXPORT, "project_id": project, "id": export},
-            rate_key=self._transport.rate_key(self.auth, project),
-            limiter=self._transport.limiter,
-            poll=poll,
+        project, export = _ids(project_id, export_id)
+        return self._status_target(
+            TargetKind.V3_EXPORT, _path(project, export), _DECODE, ident=export, project=project
         )
 
     async def download(
@@ -309,3 +288,8 @@ async def _fetch_to(
         part.discard()
         raise
     return dest
+
+
+register_kind(
+    TargetKind.V3_EXPORT, ExportsResource, lambda r, spec: r.target(*project_and_id(spec))
+)

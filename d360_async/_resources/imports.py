@@ -13,15 +13,22 @@ from collections.abc import Mapping
 from typing import Any
 
 from d360_async._core._ids import safe_token, uuid_id
+from d360_async._core._kinds import TargetKind
 from d360_async._core._models import Import, ImportStarted
-from d360_async._core._ratelimit._protocol import Priority, Ticket
-from d360_async._core._target import Observation
-from d360_async._resources._base import Resource, decode_accepted, decode_v3
-from d360_async._resources._targets import KIND_IMPORT, ResourceTarget, observation
+from d360_async._resources._base import Resource, decode_v3
+from d360_async._resources._resource_target import (
+    ResourceTarget,
+    project_and_id,
+    register_kind,
+)
 
 __all__ = ["ImportsResource"]
 
 _DECODE = decode_v3(Import)
+
+
+def _ids(project_id: str | uuid.UUID, import_id: str | uuid.UUID) -> tuple[str, str]:
+    return uuid_id(project_id, name="project_id"), safe_token(import_id, name="import_id")
 
 
 def _path(project_id: str, import_id: str | None = None) -> str:
@@ -56,39 +63,23 @@ class ImportsResource(Resource):
             ):
                 raise ValueError("source_url must be an absolute http(s) URL")
             body["source_url"] = source_url
-        return await self._call(
-            "POST",
-            _path(project),
-            decode_accepted(ImportStarted, project),
-            project_id=project,
-            json=body,
-        )
+        return await self._start(_path(project), ImportStarted, project, body)
 
     async def get(self, project_id: str | uuid.UUID, import_id: str | uuid.UUID) -> Import:
         """Fetch an import's status."""
-        project = uuid_id(project_id, name="project_id")
-        imported = safe_token(import_id, name="import_id")
+        project, imported = _ids(project_id, import_id)
         return await self._call("GET", _path(project, imported), _DECODE, project_id=project)
 
     def target(
         self, project_id: str | uuid.UUID, import_id: str | uuid.UUID
     ) -> ResourceTarget[Import]:
         """A watchable target for one import (kind ``"v3.import"``)."""
-        project = uuid_id(project_id, name="project_id")
-        imported = safe_token(import_id, name="import_id")
-        path = _path(project, imported)
-
-        async def poll(ticket: Ticket | None) -> Observation[Import]:
-            snapshot = await self._call(
-                "GET", path, _DECODE, project_id=project, priority=Priority.POLL, ticket=ticket
-            )
-            return observation(snapshot._reading(), snapshot)
-
-        return ResourceTarget(
-            kind=KIND_IMPORT,
-            key=f"{KIND_IMPORT}/{project}/{imported}",
-            spec={"kind": KIND_IMPORT, "project_id": project, "id": imported},
-            rate_key=self._transport.rate_key(self.auth, project),
-            limiter=self._transport.limiter,
-            poll=poll,
+        project, imported = _ids(project_id, import_id)
+        return self._status_target(
+            TargetKind.V3_IMPORT, _path(project, imported), _DECODE, ident=imported, project=project
         )
+
+
+register_kind(
+    TargetKind.V3_IMPORT, ImportsResource, lambda r, spec: r.target(*project_and_id(spec))
+)

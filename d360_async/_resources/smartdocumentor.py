@@ -12,6 +12,7 @@ from typing import Any, Final
 
 from d360_async._core._ids import external_id as check_external_id
 from d360_async._core._ids import sd_task_id
+from d360_async._core._kinds import TargetKind
 from d360_async._core._models import (
     SmartDocumentorPage,
     SmartDocumentorTask,
@@ -21,11 +22,13 @@ from d360_async._core._models import (
 )
 from d360_async._core._ratelimit._protocol import Priority, Ticket
 from d360_async._core._response import Response
-from d360_async._core._target import Observation
-from d360_async._resources._targets import (
-    KIND_SD_TASK,
+from d360_async._core._target_protocol import Observation, Target
+from d360_async._resources._resource_target import (
     ResourceTarget,
     observation,
+    register_kind,
+    resource_target,
+    spec_field,
 )
 from d360_async._transport._auth import Auth
 from d360_async._transport._transport import Transport
@@ -153,22 +156,30 @@ class SmartDocumentorTasks:
         A task waiting in review is *not* finished; pass ``until=`` to the watch to stop there.
         """
         params = self._selector(task_id, external_id)
-        if task_id is not None:
-            key = f"{KIND_SD_TASK}/{params['taskId']}"
-            spec: dict[str, Any] = {"kind": KIND_SD_TASK, "id": params["taskId"]}
-        else:
-            key = f"{KIND_SD_TASK}/external/{params['externalId']}"
-            spec = {"kind": KIND_SD_TASK, "id": params["externalId"], "id_type": "external"}
 
         async def poll(ticket: Ticket | None) -> Observation[SmartDocumentorTask]:
             snapshot = await self._status(params, priority=Priority.POLL, ticket=ticket)
             return observation(snapshot._reading(), snapshot)
 
-        return ResourceTarget(
-            kind=KIND_SD_TASK,
-            key=key,
-            spec=spec,
+        kind = TargetKind.SMARTDOCUMENTOR_TASK
+        external = task_id is None
+        ident = params["externalId" if external else "taskId"]
+        return resource_target(
+            kind,
+            poll,
+            ident=ident,
+            project=None,
             rate_key=self._transport.rate_key(self._auth, None),
             limiter=self._transport.limiter,
-            poll=poll,
+            spec={"id_type": "external"} if external else None,
+            key=f"{kind.value}/external/{ident}" if external else None,
         )
+
+
+def _from_spec(tasks: SmartDocumentorTasks, spec: Mapping[str, Any]) -> Target[Any]:
+    if spec.get("id_type") == "external":
+        return tasks.target(external_id=spec_field(spec, "id"))
+    return tasks.target(task_id=spec_field(spec, "id"))
+
+
+register_kind(TargetKind.SMARTDOCUMENTOR_TASK, SmartDocumentorTasks, _from_spec)

@@ -9,17 +9,18 @@ own example contradicts, so both are read (see `d360_async._core._status`).  V2 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from d360_async._core._ids import safe_token
+from d360_async._core._kinds import TargetKind
 from d360_async._core._models import V2DeleteFileStatus, V2Export, V2Import
-from d360_async._core._ratelimit._protocol import Priority, Ticket
-from d360_async._core._target import Observation
+from d360_async._core._target_protocol import Target
 from d360_async._resources._base import Resource, decode_v2
-from d360_async._resources._targets import (
-    KIND_V2_DELETE_FILE,
-    KIND_V2_EXPORT,
-    KIND_V2_IMPORT,
+from d360_async._resources._resource_target import (
     ResourceTarget,
-    observation,
+    register_kind,
+    spec_field,
 )
 from d360_async._transport._auth import Auth
 from d360_async._transport._transport import Transport
@@ -51,21 +52,8 @@ class V2ExportsResource(_V2Base):
     def target(self, export_id: str) -> ResourceTarget[V2Export]:
         """A watchable target for one V2 export (kind ``"v2.export"``)."""
         export = safe_token(export_id, name="export_id")
-        path = f"/v2/Project/Export/{export}"
-
-        async def poll(ticket: Ticket | None) -> Observation[V2Export]:
-            snapshot = await self._call(
-                "GET", path, _DECODE_EXPORT, priority=Priority.POLL, ticket=ticket
-            )
-            return observation(snapshot._reading(), snapshot)
-
-        return ResourceTarget(
-            kind=KIND_V2_EXPORT,
-            key=f"{KIND_V2_EXPORT}/{export}",
-            spec={"kind": KIND_V2_EXPORT, "id": export},
-            rate_key=self._transport.rate_key(self.auth, None),
-            limiter=self._transport.limiter,
-            poll=poll,
+        return self._status_target(
+            TargetKind.V2_EXPORT, f"/v2/Project/Export/{export}", _DECODE_EXPORT, ident=export
         )
 
 
@@ -82,21 +70,8 @@ class V2ImportsResource(_V2Base):
     def target(self, import_id: str) -> ResourceTarget[V2Import]:
         """A watchable target for one V2 import (kind ``"v2.import"``)."""
         imported = safe_token(import_id, name="import_id")
-        path = f"/v2/Project/Import/{imported}"
-
-        async def poll(ticket: Ticket | None) -> Observation[V2Import]:
-            snapshot = await self._call(
-                "GET", path, _DECODE_IMPORT, priority=Priority.POLL, ticket=ticket
-            )
-            return observation(snapshot._reading(), snapshot)
-
-        return ResourceTarget(
-            kind=KIND_V2_IMPORT,
-            key=f"{KIND_V2_IMPORT}/{imported}",
-            spec={"kind": KIND_V2_IMPORT, "id": imported},
-            rate_key=self._transport.rate_key(self.auth, None),
-            limiter=self._transport.limiter,
-            poll=poll,
+        return self._status_target(
+            TargetKind.V2_IMPORT, f"/v2/Project/Import/{imported}", _DECODE_IMPORT, ident=imported
         )
 
 
@@ -128,22 +103,21 @@ class V2Resource(_V2Base):
         """
         task = safe_token(task_id, name="task_id")
         path = f"/v2/Drive/Folders/DeleteFile/Status/{task}"
-
-        async def poll(ticket: Ticket | None) -> Observation[V2DeleteFileStatus]:
-            snapshot = await self._call(
-                "GET", path, _DECODE_DELETE, priority=Priority.POLL, ticket=ticket
-            )
-            return observation(snapshot._reading(), snapshot)
-
-        return ResourceTarget(
-            kind=KIND_V2_DELETE_FILE,
-            key=f"{KIND_V2_DELETE_FILE}/{task}",
-            spec={"kind": KIND_V2_DELETE_FILE, "id": task},
-            rate_key=self._transport.rate_key(self.auth, None),
-            limiter=self._transport.limiter,
-            poll=poll,
-        )
+        return self._status_target(TargetKind.V2_DELETE_FILE, path, _DECODE_DELETE, ident=task)
 
     def target(self, task_id: str) -> ResourceTarget[V2DeleteFileStatus]:
         """The same as [delete_file_target][d360_async.V2Resource.delete_file_target]."""
         return self.delete_file_target(task_id)
+
+
+def _by_id(resource: V2ExportsResource | V2ImportsResource, spec: Mapping[str, Any]) -> Target[Any]:
+    return resource.target(spec_field(spec, "id"))
+
+
+register_kind(
+    TargetKind.V2_DELETE_FILE,
+    V2Resource,
+    lambda r, spec: r.delete_file_target(spec_field(spec, "id")),
+)
+register_kind(TargetKind.V2_EXPORT, V2ExportsResource, _by_id)
+register_kind(TargetKind.V2_IMPORT, V2ImportsResource, _by_id)

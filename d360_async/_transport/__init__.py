@@ -2,8 +2,9 @@
 
 `_transport` owns (or borrows) the `aiohttp.ClientSession`, maps aiohttp's exceptions to the
 library's, runs the retry loop the core's `_retry` decides and acquires a limiter ticket per
-attempt; `_auth` holds static tokens and async token providers; `_lifecycle` is the open/closed
-state machine the clients share; `_telemetry` is the optional OpenTelemetry instrumentation.
+attempt; `_auth` holds static tokens and async token providers; `_lifecycle` is the
+``async with``/``aclose`` the clients share (its states are the core's `Lifecycle`);
+`_telemetry` is the optional OpenTelemetry instrumentation.
 
 What it may import: `d360_async._core`, aiohttp, asyncio, anyio, opentelemetry (optional).
 Never the limiters' implementations (it talks to the `RateLimiter` protocol), the resources,

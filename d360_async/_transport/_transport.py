@@ -42,6 +42,7 @@ from d360_async._core._errors import (
     TimeoutError,
     TransportError,
 )
+from d360_async._core._lifecycle import Lifecycle
 from d360_async._core._ratelimit._headers import parse_rate_limit
 from d360_async._core._ratelimit._protocol import Priority, RateLimiter, RateLimitKey, Ticket
 from d360_async._core._redact import Secret, library_logger, redact_url, secret_query_values
@@ -58,7 +59,6 @@ USER_AGENT = f"d360-async/{__version__}"
 
 T = TypeVar("T")
 
-_OPEN, _CLOSED = "open", "closed"
 
 # Rate-limit keys remembered per transport (one per credential and project in practice).
 _MAX_CACHED_KEYS = 1024
@@ -202,11 +202,11 @@ class Transport:
         self._wall_clock = source.time
         self._sleep = source.sleep
         self._session_lock: asyncio.Lock | None = None
-        self._state = _OPEN
+        self._state = Lifecycle.OPEN
 
     def __repr__(self) -> str:
         owner = "owned" if self._owns_session else "borrowed"
-        return f"<Transport {self._base_url} session={owner} state={self._state}>"
+        return f"<Transport {self._base_url} session={owner} state={self._state.value}>"
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -227,8 +227,12 @@ class Transport:
         return self._quota
 
     @property
+    def state(self) -> Lifecycle:
+        return self._state
+
+    @property
     def closed(self) -> bool:
-        return self._state == _CLOSED
+        return self._state is Lifecycle.CLOSED
 
     def _client_timeout(self) -> aiohttp.ClientTimeout:
         t = self._timeouts
@@ -236,7 +240,7 @@ class Transport:
 
     async def session(self) -> aiohttp.ClientSession:
         """The session requests go through, created on first use when not borrowed."""
-        if self._state == _CLOSED:
+        if self._state is Lifecycle.CLOSED:
             raise RuntimeError("this client is closed; create a new one")
         if self._session is None:
             if self._session_lock is None:
@@ -257,9 +261,9 @@ class Transport:
 
     async def aclose(self) -> None:
         """Close what this transport owns; safe to call more than once."""
-        if self._state == _CLOSED:
+        if self._state is Lifecycle.CLOSED:
             return
-        self._state = _CLOSED
+        self._state = Lifecycle.CLOSED
         session, self._session = self._session, None
         if self._owns_session and session is not None:
             await session.close()
@@ -476,10 +480,7 @@ class Transport:
         caller for as long as the server said; past ``RetryPolicy.max_retry_after`` the caller
         gets [RateLimited][d360_async.RateLimited] with ``retry_at`` and decides for itself.
         """
-        next_available = getattr(self._limiter, "next_available", None)
-        if next_available is None:
-            return
-        wait = float(next_available(key, priority))
+        wait = self._limiter.next_available(key, priority)
         if wait > self._retry.max_retry_after:
             raise RateLimited(
                 f"the rate-limit budget is exhausted for {wait:.0f}s, longer than the "

@@ -71,7 +71,7 @@ import os
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Final, Generic, Protocol, TypeVar, runtime_checkable
+from typing import Any, Final, Generic, TypeVar
 
 import anyio
 import anyio.lowlevel
@@ -95,10 +95,12 @@ from d360_async._core._errors import (
     WatchError,
 )
 from d360_async._core._errors import TimeoutError as PollTimeout
+from d360_async._core._lifecycle import Lifecycle
 from d360_async._core._phase import Phase
 from d360_async._core._ratelimit._protocol import Priority, RateLimiter, RateLimitKey, Ticket
 from d360_async._core._redact import library_logger
-from d360_async._core._target import Observation, RawStatus, Target
+from d360_async._core._status import RawStatus
+from d360_async._core._target_protocol import Observation, Target
 from d360_async._core._watch._checkpoint import (
     CheckpointEntry,
     dump_checkpoint,
@@ -209,13 +211,6 @@ def load_priors(priors: Priors) -> Mapping[str, Any]:
 # -- the watch's own plumbing --------------------------------------------------------------------
 
 
-@runtime_checkable
-class _PacedLimiter(Protocol):
-    """Optional limiter extension (``LocalRateLimiter`` has it): how long until a ticket."""
-
-    def next_available(self, key: RateLimitKey, priority: Priority = ...) -> float: ...
-
-
 # -- internals ------------------------------------------------------------------------------------
 
 
@@ -283,7 +278,7 @@ class _Entry(Generic[S]):
         self.group = group
         self.snapshot: S | None = None
         self.scope: anyio.CancelScope | None = None  # set while a poll is running
-        self.delivered_raw: RawStatus = None
+        self.delivered_raw: RawStatus | None = None
         self.delivered_phase: Phase | None = None
         self.final_delivered = False
         self.accounted = False  # its final transition was handed over (or it was removed)
@@ -301,7 +296,7 @@ class _Entry(Generic[S]):
 
 _Item = tuple[_Entry[S], Transition[S]] | None  # None: "re-check whether the watch is over"
 
-_NEW, _RUNNING, _CLOSED = "new", "running", "closed"
+_NEW, _RUNNING, _CLOSED = Lifecycle.NEW, Lifecycle.OPEN, Lifecycle.CLOSED
 
 
 class Watch(Generic[S]):
@@ -428,7 +423,7 @@ class Watch(Generic[S]):
 
     def __repr__(self) -> str:
         return (
-            f"<Watch {self._lifecycle} targets={len(self._entries) + len(self._carried)} "
+            f"<Watch {self._lifecycle.value} targets={len(self._entries) + len(self._carried)} "
             f"live={self.live} groups={len(self._groups)}>"
         )
 
@@ -735,7 +730,6 @@ class Watch(Generic[S]):
     async def _run_group(self, group: _Group) -> None:
         """Serve one rate-limit group: wait for a due target, get a ticket, spend it."""
         sched, clock, limiter = self._sched, self._clock, group.limiter
-        paced = isinstance(limiter, _PacedLimiter)
         while True:
             probe = group.open
             if probe:
@@ -758,12 +752,11 @@ class Watch(Generic[S]):
                         self._idle_seconds += spent
                         self._idle_budget += spent * limiter.budget(group.rate_key)
                     continue
-            if paced:
-                # The limiter can tell how long the budget needs: wait here, cheaply.  Only an
-                # estimate, so wait at most PREWAIT_CAP, then let acquire() decide.
-                ahead = limiter.next_available(group.rate_key, Priority.POLL)
-                if ahead > 0:
-                    await clock.sleep(min(ahead, PREWAIT_CAP))
+            # The limiter can tell how long the budget needs: wait here, cheaply.  Only an
+            # estimate, so wait at most PREWAIT_CAP, then let acquire() decide.
+            ahead = limiter.next_available(group.rate_key, Priority.POLL)
+            if ahead > 0:
+                await clock.sleep(min(ahead, PREWAIT_CAP))
             # Ask for a ticket only once a poll slot is free, so that it is spent at once; but
             # hold no slot while the limiter makes us wait, or one starved budget would block
             # every other group's polls.

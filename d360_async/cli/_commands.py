@@ -26,6 +26,7 @@ from d360_async import (
     PollPolicy,
     Priors,
     Target,
+    TargetKind,
     Transition,
     TransitionKind,
     TransportError,
@@ -571,7 +572,7 @@ async def run_status(args: argparse.Namespace) -> int:
 
 async def run_export(args: argparse.Namespace) -> int:
     """``d360-async export --project P --workspace W [--wait] [--download PATH]``."""
-    kind = KINDS["exports"]
+    kind = KINDS[TargetKind.V3_EXPORT]
     project = validate_project(kind, args.project)
     download = Path(args.download) if args.download else None
     if download is not None and not download.parent.is_dir():

@@ -25,11 +25,12 @@ from d360_async import (
     RateLimiter,
     Region,
     RetryPolicy,
+    target_from_spec,
 )
 
 from ._credentials import Credentials
 from ._exit import FINAL_CAUSES, UsageError, connection_cause
-from ._kinds import API, Kind
+from ._kinds import API, Kind, target_spec
 from ._options import RateSpec
 
 if TYPE_CHECKING:
@@ -138,7 +139,7 @@ async def connect(
             from d360_async.smartdocumentor import DEFAULT_BASE_URL, SmartDocumentorClient
 
             if region is not None:
-                raise UsageError("--region does not apply to sd-tasks (use --base-url)")
+                raise UsageError(f"--region does not apply to {kind.name} (use --base-url)")
             if limiter is None:
                 limiter = LocalRateLimiter(rate_limit_config(rate) if rate is not None else None)
                 stack.push_async_callback(limiter.aclose)
@@ -155,10 +156,7 @@ async def connect(
             )
             await stack.enter_async_context(sd)
 
-            def sd_target(ident: str | int) -> Target[Any]:
-                return sd.tasks.target(task_id=int(ident))
-
-            yield Connection(kind, None, None, limiter, sd_target, url)
+            yield Connection(kind, None, None, limiter, _factory(kind, sd, None), url)
             return
 
         from d360_async import Client
@@ -175,21 +173,13 @@ async def connect(
         )
         await stack.enter_async_context(client)
         yield Connection(
-            kind, project, client, client.rate_limiter, _v3_v2_factory(kind, client, project), url
+            kind, project, client, client.rate_limiter, _factory(kind, client, project), url
         )
 
 
-def _v3_v2_factory(
-    kind: Kind, client: Client, project: str | None
-) -> Callable[[str | int], Target[Any]]:
-    if kind.name == "v2-deletes":
-        return lambda ident: client.v2.delete_file_target(str(ident))
-    if project is None:  # validate_project() guarantees one for V3 kinds
+def _factory(kind: Kind, source: Any, project: str | None) -> Callable[[str | int], Target[Any]]:
+    """Targets of ``kind`` built by the library's registry, from the spec a checkpoint would
+    hold: one way to build them, whichever kind."""
+    if kind.needs_project and project is None:  # validate_project() guarantees one
         raise UsageError(f"{kind.name} need --project PROJECT_ID")
-    if kind.name == "exports":
-        return lambda ident: client.exports.target(project, str(ident))
-    if kind.name == "tasks":
-        return lambda ident: client.drive.target(project, str(ident))
-    if kind.name == "imports":
-        return lambda ident: client.imports.target(project, str(ident))
-    raise UsageError(f"unknown kind {kind.name!r}")
+    return lambda ident: target_from_spec(source, target_spec(kind, project, ident))

@@ -13,7 +13,8 @@ from typing import Final
 
 import attrs
 
-from ._exit import MissingCredential
+from d360_async import MissingCredential
+
 from ._kinds import API
 
 __all__ = [

@@ -20,7 +20,7 @@ from typing import Any, Final
 
 import attrs
 
-from d360_async import D360Error, PollPolicy, Target, Transition, TransitionKind
+from d360_async import D360Error, PollPolicy, Target, TargetKind, Transition, TransitionKind
 
 from ._commands import Adder, budget_figures, watch_targets
 from ._display import Display, SummaryTable, choose_display, format_duration
@@ -54,8 +54,7 @@ _WORKSPACE: Final = "demo-workspace"
 class Population:
     """One kind of operation in the demo and its lifecycle (seconds, before scaling)."""
 
-    group: str
-    seed_kind: str
+    group: TargetKind
     share: float
     pending: tuple[float, float]
     running: tuple[float, float]
@@ -64,9 +63,9 @@ class Population:
 # Quick drive tasks among slow exports: the mixed case where a scheduler that learns durations
 # per kind earns its keep (see docs/watching.md).
 POPULATIONS: Final[tuple[Population, ...]] = (
-    Population("exports", "export", 0.6, pending=(2.0, 10.0), running=(5.0, 35.0)),
-    Population("tasks", "drive_task", 0.2, pending=(0.5, 2.0), running=(1.0, 6.0)),
-    Population("v2-deletes", "v2_delete", 0.2, pending=(1.0, 4.0), running=(2.0, 15.0)),
+    Population(TargetKind.V3_EXPORT, 0.6, pending=(2.0, 10.0), running=(5.0, 35.0)),
+    Population(TargetKind.V3_DRIVE_TASK, 0.2, pending=(0.5, 2.0), running=(1.0, 6.0)),
+    Population(TargetKind.V2_DELETE_FILE, 0.2, pending=(1.0, 4.0), running=(2.0, 15.0)),
 )
 FAILURE_RATIO: Final = 0.04
 
@@ -219,7 +218,7 @@ async def run_demo(args: argparse.Namespace) -> int:
     json_out = JsonLines(sys.stdout) if args.json else None
     display = choose_display(json_output=args.json, stream=sys.stdout, warn=sys.stderr)
     populations = dict((p.group, (p, n)) for p, n in plan.counts)
-    export_pop, export_count = populations["exports"]
+    export_pop, export_count = populations[TargetKind.V3_EXPORT]
 
     fake = FakeDocument360(
         rate_limit=FakeRateLimit(limit=max(1, round(budget.requests)), window=budget.period),
@@ -245,10 +244,10 @@ async def run_demo(args: argparse.Namespace) -> int:
         groups: dict[str, str] = {}
         delays = _Delays(fake, groups)
         seeded: list[tuple[Target[Any], str, str]] = []
-        for group in ("tasks", "v2-deletes"):
+        for group in (TargetKind.V3_DRIVE_TASK, TargetKind.V2_DELETE_FILE):
             pop, n = populations[group]
             ids = fake.seed(
-                pop.seed_kind,  # type: ignore[arg-type]
+                group,
                 n,
                 pending=plan.scaled(pop.pending),
                 running=plan.scaled(pop.running),
@@ -257,7 +256,7 @@ async def run_demo(args: argparse.Namespace) -> int:
             for op_id in ids:
                 target: Target[Any] = (
                     client.drive.target(fake.project_id, op_id)
-                    if group == "tasks"
+                    if group is TargetKind.V3_DRIVE_TASK
                     else client.v2.delete_file_target(op_id)
                 )
                 groups[target.key] = group
@@ -276,7 +275,7 @@ async def run_demo(args: argparse.Namespace) -> int:
                     except D360Error as exc:
                         tally.fail(
                             f"create/{index}",
-                            "exports",
+                            TargetKind.V3_EXPORT,
                             f"#{index}",
                             error=describe_error(exc),
                             now=time.monotonic(),
@@ -284,9 +283,9 @@ async def run_demo(args: argparse.Namespace) -> int:
                         return
                 export_id = str(handle.id)
                 target = client.exports.target(fake.project_id, export_id)
-                groups[target.key] = "exports"
+                groups[target.key] = TargetKind.V3_EXPORT
                 delays.register(target.key, export_id)
-                add(target, "exports", export_id)
+                add(target, TargetKind.V3_EXPORT, export_id)
 
             async with asyncio.TaskGroup() as group:
                 for index in range(export_count):

@@ -18,13 +18,19 @@ import socket
 import ssl
 from typing import Final
 
-from d360_async import AuthenticationError, D360Error, PermissionDenied, TransportError, redact_url
+from d360_async import (
+    AuthenticationError,
+    D360Error,
+    MissingCredential,
+    PermissionDenied,
+    TransportError,
+    redact_url,
+)
 
 __all__ = [
     "FINAL_CAUSES",
     "CLIError",
     "ExitCode",
-    "MissingCredential",
     "UsageError",
     "connection_cause",
     "describe_error",
@@ -63,17 +69,11 @@ class UsageError(CLIError):
     code = ExitCode.USAGE
 
 
-class MissingCredential(CLIError):
-    """An environment variable holding a credential is unset or empty."""
-
-    code = ExitCode.AUTH
-
-
 def exit_code_for(exc: BaseException) -> ExitCode:
     """The exit code an exception that ended a command maps to."""
     if isinstance(exc, CLIError):
         return exc.code
-    if isinstance(exc, AuthenticationError | PermissionDenied):
+    if isinstance(exc, AuthenticationError | PermissionDenied | MissingCredential):
         return ExitCode.AUTH
     if isinstance(exc, ValueError):
         # The library validates ids and arguments locally and raises ValueError before any

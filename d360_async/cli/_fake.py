@@ -27,6 +27,8 @@ from typing import Any, Final
 
 import attrs
 
+from d360_async import TargetKind
+
 from ._exit import CLIError, ExitCode, UsageError
 from ._jsonl import JsonLines
 from ._options import RateSpec, parse_int_within, parse_ratio
@@ -60,15 +62,15 @@ RATE_LIMIT_FIELDS: Final[tuple[tuple[str, str], ...]] = (
 )
 
 # ``--exports N`` and friends: the option for each kind the fake can seed.
-SEED_OPTIONS: Final[Mapping[str, str]] = {
-    "export": "--exports",
-    "drive_task": "--drive-tasks",
-    "import": "--imports",
-    "api_reference": "--api-references",
-    "v2_delete": "--v2-deletes",
-    "v2_export": "--v2-exports",
-    "v2_import": "--v2-imports",
-    "sd_task": "--sd-tasks",
+SEED_OPTIONS: Final[Mapping[TargetKind, str]] = {
+    TargetKind.V3_EXPORT: "--exports",
+    TargetKind.V3_DRIVE_TASK: "--drive-tasks",
+    TargetKind.V3_IMPORT: "--imports",
+    TargetKind.V3_API_REFERENCE: "--api-references",
+    TargetKind.V2_DELETE_FILE: "--v2-deletes",
+    TargetKind.V2_EXPORT: "--v2-exports",
+    TargetKind.V2_IMPORT: "--v2-imports",
+    TargetKind.SMARTDOCUMENTOR_TASK: "--sd-tasks",
 }
 
 # Lifecycles long enough to type a command before the seeded operations end.
@@ -209,12 +211,12 @@ def parse_fault(text: str) -> tuple[str, float, tuple[str, ...] | None]:
     return kind, rate, names
 
 
-def _counts(args: argparse.Namespace) -> dict[str, int]:
+def _counts(args: argparse.Namespace) -> dict[TargetKind, int]:
     return {kind: n for kind in SEED_OPTIONS if (n := getattr(args, _seed_dest(kind)))}
 
 
-def _seed_dest(kind: str) -> str:
-    return "seed_" + kind
+def _seed_dest(kind: TargetKind) -> str:
+    return "seed_" + kind.name.lower()
 
 
 def _describe_limit(limit: Any) -> str:
@@ -225,7 +227,7 @@ def _describe_limit(limit: Any) -> str:
 
 
 def banner(
-    *, url: str, fake: Any, seeded: Mapping[str, list[str]], limit: Any, seed: int
+    *, url: str, fake: Any, seeded: Mapping[TargetKind, list[str]], limit: Any, seed: int
 ) -> list[str]:
     """What ``d360-async fake`` prints once it listens (plain text, no secret of a real
     account in it: these are the fake's own credentials)."""
@@ -247,8 +249,8 @@ def banner(
         lines += ["", "Seeded operations:"]
         for kind, ids in seeded.items():
             shown = " ".join(ids[:10]) + (f" ... ({len(ids)} in all)" if len(ids) > 10 else "")
-            lines.append(f"  {SEED_OPTIONS[kind].lstrip('-')}: {shown}")
-    first = seeded.get("export", [None])[0]
+            lines.append(f"  {kind}: {shown}")
+    exports = seeded.get(TargetKind.V3_EXPORT, [])
     lines += [
         "",
         "Then try:",
@@ -256,15 +258,17 @@ def banner(
         '  d360-async export --project "$D360_PROJECT_ID" --workspace "$D360_WORKSPACE_ID" '
         "--wait --download export.zip",
     ]
-    if first is not None:
+    if exports:
         lines += [
-            f'  d360-async status exports {first} --project "$D360_PROJECT_ID"',
-            '  d360-async watch exports --project "$D360_PROJECT_ID" '
-            + " ".join(seeded["export"][:10]),
+            f'  d360-async status {TargetKind.V3_EXPORT} {exports[0]} --project "$D360_PROJECT_ID"',
+            f'  d360-async watch {TargetKind.V3_EXPORT} --project "$D360_PROJECT_ID" '
+            + " ".join(exports[:10]),
         ]
-    if "sd_task" in seeded:
+    tasks = seeded.get(TargetKind.SMARTDOCUMENTOR_TASK, [])
+    if tasks:
         lines.append(
-            f'  d360-async watch sd-tasks --base-url "$D360_BASE_URL" {seeded["sd_task"][0]}'
+            f'  d360-async watch {TargetKind.SMARTDOCUMENTOR_TASK} --base-url "$D360_BASE_URL" '
+            f"{tasks[0]}"
         )
     return lines
 
@@ -327,7 +331,9 @@ async def run_fake(args: argparse.Namespace, *, stop: asyncio.Event | None = Non
             "(choose another --port; 0 picks any free one)"
         ) from None
     try:
-        seeded = {kind: fake.seed(kind, n) for kind, n in _counts(args).items()}
+        seeded: dict[TargetKind, list[str]] = {
+            kind: fake.seed(kind, n) for kind, n in _counts(args).items()
+        }
         out: Callable[[str], None] = _printer()
         if args.json:
             JsonLines(sys.stdout).write(
@@ -406,7 +412,7 @@ def add_fake_parser(
             metavar="N",
             type=typed(_count, "count"),
             default=0,
-            help=f"seed N {kind.replace('_', ' ')} operations (default 0)",
+            help=f"seed N {kind.label} operations ({kind}; default 0)",
         )
     ops.add_argument(
         "--seed", type=int, default=0, help="seed for lifecycles, ids and faults (default 0)"

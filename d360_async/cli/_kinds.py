@@ -1,7 +1,8 @@
 """The kinds of operation the CLI can watch, and what each one needs.
 
-One declared table: the command-line name, which API and credential it uses, whether it lives
-in a project, and how its ids are checked locally before any request is built.
+The names are the library's [TargetKind][d360_async.TargetKind]s (which API and credential
+each uses, whether it lives in a project, come with them); this table adds which of them the
+command line offers and how their ids are checked locally before any request is built.
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ from typing import Final
 
 import attrs
 
+from d360_async import TargetKind
 from d360_async.ids import safe_token, sd_task_id, uuid_id
 
 from ._exit import UsageError
 
-__all__ = ["API", "KINDS", "Kind", "lookup_kind", "validate_id", "validate_project"]
+__all__ = ["API", "KINDS", "Kind", "lookup_kind", "target_spec", "validate_id", "validate_project"]
 
 
 class API(enum.Enum):
@@ -37,52 +39,62 @@ def _sd_id(text: str) -> int:
 
 @attrs.frozen(slots=True)
 class Kind:
-    """One kind of operation on the command line."""
+    """One kind of operation the command line watches: a [TargetKind][d360_async.TargetKind]
+    and how its ids are checked locally."""
 
-    name: str
-    title: str
-    api: API
-    needs_project: bool
+    kind: TargetKind
     check_id: Callable[[str], str | int]
 
+    @property
+    def name(self) -> str:
+        """The canonical name, printed everywhere (``v3.export``)."""
+        return self.kind.value
 
-KINDS: Final[dict[str, Kind]] = {
-    kind.name: kind
+    @property
+    def title(self) -> str:
+        return self.kind.label
+
+    @property
+    def api(self) -> API:
+        return API(self.kind.api)
+
+    @property
+    def needs_project(self) -> bool:
+        return self.kind.in_project
+
+
+KINDS: Final[dict[TargetKind, Kind]] = {
+    kind.kind: kind
     for kind in (
-        Kind("exports", "V3 export", API.V3, True, lambda s: uuid_id(s, name="export id")),
-        Kind("tasks", "V3 drive task", API.V3, True, lambda s: safe_token(s, name="task id")),
-        Kind("imports", "V3 import", API.V3, True, lambda s: safe_token(s, name="import id")),
-        Kind(
-            "v2-deletes",
-            "V2 drive file deletion",
-            API.V2,
-            False,
-            lambda s: safe_token(s, name="task id"),
-        ),
-        Kind("sd-tasks", "SmartDocumentor task", API.SMARTDOCUMENTOR, False, _sd_id),
+        Kind(TargetKind.V3_EXPORT, lambda s: uuid_id(s, name="export id")),
+        Kind(TargetKind.V3_DRIVE_TASK, lambda s: safe_token(s, name="task id")),
+        Kind(TargetKind.V3_IMPORT, lambda s: safe_token(s, name="import id")),
+        Kind(TargetKind.V2_DELETE_FILE, lambda s: safe_token(s, name="task id")),
+        Kind(TargetKind.SMARTDOCUMENTOR_TASK, _sd_id),
     )
-}
-
-# Singular and underscore spellings people type without thinking.
-_ALIASES: Final[dict[str, str]] = {
-    "export": "exports",
-    "task": "tasks",
-    "drive-tasks": "tasks",
-    "import": "imports",
-    "v2-delete": "v2-deletes",
-    "v2_deletes": "v2-deletes",
-    "sd-task": "sd-tasks",
-    "sd_tasks": "sd-tasks",
 }
 
 
 def lookup_kind(name: str) -> Kind:
-    """The `Kind` called ``name`` (aliases accepted); `UsageError` otherwise."""
-    key = name.strip().lower()
-    kind = KINDS.get(_ALIASES.get(key, key))
-    if kind is None:
-        raise UsageError(f"unknown kind {name!r} (choose from {', '.join(KINDS)})")
-    return kind
+    """The `Kind` called ``name``; the spellings of earlier versions (``exports``, ``tasks``,
+    ``v2-deletes``, ``sd-tasks``...) are accepted too. `UsageError` otherwise."""
+    choices = ", ".join(KINDS)
+    try:
+        kind = TargetKind.parse(name)
+    except ValueError:
+        raise UsageError(f"unknown kind {name!r} (choose from {choices})") from None
+    found = KINDS.get(kind)
+    if found is None:
+        raise UsageError(f"the command line does not watch {kind} (choose from {choices})")
+    return found
+
+
+def target_spec(kind: Kind, project: str | None, ident: str | int) -> dict[str, object]:
+    """The spec [target_from_spec][d360_async.target_from_spec] builds the target from."""
+    spec: dict[str, object] = {"kind": kind.name, "id": ident}
+    if project is not None:
+        spec["project_id"] = project
+    return spec
 
 
 def validate_id(kind: Kind, text: str) -> str | int:

@@ -7,18 +7,21 @@ and fault injection. See its docstring for the endpoints, the seed kinds and the
 Added in version 0.1.0.
 """
 
+import warnings
+from typing import Any
+
+from d360_async import TargetKind
+
 from ._clock import ManualClock
 from ._fake import DEFAULT_PROJECT_ID, FakeDocument360
 from ._fake._config import (
     API_ROUTES,
     FAULT_KINDS,
-    OPERATION_KINDS,
     ROUTES,
     STATUS_ROUTES,
     FakeLifecycle,
     FakeRateLimit,
     FaultKind,
-    OperationKind,
 )
 from ._fake._faults import FakeFaults, Fault
 from ._fake._ops import FakeOperation, Outcome
@@ -28,7 +31,6 @@ __all__ = [
     "API_ROUTES",
     "DEFAULT_PROJECT_ID",
     "FAULT_KINDS",
-    "OPERATION_KINDS",
     "ROUTES",
     "STATUS_ROUTES",
     "FakeDocument360",
@@ -40,7 +42,25 @@ __all__ = [
     "Fault",
     "FaultKind",
     "ManualClock",
-    "OperationKind",
     "Outcome",
     "token_fingerprint",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # Deprecated since the fake speaks the library's kinds: the short seed names and their type.
+    if name in _DEPRECATED:
+        replacement, value = _DEPRECATED[name]
+        warnings.warn(
+            f"d360_async.testing.{name} is deprecated: use {replacement}",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+_DEPRECATED: dict[str, tuple[str, Any]] = {
+    "OperationKind": ("d360_async.TargetKind", TargetKind),
+    "OPERATION_KINDS": ("tuple(d360_async.TargetKind)", tuple(TargetKind)),
+}

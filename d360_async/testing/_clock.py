@@ -72,7 +72,7 @@ class ManualClock:
     async def test_export_finishes() -> None:
         clock = ManualClock()
         async with FakeDocument360(clock=clock) as fake:
-            [export_id] = fake.seed("export", pending=60.0, running=600.0, failure_ratio=0.0)
+            [export_id] = fake.seed("v3.export", pending=60.0, running=600.0, failure_ratio=0.0)
             async with Client(api_token=fake.api_token, base_url=fake.url, clock=clock) as client:
                 target = client.exports.target(fake.project_id, export_id)
                 final = await clock.run(client.wait(target))

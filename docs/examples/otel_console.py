@@ -41,7 +41,7 @@ async def main() -> None:
     meter_provider = configure_opentelemetry()
     tracer = trace.get_tracer("exports-watcher")
     async with FakeDocument360() as fake:
-        ids = fake.seed("export", 3, pending=0.1, running=0.3)
+        ids = fake.seed("v3.export", 3, pending=0.1, running=0.3)
         async with Client(api_token=fake.api_token, base_url=fake.url) as client:
             targets = [client.exports.target(fake.project_id, export_id) for export_id in ids]
             # The polls are children of this span: one trace for the whole job.

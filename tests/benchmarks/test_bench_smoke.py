@@ -26,6 +26,7 @@ from benchmarks._harness import (
 )
 from benchmarks.bench_budget import budget_used, busy_window
 from benchmarks.peers import PollJob, aiolimiter_poller, naive_gather, status_of
+from d360_async import TargetKind
 from d360_async.testing import FakeDocument360, FakeRateLimit
 
 # -- numbers ---------------------------------------------------------------------------------
@@ -148,10 +149,10 @@ async def test_peer_polls_every_operation_to_the_end_and_stops(peer: str) -> Non
     async with FakeDocument360(
         rate_limit=FakeRateLimit(limit=100, window=1.0, algorithm="token_bucket"), seed=2
     ) as fake:
-        ids = fake.seed("export", 6, pending=(0.0, 0.1), running=(0.1, 0.3))
-        ids += fake.seed("drive_task", 4, pending=0.0, running=(0.1, 0.2))
+        ids = fake.seed("v3.export", 6, pending=(0.0, 0.1), running=(0.1, 0.3))
+        ids += fake.seed("v3.drive_task", 4, pending=0.0, running=(0.1, 0.2))
         kinds = {i: fake.operation(i).kind for i in ids}
-        paths = {"export": "exports", "drive_task": "drive/tasks"}
+        paths = {TargetKind.V3_EXPORT: "exports", TargetKind.V3_DRIVE_TASK: "drive/tasks"}
         jobs = [
             PollJob(i, kinds[i], f"{fake.url}/v3/projects/{fake.project_id}/{paths[kinds[i]]}/{i}")
             for i in ids
@@ -178,7 +179,7 @@ async def test_peer_polls_every_operation_to_the_end_and_stops(peer: str) -> Non
 
 async def test_peer_gives_up_at_its_deadline() -> None:
     async with FakeDocument360(rate_limit=None) as fake:
-        [op_id] = fake.seed("export", 1, pending=100.0, running=100.0)
+        [op_id] = fake.seed("v3.export", 1, pending=100.0, running=100.0)
         url = f"{fake.url}/v3/projects/{fake.project_id}/exports/{op_id}"
         async with aiohttp.ClientSession() as session:
             result = await aiolimiter_poller.poll_all(

@@ -15,9 +15,9 @@ TERMINAL = {"succeeded", "failed", "cancelled"}
 def test_plan_splits_the_count_between_populations() -> None:
     plan = plan_demo(500, budget=DEFAULT_BUDGET, scale=1.0, seed=1)
     assert {p.group: n for p, n in plan.counts} == {
-        "exports": 300,
-        "tasks": 100,
-        "v2-deletes": 100,
+        "v3.export": 300,
+        "v3.drive_task": 100,
+        "v2.delete_file": 100,
     }
     odd = plan_demo(7, budget=DEFAULT_BUDGET, scale=0.5, seed=1)
     assert odd.total == 7
@@ -30,14 +30,18 @@ async def test_demo_json(run_cli: RunCli) -> None:
     assert result.stderr == ""
     lines = result.lines
     assert lines[0]["type"] == "demo"
-    assert lines[0]["operations"] == {"exports": 24, "tasks": 8, "v2-deletes": 8}
+    assert lines[0]["operations"] == {"v3.export": 24, "v3.drive_task": 8, "v2.delete_file": 8}
     transitions = result.of_type("transition")
     finals = [t for t in transitions if t["final"]]
     # Every operation was watched to a terminal phase, exactly once.
     assert len(finals) == 40
     assert len({t["id"] for t in finals}) == 40
     assert all(t["phase"] in TERMINAL and t["kind"] == "changed" for t in finals)
-    assert Counter(t["operation"] for t in finals) == {"exports": 24, "tasks": 8, "v2-deletes": 8}
+    assert Counter(t["operation"] for t in finals) == {
+        "v3.export": 24,
+        "v3.drive_task": 8,
+        "v2.delete_file": 8,
+    }
     summary = lines[-1]
     assert summary["type"] == "summary"
     assert summary["total"] == 40

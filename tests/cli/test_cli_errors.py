@@ -42,7 +42,7 @@ async def test_missing_v2_token_names_its_variable(run_cli: RunCli) -> None:
 
 
 async def test_refused_token_exits_3(fake_d360: FakeDocument360, run_cli: RunCli) -> None:
-    ids = fake_d360.seed("export", 2)
+    ids = fake_d360.seed("v3.export", 2)
     result = await run_cli(
         "watch", "exports", *ids, "--project", fake_d360.project_id,
         "--base-url", fake_d360.url, "--json",

@@ -16,7 +16,7 @@ import attrs
 import pytest
 from cli_support import RunCli, cli_env, console_script
 
-from d360_async import Client, Phase
+from d360_async import Client, Phase, TargetKind
 from d360_async.cli._exit import UsageError
 from d360_async.cli._fake import (
     RATE_LIMIT_FIELDS,
@@ -26,7 +26,7 @@ from d360_async.cli._fake import (
     rate_limit_from,
 )
 from d360_async.cli._parser import build_parser, parse_command_line
-from d360_async.testing import OPERATION_KINDS, FakeRateLimit
+from d360_async.testing import FakeRateLimit
 
 
 def _args(*words: str) -> argparse.Namespace:
@@ -96,7 +96,7 @@ def test_bad_options_are_usage_errors(words: list[str], fragment: str) -> None:
 
 
 def test_every_operation_kind_can_be_seeded() -> None:
-    assert set(SEED_OPTIONS) == set(OPERATION_KINDS)
+    assert set(SEED_OPTIONS) == set(TargetKind)
 
 
 def test_fault_and_range_syntax() -> None:
@@ -146,7 +146,7 @@ async def test_fake_serves_the_client_and_stops_cleanly_on_ctrl_c() -> None:
         assert info["type"] == "fake"
         assert info["rate_limit"]["limit"] == 600
         assert info["rate_limit"]["reset_format"] == "delay"
-        exports = info["operations"]["export"]
+        exports = info["operations"]["v3.export"]
         assert len(exports) == 2
         await asyncio.sleep(0.3)  # past the seeded lifecycles
         async with Client(api_token=info["api_token"], base_url=info["url"]) as client:
@@ -186,7 +186,7 @@ async def test_the_printed_export_lines_point_the_other_commands_at_it(run_cli: 
             "D360_PROJECT_ID",
             "D360_WORKSPACE_ID",
         }
-        [export_id] = re.findall(r"^  exports: (\S+)$", banner, re.MULTILINE)
+        [export_id] = re.findall(r"^  v3\.export: (\S+)$", banner, re.MULTILINE)
         assert "Ctrl-C" in banner
         # No --base-url: the status command reads D360_BASE_URL, as Client() does.
         result = await run_cli(

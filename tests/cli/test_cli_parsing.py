@@ -11,6 +11,7 @@ import pytest
 from d360_async._core._errors import (
     AuthenticationError,
     ConnectError,
+    MissingCredential,
     NotFound,
     PermissionDenied,
 )
@@ -25,7 +26,6 @@ from d360_async.cli._display import (
 )
 from d360_async.cli._exit import (
     ExitCode,
-    MissingCredential,
     UsageError,
     describe_error,
     exit_code_for,
@@ -83,7 +83,8 @@ def test_parse_ids_text_skips_comments_and_blank_lines() -> None:
 
 
 def test_kinds_and_ids() -> None:
-    assert lookup_kind("export").name == "exports"
+    assert lookup_kind("export").name == "v3.export"
+    assert lookup_kind("exports") is lookup_kind("v3.export")
     assert lookup_kind("V2-Deletes").api is API.V2
     with pytest.raises(UsageError, match="unknown kind"):
         lookup_kind("widgets")
@@ -107,7 +108,8 @@ def test_credentials_come_from_the_environment_and_never_show() -> None:
     assert repr(Credentials()) == "<Credentials none>"
     with pytest.raises(MissingCredential, match="D360_V2_API_TOKEN is not set") as info:
         read_credentials(API.V2, {"D360_API_TOKEN": "x"})
-    assert info.value.code is ExitCode.AUTH
+    assert type(info.value) is MissingCredential  # the library's one class, not a second
+    assert exit_code_for(info.value) is ExitCode.AUTH
     with pytest.raises(MissingCredential, match="SD_CLIENT_SECRET"):
         read_credentials(API.SMARTDOCUMENTOR, {"SD_CLIENT_ID": "id", "SD_CLIENT_SECRET": " "})
 

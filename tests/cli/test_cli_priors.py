@@ -16,7 +16,7 @@ async def test_priors_saved_by_one_run_make_the_next_warm(
     fake_d360: FakeDocument360, run_cli: RunCli, tmp_path: Path
 ) -> None:
     saved = tmp_path / "exports.priors"
-    first = fake_d360.seed("export", 8, failure_ratio=0.0, **QUICK)
+    first = fake_d360.seed("v3.export", 8, failure_ratio=0.0, **QUICK)
     result = await run_cli(
         "watch", "exports", "--project", fake_d360.project_id, *first,
         "--base-url", fake_d360.url, "--json", "--interval", "0.1", "--save-priors", str(saved),
@@ -26,7 +26,7 @@ async def test_priors_saved_by_one_run_make_the_next_warm(
     assert priors["version"] == 1
     assert any(m["kind"] == "v3.export" and m["n"] >= 8 for m in priors["models"])
     # The second run knows how long exports take from its first status on.
-    second = fake_d360.seed("export", 4, failure_ratio=0.0, **QUICK)
+    second = fake_d360.seed("v3.export", 4, failure_ratio=0.0, **QUICK)
     result = await run_cli(
         "watch", "exports", "--project", fake_d360.project_id, *second,
         "--base-url", fake_d360.url, "--json", "--interval", "0.1", "--priors", str(saved),
@@ -43,7 +43,7 @@ async def test_bad_priors_file_is_a_usage_error(
 ) -> None:
     bad = tmp_path / "bad.priors"
     bad.write_text('{"version": 1, "models": "nope"}')
-    ids = fake_d360.seed("export", 1, failure_ratio=0.0, **QUICK)
+    ids = fake_d360.seed("v3.export", 1, failure_ratio=0.0, **QUICK)
     result = await run_cli(
         "watch", "exports", "--project", fake_d360.project_id, *ids,
         "--base-url", fake_d360.url, "--priors", str(bad),

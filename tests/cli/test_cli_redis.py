@@ -61,7 +61,7 @@ async def test_watch_shares_its_budget_through_redis(
 ) -> None:
     import redis.asyncio as redis_asyncio
 
-    ids = fake_d360.seed("export", 4, **QUICK)
+    ids = fake_d360.seed("v3.export", 4, **QUICK)
     result = await run_cli(
         "watch", "exports", *ids, "--project", fake_d360.project_id, "--base-url",
         fake_d360.url, "--json", "--redis-url", redis_url, "--rate-limit", "40/s",

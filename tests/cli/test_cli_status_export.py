@@ -12,9 +12,9 @@ from d360_async.testing import FakeDocument360
 async def test_status_json_redacts_the_download_link(
     fake_d360: FakeDocument360, run_cli: RunCli
 ) -> None:
-    [export_id] = fake_d360.seed("export", 1, pending=0.0, running=0.0)
+    [export_id] = fake_d360.seed("v3.export", 1, pending=0.0, running=0.0)
     result = await run_cli(
-        "status", "exports", export_id, "--project", fake_d360.project_id,
+        "status", "v3.export", export_id, "--project", fake_d360.project_id,
         "--base-url", fake_d360.url, "--json",
     )  # fmt: skip
     assert result.code == 0, result.stderr
@@ -40,14 +40,14 @@ async def test_status_json_redacts_the_download_link(
 async def test_status_table_and_failed_exit_code(
     fake_d360: FakeDocument360, run_cli: RunCli
 ) -> None:
-    [running] = fake_d360.seed("drive_task", 1, pending=0.0, running=600.0)
+    [running] = fake_d360.seed("v3.drive_task", 1, pending=0.0, running=600.0)
     result = await run_cli(
         "status", "tasks", running, "--project", fake_d360.project_id, "--base-url", fake_d360.url
     )
     assert result.code == 0, result.stderr
     assert "phase       running" in result.stdout
     assert "raw status  Processing" in result.stdout
-    [failed] = fake_d360.seed("v2_delete", 1, pending=0.0, running=0.0, failure_ratio=1.0)
+    [failed] = fake_d360.seed("v2.delete_file", 1, pending=0.0, running=0.0, failure_ratio=1.0)
     result = await run_cli("status", "v2-deletes", failed, "--base-url", fake_d360.url, "--json")
     assert result.code == 1
     assert result.lines[0]["phase"] == "failed"
@@ -96,7 +96,7 @@ async def test_export_without_wait_prints_the_id(
         "--base-url", fake_d360.url,
     )  # fmt: skip
     assert result.code == 0, result.stderr
-    [operation] = fake_d360.operations("export")
+    [operation] = fake_d360.operations("v3.export")
     assert result.stdout.strip() == f"export {operation.id} started"
 
 

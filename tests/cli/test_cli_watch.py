@@ -46,7 +46,7 @@ def check_transitions(
 
 
 async def test_watch_exports_json_lines(fake_d360: FakeDocument360, run_cli: RunCli) -> None:
-    ids = fake_d360.seed("export", 6, failure_ratio=0.0, **QUICK)
+    ids = fake_d360.seed("v3.export", 6, failure_ratio=0.0, **QUICK)
     result = await run_cli(
         "watch", "exports", "--project", fake_d360.project_id, *ids,
         "--base-url", fake_d360.url, "--json",
@@ -76,8 +76,8 @@ async def test_watch_exports_json_lines(fake_d360: FakeDocument360, run_cli: Run
 
 
 async def test_a_failed_operation_exits_1(fake_d360: FakeDocument360, run_cli: RunCli) -> None:
-    good = fake_d360.seed("drive_task", 2, failure_ratio=0.0, **QUICK)
-    bad = fake_d360.seed("drive_task", 1, failure_ratio=1.0, **QUICK)
+    good = fake_d360.seed("v3.drive_task", 2, failure_ratio=0.0, **QUICK)
+    bad = fake_d360.seed("v3.drive_task", 1, failure_ratio=1.0, **QUICK)
     result = await run_cli(
         "watch", "tasks", *good, *bad, "--project", fake_d360.project_id,
         "--base-url", fake_d360.url, "--json",
@@ -93,8 +93,8 @@ async def test_a_failed_operation_exits_1(fake_d360: FakeDocument360, run_cli: R
 async def test_timeout_exits_1_with_timed_out_transitions(
     fake_d360: FakeDocument360, run_cli: RunCli
 ) -> None:
-    [slow] = fake_d360.seed("export", 1, pending=0.0, running=600.0)
-    [quick] = fake_d360.seed("export", 1, failure_ratio=0.0, **QUICK)
+    [slow] = fake_d360.seed("v3.export", 1, pending=0.0, running=600.0)
+    [quick] = fake_d360.seed("v3.export", 1, failure_ratio=0.0, **QUICK)
     result = await run_cli(
         "watch", "exports", slow, quick, "--project", fake_d360.project_id,
         "--base-url", fake_d360.url, "--json", "--timeout", "1.5",
@@ -111,7 +111,7 @@ async def test_timeout_exits_1_with_timed_out_transitions(
 async def test_ids_file_and_v2_deletes(
     fake_d360: FakeDocument360, run_cli: RunCli, tmp_path: Path
 ) -> None:
-    ids = fake_d360.seed("v2_delete", 4, failure_ratio=0.0, **QUICK)
+    ids = fake_d360.seed("v2.delete_file", 4, failure_ratio=0.0, **QUICK)
     ids_file = tmp_path / "ids.txt"
     ids_file.write_text("# deletions started by the nightly job\n" + "\n".join(ids) + "\n\n")
     result = await run_cli(
@@ -126,7 +126,7 @@ async def test_ids_file_and_v2_deletes(
 async def test_ids_from_stdin_for_smartdocumentor(
     fake_d360: FakeDocument360, run_cli: RunCli
 ) -> None:
-    ids = fake_d360.seed("sd_task", 2, failure_ratio=0.0, review=(0.05, 0.2), **QUICK)
+    ids = fake_d360.seed("smartdocumentor.task", 2, failure_ratio=0.0, review=(0.05, 0.2), **QUICK)
     result = await run_cli(
         "watch", "sd-tasks", "--ids-file", "-", "--base-url", fake_d360.url, "--json",
         stdin=" ".join(ids),
@@ -139,7 +139,7 @@ async def test_ids_from_stdin_for_smartdocumentor(
 
 
 async def test_plain_output_without_a_terminal(fake_d360: FakeDocument360, run_cli: RunCli) -> None:
-    ids = fake_d360.seed("import", 2, failure_ratio=0.0, **QUICK)
+    ids = fake_d360.seed("v3.import", 2, failure_ratio=0.0, **QUICK)
     result = await run_cli(
         "watch", "imports", *ids, "--project", fake_d360.project_id, "--base-url", fake_d360.url
     )
@@ -148,15 +148,15 @@ async def test_plain_output_without_a_terminal(fake_d360: FakeDocument360, run_c
     out = result.stdout
     assert "\x1b[" not in out  # no escape codes in a pipe
     for import_id in ids:
-        assert f"imports {import_id}: " in out
+        assert f"v3.import {import_id}: " in out
     assert "2/2 operations ended" in out
-    assert "imports      2          2" in out
+    assert "v3.import      2          2" in out
 
 
 async def test_verbose_logging_never_shows_a_token(
     fake_d360: FakeDocument360, run_cli: RunCli
 ) -> None:
-    ids = fake_d360.seed("export", 2, failure_ratio=0.0, **QUICK)
+    ids = fake_d360.seed("v3.export", 2, failure_ratio=0.0, **QUICK)
     result = await run_cli(
         "-vv", "watch", "exports", *ids, "--project", fake_d360.project_id,
         "--base-url", fake_d360.url, "--json", "--rate-limit", "20/s", "--max-concurrency", "2",

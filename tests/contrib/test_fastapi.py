@@ -187,7 +187,7 @@ async def test_open_client_refuses_a_second_client_per_application(
 async def test_the_dependency_hands_endpoints_the_application_client(
     fake: FakeDocument360,
 ) -> None:
-    [export_id] = fake.seed("export", 1, pending=0, running=0)
+    [export_id] = fake.seed("v3.export", 1, pending=0, running=0)
     app = FastAPI(
         lifespan=d360_lifespan(api_token=fake.api_token, base_url=fake.url, rate_limit=BUDGET)
     )
@@ -302,8 +302,8 @@ def test_watching_targets_needs_the_request_to_find_the_client() -> None:
 async def test_watch_events_follows_targets_with_the_application_client(
     fake: FakeDocument360,
 ) -> None:
-    ids = fake.seed("export", 2)
-    failed = fake.seed("export", 1, failure_ratio=1.0)
+    ids = fake.seed("v3.export", 2)
+    failed = fake.seed("v3.export", 1, failure_ratio=1.0)
     app = FastAPI(
         lifespan=d360_lifespan(api_token=fake.api_token, base_url=fake.url, rate_limit=BUDGET)
     )
@@ -345,7 +345,7 @@ async def test_watch_events_follows_targets_with_the_application_client(
 
 
 async def test_watch_events_accepts_bare_targets(fake: FakeDocument360) -> None:
-    ids = fake.seed("export", 2, pending=0, running=0)  # finished: one poll each
+    ids = fake.seed("v3.export", 2, pending=0, running=0)  # finished: one poll each
     app = FastAPI(
         lifespan=d360_lifespan(api_token=fake.api_token, base_url=fake.url, rate_limit=BUDGET)
     )
@@ -445,7 +445,7 @@ async def test_example_starts_one_export_per_workspace(
     assert response.status_code == 202
     ids = response.json()["ids"]
     assert len(ids) == len(set(ids)) == 3
-    assert {op.id for op in fake.operations("export")} == set(ids)
+    assert {op.id for op in fake.operations("v3.export")} == set(ids)
     assert fake.stats.by_route["v3.exports.create"] == 3
 
 
@@ -574,7 +574,7 @@ class ProbedWatch:
 async def test_closing_the_connection_stops_the_watch_behind_uvicorn(
     fake: FakeDocument360,
 ) -> None:
-    ids = fake.seed("export", 3, pending=0, running=3600)  # they will not finish
+    ids = fake.seed("v3.export", 3, pending=0, running=3600)  # they will not finish
     probes: list[ProbedWatch] = []
     app = FastAPI(
         lifespan=d360_lifespan(api_token=fake.api_token, base_url=fake.url, rate_limit=BUDGET)

@@ -229,7 +229,7 @@ async def test_the_page_shows_every_export_completed(
         assert page.problems() == []
 
     assert statuses == ["Completed"] * len(workspaces)
-    exports = fake.operations("export")
+    exports = fake.operations("v3.export")
     assert sorted(shown_ids) == sorted(op.id for op in exports)
     assert all(op.first_terminal_served_at is not None for op in exports)
     assert fake.stats.rate_limited == 0

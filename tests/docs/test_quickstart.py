@@ -100,7 +100,7 @@ async def test_documented_block_runs_against_the_fake(
         assert fake.stats.rate_limited == 0
         assert fake.stats.auth_failures == 0
         if "wait(" in code or "watch(" in code:  # followed to the end: all seen finished
-            exports = fake.operations("export")
+            exports = fake.operations("v3.export")
             assert exports
             assert all(op.first_terminal_served_at is not None for op in exports)
         if "download(" in code:

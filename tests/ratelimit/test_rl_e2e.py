@@ -55,7 +55,7 @@ async def run_case(
     async with FakeDocument360(
         api_token=TOKEN, rate_limit=rate_limit, latency=(0.002, 0.01), clock=clock
     ) as fake:
-        ids = fake.seed("export", 10, pending=0.0, running=1e6)
+        ids = fake.seed("v3.export", 10, pending=0.0, running=1e6)
         config = RateLimitConfig(rate=limit, period=window)
         async with Client(
             api_token=TOKEN, base_url=fake.url, rate_limit=config, clock=clock

@@ -104,7 +104,7 @@ async def test_four_processes_share_one_budget_through_redis(
         rate_limit=FakeRateLimit(limit=LIMIT, window=WINDOW),
         latency=(0.002, 0.006),
     ) as fake:
-        ids = fake.seed("export", 8, pending=0.0, running=1e6)
+        ids = fake.seed("v3.export", 8, pending=0.0, running=1e6)
         args = [
             fake.url,
             private_redis_server.url,

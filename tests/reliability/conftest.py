@@ -180,15 +180,15 @@ async def run_scenario(scenario: Scenario, workdir: Path) -> Outcome:
         ) as client:
             op_ids: dict[str, str] = {}
             targets = []
-            for export_id in fake.seed("export", scenario.exports):
+            for export_id in fake.seed("v3.export", scenario.exports):
                 target = client.exports.target(fake.project_id, export_id)
                 op_ids[target.key] = export_id
                 targets.append(target)
-            for task_id in fake.seed("drive_task", scenario.drive_tasks):
+            for task_id in fake.seed("v3.drive_task", scenario.drive_tasks):
                 target = client.drive.target(fake.project_id, task_id)
                 op_ids[target.key] = task_id
                 targets.append(target)
-            for task_id in fake.seed("v2_delete", scenario.v2_deletes):
+            for task_id in fake.seed("v2.delete_file", scenario.v2_deletes):
                 target = client.v2.delete_file_target(task_id)
                 op_ids[target.key] = task_id
                 targets.append(target)

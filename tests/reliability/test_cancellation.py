@@ -113,7 +113,7 @@ async def _watch_scenario(cancel_at: float) -> None:
     lifecycle = FakeLifecycle(pending=(0.05, 0.2), running=(0.05, 0.3), failure_ratio=0.2)
     async with FakeDocument360(rate_limit=None, latency=LATENCY, lifecycle=lifecycle) as fake:
         client = _client(fake)
-        ids = fake.seed("export", 40)
+        ids = fake.seed("v3.export", 40)
         targets = [client.exports.target(fake.project_id, export_id) for export_id in ids]
         seen: list[Any] = []
 
@@ -145,7 +145,7 @@ async def _download_scenario(cancel_at: float, dest: Path) -> tuple[bool, bytes]
     """Cancel a download; return whether it was cancelled, and the bytes it should write."""
     async with FakeDocument360(rate_limit=None, latency=LATENCY, download_size=512 * 1024) as fake:
         client = _client(fake)
-        (export_id,) = fake.seed("export", 1, pending=0.0, running=0.0, failure_ratio=0.0)
+        (export_id,) = fake.seed("v3.export", 1, pending=0.0, running=0.0, failure_ratio=0.0)
 
         async def download() -> None:
             await client.exports.download(fake.project_id, export_id, dest, chunk_size=2048)
@@ -189,7 +189,7 @@ def test_cancelling_a_download(cancel_at: float, tmp_path: Path) -> None:
 async def _pagination_scenario(cancel_at: float) -> None:
     async with FakeDocument360(rate_limit=None, latency=LATENCY) as fake:
         client = _client(fake)
-        (reference,) = fake.seed("api_reference", 1, log_history=120)
+        (reference,) = fake.seed("v3.api_reference", 1, log_history=120)
         logs: list[Any] = []
 
         async def iterate() -> None:

@@ -94,7 +94,7 @@ async def test_unreadable_answers_end_a_target_only_when_they_persist(streak: in
     # With the transport's retries off (as when its retry quota has run dry), every garbled
     # 200 reaches the watch: it must poll again, and give up only after MALFORMED_STREAK.
     async with FakeDocument360(rate_limit=None) as fake:
-        (export_id,) = fake.seed("export", 1, pending=0.05, running=0.05, failure_ratio=0.0)
+        (export_id,) = fake.seed("v3.export", 1, pending=0.05, running=0.05, failure_ratio=0.0)
         fake.faults.next("malformed_json", count=streak, route="v3.exports.get")
         async with Client(
             api_token=fake.api_token,
@@ -118,7 +118,7 @@ async def test_an_unknown_v2_code_is_never_taken_for_success() -> None:
     # A failed deletion whose first terminal answer carries a code no table knows (but
     # is_complete: true) must not be reported as SUCCEEDED: the next answer says how it ended.
     async with FakeDocument360(rate_limit=None) as fake:
-        (task_id,) = fake.seed("v2_delete", 1, pending=0.0, running=0.0, failure_ratio=1.0)
+        (task_id,) = fake.seed("v2.delete_file", 1, pending=0.0, running=0.0, failure_ratio=1.0)
         fake.faults.next("unknown_status", count=2, route="v2.delete_file_status")
         async with Client(
             v2_api_token=fake.v2_api_token, base_url=fake.url, rate_limit=FAST

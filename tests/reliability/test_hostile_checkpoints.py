@@ -121,7 +121,7 @@ async def test_kill_9_at_random_moments_loses_nothing(tmp_path: Path) -> None:
     script.write_text(CHILD)
     state, log = tmp_path / "watch.ckpt", tmp_path / "handled.jsonl"
     async with FakeDocument360(rate_limit=None, lifecycle=lifecycle, seed=16) as fake:
-        ids = fake.seed("export", 40)
+        ids = fake.seed("v3.export", 40)
         ids_file = tmp_path / "ids.txt"
         ids_file.write_text("\n".join(ids))
         kills = 0

@@ -225,7 +225,7 @@ async def _sweep_api(echo: EchoServer, evidence: Evidence) -> int:
 async def _sweep_downloads(echo: EchoServer, evidence: Evidence, workdir: Path) -> None:
     """Signed links to the echo server: every status, then a redirect loop."""
     async with FakeDocument360(api_token=V3_TOKEN, rate_limit=None) as fake:
-        [export_id] = fake.seed("export", 1, pending=0.0, running=0.0, failure_ratio=0.0)
+        [export_id] = fake.seed("v3.export", 1, pending=0.0, running=0.0, failure_ratio=0.0)
 
         def link(*args: Any, **kwargs: Any) -> str:
             return f"{echo.url}/blob/export.zip?sv=2024-01-01&se=2099-01-01&sp=r&sig={SIGNATURE}"

@@ -101,8 +101,8 @@ async def _hung_run(
     lifecycle = FakeLifecycle(pending=(0.2, 1.0), running=(0.5, 3.0), failure_ratio=0.1)
     clock = ManualClock()
     async with FakeDocument360(rate_limit=None, lifecycle=lifecycle, seed=7, clock=clock) as fake:
-        healthy = fake.seed("export", 100)
-        hung = set(fake.seed("export", hung_count)) if hung_count else set()
+        healthy = fake.seed("v3.export", 100)
+        hung = set(fake.seed("v3.export", hung_count)) if hung_count else set()
         proxy = HangingProxy(fake.url, hung)
         async with (
             proxy.running(),
@@ -193,7 +193,7 @@ async def test_a_provider_failing_three_times_costs_no_target() -> None:
         async with Client(
             api_token=provider, base_url=fake.url, rate_limit=FAST, retry=retry, hooks=hooks
         ) as client:
-            ids = fake.seed("export", 30)
+            ids = fake.seed("v3.export", 30)
             targets = [client.exports.target(fake.project_id, i) for i in ids]
             finals: list[Transition[Any]] = []
             policy = PollPolicy(interval=0.1, max_interval=0.3, watch_timeout=30.0)
@@ -225,7 +225,7 @@ async def test_a_provider_failing_for_good_gives_a_typed_error() -> None:
         async with Client(
             api_token=provider, base_url=fake.url, rate_limit=FAST, retry=retry
         ) as client:
-            [export_id] = fake.seed("export", 1)
+            [export_id] = fake.seed("v3.export", 1)
             try:
                 await client.exports.get(fake.project_id, export_id)
             except BaseException as exc:  # a builtin exception would be the bug
@@ -259,7 +259,7 @@ async def test_a_provider_returning_junk_is_a_typed_error() -> None:
         retry = RetryPolicy(max_attempts=1)
         async with Client(api_token=junk, base_url=fake.url, retry=retry) as client:
             with pytest.raises(CredentialsUnavailable, match="returned a NoneType"):
-                await client.exports.get(fake.project_id, fake.seed("export", 1)[0])
+                await client.exports.get(fake.project_id, fake.seed("v3.export", 1)[0])
 
 
 # -- an outage ------------------------------------------------------------------------------------
@@ -284,7 +284,7 @@ async def test_an_outage_is_noticed_probed_and_left_at_full_pace(
         answered.append((clock.now, event.url.rsplit("/", 1)[-1]))
 
     async with FakeDocument360(rate_limit=None, lifecycle=lifecycle, seed=11, clock=clock) as fake:
-        ids = fake.seed("export", 200)
+        ids = fake.seed("v3.export", 200)
         async with (
             Client(
                 api_token=fake.api_token,
@@ -354,7 +354,7 @@ async def test_unknown_forever_and_failing_forever_targets_stall_without_a_deadl
     """No target_timeout: the caller still hears, once, about a target that says nothing
     usable (an unknown status forever) and one whose polls keep failing (a 500 forever)."""
     async with FakeDocument360(rate_limit=None) as fake:
-        unknown_id, failing_id = fake.seed("export", 2, pending=0.0, running=30.0)
+        unknown_id, failing_id = fake.seed("v3.export", 2, pending=0.0, running=30.0)
         fake.faults.set("unknown_status", 1.0, routes=["v3.exports.get"])
         retry = RetryPolicy(max_attempts=1)
         async with Client(

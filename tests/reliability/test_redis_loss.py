@@ -48,7 +48,7 @@ async def test_redis_outage_mid_watch(redis_process: Any, caplog: pytest.LogCapt
     async with FakeDocument360(
         rate_limit=FakeRateLimit(limit=LIMIT, window=WINDOW), lifecycle=LIFECYCLE
     ) as fake:
-        ids = fake.seed("export", 200)
+        ids = fake.seed("v3.export", 200)
         clients = [
             Client(api_token=fake.api_token, base_url=fake.url, rate_limiter=limiter)
             for limiter in limiters

@@ -212,13 +212,13 @@ async def _client_calls(fake: FakeDocument360, evidence: Evidence, workdir: Path
     ) as client:
         evidence.keep(client, client.rate_limiter)
         project = fake.project_id
-        [export_id] = fake.seed("export", 1, pending=0.0, running=0.0, failure_ratio=0.0)
-        [task_id] = fake.seed("drive_task", 1)
-        [import_id] = fake.seed("import", 1)
-        [reference] = fake.seed("api_reference", 1, pending=0.0, running=0.0, log_history=3)
-        [v2_delete] = fake.seed("v2_delete", 1)
-        [v2_export] = fake.seed("v2_export", 1, pending=0.0, running=0.0, failure_ratio=0.0)
-        [v2_import] = fake.seed("v2_import", 1)
+        [export_id] = fake.seed("v3.export", 1, pending=0.0, running=0.0, failure_ratio=0.0)
+        [task_id] = fake.seed("v3.drive_task", 1)
+        [import_id] = fake.seed("v3.import", 1)
+        [reference] = fake.seed("v3.api_reference", 1, pending=0.0, running=0.0, log_history=3)
+        [v2_delete] = fake.seed("v2.delete_file", 1)
+        [v2_export] = fake.seed("v2.export", 1, pending=0.0, running=0.0, failure_ratio=0.0)
+        [v2_import] = fake.seed("v2.import", 1)
         started = await client.exports.create(project, workspace_id="ws-1", format="pdf")
         export = await client.exports.get(project, export_id)
         evidence.link(export.download_url)
@@ -270,10 +270,10 @@ async def _watch_with_faults(fake: FakeDocument360, evidence: Evidence) -> None:
     ) as client:
         targets: list[Any] = [
             client.exports.target(fake.project_id, export_id)
-            for export_id in fake.seed("export", 20)
+            for export_id in fake.seed("v3.export", 20)
         ]
-        targets += [client.v2.exports.target(i) for i in fake.seed("v2_export", 10)]
-        targets += [client.v2.delete_file_target(i) for i in fake.seed("v2_delete", 10)]
+        targets += [client.v2.exports.target(i) for i in fake.seed("v2.export", 10)]
+        targets += [client.v2.delete_file_target(i) for i in fake.seed("v2.delete_file", 10)]
         async with client.watch(targets, policy=PollPolicy(interval=0.05)) as client_watch:
             evidence.keep(client_watch)
             async for transition in client_watch:
@@ -292,14 +292,14 @@ async def _smartdocumentor(fake: FakeDocument360, evidence: Evidence) -> None:
         client_id=SD_ID, client_secret=SD_SECRET, base_url=fake.url, rate_limiter=_limiter()
     ) as sd:
         evidence.keep(sd, sd.auth, sd.tasks)
-        [task] = fake.seed("sd_task", 1, pending=0.0, running=0.0, review=0.0)
+        [task] = fake.seed("smartdocumentor.task", 1, pending=0.0, running=0.0, review=0.0)
         evidence.keep(await sd.tasks.status(task_id=int(task)))
         evidence.secrets.update(sd.auth.secrets())
         fake.revoke_token(sd.auth.secrets()[-1])  # the next call gets a 401 and refreshes
         evidence.keep(await sd.tasks.status(task_id=int(task)))
         evidence.secrets.update(sd.auth.secrets())
         evidence.keep(await sd.tasks.list_paginated(page_size=5))
-        targets = [sd.tasks.target(task_id=int(i)) for i in fake.seed("sd_task", 5)]
+        targets = [sd.tasks.target(task_id=int(i)) for i in fake.seed("smartdocumentor.task", 5)]
         async with SmartDocumentorClient(
             client_id=SD_ID, client_secret=SD_SECRET, base_url=fake.url, rate_limiter=_limiter()
         ) as other:
@@ -382,16 +382,18 @@ async def test_no_secret_in_cli_output(tmp_path: Path, run_cli: Any) -> None:
         record_links(fake, evidence)
         fake.faults.set("http_500", 0.1, routes=["v3.exports.get", "v2.*", "sd.status"])
         fake.faults.next("expired_link", route="download")  # refused once, then fetched again
-        exports = fake.seed("export", 5)
-        [done] = fake.seed("export", 1, pending=0.0, running=0.0, failure_ratio=0.0)
+        exports = fake.seed("v3.export", 5)
+        [done] = fake.seed("v3.export", 1, pending=0.0, running=0.0, failure_ratio=0.0)
         project = ("--project", fake.project_id)
         # Concurrently: each run is mostly the interpreter starting.
         runs = await asyncio.gather(
             _run_cli("status", "exports", done, *project, fake=fake),
             _run_cli("status", "exports", done, *project, "--json", fake=fake),
             _run_cli("watch", "exports", *exports, *project, "--json", fake=fake),
-            _run_cli("watch", "v2-deletes", *fake.seed("v2_delete", 3), "--json", fake=fake),
-            _run_cli("watch", "sd-tasks", *fake.seed("sd_task", 2), "--json", fake=fake),
+            _run_cli("watch", "v2-deletes", *fake.seed("v2.delete_file", 3), "--json", fake=fake),
+            _run_cli(
+                "watch", "sd-tasks", *fake.seed("smartdocumentor.task", 2), "--json", fake=fake
+            ),
             _run_cli(
                 "export",
                 *project,

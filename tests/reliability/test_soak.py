@@ -39,7 +39,7 @@ from d360_async import (
     TransitionKind,
 )
 from d360_async._core._watch._scheduler import TargetState
-from d360_async._resources._targets import ResourceTarget
+from d360_async._resources._resource_target import ResourceTarget
 from d360_async.testing import FakeDocument360, FakeLifecycle, FakeRateLimit
 
 SECONDS = float(os.environ.get("D360_SOAK_SECONDS", "15"))
@@ -111,10 +111,10 @@ async def test_soak() -> None:
                     pace = SECONDS * 0.9 / OPERATIONS
                     for index in range(OPERATIONS):
                         if index % 4 == 3:
-                            (op_id,) = fake.seed("v2_delete", 1)
+                            (op_id,) = fake.seed("v2.delete_file", 1)
                             target: Any = client.v2.delete_file_target(op_id)
                         else:
-                            (op_id,) = fake.seed("export", 1)
+                            (op_id,) = fake.seed("v3.export", 1)
                             target = client.exports.target(fake.project_id, op_id)
                         ids[target.key] = op_id
                         watch.add(target)

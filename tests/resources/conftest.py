@@ -83,12 +83,28 @@ async def transport(fake: FakeDocument360, limiter: RecordingLimiter) -> AsyncIt
         await transport.aclose()
 
 
+class Resources(SimpleNamespace):
+    """The resources a ``Client`` would hold; like a client, it offers them to
+    ``target_from_spec``."""
+
+    def _target_resources(self) -> tuple[object, ...]:
+        return (
+            self.drive,
+            self.exports,
+            self.imports,
+            self.api_references,
+            self.v2,
+            self.v2.exports,
+            self.v2.imports,
+        )
+
+
 @pytest.fixture
 def api(transport: Transport, fake: FakeDocument360) -> SimpleNamespace:
     """The resources a ``Client`` would hold, built on the test transport."""
     v3 = BearerAuth(fake.api_token)
     v2 = ApiTokenAuth(fake.v2_api_token)
-    return SimpleNamespace(
+    return Resources(
         drive=DriveResource(transport, v3),
         exports=ExportsResource(transport, v3),
         imports=ImportsResource(transport, v3),

@@ -8,9 +8,10 @@ from types import SimpleNamespace
 
 import pytest
 
+from d360_async import TargetKind
 from d360_async._core._models import ApiReferenceImport, ApiReferenceLog, ApiReferenceLogDetail
 from d360_async._core._phase import Phase
-from d360_async._resources._targets import target_from_spec
+from d360_async._resources._resource_target import target_from_spec
 from d360_async.testing import FakeDocument360, ManualClock
 
 WORKSPACE = "5c6d7e8f-9a0b-1c2d-3e4f-5a6b7c8d9e0f"
@@ -29,7 +30,7 @@ async def test_create_from_url(api: SimpleNamespace, fake: FakeDocument360) -> N
     )
     assert isinstance(started, ApiReferenceImport)
     assert started.status == "Pending"
-    assert fake.operation(str(started.id)).kind == "api_reference"
+    assert fake.operation(str(started.id)).kind is TargetKind.V3_API_REFERENCE
 
 
 async def test_create_from_content(api: SimpleNamespace, fake: FakeDocument360) -> None:
@@ -61,7 +62,7 @@ async def test_create_checks_its_source_locally(
 async def test_log_pages_walk_every_page(
     api: SimpleNamespace, fake: FakeDocument360, history: int, page_size: int, pages: list[int]
 ) -> None:
-    [reference] = fake.seed("api_reference", 1, log_history=history)
+    [reference] = fake.seed("v3.api_reference", 1, log_history=history)
     sizes = [
         len(page)
         async for page in api.api_references.log_pages(
@@ -77,7 +78,7 @@ async def test_log_pages_walk_every_page(
 async def test_logs_yield_every_entry_newest_first(
     api: SimpleNamespace, fake: FakeDocument360
 ) -> None:
-    [reference] = fake.seed("api_reference", 1, log_history=7)
+    [reference] = fake.seed("v3.api_reference", 1, log_history=7)
     logs = [log async for log in api.api_references.logs(fake.project_id, reference, page_size=3)]
     assert len(logs) == 8
     assert all(isinstance(log, ApiReferenceLog) for log in logs)
@@ -92,7 +93,7 @@ async def test_logs_yield_every_entry_newest_first(
 async def test_bad_page_size_raises_before_any_request(
     api: SimpleNamespace, fake: FakeDocument360, page_size: object
 ) -> None:
-    [reference] = fake.seed("api_reference", 1)
+    [reference] = fake.seed("v3.api_reference", 1)
     with pytest.raises(ValueError, match="page_size"):
         api.api_references.logs(fake.project_id, reference, page_size=page_size)
     with pytest.raises(ValueError, match="page_size"):
@@ -111,7 +112,7 @@ async def test_bad_ids_raise_before_any_request(
 
 
 async def test_log_detail(api: SimpleNamespace, fake: FakeDocument360) -> None:
-    [reference] = fake.seed("api_reference", 1, log_history=30)
+    [reference] = fake.seed("v3.api_reference", 1, log_history=30)
     logs = [log async for log in api.api_references.logs(fake.project_id, reference)]
     with_messages = next(log for log in logs if log.error_count or log.warning_count)
     detail = await api.api_references.log(fake.project_id, reference, with_messages.id)
@@ -125,7 +126,7 @@ async def test_log_detail(api: SimpleNamespace, fake: FakeDocument360) -> None:
 async def test_target_follows_the_newest_log(
     api: SimpleNamespace, fake: FakeDocument360, clock: ManualClock
 ) -> None:
-    [reference] = fake.seed("api_reference", 1, pending=1.0, running=2.0, log_history=3)
+    [reference] = fake.seed("v3.api_reference", 1, pending=1.0, running=2.0, log_history=3)
     target = api.api_references.target(fake.project_id, reference)
     assert target.kind == "v3.api_reference"
     phases = []
@@ -141,7 +142,7 @@ async def test_target_follows_the_newest_log(
 async def test_target_since_ignores_older_attempts(
     api: SimpleNamespace, fake: FakeDocument360, clock: ManualClock
 ) -> None:
-    [reference] = fake.seed("api_reference", 1, pending=0.0, running=1.0)
+    [reference] = fake.seed("v3.api_reference", 1, pending=0.0, running=1.0)
     clock.advance(5.0)
     future = datetime.fromtimestamp(fake.epoch() + 3600, tz=UTC)
     target = api.api_references.target(fake.project_id, reference, since=future)

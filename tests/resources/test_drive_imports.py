@@ -7,11 +7,12 @@ from types import SimpleNamespace
 
 import pytest
 
+from d360_async import MissingCredential
 from d360_async._core._errors import MalformedResponse, NotFound
 from d360_async._core._models import DriveTask, Import, ImportStarted
 from d360_async._core._phase import Phase
-from d360_async._resources import DriveResource, MissingCredential
-from d360_async._resources._targets import target_from_spec
+from d360_async._resources import DriveResource
+from d360_async._resources._resource_target import target_from_spec
 from d360_async._transport._transport import Transport
 from d360_async.testing import FakeDocument360, ManualClock
 
@@ -24,7 +25,7 @@ WORKSPACE = "5c6d7e8f-9a0b-1c2d-3e4f-5a6b7c8d9e0f"
 async def test_get_task_vendor_shape(
     api: SimpleNamespace, fake: FakeDocument360, clock: ManualClock
 ) -> None:
-    [task_id] = fake.seed("drive_task", 1, pending=1.0, running=2.0)
+    [task_id] = fake.seed("v3.drive_task", 1, pending=1.0, running=2.0)
     task = await api.drive.get_task(fake.project_id, task_id)
     assert task == DriveTask(task_id=uuid.UUID(task_id), status="Pending")
     clock.advance(1.5)
@@ -36,7 +37,7 @@ async def test_get_task_vendor_shape(
 async def test_drive_target_phases(
     api: SimpleNamespace, fake: FakeDocument360, clock: ManualClock
 ) -> None:
-    [task_id] = fake.seed("drive_task", 1, pending=1.0, running=2.0, failure_ratio=1.0)
+    [task_id] = fake.seed("v3.drive_task", 1, pending=1.0, running=2.0, failure_ratio=1.0)
     target = api.drive.target(fake.project_id, task_id)
     assert target.kind == "v3.drive_task"
     assert target.key == f"v3.drive_task/{fake.project_id}/{task_id}"
@@ -52,7 +53,7 @@ async def test_drive_target_phases(
 async def test_drive_unknown_status_is_unknown_not_an_error(
     api: SimpleNamespace, fake: FakeDocument360
 ) -> None:
-    [task_id] = fake.seed("drive_task", 1)
+    [task_id] = fake.seed("v3.drive_task", 1)
     fake.set_status(task_id, "Archived")
     observed = await api.drive.target(fake.project_id, task_id).poll()
     assert observed.phase is Phase.UNKNOWN
@@ -67,14 +68,14 @@ async def test_drive_task_not_found(api: SimpleNamespace, fake: FakeDocument360)
 async def test_drive_malformed_body_after_retries(
     api: SimpleNamespace, fake: FakeDocument360
 ) -> None:
-    [task_id] = fake.seed("drive_task", 1)
+    [task_id] = fake.seed("v3.drive_task", 1)
     fake.faults.set("malformed_json", 1.0, routes="v3.drive_task")
     with pytest.raises(MalformedResponse):
         await api.drive.get_task(fake.project_id, task_id)
 
 
 async def test_drive_extra_fields_tolerated(api: SimpleNamespace, fake: FakeDocument360) -> None:
-    [task_id] = fake.seed("drive_task", 1)
+    [task_id] = fake.seed("v3.drive_task", 1)
     fake.faults.next("extra_fields", count=1, route="v3.drive_task")
     assert (await api.drive.get_task(fake.project_id, task_id)).status == "Pending"
 
@@ -120,7 +121,7 @@ async def test_import_create_and_get(
 async def test_import_target_phases(
     api: SimpleNamespace, fake: FakeDocument360, clock: ManualClock
 ) -> None:
-    [import_id] = fake.seed("import", 1, pending=1.0, running=2.0)
+    [import_id] = fake.seed("v3.import", 1, pending=1.0, running=2.0)
     target = api.imports.target(fake.project_id, import_id)
     phases = []
     for step in (0.0, 1.5, 5.0):

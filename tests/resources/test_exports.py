@@ -14,6 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from d360_async import ExportNotReady, TargetKind
 from d360_async._core._errors import (
     DownloadLinkExpired,
     NotFound,
@@ -22,8 +23,8 @@ from d360_async._core._errors import (
 from d360_async._core._models import Export, ExportStarted
 from d360_async._core._phase import Phase
 from d360_async._core._ratelimit._protocol import Priority
-from d360_async._resources import ExportNotReady, ExportsResource
-from d360_async._resources._targets import target_from_spec
+from d360_async._resources import ExportsResource
+from d360_async._resources._resource_target import target_from_spec
 from d360_async.testing import FakeDocument360, ManualClock
 
 from .conftest import RecordingLimiter
@@ -50,7 +51,7 @@ async def test_create_returns_the_202_handle(api: SimpleNamespace, fake: FakeDoc
     assert started.operation_location is not None
     assert started.operation_location.endswith(f"/exports/{started.id}")
     operation = fake.operation(str(started.id))
-    assert operation.kind == "export"
+    assert operation.kind is TargetKind.V3_EXPORT
 
 
 async def test_create_validates_locally(api: SimpleNamespace, fake: FakeDocument360) -> None:
@@ -66,7 +67,7 @@ async def test_create_validates_locally(api: SimpleNamespace, fake: FakeDocument
 async def test_get_follows_the_lifecycle(
     api: SimpleNamespace, fake: FakeDocument360, clock: ManualClock
 ) -> None:
-    [export_id] = fake.seed("export", 1, pending=1.0, running=5.0)
+    [export_id] = fake.seed("v3.export", 1, pending=1.0, running=5.0)
     export = await api.exports.get(fake.project_id, export_id)
     assert export == Export(id=uuid.UUID(export_id), status="Pending")
     clock.advance(2.0)
@@ -105,7 +106,7 @@ async def test_malformed_ids_send_nothing(
 async def test_target_polls_at_poll_priority(
     api: SimpleNamespace, fake: FakeDocument360, clock: ManualClock, limiter: RecordingLimiter
 ) -> None:
-    [export_id] = fake.seed("export", 1, pending=1.0, running=5.0)
+    [export_id] = fake.seed("v3.export", 1, pending=1.0, running=5.0)
     target = api.exports.target(fake.project_id, export_id)
     assert target.kind == "v3.export"
     assert target.key == f"v3.export/{fake.project_id}/{export_id}"
@@ -125,7 +126,7 @@ async def test_target_polls_at_poll_priority(
 async def test_target_uses_a_held_ticket(
     api: SimpleNamespace, fake: FakeDocument360, limiter: RecordingLimiter
 ) -> None:
-    [export_id] = fake.seed("export", 1)
+    [export_id] = fake.seed("v3.export", 1)
     target = api.exports.target(fake.project_id, export_id)
     ticket = await limiter.acquire(target.rate_key, priority=Priority.POLL)
     limiter.acquired.clear()
@@ -135,7 +136,7 @@ async def test_target_uses_a_held_ticket(
 
 
 async def test_target_spec_round_trip(api: SimpleNamespace, fake: FakeDocument360) -> None:
-    [export_id] = fake.seed("export", 1)
+    [export_id] = fake.seed("v3.export", 1)
     target = api.exports.target(fake.project_id, export_id)
     spec = target.to_spec()
     assert spec == {"kind": "v3.export", "project_id": fake.project_id, "id": export_id}
@@ -148,7 +149,7 @@ async def test_target_spec_round_trip(api: SimpleNamespace, fake: FakeDocument36
 
 
 async def _completed_export(fake: FakeDocument360, clock: ManualClock) -> str:
-    [export_id] = fake.seed("export", 1, pending=0.0, running=1.0)
+    [export_id] = fake.seed("v3.export", 1, pending=0.0, running=1.0)
     clock.advance(5.0)
     return export_id
 
@@ -203,7 +204,7 @@ async def test_download_accepts_an_async_progress(
 async def test_download_refuses_an_unfinished_export(
     api: SimpleNamespace, fake: FakeDocument360, tmp_path: Path
 ) -> None:
-    [export_id] = fake.seed("export", 1, pending=10.0)
+    [export_id] = fake.seed("v3.export", 1, pending=10.0)
     with pytest.raises(ExportNotReady, match="Pending") as caught:
         await api.exports.download(fake.project_id, export_id, tmp_path / "f.zip")
     assert caught.value.export.status == "Pending"
@@ -214,7 +215,7 @@ async def test_download_refuses_an_unfinished_export(
 async def test_download_refuses_a_failed_export(
     api: SimpleNamespace, fake: FakeDocument360, clock: ManualClock, tmp_path: Path
 ) -> None:
-    [export_id] = fake.seed("export", 1, pending=0.0, running=1.0, failure_ratio=1.0)
+    [export_id] = fake.seed("v3.export", 1, pending=0.0, running=1.0, failure_ratio=1.0)
     clock.advance(5.0)
     with pytest.raises(ExportNotReady, match="Failed"):
         await api.exports.download(fake.project_id, export_id, tmp_path / "f.zip")

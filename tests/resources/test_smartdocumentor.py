@@ -12,7 +12,7 @@ from d360_async._core._errors import NotFound, ValidationError
 from d360_async._core._models import SmartDocumentorPage, SmartDocumentorTask
 from d360_async._core._phase import Phase
 from d360_async._core._ratelimit._protocol import Priority
-from d360_async._resources._targets import target_from_spec
+from d360_async._resources._resource_target import target_from_spec
 from d360_async.smartdocumentor import SmartDocumentorClient
 from d360_async.testing import FakeDocument360, ManualClock
 
@@ -37,7 +37,7 @@ async def sd(
 async def test_status_by_task_id_and_external_id(
     sd: SmartDocumentorClient, fake: FakeDocument360
 ) -> None:
-    [task_id] = fake.seed("sd_task", 1)
+    [task_id] = fake.seed("smartdocumentor.task", 1)
     task = await sd.tasks.status(task_id=int(task_id))
     assert isinstance(task, SmartDocumentorTask)
     assert task.task_id == int(task_id)
@@ -75,7 +75,7 @@ async def test_unknown_task_is_not_found(sd: SmartDocumentorClient) -> None:
 async def test_fifty_concurrent_calls_fetch_one_token(
     sd: SmartDocumentorClient, fake: FakeDocument360
 ) -> None:
-    [task_id] = fake.seed("sd_task", 1)
+    [task_id] = fake.seed("smartdocumentor.task", 1)
     tasks = await asyncio.gather(*(sd.tasks.status(task_id=int(task_id)) for _ in range(50)))
     assert len(tasks) == 50
     assert fake.stats.token_requests == 1
@@ -87,7 +87,7 @@ async def test_fifty_concurrent_calls_fetch_one_token(
 async def test_token_is_refreshed_after_expiry(
     sd: SmartDocumentorClient, fake: FakeDocument360, clock: ManualClock
 ) -> None:
-    [task_id] = fake.seed("sd_task", 1)
+    [task_id] = fake.seed("smartdocumentor.task", 1)
     await sd.tasks.status(task_id=int(task_id))
     clock.advance(3000.0)  # still well within the token's 3600 s
     await sd.tasks.status(task_id=int(task_id))
@@ -101,7 +101,7 @@ async def test_token_is_refreshed_after_expiry(
 async def test_revoked_token_is_refreshed_once_on_401(
     sd: SmartDocumentorClient, fake: FakeDocument360
 ) -> None:
-    [task_id] = fake.seed("sd_task", 1)
+    [task_id] = fake.seed("smartdocumentor.task", 1)
     await sd.tasks.status(task_id=int(task_id))
     fake.revoke_token(await sd.auth.token())
     results = await asyncio.gather(*(sd.tasks.status(task_id=int(task_id)) for _ in range(10)))
@@ -139,7 +139,7 @@ async def test_access_token_never_shown(
     sd: SmartDocumentorClient, fake: FakeDocument360, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    [task_id] = fake.seed("sd_task", 1)
+    [task_id] = fake.seed("smartdocumentor.task", 1)
     task = await sd.tasks.status(task_id=int(task_id))
     token = await sd.auth.token()
     assert token in sd.auth.secrets()
@@ -150,7 +150,7 @@ async def test_access_token_never_shown(
 
 
 async def test_list_paginated(sd: SmartDocumentorClient, fake: FakeDocument360) -> None:
-    fake.seed("sd_task", 7)
+    fake.seed("smartdocumentor.task", 7)
     page = await sd.tasks.list_paginated(page_number=2, page_size=3)
     assert isinstance(page, SmartDocumentorPage)
     assert (page.page_number, page.page_size, page.total_count, page.total_pages) == (2, 3, 7, 3)
@@ -162,7 +162,7 @@ async def test_list_paginated(sd: SmartDocumentorClient, fake: FakeDocument360) 
 
 
 async def test_list_paginated_filters(sd: SmartDocumentorClient, fake: FakeDocument360) -> None:
-    fake.seed("sd_task", 3)
+    fake.seed("smartdocumentor.task", 3)
     page = await sd.tasks.list_paginated(filters={"taskStatus": 30})
     assert len(page.items) == 3
     assert (await sd.tasks.list_paginated(filters={"taskStatus": 4})).items == ()
@@ -171,7 +171,7 @@ async def test_list_paginated_filters(sd: SmartDocumentorClient, fake: FakeDocum
 async def test_target_through_review_to_success(
     sd: SmartDocumentorClient, fake: FakeDocument360, clock: ManualClock, limiter: RecordingLimiter
 ) -> None:
-    [task_id] = fake.seed("sd_task", 1, pending=1.0, running=2.0, review=3.0)
+    [task_id] = fake.seed("smartdocumentor.task", 1, pending=1.0, running=2.0, review=3.0)
     target = sd.tasks.target(task_id=int(task_id))
     assert target.kind == "smartdocumentor.task"
     assert target.key == f"smartdocumentor.task/{task_id}"
@@ -193,7 +193,7 @@ async def test_target_through_review_to_success(
 async def test_target_failure(
     sd: SmartDocumentorClient, fake: FakeDocument360, clock: ManualClock
 ) -> None:
-    [task_id] = fake.seed("sd_task", 1, pending=0.0, running=1.0, failure_ratio=1.0)
+    [task_id] = fake.seed("smartdocumentor.task", 1, pending=0.0, running=1.0, failure_ratio=1.0)
     clock.advance(5.0)
     observed = await sd.tasks.target(task_id=int(task_id)).poll()
     assert observed.phase is Phase.FAILED
@@ -203,7 +203,7 @@ async def test_target_failure(
 async def test_target_by_external_id_round_trip(
     sd: SmartDocumentorClient, fake: FakeDocument360
 ) -> None:
-    [task_id] = fake.seed("sd_task", 1)
+    [task_id] = fake.seed("smartdocumentor.task", 1)
     task = await sd.tasks.status(task_id=int(task_id))
     assert task.external_id is not None
     target = sd.tasks.target(external_id=task.external_id)
@@ -219,7 +219,7 @@ async def test_target_by_external_id_round_trip(
 async def test_restart_processing(
     sd: SmartDocumentorClient, fake: FakeDocument360, clock: ManualClock
 ) -> None:
-    [task_id] = fake.seed("sd_task", 1, stuck_ratio=1.0)
+    [task_id] = fake.seed("smartdocumentor.task", 1, stuck_ratio=1.0)
     await sd.tasks.restart_processing(int(task_id))
     task = await sd.tasks.status(task_id=int(task_id))
     assert task.restart_count == 1

@@ -8,11 +8,12 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from d360_async import MissingCredential
 from d360_async._core._errors import AuthenticationError, ValidationError
 from d360_async._core._models import V2DeleteFileStatus, V2Export, V2Import
 from d360_async._core._phase import Phase
-from d360_async._resources import MissingCredential, V2Resource
-from d360_async._resources._targets import target_from_spec
+from d360_async._resources import V2Resource
+from d360_async._resources._resource_target import target_from_spec
 from d360_async._transport._auth import ApiTokenAuth
 from d360_async._transport._transport import Transport
 from d360_async.testing import FakeDocument360, ManualClock
@@ -29,7 +30,7 @@ async def quirky(clock: ManualClock) -> AsyncIterator[FakeDocument360]:
 async def test_delete_file_status_lifecycle(
     api: SimpleNamespace, fake: FakeDocument360, clock: ManualClock
 ) -> None:
-    [task_id] = fake.seed("v2_delete", 1, pending=1.0, running=2.0)
+    [task_id] = fake.seed("v2.delete_file", 1, pending=1.0, running=2.0)
     status = await api.v2.delete_file_status(task_id)
     assert status == V2DeleteFileStatus(task_id=task_id, is_complete=False, status=0)
     clock.advance(10.0)
@@ -40,7 +41,7 @@ async def test_delete_file_status_lifecycle(
 async def test_delete_file_target_phases(
     api: SimpleNamespace, fake: FakeDocument360, clock: ManualClock
 ) -> None:
-    [task_id] = fake.seed("v2_delete", 1, pending=1.0, running=2.0)
+    [task_id] = fake.seed("v2.delete_file", 1, pending=1.0, running=2.0)
     target = api.v2.delete_file_target(task_id)
     assert target.kind == "v2.delete_file"
     assert target.key == f"v2.delete_file/{task_id}"
@@ -57,7 +58,7 @@ async def test_delete_file_target_phases(
 async def test_vendor_quirk_is_terminal_with_a_warning(
     quirky: FakeDocument360, clock: ManualClock, limiter: RecordingLimiter
 ) -> None:
-    [task_id] = quirky.seed("v2_delete", 1, pending=0.0, running=1.0)
+    [task_id] = quirky.seed("v2.delete_file", 1, pending=0.0, running=1.0)
     clock.advance(5.0)
     transport = Transport(base_url=quirky.url, limiter=limiter, retry=FAST_RETRY)
     try:
@@ -80,7 +81,7 @@ async def test_vendor_quirk_is_terminal_with_a_warning(
 async def test_forced_v2_states(
     api: SimpleNamespace, fake: FakeDocument360, raw: int, is_complete: bool, phase: Phase
 ) -> None:
-    [task_id] = fake.seed("v2_delete", 1)
+    [task_id] = fake.seed("v2.delete_file", 1)
     fake.set_status(task_id, raw, is_complete=is_complete)
     observed = await api.v2.delete_file_target(task_id).poll()
     assert observed.phase is phase
@@ -95,8 +96,8 @@ async def test_unknown_task_is_a_v2_validation_error(api: SimpleNamespace) -> No
 async def test_v2_export_and_import(
     api: SimpleNamespace, fake: FakeDocument360, clock: ManualClock
 ) -> None:
-    [export_id] = fake.seed("v2_export", 1, pending=1.0, running=2.0)
-    [import_id] = fake.seed("v2_import", 1, pending=1.0, running=2.0)
+    [export_id] = fake.seed("v2.export", 1, pending=1.0, running=2.0)
+    [import_id] = fake.seed("v2.import", 1, pending=1.0, running=2.0)
     assert await api.v2.exports.get(export_id) == V2Export(status="Initiated")
     assert await api.v2.imports.get(import_id) == V2Import(status="Queued")
     export_target = api.v2.exports.target(export_id)
@@ -122,7 +123,7 @@ async def test_v2_export_unknown(api: SimpleNamespace) -> None:
 
 async def test_v2_wrong_token(transport: Transport, fake: FakeDocument360) -> None:
     v2 = V2Resource(transport, ApiTokenAuth("not-the-token"))
-    [task_id] = fake.seed("v2_delete", 1)
+    [task_id] = fake.seed("v2.delete_file", 1)
     with pytest.raises(AuthenticationError) as caught:
         await v2.delete_file_status(task_id)
     assert "not-the-token" not in str(caught.value)

@@ -45,7 +45,7 @@ else:
 
 async def main() -> None:
     async with FakeDocument360() as fake:
-        ids = fake.seed("export", 3, pending=0.05, running=0.05)
+        ids = fake.seed("v3.export", 3, pending=0.05, running=0.05)
         async with Client(api_token=fake.api_token, base_url=fake.url) as client:
             export = await client.exports.get(fake.project_id, ids[0])
             assert str(export.id) == ids[0]
@@ -71,7 +71,7 @@ from d360_async.testing import FakeDocument360
 
 async def main() -> None:
     async with FakeDocument360() as fake:  # it sends rate-limit headers: gauges have values
-        [export_id] = fake.seed("export", 1)
+        [export_id] = fake.seed("v3.export", 1)
         # Built before the application configured the SDK: the global proxies forward later.
         early = Client(api_token=fake.api_token, base_url=fake.url)
         off = Client(api_token=fake.api_token, base_url=fake.url, telemetry=False)

@@ -101,7 +101,7 @@ async def test_a_watch_with_faults_and_429s_is_counted_exactly(
     )
     transitions: list[Transition[Any]] = []
     async with fake:
-        ids = fake.seed("export", 300)
+        ids = fake.seed("v3.export", 300)
         fake.faults.set("http_500", 0.04)
         # No dropped connections: aiohttp resends a request silently when a kept-alive
         # connection was closed under it, so the server would count an attempt twice.
@@ -212,7 +212,7 @@ async def test_trace_context_reaches_the_api_and_not_the_download_host(
     caplog.set_level(logging.DEBUG, logger="d360_async")
     tracer = otel.tracer_provider.get_tracer("test")
     async with FakeDocument360(rate_limit=None) as fake:
-        [export_id] = fake.seed("export", 1)
+        [export_id] = fake.seed("v3.export", 1)
         fake.finish(export_id)
         async with otel.client(fake) as client:
             with tracer.start_as_current_span("handler") as parent:
@@ -241,7 +241,7 @@ async def test_trace_context_reaches_the_api_and_not_the_download_host(
 async def test_watch_polls_join_the_trace_of_who_started_the_watch(otel: Otel) -> None:
     tracer = otel.tracer_provider.get_tracer("test")
     async with FakeDocument360(rate_limit=None) as fake:
-        [export_id] = fake.seed("export", 1, pending=0.1, running=0.2)
+        [export_id] = fake.seed("v3.export", 1, pending=0.1, running=0.2)
         async with otel.client(fake) as client:
             with tracer.start_as_current_span("request") as parent:
                 target = client.exports.target(fake.project_id, export_id)
@@ -263,7 +263,7 @@ async def test_no_double_span_with_the_aiohttp_client_instrumentation(
     instrumentor.instrument(tracer_provider=otel.tracer_provider)
     try:
         async with FakeDocument360(rate_limit=None) as fake:
-            [export_id] = fake.seed("export", 1)
+            [export_id] = fake.seed("v3.export", 1)
             fake.finish(export_id)
             # The client's session is created after instrument(), so it is instrumented.
             async with otel.client(fake) as client:
@@ -288,7 +288,7 @@ async def test_no_double_span_with_the_aiohttp_client_instrumentation(
 
 async def test_telemetry_off_feeds_nothing(otel: Otel) -> None:
     async with FakeDocument360(rate_limit=None) as fake:
-        [export_id] = fake.seed("export", 1)
+        [export_id] = fake.seed("v3.export", 1)
         async with Client(api_token=fake.api_token, base_url=fake.url, telemetry=False) as client:
             await client.exports.get(fake.project_id, export_id)
             assert client._transport.hooks == Hooks()
@@ -312,7 +312,7 @@ async def test_hooks_see_waits_ends_transitions_and_finished_targets() -> None:
         on_target_finished=[events.append],
     )
     async with FakeDocument360(rate_limit=None) as fake:
-        [export_id] = fake.seed("export", 1, pending=0.05, running=0.05)
+        [export_id] = fake.seed("v3.export", 1, pending=0.05, running=0.05)
         fake.faults.next("http_503", count=1)
         async with Client(
             api_token=fake.api_token, base_url=fake.url, hooks=hooks, telemetry=False
@@ -347,7 +347,7 @@ async def test_hooks_see_waits_ends_transitions_and_finished_targets() -> None:
 
 async def test_removed_targets_leave_the_phase_counter(otel: Otel) -> None:
     async with FakeDocument360(rate_limit=None) as fake:
-        ids = fake.seed("export", 3, pending=30, running=30)
+        ids = fake.seed("v3.export", 3, pending=30, running=30)
         async with otel.client(fake) as client:
             targets = [client.exports.target(fake.project_id, i) for i in ids]
             async with client.watch(targets, keep_open=True) as watch:
@@ -377,7 +377,7 @@ async def test_smartdocumentor_spans_and_no_client_secret(otel: Otel) -> None:
     from d360_async.smartdocumentor import SmartDocumentorClient
 
     async with FakeDocument360(rate_limit=None) as fake:
-        [task_id] = fake.seed("sd_task", 1)
+        [task_id] = fake.seed("smartdocumentor.task", 1)
         async with SmartDocumentorClient(
             client_id=fake.sd_client_id,
             client_secret=fake.sd_client_secret,
@@ -401,7 +401,7 @@ async def test_a_failed_call_and_a_cancelled_one(otel: Otel) -> None:
     from d360_async import NotFound
 
     async with FakeDocument360(rate_limit=None) as fake:
-        [export_id] = fake.seed("export", 1)
+        [export_id] = fake.seed("v3.export", 1)
         fake.faults.set("slow", 1.0, delay=0.5)
         async with otel.client(fake) as client:
             with pytest.raises(NotFound):
@@ -428,7 +428,7 @@ async def test_a_failed_call_and_a_cancelled_one(otel: Otel) -> None:
 
 async def test_leaving_a_watch_early_empties_the_phase_counter(otel: Otel) -> None:
     async with FakeDocument360(rate_limit=None) as fake:
-        ids = fake.seed("export", 3, pending=30, running=30)
+        ids = fake.seed("v3.export", 3, pending=30, running=30)
         async with otel.client(fake) as client:
             targets = [client.exports.target(fake.project_id, i) for i in ids]
             async with client.watch(targets) as watch:

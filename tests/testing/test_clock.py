@@ -155,7 +155,7 @@ async def test_autoadvance_drives_a_client_against_the_fake_over_sockets() -> No
     """The documented example (docs/testing.md): 31 minutes of an export, no real waiting."""
     clock = ManualClock()
     async with FakeDocument360(clock=clock, rate_limit=None) as fake:
-        [export_id] = fake.seed("export", pending=60, running=1800, failure_ratio=0.0)
+        [export_id] = fake.seed("v3.export", pending=60, running=1800, failure_ratio=0.0)
         async with Client(api_token=fake.api_token, base_url=fake.url, clock=clock) as client:
             target = client.exports.target(fake.project_id, export_id)
             every_minute = PollPolicy(interval=60.0, max_interval=60.0)

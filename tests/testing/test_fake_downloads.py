@@ -21,7 +21,7 @@ async def completed_link(
 
 @pytest.fixture
 def export_id(fake: FakeDocument360, clock: ManualClock) -> str:
-    [op_id] = fake.seed("export", pending=0.0, running=1.0)
+    [op_id] = fake.seed("v3.export", pending=0.0, running=1.0)
     clock.advance(2)
     return op_id
 
@@ -63,7 +63,7 @@ async def test_link_expires_after_ttl_and_a_fresh_one_is_minted(
     clock: ManualClock, session: aiohttp.ClientSession
 ) -> None:
     async with FakeDocument360(clock=clock, rate_limit=None, link_ttl=60.0) as fake:
-        [op_id] = fake.seed("export", pending=0.0, running=1.0)
+        [op_id] = fake.seed("v3.export", pending=0.0, running=1.0)
         clock.advance(2)
         first = await completed_link(fake, session, op_id)
         expiry = parse_qs(urlsplit(first).query)["se"][0]
@@ -85,7 +85,7 @@ async def test_tampered_or_missing_signature_is_refused(
     fake: FakeDocument360, session: aiohttp.ClientSession, export_id: str
 ) -> None:
     link = await completed_link(fake, session, export_id)
-    other = fake.seed("export")[0]
+    other = fake.seed("v3.export")[0]
     for bad in (
         link.replace("sig=", "sig=x"),
         link.split("&sig=")[0],
@@ -129,7 +129,7 @@ async def test_truncated_download(
 async def test_v2_export_links_download_too(
     fake: FakeDocument360, session: aiohttp.ClientSession, clock: ManualClock
 ) -> None:
-    [op_id] = fake.seed("v2_export", pending=0.0, running=1.0)
+    [op_id] = fake.seed("v2.export", pending=0.0, running=1.0)
     clock.advance(2)
     url = f"{fake.url}/v2/Project/Export/{op_id}"
     async with session.get(url, headers={"api_token": fake.v2_api_token}) as response:
@@ -142,6 +142,6 @@ async def test_download_size_is_configurable(
     clock: ManualClock, session: aiohttp.ClientSession
 ) -> None:
     async with FakeDocument360(clock=clock, rate_limit=None, download_size=1000) as fake:
-        [op_id] = fake.seed("export", pending=0.0, running=0.0)
+        [op_id] = fake.seed("v3.export", pending=0.0, running=0.0)
         async with session.get(fake.download_url(op_id)) as response:
             assert len(await response.read()) == 1000

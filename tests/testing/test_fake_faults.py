@@ -22,7 +22,7 @@ def auth(fake: FakeDocument360) -> dict[str, str]:
 
 @pytest.fixture
 def finished_export(fake: FakeDocument360, clock: ManualClock) -> str:
-    [export_id] = fake.seed("export", pending=0.0, running=1.0)
+    [export_id] = fake.seed("v3.export", pending=0.0, running=1.0)
     clock.advance(2)
     return export_id
 
@@ -151,7 +151,7 @@ async def test_unknown_status(
 async def test_unknown_status_on_int_and_sd_bodies(
     fake: FakeDocument360, session: aiohttp.ClientSession
 ) -> None:
-    [task_id] = fake.seed("v2_delete")
+    [task_id] = fake.seed("v2.delete_file")
     fake.faults.next("unknown_status", route="v2.*")
     url = f"{fake.url}/v2/Drive/Folders/DeleteFile/Status/{task_id}"
     _, _, body = await fetch(session, url, {"api_token": fake.v2_api_token})
@@ -179,7 +179,7 @@ async def test_extra_and_missing_fields(
 async def test_one_shots_target_routes_and_run_in_order(
     fake: FakeDocument360, session: aiohttp.ClientSession, finished_export: str
 ) -> None:
-    [task_id] = fake.seed("drive_task")
+    [task_id] = fake.seed("v3.drive_task")
     drive = f"{fake.url}/v3/projects/{DEFAULT_PROJECT_ID}/drive/tasks/{task_id}"
     fake.faults.next("http_500", count=2, route="v3.drive_task")
     fake.faults.next("http_503", route="v3.exports.*")
@@ -196,7 +196,7 @@ async def test_rates_are_seeded_and_reproducible(
 ) -> None:
     async def run() -> list[int]:
         async with FakeDocument360(clock=clock, rate_limit=None, seed=42) as fake:
-            url = export_url(fake, fake.seed("export")[0])
+            url = export_url(fake, fake.seed("v3.export")[0])
             fake.faults.set("http_500", 0.1)
             fake.faults.set("http_503", 0.1)
             assert fake.faults.rates == {"http_500": 0.1, "http_503": 0.1}

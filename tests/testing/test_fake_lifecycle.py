@@ -10,9 +10,9 @@ from urllib.parse import parse_qs, urlsplit
 import aiohttp
 import pytest
 
+from d360_async import TargetKind
 from d360_async.testing import (
     DEFAULT_PROJECT_ID,
-    OPERATION_KINDS,
     FakeDocument360,
     FakeLifecycle,
     FakeRateLimit,
@@ -41,7 +41,7 @@ async def status_of(fake: FakeDocument360, session: aiohttp.ClientSession, op_id
 def test_seeding_is_deterministic_per_seed(clock: ManualClock) -> None:
     def draw(seed: int) -> list[tuple[str, float, float]]:
         fake = FakeDocument360(clock=clock, seed=seed)
-        ids = fake.seed("export", 20, failure_ratio=0.5)
+        ids = fake.seed("v3.export", 20, failure_ratio=0.5)
         return [
             (op.id, op.running_at, op.finished_at)
             for op in (fake.operation(op_id) for op_id in ids)
@@ -54,7 +54,7 @@ def test_seeding_is_deterministic_per_seed(clock: ManualClock) -> None:
 def test_seeded_ranges_and_ratios(clock: ManualClock) -> None:
     fake = FakeDocument360(clock=clock)
     ids = fake.seed(
-        "export", 1000, pending=(1.0, 3.0), running=(5.0, 10.0), failure_ratio=0.3, start=50.0
+        "v3.export", 1000, pending=(1.0, 3.0), running=(5.0, 10.0), failure_ratio=0.3, start=50.0
     )
     ops = [fake.operation(op_id) for op_id in ids]
     assert all(op.started_at == 50.0 for op in ops)
@@ -62,13 +62,13 @@ def test_seeded_ranges_and_ratios(clock: ManualClock) -> None:
     assert all(5.0 <= op.finished_at - op.running_at <= 10.0 for op in ops)
     failed = sum(op.outcome == "failed" for op in ops)
     assert 240 <= failed <= 360
-    assert fake.operations("drive_task") == []
-    assert len(fake.operations("export")) == len(fake.operations()) == 1000
+    assert fake.operations("v3.drive_task") == []
+    assert len(fake.operations("v3.export")) == len(fake.operations()) == 1000
 
 
 def test_stuck_operations_never_finish(clock: ManualClock) -> None:
     fake = FakeDocument360(clock=clock)
-    [op_id] = fake.seed("export", stuck_ratio=1.0, pending=1.0)
+    [op_id] = fake.seed("v3.export", stuck_ratio=1.0, pending=1.0)
     clock.advance(1e6)
     op = fake.operation(op_id)
     assert math.isinf(op.finished_at)
@@ -78,10 +78,11 @@ def test_stuck_operations_never_finish(clock: ManualClock) -> None:
     assert op.detection_delay is None
 
 
-@pytest.mark.parametrize("kind", OPERATION_KINDS)
-def test_every_kind_reaches_a_terminal_status(clock: ManualClock, kind: str) -> None:
+@pytest.mark.parametrize("kind", list(TargetKind))
+def test_every_kind_reaches_a_terminal_status(clock: ManualClock, kind: TargetKind) -> None:
     fake = FakeDocument360(clock=clock)
-    [op_id] = fake.seed(kind, pending=1.0, running=1.0, review=1.0)  # type: ignore[arg-type]
+    [op_id] = fake.seed(kind, pending=1.0, running=1.0, review=1.0)
+    assert fake.operation(op_id).kind is kind
     assert not fake.operation(op_id).terminal
     clock.advance(3.5)
     assert fake.operation(op_id).terminal
@@ -92,9 +93,9 @@ def test_seed_and_lookup_validation(clock: ManualClock) -> None:
     with pytest.raises(ValueError, match="unknown kind"):
         fake.seed("webhook", 1)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="negative"):
-        fake.seed("export", -1)
+        fake.seed("v3.export", -1)
     with pytest.raises(ValueError, match="low <= high"):
-        fake.seed("export", pending=(3.0, 1.0))
+        fake.seed("v3.export", pending=(3.0, 1.0))
     with pytest.raises(ValueError, match="within"):
         FakeLifecycle(failure_ratio=2.0)
     with pytest.raises(KeyError):
@@ -105,17 +106,17 @@ def test_seed_and_lookup_validation(clock: ManualClock) -> None:
 
 def test_default_lifecycle_is_configurable(clock: ManualClock) -> None:
     fake = FakeDocument360(clock=clock, lifecycle=FakeLifecycle(pending=4.0, running=6.0))
-    [op_id] = fake.seed("import")
+    [op_id] = fake.seed("v3.import")
     assert fake.operation(op_id).finished_at == clock.now + 10.0
     fake.lifecycle = FakeLifecycle(pending=0.0, running=1.0)
-    [quick] = fake.seed("import")
+    [quick] = fake.seed("v3.import")
     assert fake.operation(quick).finished_at == clock.now + 1.0
 
 
 async def test_terminal_served_time_and_polls(
     fake: FakeDocument360, session: aiohttp.ClientSession, clock: ManualClock
 ) -> None:
-    [op_id] = fake.seed("export", pending=1.0, running=4.0)
+    [op_id] = fake.seed("v3.export", pending=1.0, running=4.0)
     await status_of(fake, session, op_id)
     clock.advance(5.0)  # finished exactly now
     clock.advance(2.5)
@@ -135,7 +136,7 @@ async def test_stats_count_routes_statuses_tokens_and_times(
     clock: ManualClock, session: aiohttp.ClientSession
 ) -> None:
     async with FakeDocument360(clock=clock, rate_limit=FakeRateLimit(limit=3)) as fake:
-        [op_id] = fake.seed("export")
+        [op_id] = fake.seed("v3.export")
         for _ in range(4):
             await status_of(fake, session, op_id)
             clock.advance(0.5)
@@ -167,7 +168,7 @@ async def test_latency_delays_every_response(
     clock: ManualClock, session: aiohttp.ClientSession
 ) -> None:
     async with FakeDocument360(clock=clock, rate_limit=None, latency=(0.02, 0.03)) as fake:
-        [op_id] = fake.seed("export")
+        [op_id] = fake.seed("v3.export")
         started = clock.now
         await clock.run(asyncio.gather(*(status_of(fake, session, op_id) for _ in range(50))))
         elapsed = clock.now - started
@@ -179,7 +180,7 @@ async def test_ten_thousand_operations_and_concurrent_clients(
     clock: ManualClock, session: aiohttp.ClientSession
 ) -> None:
     async with FakeDocument360(clock=clock, rate_limit=FakeRateLimit(limit=100_000)) as fake:
-        ids = fake.seed("export", 10_000, pending=(0, 5), running=(5, 50), failure_ratio=0.1)
+        ids = fake.seed("v3.export", 10_000, pending=(0, 5), running=(5, 50), failure_ratio=0.1)
         assert len(set(ids)) == 10_000
         clock.advance(60)
         sample = ids[::40]
@@ -197,7 +198,7 @@ async def test_no_secret_reaches_logs_or_reprs(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     async with FakeDocument360(clock=clock, rate_limit=None) as fake:
-        [op_id] = fake.seed("export", pending=0.0, running=0.0)
+        [op_id] = fake.seed("v3.export", pending=0.0, running=0.0)
         await status_of(fake, session, op_id)
         wrong = {"Authorization": "Bearer wrong-token-zz9"}
         async with session.get(export_url(fake, op_id), headers=wrong):
@@ -229,7 +230,7 @@ async def test_stop_closes_kept_alive_connections_cleanly(clock: ManualClock) ->
     await fake.start()
     assert fake.running
     async with aiohttp.ClientSession() as session:
-        [op_id] = fake.seed("export")
+        [op_id] = fake.seed("v3.export")
         url = export_url(fake, op_id)
         async with session.get(url, headers=auth(fake)) as response:
             assert response.status == 200  # the connection is kept alive
@@ -244,7 +245,7 @@ async def test_stop_closes_kept_alive_connections_cleanly(clock: ManualClock) ->
 async def test_stop_wakes_slow_requests(clock: ManualClock) -> None:
     fake = FakeDocument360(clock=clock, rate_limit=None)
     await fake.start()
-    [op_id] = fake.seed("export")
+    [op_id] = fake.seed("v3.export")
     fake.faults.set("slow", 1.0, delay=60.0)
     async with aiohttp.ClientSession() as session:
         request = asyncio.create_task(status_of(fake, session, op_id))
@@ -266,7 +267,7 @@ async def test_restart_serves_the_same_state(clock: ManualClock) -> None:
     async with FakeDocument360(clock=clock, rate_limit=None) as fake:
         with pytest.raises(RuntimeError, match="already running"):
             await fake.start()
-        [op_id] = fake.seed("export")
+        [op_id] = fake.seed("v3.export")
         first_url = fake.url
         await fake.stop()
         await fake.start()
@@ -274,3 +275,41 @@ async def test_restart_serves_the_same_state(clock: ManualClock) -> None:
         async with aiohttp.ClientSession() as session:
             assert await status_of(fake, session, op_id) == 200
         assert "operations=1" in repr(fake)
+
+
+@pytest.mark.parametrize(
+    ("old", "kind"),
+    [
+        ("export", TargetKind.V3_EXPORT),
+        ("drive_task", TargetKind.V3_DRIVE_TASK),
+        ("import", TargetKind.V3_IMPORT),
+        ("api_reference", TargetKind.V3_API_REFERENCE),
+        ("v2_delete", TargetKind.V2_DELETE_FILE),
+        ("v2_export", TargetKind.V2_EXPORT),
+        ("v2_import", TargetKind.V2_IMPORT),
+        ("sd_task", TargetKind.SMARTDOCUMENTOR_TASK),
+    ],
+)
+def test_the_old_seed_names_still_work_and_warn(
+    clock: ManualClock, old: str, kind: TargetKind
+) -> None:
+    fake = FakeDocument360(clock=clock)
+    with pytest.warns(DeprecationWarning, match=rf"seed kind '{old}' is deprecated.*{kind.name}"):
+        [op_id] = fake.seed(old)
+    assert fake.operation(op_id).kind is kind
+    with pytest.warns(DeprecationWarning, match=kind.name):
+        assert [op.id for op in fake.operations(old)] == [op_id]
+    # The canonical names, as members or as their values, do not warn (-W error).
+    assert [op.id for op in fake.operations(kind)] == [op_id]
+    assert [op.id for op in fake.operations(kind.value)] == [op_id]
+
+
+def test_the_old_kind_vocabulary_names_are_deprecated_aliases() -> None:
+    import d360_async.testing as testing
+
+    with pytest.warns(DeprecationWarning, match=r"OperationKind is deprecated: use d360_async\."):
+        assert testing.OperationKind is TargetKind  # type: ignore[attr-defined]
+    with pytest.warns(DeprecationWarning, match="OPERATION_KINDS is deprecated"):
+        assert tuple(TargetKind) == testing.OPERATION_KINDS  # type: ignore[attr-defined]
+    with pytest.raises(AttributeError, match="NoSuchName"):
+        _ = testing.NoSuchName  # type: ignore[attr-defined]

@@ -78,7 +78,7 @@ async def hit(
 async def test_epoch_reset_always_sent(clock: ManualClock, session: aiohttp.ClientSession) -> None:
     limit = FakeRateLimit(limit=3, window=60.0)
     async with FakeDocument360(clock=clock, rate_limit=limit) as fake:
-        url = export_url(fake, fake.seed("export")[0])
+        url = export_url(fake, fake.seed("v3.export")[0])
         status, headers, _ = await hit(session, url, fake.api_token)
         assert status == 200
         assert headers["X-RateLimit-Limit"] == "3"
@@ -95,7 +95,7 @@ async def test_delay_reset_only_when_exhausted_then_429(
         limit=2, window=10.0, reset_format="delay", send_limit_and_reset="when_exhausted"
     )
     async with FakeDocument360(clock=clock, rate_limit=limit) as fake:
-        url = export_url(fake, fake.seed("export")[0])
+        url = export_url(fake, fake.seed("v3.export")[0])
         _, first, _ = await hit(session, url, fake.api_token)
         assert first["X-RateLimit-Remaining"] == "1"
         assert "X-RateLimit-Limit" not in first
@@ -122,7 +122,7 @@ async def test_headers_off_still_sends_retry_after(
 ) -> None:
     limit = FakeRateLimit(limit=1, window=2.0, headers=False)
     async with FakeDocument360(clock=clock, rate_limit=limit) as fake:
-        url = export_url(fake, fake.seed("export")[0])
+        url = export_url(fake, fake.seed("v3.export")[0])
         _, ok, _ = await hit(session, url, fake.api_token)
         assert not any(name in ok for name in RATE_HEADERS)
         clock.advance(0.5)
@@ -135,7 +135,7 @@ async def test_headers_off_still_sends_retry_after(
 async def test_token_bucket_over_http(clock: ManualClock, session: aiohttp.ClientSession) -> None:
     limit = FakeRateLimit(limit=2, window=2.0, algorithm="token_bucket", reset_format="delay")
     async with FakeDocument360(clock=clock, rate_limit=limit) as fake:
-        url = export_url(fake, fake.seed("export")[0])
+        url = export_url(fake, fake.seed("v3.export")[0])
         statuses = [(await hit(session, url, fake.api_token))[0] for _ in range(3)]
         assert statuses == [200, 200, 429]
         clock.advance(1.0)  # one token back
@@ -149,8 +149,8 @@ async def test_budget_per_token_and_project(
     clock: ManualClock, session: aiohttp.ClientSession
 ) -> None:
     async with FakeDocument360(clock=clock, rate_limit=FakeRateLimit(limit=1)) as fake:
-        [a] = fake.seed("export", project_id="project-a")
-        [b] = fake.seed("export", project_id="project-b")
+        [a] = fake.seed("v3.export", project_id="project-a")
+        [b] = fake.seed("v3.export", project_id="project-b")
         fake.accept_token("second")
         assert (await hit(session, export_url(fake, a, "project-a"), fake.api_token))[0] == 200
         assert (await hit(session, export_url(fake, b, "project-b"), fake.api_token))[0] == 200
@@ -161,8 +161,8 @@ async def test_budget_per_token_and_project(
 async def test_budget_per_token_only(clock: ManualClock, session: aiohttp.ClientSession) -> None:
     limit = FakeRateLimit(limit=1, per="token")
     async with FakeDocument360(clock=clock, rate_limit=limit) as fake:
-        [a] = fake.seed("export", project_id="project-a")
-        [b] = fake.seed("export", project_id="project-b")
+        [a] = fake.seed("v3.export", project_id="project-a")
+        [b] = fake.seed("v3.export", project_id="project-b")
         assert (await hit(session, export_url(fake, a, "project-a"), fake.api_token))[0] == 200
         assert (await hit(session, export_url(fake, b, "project-b"), fake.api_token))[0] == 429
         fake.reset_rate_limits()
@@ -177,7 +177,7 @@ async def test_v2_shares_the_limiter_and_sd_has_its_own(
         rate_limit=FakeRateLimit(limit=1),
         sd_rate_limit=FakeRateLimit(limit=1, reset_format="delay"),
     ) as fake:
-        url = f"{fake.url}/v2/Project/Export/{fake.seed('v2_export')[0]}"
+        url = f"{fake.url}/v2/Project/Export/{fake.seed('v2.export')[0]}"
         for expected in (200, 429):
             async with session.get(url, headers={"api_token": fake.v2_api_token}) as response:
                 assert response.status == expected
@@ -190,7 +190,7 @@ async def test_v2_shares_the_limiter_and_sd_has_its_own(
         async with session.post(f"{fake.url}/connect/token", data=form) as response:
             token = (await response.json())["access_token"]  # never rate limited
         sd_url = f"{fake.url}/api/v1.0/external/sdtask/status"
-        task = fake.seed("sd_task")[0]
+        task = fake.seed("smartdocumentor.task")[0]
         for expected in (200, 429):
             async with session.get(
                 sd_url, params={"taskId": task}, headers={"Authorization": f"Bearer {token}"}
@@ -202,7 +202,7 @@ async def test_v2_shares_the_limiter_and_sd_has_its_own(
 async def test_no_rate_limit_sends_no_headers(
     fake: FakeDocument360, session: aiohttp.ClientSession
 ) -> None:
-    url = export_url(fake, fake.seed("export")[0])
+    url = export_url(fake, fake.seed("v3.export")[0])
     for _ in range(100):
         status, headers, _ = await hit(session, url, fake.api_token)
         assert status == 200
@@ -214,7 +214,7 @@ async def test_clock_skew_moves_date_and_epoch_reset(
     clock: ManualClock, session: aiohttp.ClientSession
 ) -> None:
     async with FakeDocument360(clock=clock, clock_skew=-300.0) as fake:
-        url = export_url(fake, fake.seed("export")[0])
+        url = export_url(fake, fake.seed("v3.export")[0])
         _, headers, _ = await hit(session, url, fake.api_token)
         date = email.utils.parsedate_to_datetime(headers["Date"]).timestamp()
         assert date == pytest.approx(fake.epoch(), abs=1.5)

@@ -8,6 +8,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from d360_async import TargetKind
 from d360_async.testing import DEFAULT_PROJECT_ID, FakeDocument360, FakeLifecycle, ManualClock
 
 # Key sets of the examples in the vendor's API reference.
@@ -78,7 +79,7 @@ async def test_drive_task_status_follows_the_clock(
     offset: float,
     status: str,
 ) -> None:
-    [task_id] = fake.seed("drive_task", pending=1.0, running=5.0)
+    [task_id] = fake.seed("v3.drive_task", pending=1.0, running=5.0)
     clock.advance(offset)
     code, body, _ = await get_json(session, project_url(fake, f"/drive/tasks/{task_id}"), v3(fake))
     assert code == 200
@@ -92,7 +93,7 @@ async def test_drive_task_status_follows_the_clock(
 async def test_drive_task_failure(
     fake: FakeDocument360, session: aiohttp.ClientSession, clock: ManualClock
 ) -> None:
-    [task_id] = fake.seed("drive_task", pending=1.0, running=1.0, failure_ratio=1.0)
+    [task_id] = fake.seed("v3.drive_task", pending=1.0, running=1.0, failure_ratio=1.0)
     clock.advance(3)
     _, body, _ = await get_json(session, project_url(fake, f"/drive/tasks/{task_id}"), v3(fake))
     assert body["data"]["status"] == "Failed"
@@ -102,7 +103,7 @@ async def test_drive_task_failure(
 async def test_export_status_shape_through_its_lifecycle(
     fake: FakeDocument360, session: aiohttp.ClientSession, clock: ManualClock
 ) -> None:
-    [export_id] = fake.seed("export", pending=2.0, running=10.0)
+    [export_id] = fake.seed("v3.export", pending=2.0, running=10.0)
     url = project_url(fake, f"/exports/{export_id}")
     seen = []
     for _ in range(3):
@@ -124,7 +125,7 @@ async def test_export_status_shape_through_its_lifecycle(
 async def test_failed_export_has_completion_time_but_no_link(
     fake: FakeDocument360, session: aiohttp.ClientSession, clock: ManualClock
 ) -> None:
-    [export_id] = fake.seed("export", pending=0.0, running=1.0, failure_ratio=1.0)
+    [export_id] = fake.seed("v3.export", pending=0.0, running=1.0, failure_ratio=1.0)
     clock.advance(2)
     _, body, _ = await get_json(session, project_url(fake, f"/exports/{export_id}"), v3(fake))
     assert body["data"]["status"] == "Failed"
@@ -148,7 +149,7 @@ async def test_create_export_answers_202_with_operation_location(
     code, status, _ = await get_json(session, location, v3(fake))
     assert code == 200
     assert status["data"]["id"] == export_id
-    assert fake.operation(export_id).kind == "export"
+    assert fake.operation(export_id).kind is TargetKind.V3_EXPORT
 
 
 @pytest.mark.parametrize(
@@ -205,7 +206,7 @@ async def test_create_and_follow_an_import(
 async def test_unknown_wrong_project_and_deleted_ids_answer_404(
     fake: FakeDocument360, session: aiohttp.ClientSession
 ) -> None:
-    [export_id] = fake.seed("export")
+    [export_id] = fake.seed("v3.export")
     urls = [
         project_url(fake, "/exports/00000000-0000-4000-8000-000000000000"),
         project_url(fake, f"/exports/{export_id}", project="another-project"),
@@ -224,7 +225,7 @@ async def test_unknown_wrong_project_and_deleted_ids_answer_404(
 async def test_set_status_forces_any_raw_value_until_cleared(
     fake: FakeDocument360, session: aiohttp.ClientSession
 ) -> None:
-    [export_id] = fake.seed("export", pending=100.0)
+    [export_id] = fake.seed("v3.export", pending=100.0)
     url = project_url(fake, f"/exports/{export_id}")
     fake.set_status(export_id, "Quarantined")
     assert (await get_json(session, url, v3(fake)))[1]["data"]["status"] == "Quarantined"
@@ -274,7 +275,7 @@ async def test_api_reference_create_needs_url_or_content(
 async def test_log_pagination_newest_first_with_short_and_empty_pages(
     fake: FakeDocument360, session: aiohttp.ClientSession
 ) -> None:
-    [ref_id] = fake.seed("api_reference", log_history=24)  # 25 logs in all
+    [ref_id] = fake.seed("v3.api_reference", log_history=24)  # 25 logs in all
     url = project_url(fake, f"/api-references/{ref_id}/logs")
     pages = []
     for page in range(1, 5):
@@ -302,7 +303,7 @@ async def test_log_pagination_newest_first_with_short_and_empty_pages(
 async def test_log_pagination_validation(
     fake: FakeDocument360, session: aiohttp.ClientSession, params: dict[str, Any], field: str
 ) -> None:
-    [ref_id] = fake.seed("api_reference")
+    [ref_id] = fake.seed("v3.api_reference")
     url = project_url(fake, f"/api-references/{ref_id}/logs")
     code, body, _ = await get_json(session, url, v3(fake), **params)
     assert code == 400
@@ -314,7 +315,7 @@ async def test_log_detail_for_current_and_older_logs(
     fake: FakeDocument360, session: aiohttp.ClientSession, clock: ManualClock
 ) -> None:
     [ref_id] = fake.seed(
-        "api_reference", pending=0.0, running=1.0, failure_ratio=1.0, log_history=3
+        "v3.api_reference", pending=0.0, running=1.0, failure_ratio=1.0, log_history=3
     )
     logs_url = project_url(fake, f"/api-references/{ref_id}/logs")
     clock.advance(2)
@@ -337,7 +338,7 @@ async def test_log_detail_for_current_and_older_logs(
 async def test_api_reference_log_status_sequence(
     fake: FakeDocument360, session: aiohttp.ClientSession, clock: ManualClock
 ) -> None:
-    [ref_id] = fake.seed("api_reference", pending=1.0, running=1.0)
+    [ref_id] = fake.seed("v3.api_reference", pending=1.0, running=1.0)
     url = project_url(fake, f"/api-references/{ref_id}/logs")
     statuses = []
     for _ in range(3):
@@ -354,7 +355,7 @@ async def test_v2_delete_status_sequence_and_shape(
     fake: FakeDocument360, session: aiohttp.ClientSession, clock: ManualClock
 ) -> None:
     [ok, failed] = [
-        fake.seed("v2_delete", pending=1.0, running=1.0, failure_ratio=ratio)[0]
+        fake.seed("v2.delete_file", pending=1.0, running=1.0, failure_ratio=ratio)[0]
         for ratio in (0.0, 1.0)
     ]
     url = f"{fake.url}/v2/Drive/Folders/DeleteFile/Status/{ok}"
@@ -377,7 +378,7 @@ async def test_v2_delete_status_sequence_and_shape(
 
 async def test_v2_delete_vendor_quirk(clock: ManualClock, session: aiohttp.ClientSession) -> None:
     async with FakeDocument360(clock=clock, rate_limit=None, v2_complete_quirk=True) as fake:
-        [task_id] = fake.seed("v2_delete", pending=0.0, running=1.0)
+        [task_id] = fake.seed("v2.delete_file", pending=0.0, running=1.0)
         clock.advance(2)
         url = f"{fake.url}/v2/Drive/Folders/DeleteFile/Status/{task_id}"
         _, body, _ = await get_json(session, url, v2(fake))
@@ -388,7 +389,7 @@ async def test_v2_delete_vendor_quirk(clock: ManualClock, session: aiohttp.Clien
 async def test_v2_delete_forced_status_and_is_complete(
     fake: FakeDocument360, session: aiohttp.ClientSession
 ) -> None:
-    [task_id] = fake.seed("v2_delete", pending=50.0)
+    [task_id] = fake.seed("v2.delete_file", pending=50.0)
     fake.set_status(task_id, 1, is_complete=True)
     url = f"{fake.url}/v2/Drive/Folders/DeleteFile/Status/{task_id}"
     _, body, _ = await get_json(session, url, v2(fake))
@@ -419,8 +420,8 @@ async def test_v2_delete_unknown_id_is_the_vendor_400(
 @pytest.mark.parametrize(
     ("kind", "path", "sequence", "failure"),
     [
-        ("v2_export", "Export", ["Initiated", "InProgress", "Completed"], "Error"),
-        ("v2_import", "Import", ["Queued", "InProgress", "Completed"], "Error"),
+        ("v2.export", "Export", ["Initiated", "InProgress", "Completed"], "Error"),
+        ("v2.import", "Import", ["Queued", "InProgress", "Completed"], "Error"),
     ],
     ids=["export", "import"],
 )
@@ -515,7 +516,7 @@ async def test_sd_status_shape_and_lifecycle(
     fake: FakeDocument360, session: aiohttp.ClientSession, clock: ManualClock
 ) -> None:
     token = await sd_token(fake, session)
-    [task_id] = fake.seed("sd_task", pending=1.0, running=1.0, review=1.0)
+    [task_id] = fake.seed("smartdocumentor.task", pending=1.0, running=1.0, review=1.0)
     seen = []
     for _ in range(4):
         code, body, _ = await get_json(
@@ -540,7 +541,7 @@ async def test_sd_status_by_external_id_and_failure(
     fake: FakeDocument360, session: aiohttp.ClientSession, clock: ManualClock
 ) -> None:
     token = await sd_token(fake, session)
-    [task_id] = fake.seed("sd_task", pending=0.0, running=1.0, failure_ratio=1.0)
+    [task_id] = fake.seed("smartdocumentor.task", pending=0.0, running=1.0, failure_ratio=1.0)
     clock.advance(2)
     _, body, _ = await get_json(
         session, f"{fake.url}{SD}/status", bearer(token), externalId=f"ext-{task_id}"
@@ -578,7 +579,7 @@ async def test_sd_token_expires_on_the_server_clock(
         async with session.post(f"{fake.url}/connect/token", data=form) as response:
             body = await response.json()
         assert body["expires_in"] == 60
-        [task_id] = fake.seed("sd_task")
+        [task_id] = fake.seed("smartdocumentor.task")
         url = f"{fake.url}{SD}/status"
         headers = bearer(body["access_token"])
         assert (await get_json(session, url, headers, taskId=task_id))[0] == 200
@@ -591,7 +592,7 @@ async def test_sd_token_expires_on_the_server_clock(
 
 async def test_sd_list_paginated(fake: FakeDocument360, session: aiohttp.ClientSession) -> None:
     token = await sd_token(fake, session)
-    ids = fake.seed("sd_task", 5)
+    ids = fake.seed("smartdocumentor.task", 5)
     url = f"{fake.url}{SD}/statuslistpaginated"
     _, page, _ = await get_json(session, url, bearer(token), pageNumber=2, pageSize=2)
     assert list(page) == ["pageNumber", "pageSize", "totalCount", "totalPages", "items"]
@@ -645,7 +646,7 @@ async def test_sd_process_and_restart(
 
 async def test_sd_forced_statuses(fake: FakeDocument360, session: aiohttp.ClientSession) -> None:
     token = await sd_token(fake, session)
-    [task_id] = fake.seed("sd_task", pending=100.0)
+    [task_id] = fake.seed("smartdocumentor.task", pending=100.0)
     url = f"{fake.url}{SD}/status"
     fake.set_status(task_id, 4, integration=4)  # the vendor's example: InReview, Failed
     _, body, _ = await get_json(session, url, bearer(token), taskId=task_id)
@@ -663,7 +664,7 @@ async def test_sd_forced_statuses(fake: FakeDocument360, session: aiohttp.Client
 async def test_v3_401_problem_with_challenge(
     fake: FakeDocument360, session: aiohttp.ClientSession
 ) -> None:
-    [task_id] = fake.seed("drive_task")
+    [task_id] = fake.seed("v3.drive_task")
     url = project_url(fake, f"/drive/tasks/{task_id}")
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic abc"}):
         code, body, response = await get_json(session, url, headers)
@@ -677,7 +678,7 @@ async def test_v3_401_problem_with_challenge(
 
 async def test_gateway_style_empty_401(clock: ManualClock, session: aiohttp.ClientSession) -> None:
     async with FakeDocument360(clock=clock, rate_limit=None, empty_401=True) as fake:
-        [task_id] = fake.seed("drive_task")
+        [task_id] = fake.seed("v3.drive_task")
         async with session.get(project_url(fake, f"/drive/tasks/{task_id}")) as response:
             assert response.status == 401
             assert await response.read() == b""
@@ -687,7 +688,7 @@ async def test_gateway_style_empty_401(clock: ManualClock, session: aiohttp.Clie
 async def test_v2_auth_uses_the_api_token_header(
     fake: FakeDocument360, session: aiohttp.ClientSession
 ) -> None:
-    [task_id] = fake.seed("v2_delete")
+    [task_id] = fake.seed("v2.delete_file")
     url = f"{fake.url}/v2/Drive/Folders/DeleteFile/Status/{task_id}"
     for headers in ({}, v3(fake), {"api_token": "wrong"}):
         code, body, _ = await get_json(session, url, headers)
@@ -699,7 +700,7 @@ async def test_v2_auth_uses_the_api_token_header(
 async def test_accept_and_revoke_tokens(
     fake: FakeDocument360, session: aiohttp.ClientSession
 ) -> None:
-    [task_id] = fake.seed("drive_task")
+    [task_id] = fake.seed("v3.drive_task")
     url = project_url(fake, f"/drive/tasks/{task_id}")
     other = {"Authorization": "Bearer second-token"}
     assert (await get_json(session, url, other))[0] == 401
@@ -708,5 +709,5 @@ async def test_accept_and_revoke_tokens(
     fake.revoke_token(fake.api_token)
     assert (await get_json(session, url, v3(fake)))[0] == 401
     fake.accept_token("v2-second", api="v2")
-    v2_url = f"{fake.url}/v2/Project/Export/{fake.seed('v2_export')[0]}"
+    v2_url = f"{fake.url}/v2/Project/Export/{fake.seed('v2.export')[0]}"
     assert (await get_json(session, v2_url, {"api_token": "v2-second"}))[0] == 200

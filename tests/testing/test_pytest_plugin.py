@@ -44,14 +44,14 @@ USER_TESTS = """
 
     {mark}
     async def test_counts_unfinished_exports(fake_d360: FakeDocument360, d360_client) -> None:
-        ids = fake_d360.seed("export", 3, pending=600.0, running=600.0)
+        ids = fake_d360.seed("v3.export", 3, pending=600.0, running=600.0)
         assert await count_pending_exports(d360_client, fake_d360.project_id, ids) == 3
         assert fake_d360.stats.requests == 3
         assert fake_d360.stats.rate_limited == 0
 
     {mark}
     async def test_finished_export_is_not_counted(fake_d360, d360_client) -> None:
-        [export_id] = fake_d360.seed("export", 1, pending=600.0, running=600.0)
+        [export_id] = fake_d360.seed("v3.export", 1, pending=600.0, running=600.0)
         fake_d360.finish(export_id)
         assert await count_pending_exports(d360_client, fake_d360.project_id, [export_id]) == 0
 
@@ -103,7 +103,7 @@ def test_options_fixture_and_marker_configure_the_fake(pytester: pytest.Pytester
 
         async def test_options_apply(fake_d360, d360_client):
             assert fake_d360.api_token == "my-token"
-            [task_id] = fake_d360.seed("drive_task", 1)
+            [task_id] = fake_d360.seed("v3.drive_task", 1)
             task = await d360_client.drive.get_task(fake_d360.project_id, task_id)
             assert task.status == "Pending"
 
@@ -111,7 +111,7 @@ def test_options_fixture_and_marker_configure_the_fake(pytester: pytest.Pytester
         async def test_marker_overrides(fake_d360, d360_client):
             assert fake_d360.api_token == "my-token"
             assert fake_d360.v2_api_token == "other-v2"
-            [task_id] = fake_d360.seed("v2_delete", 1, pending=600.0)
+            [task_id] = fake_d360.seed("v2.delete_file", 1, pending=600.0)
             status = await d360_client.v2.delete_file_status(task_id)
             assert status is not None
         """
@@ -137,7 +137,7 @@ def test_a_manual_clock_in_the_marker_drives_the_fake_and_the_client(
         @pytest.mark.fake_d360(clock=CLOCK, rate_limit=FakeRateLimit(limit=60, window=60.0))
         async def test_an_hour_of_polling_in_no_time(fake_d360, d360_client):
             assert fake_d360.clock is CLOCK
-            [export_id] = fake_d360.seed("export", pending=600, running=3000, failure_ratio=0)
+            [export_id] = fake_d360.seed("v3.export", pending=600, running=3000, failure_ratio=0)
             target = d360_client.exports.target(fake_d360.project_id, export_id)
             started = time.monotonic()
             final = await CLOCK.run(d360_client.wait(target, policy=PollPolicy(interval=30)))

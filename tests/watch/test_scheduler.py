@@ -685,7 +685,9 @@ def test_model_takes_any_age() -> None:
     model.add_event(1e9, 2e9)
     assert model.add_censored(-1.0) == 0
     assert 0.0 <= model.survival(1e10) <= 1.0
-    assert model.time_to_chance(1e9, 0.5) >= 0.0
+    wait = model.time_to_chance(1e9, 0.5)
+    assert 0.0 < wait < math.inf
+    assert model.change_chance(1e9 + wait, 1e9) == pytest.approx(0.5)
 
 
 def _eager(events: Sequence[tuple[float, float]], censored: Sequence[float]) -> DurationModel:

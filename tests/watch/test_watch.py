@@ -44,7 +44,7 @@ from d360_async._core._ratelimit._protocol import (
     RateLimitKey,
     Ticket,
 )
-from d360_async._core._target import Observation, Target
+from d360_async._core._target_protocol import Observation, Target
 from d360_async._watch import (
     PollPolicy,
     Transition,
@@ -474,7 +474,8 @@ async def test_a_slow_consumer_slows_polling(clock: ManualClock, limiter: SimLim
 
 
 class UnpacedLimiter:
-    """A limiter that cannot say how long a ticket will take (only the core protocol)."""
+    """A limiter that cannot say how long a ticket will take: its ``next_available`` always
+    answers "now", and only ``acquire`` makes the caller wait."""
 
     def __init__(self, inner: SimLimiter) -> None:
         self.inner = inner
@@ -489,6 +490,15 @@ class UnpacedLimiter:
 
     def stats(self) -> list[LimiterStats]:
         return []
+
+    def has_capacity(self, key: RateLimitKey, priority: Priority = Priority.DIRECT) -> bool:
+        return self.inner.has_capacity(key, priority)
+
+    def next_available(self, key: RateLimitKey, priority: Priority = Priority.DIRECT) -> float:
+        return 0.0
+
+    def budget(self, key: RateLimitKey) -> float:
+        return self.inner.budget(key)
 
     async def aclose(self) -> None:
         pass
@@ -1227,7 +1237,7 @@ async def _watch_exports(
     )
     grouped: dict[str, list[Transition[Any]]] = {}
     async with fake, clock.autoadvance():
-        ids = fake.seed("export", n)
+        ids = fake.seed("v3.export", n)
         async with Client(api_token=fake.api_token, base_url=fake.url, clock=clock) as client:
             targets = [client.exports.target(fake.project_id, export_id) for export_id in ids]
             policy = PollPolicy(interval=0.2, max_interval=2.0)
@@ -1243,7 +1253,7 @@ async def _watch_exports(
             await clock.sleep(0.05)  # anything still running would send a request now
             assert fake.stats.requests == requests_at_exit, "a request was sent after the exit"
             assert stats.in_flight == 0
-        truth = {op.id: op for op in fake.operations("export")}
+        truth = {op.id: op for op in fake.operations("v3.export")}
         return grouped, truth, fake.stats
 
 

@@ -43,7 +43,7 @@ import attrs
 
 from d360_async._core._errors import CheckpointError
 from d360_async._core._phase import Phase
-from d360_async._core._target import RawStatus
+from d360_async._core._status import RawStatus
 
 __all__ = [
     "CHECKPOINT_VERSION",
@@ -91,7 +91,7 @@ class CheckpointEntry:
 
     key: str
     spec: Mapping[str, Any]
-    last_raw: RawStatus = None
+    last_raw: RawStatus | None = None
     last_phase: Phase | None = None
     polls: int = 0
     done: bool = False

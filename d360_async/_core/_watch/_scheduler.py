@@ -62,7 +62,7 @@ from typing import Any, Final
 import attrs
 
 from d360_async._core._phase import Phase
-from d360_async._core._target import RawStatus
+from d360_async._core._status import RawStatus
 from d360_async._core._watch._policy import PollPolicy
 from d360_async._core._watch._values import Eta
 
@@ -588,7 +588,7 @@ class TargetState:
         self.added_at = now
         self.deadline = math.inf
         self.phase: Phase | None = None
-        self.raw: RawStatus = None
+        self.raw: RawStatus | None = None
         self.polls = 0
         self.streak = 0
         self.errors = 0
@@ -834,7 +834,7 @@ class Scheduler:
         policy: PollPolicy,
         now: float,
         phase: Phase | None = None,
-        raw: RawStatus = None,
+        raw: RawStatus | None = None,
         polls: int = 0,
         restored: bool = False,
     ) -> TargetState:
@@ -1030,7 +1030,9 @@ class Scheduler:
         undetected = model.expected_undetected(max(age, since), since)
         return weight * undetected + AGEING * max(0.0, now - state.when)
 
-    def observe(self, state: TargetState, now: float, phase: Phase, raw: RawStatus) -> PollOutcome:
+    def observe(
+        self, state: TargetState, now: float, phase: Phase, raw: RawStatus | None
+    ) -> PollOutcome:
         """Record a successful poll that saw ``(phase, raw)`` at ``now``."""
         if state.done:
             return _IGNORED

@@ -13,7 +13,8 @@ import attrs
 
 from d360_async._core._errors import D360Error
 from d360_async._core._phase import Phase
-from d360_async._core._target import RawStatus, Target
+from d360_async._core._status import RawStatus
+from d360_async._core._target_protocol import Target
 
 __all__ = ["Eta", "Outage", "TargetFinished", "Transition", "TransitionKind", "WatchStats"]
 
@@ -94,7 +95,7 @@ class Transition(Generic[S]):
     kind: TransitionKind
     previous: Phase | None
     phase: Phase
-    raw_status: RawStatus
+    raw_status: RawStatus | None
     snapshot: S | None
     observed_at: datetime
     polls: int

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import fnmatch
 import math
-from collections.abc import Iterable
+import warnings
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
 from typing import Final, Literal, get_args
 
 import attrs
+
+from d360_async import TargetKind
 
 __all__ = [
     "ALGORITHMS",
@@ -30,6 +34,8 @@ __all__ = [
     "FaultKind",
     "OperationKind",
     "Range",
+    "fake_kind",
+    "target_kind",
 ]
 
 OperationKind = Literal[
@@ -42,8 +48,10 @@ OperationKind = Literal[
     "v2_import",
     "sd_task",
 ]
-"""What [FakeDocument360.seed][d360_async.testing.FakeDocument360.seed] can create; see the class
-docstring for status sequences."""
+"""The fake's own short name for each [TargetKind][d360_async.TargetKind], kept inside it.
+
+Publicly the fake speaks the library's kinds: `fake_kind` reads them (and, deprecated, these
+names); `target_kind` turns a record's name back."""
 
 FaultKind = Literal[
     "http_500",
@@ -61,7 +69,54 @@ FaultKind = Literal[
 """Faults [FakeFaults][d360_async.testing.FakeFaults] can inject."""
 
 OPERATION_KINDS: Final[tuple[OperationKind, ...]] = get_args(OperationKind)
-"""Every [OperationKind][d360_async.testing.OperationKind], in order."""
+"""Every short name, in order."""
+
+_SHORT_NAMES: Final[Mapping[TargetKind, OperationKind]] = MappingProxyType(
+    {
+        TargetKind.V3_EXPORT: "export",
+        TargetKind.V3_DRIVE_TASK: "drive_task",
+        TargetKind.V3_IMPORT: "import",
+        TargetKind.V3_API_REFERENCE: "api_reference",
+        TargetKind.V2_DELETE_FILE: "v2_delete",
+        TargetKind.V2_EXPORT: "v2_export",
+        TargetKind.V2_IMPORT: "v2_import",
+        TargetKind.SMARTDOCUMENTOR_TASK: "sd_task",
+    }
+)
+_KINDS: Final[Mapping[str, TargetKind]] = MappingProxyType(
+    {short: kind for kind, short in _SHORT_NAMES.items()}
+)
+
+
+def fake_kind(kind: TargetKind | str, *, stacklevel: int = 3) -> OperationKind:
+    """The record name for ``kind``: a [TargetKind][d360_async.TargetKind] or its value.
+
+    The short names of earlier versions (``"export"``, ``"sd_task"``...) still work, with a
+    `DeprecationWarning`.
+
+    Raises:
+        ValueError: ``kind`` names no kind.
+    """
+    try:
+        return _SHORT_NAMES[TargetKind(kind)]
+    except ValueError:
+        pass
+    new = _KINDS.get(kind)
+    if new is None:
+        raise ValueError(f"unknown kind {kind!r}; kinds are {', '.join(TargetKind)}")
+    warnings.warn(
+        f"the seed kind {kind!r} is deprecated: use TargetKind.{new.name} ({new.value!r})",
+        DeprecationWarning,
+        stacklevel=stacklevel,
+    )
+    return _SHORT_NAMES[new]
+
+
+def target_kind(name: OperationKind) -> TargetKind:
+    """The [TargetKind][d360_async.TargetKind] of a record name."""
+    return _KINDS[name]
+
+
 FAULT_KINDS: Final[tuple[FaultKind, ...]] = get_args(FaultKind)
 """Every [FaultKind][d360_async.testing.FaultKind], in order."""
 

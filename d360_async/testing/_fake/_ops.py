@@ -19,7 +19,9 @@ from typing import Final, Literal
 
 import attrs
 
-from ._config import FakeLifecycle, OperationKind
+from d360_async import TargetKind
+
+from ._config import FakeLifecycle, OperationKind, target_kind
 
 __all__ = [
     "SD_INTEGRATION",
@@ -239,7 +241,7 @@ class Operation:
         """The public, immutable view of this record at ``now``."""
         return FakeOperation(
             id=self.id,
-            kind=self.kind,
+            kind=target_kind(self.kind),
             project_id=self.project_id,
             started_at=self.started_at,
             running_at=self.running_at,
@@ -305,7 +307,7 @@ class FakeOperation:
     """
 
     id: str
-    kind: OperationKind
+    kind: TargetKind
     project_id: str | None
     started_at: float
     running_at: float

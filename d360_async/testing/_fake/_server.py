@@ -32,9 +32,9 @@ from typing import Any, Final, Generic, Literal, Self, TypeVar, overload
 import attrs
 from aiohttp import web
 
-from d360_async import Clock, SystemClock
+from d360_async import Clock, SystemClock, TargetKind
 
-from ._config import OPERATION_KINDS, FakeLifecycle, FakeRateLimit, OperationKind, as_range
+from ._config import FakeLifecycle, FakeRateLimit, as_range, fake_kind
 from ._downloads import Downloads
 from ._faults import FakeFaults
 from ._ops import FakeOperation, Outcome
@@ -96,7 +96,7 @@ class FakeDocument360:
     async def test_export_finishes() -> None:
         clock = ManualClock()  # a clock the test moves by hand: no sleeping
         async with FakeDocument360(clock=clock) as fake:
-            [export_id] = fake.seed("export", 1, pending=1.0, running=5.0)
+            [export_id] = fake.seed("v3.export", 1, pending=1.0, running=5.0)
             clock.advance(10.0)  # past the export's end
             url = f"{fake.url}/v3/projects/{fake.project_id}/exports/{export_id}"
             headers = {"Authorization": f"Bearer {fake.api_token}"}
@@ -135,16 +135,19 @@ class FakeDocument360:
 
     Seed kinds and their raw status sequences (pending -> running -> success | failure):
 
-    | kind | raw statuses |
+    | kind ([TargetKind][d360_async.TargetKind]) | raw statuses |
     |---|---|
-    | `export` | `Pending` -> `InProgress` -> `Completed` or `Failed` (V3) |
-    | `import` | `Pending` -> `InProgress` -> `Completed` or `Failed` (V3) |
-    | `drive_task` | `Pending` -> `Processing` -> `Completed` or `Failed` (V3) |
-    | `api_reference` | newest log: `Pending` -> `InProgress` -> `Success` or `Failed` |
-    | `v2_delete` | `0` Queued -> `2` InProgress -> `3` Completed or `4` Error |
-    | `v2_export` | `Initiated` -> `InProgress` -> `Completed` or `Error` |
-    | `v2_import` | `Queued` -> `InProgress` -> `Completed` or `Error` |
-    | `sd_task` | taskStatus 30 -> 31 -> 4 -> 9 with integration 3 (see below) |
+    | `V3_EXPORT` | `Pending` -> `InProgress` -> `Completed` or `Failed` |
+    | `V3_IMPORT` | `Pending` -> `InProgress` -> `Completed` or `Failed` |
+    | `V3_DRIVE_TASK` | `Pending` -> `Processing` -> `Completed` or `Failed` |
+    | `V3_API_REFERENCE` | newest log: `Pending` -> `InProgress` -> `Success` or `Failed` |
+    | `V2_DELETE_FILE` | `0` Queued -> `2` InProgress -> `3` Completed or `4` Error |
+    | `V2_EXPORT` | `Initiated` -> `InProgress` -> `Completed` or `Error` |
+    | `V2_IMPORT` | `Queued` -> `InProgress` -> `Completed` or `Error` |
+    | `SMARTDOCUMENTOR_TASK` | taskStatus 30 -> 31 -> 4 -> 9 with integration 3 (see below) |
+
+    The short names of earlier versions (`"export"`, `"drive_task"`, `"v2_delete"`,
+    `"sd_task"`...) are still accepted by `seed` and `operations`, with a `DeprecationWarning`.
 
     A SmartDocumentor task goes 30 QueuedForPreProcessing -> 31 PreProcessingInProgress ->
     4 InReview -> 9 ExportCompleted with integration 3 Completed; a failure is
@@ -382,7 +385,7 @@ class FakeDocument360:
 
     def seed(
         self,
-        kind: OperationKind,
+        kind: TargetKind | str,
         n: int = 1,
         *,
         project_id: str | None = None,
@@ -399,7 +402,7 @@ class FakeDocument360:
         Unset lifecycle settings come from `lifecycle`.
 
         Args:
-            kind: one of ``OPERATION_KINDS``.
+            kind: a [TargetKind][d360_async.TargetKind] (or its value, ``"v3.export"``).
             n: how many.
             project_id: the V3 project (default `project_id`); ignored for V2 and
                 SmartDocumentor kinds.
@@ -412,8 +415,7 @@ class FakeDocument360:
             log_history: for ``api_reference``: older, finished import logs behind the
                 current one (for pagination).
         """
-        if kind not in OPERATION_KINDS:
-            raise ValueError(f"unknown kind {kind!r}; kinds are {OPERATION_KINDS}")
+        short = fake_kind(kind)
         if n < 0 or log_history < 0:
             raise ValueError("n and log_history must not be negative")
         changes: dict[str, Any] = {
@@ -431,7 +433,7 @@ class FakeDocument360:
         at = self._state.now() if start is None else start
         project = project_id or self.project_id
         return [
-            self._state.create(kind, project, lifecycle, at, log_history=log_history).id
+            self._state.create(short, project, lifecycle, at, log_history=log_history).id
             for _ in range(n)
         ]
 
@@ -439,11 +441,13 @@ class FakeDocument360:
         """The truth about one operation (raises ``KeyError`` for an unknown id)."""
         return self._state.op(operation_id).snapshot(self._state.now())
 
-    def operations(self, kind: OperationKind | None = None) -> list[FakeOperation]:
-        """Every operation (of ``kind``), in creation order."""
+    def operations(self, kind: TargetKind | str | None = None) -> list[FakeOperation]:
+        """Every operation (of ``kind``, a [TargetKind][d360_async.TargetKind]), in creation
+        order."""
         now = self._state.now()
+        short = None if kind is None else fake_kind(kind)
         return [
-            op.snapshot(now) for op in self._state.ops.values() if kind is None or op.kind == kind
+            op.snapshot(now) for op in self._state.ops.values() if short is None or op.kind == short
         ]
 
     def set_status(

@@ -9,12 +9,11 @@ import attrs
 
 from d360_async._core._phase import Phase
 from d360_async._core._ratelimit._protocol import RateLimiter, RateLimitKey, Ticket
+from d360_async._core._status import RawStatus
 
 __all__ = ["Observation", "Target"]
 
 S = TypeVar("S")
-
-RawStatus = str | int | None
 
 
 @attrs.frozen(slots=True)
@@ -30,7 +29,7 @@ class Observation(Generic[S]):
     """
 
     phase: Phase
-    raw_status: RawStatus
+    raw_status: RawStatus | None
     snapshot: S
     warnings: tuple[str, ...] = ()
 
