@@ -60,6 +60,9 @@ T = TypeVar("T")
 
 _OPEN, _CLOSED = "open", "closed"
 
+# What a call emits to while the client's hooks are idle (see `Hooks._idle`).
+_SILENT = Hooks()
+
 # Rate-limit keys remembered per transport (one per credential and project in practice).
 _MAX_CACHED_KEYS = 1024
 
@@ -337,8 +340,13 @@ class Transport:
         policy allows.
         """
         call = next(_CALLS)
+        hooks = self._hooks
+        idle = hooks._idle
+        if idle is not None and idle():
+            hooks = _SILENT  # nothing would record this call's events: build none
         sending = self._send(
             call,
+            hooks,
             method,
             url,
             decode,
@@ -351,7 +359,7 @@ class Transport:
             ticket=ticket,
             limit=limit,
         )
-        ends = self._hooks.on_request_end
+        ends = hooks.on_request_end
         if not ends:
             return await sending
         started = self._clock()
@@ -369,6 +377,7 @@ class Transport:
     async def _send(
         self,
         call: int,
+        hooks: Hooks,
         method: str,
         url: str,
         decode: Callable[[Response], T],
@@ -398,9 +407,9 @@ class Transport:
                 admitted = await self._limiter.acquire(key, priority=priority)
             else:
                 admitted = None
-            if admitted is not None and self._hooks.on_limiter_wait:
+            if admitted is not None and hooks.on_limiter_wait:
                 await self._emit(
-                    self._hooks.on_limiter_wait,
+                    hooks.on_limiter_wait,
                     LimiterWaitEvent(
                         method, shown_url, attempt, admitted.waited, key, admitted.priority, call
                     ),
@@ -408,7 +417,17 @@ class Transport:
             error: D360Error
             try:
                 response = await self._attempt(
-                    method, full_url, shown_url, attempt, auth, params, json, data, admitted, call
+                    method,
+                    full_url,
+                    shown_url,
+                    attempt,
+                    auth,
+                    params,
+                    json,
+                    data,
+                    admitted,
+                    call,
+                    hooks,
                 )
             except (TransportError, CredentialsUnavailable) as exc:
                 error = exc
@@ -461,9 +480,10 @@ class Transport:
                 type(error).__name__,
                 extra={"d360_key": key.token_fingerprint, "d360_attempt": attempt},
             )
-            await self._emit(
-                self._hooks.on_retry, RetryEvent(method, shown_url, attempt, delay, error, call)
-            )
+            if hooks.on_retry:
+                await self._emit(
+                    hooks.on_retry, RetryEvent(method, shown_url, attempt, delay, error, call)
+                )
             if delay > 0:
                 await self._sleep(delay)
 
@@ -501,11 +521,13 @@ class Transport:
         data: Mapping[str, str] | None,
         admitted: Ticket | None,
         call: int = 0,
+        hooks: Hooks | None = None,
     ) -> Response:
         """One attempt: send, read the whole body, and settle the limiter ticket once."""
         status: int | None = None
         response: Response | None = None
-        hooks = self._hooks
+        if hooks is None:
+            hooks = self._hooks
         try:
             # A closed transport has no session, so the closed check in session() still runs.
             session = self._session if self._session is not None else await self.session()

@@ -107,6 +107,21 @@ MIN_WINDOW = 0.05
 """The shortest window believed, in seconds (a guard against division by nothing)."""
 
 
+# Where the window believed comes from (`PolicyEstimator._window_source`), and in words.
+_W_ANNOUNCED, _W_SLIDING_FIT, _W_RESETS, _W_LONGEST_RESET, _W_REFILL = range(5)
+_W_FIRST, _W_SPAN, _W_ROLLOVERS, _W_PRIOR = range(5, 9)
+_WINDOW_EVIDENCE = {
+    _W_ANNOUNCED: "announced by the server (w=)",
+    _W_SLIDING_FIT: "our requests the count held (a sliding window)",
+    _W_RESETS: "every reset spans it (a sliding window)",
+    _W_LONGEST_RESET: "longest reset announced",
+    _W_FIRST: "windows opened by their first request, ends seen",
+    _W_SPAN: "spacing of the windows' ends",
+    _W_ROLLOVERS: "spacing of rollovers (an upper bound)",
+    _W_PRIOR: "configured (no rollover seen yet)",
+}
+
+
 class Family(enum.Enum):
     """How a budget comes back once spent."""
 
@@ -258,6 +273,7 @@ class PolicyEstimator:
         "_depleted_at",
         "_end",
         "_ended",
+        "_family",
         "_first",
         "_gradual",
         "_jumps",
@@ -314,6 +330,7 @@ class PolicyEstimator:
         self._moving = 0  # announced ends that moved later without a rollover
         self._jumps = 0  # rollovers seen
         self._next_token = 0  # answers whose Reset was 0 while requests remained
+        self._family = Family.UNKNOWN  # what _classify says: updated with the three above
         self._reset_max = 0.0  # the longest reset delay announced (window-end meaning)
         self._reset_lo = 0.0  # a lower bound of the window from the resets announced
         self._rate = 0.0
@@ -354,6 +371,10 @@ class PolicyEstimator:
     @property
     def family(self) -> Family:
         """How the budget comes back, as far as the answers showed."""
+        return self._family
+
+    def _classify(self) -> Family:
+        """The family the counters say (kept in `_family`: read on every answer)."""
         if self._gradual >= GRADUAL_SPANS:
             return Family.TOKEN_BUCKET if self._next_token else Family.GRADUAL
         if self._jumps:
@@ -365,40 +386,43 @@ class PolicyEstimator:
     @property
     def window(self) -> float:
         """The window believed now, in seconds (see [estimate][] for the evidence)."""
-        return max(MIN_WINDOW, self._window_and_evidence()[0])
+        return max(MIN_WINDOW, self._window_source()[0])
 
     def _window_and_evidence(self) -> tuple[float, str, int]:
+        value, source, samples = self._window_source()
+        if source == _W_REFILL:
+            return value, f"limit / refill rate {self._rate:.3g}/s", samples
+        return value, _WINDOW_EVIDENCE[source], samples
+
+    def _window_source(self) -> tuple[float, int, int]:
+        """The window believed, where it comes from (a `_W_*` code) and its samples: what
+        [estimate][] words as evidence, without building the words (this runs on every
+        answer)."""
         if self._announced_window is not None:
-            return self._announced_window, "announced by the server (w=)", self._samples
-        family = self.family
-        if family in (Family.GRADUAL, Family.TOKEN_BUCKET):
+            return self._announced_window, _W_ANNOUNCED, self._samples
+        family = self._family
+        if family is Family.GRADUAL or family is Family.TOKEN_BUCKET:
             counted = self._sliding_fit()
             if counted is not None:
                 assert self._w_log is not None
-                evidence = "our requests the count held (a sliding window)"
-                return counted.hi, evidence, self._w_log.samples
+                return counted.hi, _W_SLIDING_FIT, self._w_log.samples
             every = self._w_all
             sliding = self._moving >= 2 and self._gradual >= GRADUAL_SPANS
             fit = every.usable(3) if every is not None and sliding else None
             if every is not None and fit is not None:
-                return fit.hi, "every reset spans it (a sliding window)", every.samples
+                return fit.hi, _W_RESETS, every.samples
             if self._reset_max > 0.0:
-                return self._reset_max, "longest reset announced", self._samples
+                return self._reset_max, _W_LONGEST_RESET, self._samples
             if self._rate > 0.0:
-                evidence = f"limit / refill rate {self._rate:.3g}/s"
-                return self.limit / self._rate, evidence, self._samples
+                return self.limit / self._rate, _W_REFILL, self._samples
         if family is Family.FIXED_WINDOW:
-            for fitted, evidence in (
-                (self._w_first, "windows opened by their first request, ends seen"),
-                (self._w_span, "spacing of the windows' ends"),
-            ):
+            for fitted, source in ((self._w_first, _W_FIRST), (self._w_span, _W_SPAN)):
                 fit = fitted.usable(2) if fitted is not None else None
                 if fitted is not None and fit is not None:
-                    return fit.hi, evidence, fitted.samples
+                    return fit.hi, source, fitted.samples
         if self._window_hi is not None:
-            evidence = "spacing of rollovers (an upper bound)"
-            return self._window_hi, evidence, self._window_hi_samples
-        return self._prior_window, "configured (no rollover seen yet)", 0
+            return self._window_hi, _W_ROLLOVERS, self._window_hi_samples
+        return self._prior_window, _W_PRIOR, 0
 
     def _sliding_fit(self) -> Interval | None:
         """The sliding-window fit, when it holds and agrees with the refill measured.
@@ -487,7 +511,7 @@ class PolicyEstimator:
     @property
     def window_from_refill(self) -> bool:
         """Whether the window believed is only `limit / refill measured` (an upper bound)."""
-        return self._window_and_evidence()[1].startswith("limit / refill rate")
+        return self._window_source()[1] == _W_REFILL
 
     @property
     def window_lo(self) -> float:
@@ -565,6 +589,8 @@ class PolicyEstimator:
 
     def _refused_between(self, after: int, upto: int) -> int:
         """Requests in `(after, upto]` that were refused (so spent nothing)."""
+        if not self._refusals:
+            return 0
         return sum(1 for seq in self._refusals if after < seq <= upto)
 
     def sent(self, seq: int, at: float) -> None:
@@ -696,6 +722,7 @@ class PolicyEstimator:
                     # coming, a burst of overtaken answers comes once.
                     self._span_gradual += 1
                     self._gradual += 1
+                    self._family = self._classify()
                     self._crossed = seq
                 self._measure_refill(answer)
         self._last = answer
@@ -791,6 +818,7 @@ class PolicyEstimator:
     def _rollover(self, last: _Answer, answer: _Answer) -> None:
         """The window ended between `last`'s request and this answer's."""
         self._jumps += 1
+        self._family = self._classify()
         opened = Interval(last.sent, answer.received)
         first, told = self._first, self._window_told
         self._window_told = None
@@ -841,6 +869,7 @@ class PolicyEstimator:
         if remaining is not None and remaining > 0:
             if delay <= 0.0:
                 self._next_token += 1  # a gateway: Reset is the time to the next credit
+                self._family = self._classify()
                 return
             if self._next_token:
                 return  # a next-token Reset says nothing of a window's end
