@@ -511,10 +511,15 @@ class Budget:
             while counts and counts[0][2] <= sent:
                 counts.popleft()
             latest = self._seq
-            # Whole numbers until the end: the least of them, then one float.
+            # Whole numbers until the end: the least of them, then one float. Answers mostly
+            # come back in order, so most counts precede every request still out.
             least = remaining - (latest - seq) - ahead
+            oldest = unanswered[0] if unanswered else latest + 1
             for other, left, _ in counts:
-                bound = left - (latest - other) - bisect_left(unanswered, other)
+                if other <= oldest:
+                    bound = left - (latest - other)
+                else:
+                    bound = left - (latest - other) - bisect_left(unanswered, other)
                 if bound < least:
                     least = bound
             credits = float(least)

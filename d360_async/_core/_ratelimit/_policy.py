@@ -431,10 +431,12 @@ class PolicyEstimator:
         out, and like a window of `burst / refill` (which is safe) after: a fit is believed
         only once it has held for two of its windows after the budget first ran out.
         """
-        counted = self._w_log
-        fit = counted.usable(10, windows=2.0) if counted is not None else None
         depleted = self._depleted_at
-        if fit is None or counted is None or depleted is None:
+        counted = self._w_log
+        if depleted is None or counted is None:
+            return None  # never ran out (the common case): nothing to fit yet
+        fit = counted.usable(10, windows=2.0)
+        if fit is None:
             return None
         if counted.last < depleted + fit.hi + LOG_FIT_SETTLE:
             return None  # not yet held long enough after the budget first ran out
