@@ -157,6 +157,8 @@ class Budget:
         "_rate",
         "_reserve",
         "_returned",
+        "_returns",
+        "_returns_at",
         "_safety",
         "_seq",
         "_throttled_at",
@@ -214,6 +216,9 @@ class Budget:
         # Answered requests of a gradual budget: (sent, received), for credit returns.
         self._log: deque[tuple[float, float]] = deque(maxlen=LOG_SIZE)
         self._returned = 0  # log entries already returned to the credits
+        # `_returning()` as of the policy's `version` it was derived at (-1: not yet).
+        self._returns = False
+        self._returns_at = -1
         # Slack of at least one request: paced blind, a period then holds at most the limit.
         usable = min(self._prior_limit * (1.0 - safety_margin), self._prior_limit - 1.0)
         self._blind_rate = max(usable - (burst - 1), EPSILON) / self._period
@@ -344,7 +349,16 @@ class Budget:
 
     def _returning(self) -> bool:
         """Whether spent credits come back one by one (a gradual budget whose window is
-        bounded from above by something the answers proved)."""
+        bounded from above by something the answers proved). Read on every advance of the
+        clock, derived again only once the policy learned something."""
+        policy = self.policy
+        if policy.version == self._returns_at:
+            return self._returns
+        returns = self._derive_returning()
+        self._returns, self._returns_at = returns, policy.version
+        return returns
+
+    def _derive_returning(self) -> bool:
         policy = self.policy
         if policy.family not in (Family.GRADUAL, Family.TOKEN_BUCKET):
             return False

@@ -228,8 +228,12 @@ class _WindowFit:
 
     def add(self, told: Interval, at: float = 0.0) -> bool:
         """Narrow with one more bound (seen at `at`); False when it contradicts the others."""
-        lo = max(self.lo, told.lo)
-        hi = min(self.hi, told.hi)
+        return self.add_bounds(told.lo, told.hi, at)
+
+    def add_bounds(self, told_lo: float, told_hi: float, at: float = 0.0) -> bool:
+        """[add][] with the bound as two numbers (no `Interval` built on every answer)."""
+        lo = max(self.lo, told_lo)
+        hi = min(self.hi, told_hi)
         if lo > hi + 0.05:
             return False
         self.lo, self.hi = lo, max(lo, hi)
@@ -306,6 +310,7 @@ class PolicyEstimator:
         "_window_hi",
         "_window_hi_samples",
         "_window_told",
+        "version",
     )
 
     def __init__(self, limit: float, window: float) -> None:
@@ -356,6 +361,9 @@ class PolicyEstimator:
         self._w_span: _WindowFit | None = _WindowFit()
         self._ended: Interval | None = None  # when the previous window ended
         self._window_told: Interval | None = None  # the current window's end, as told
+        # Moves on whenever a method that learns ran (all but `sent`, which changes nothing
+        # any belief reads): a reader may keep what it derived until it moves.
+        self.version = 0
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -585,6 +593,7 @@ class PolicyEstimator:
 
     def refused(self, seq: int) -> None:
         """Request `seq` was answered 429: it took nothing from the budget."""
+        self.version += 1
         self._refusals.append(seq)
         while len(self._refusals) > REFUSALS_KEPT:
             self._refusals.popleft()
@@ -632,7 +641,7 @@ class PolicyEstimator:
         hi = received - sends[before][0]  # left: arrived at or before (arrival - window)
         if not math.isfinite(lo):
             lo = 0.0
-        if not fit.add(Interval(lo, hi), received):
+        if not fit.add_bounds(lo, hi, received):
             self._w_log = None  # not a sliding window of this limit
 
     def observe(
@@ -654,15 +663,27 @@ class PolicyEstimator:
             in_flight: requests admitted before it and still unanswered: the server may or
                 may not have counted them, so the count may be off by that many.
         """
+        self.version += 1
         if state.limit is not None:
             self._announced_limit = state.limit
         if state.window is not None:
             self._announced_window = state.window
-        if state.date is not None:
+        date = state.date
+        if date is not None:
             # The server read its clock between our send and the answer, and truncated it.
-            told = Interval(state.date - received, state.date + 1.0 - sent)
-            both = None if self._offset is None else self._offset.intersect(told)
-            self._offset = told if both is None else both
+            # (`Interval.intersect` in numbers: an offset that did not narrow is kept as is.)
+            told_lo = date - received
+            told_hi = date + 1.0 - sent
+            offset = self._offset
+            if offset is None:
+                self._offset = Interval(told_lo, told_hi)
+            else:
+                lo = max(offset.lo, told_lo)
+                hi = min(offset.hi, told_hi)
+                if lo > hi:
+                    self._offset = Interval(told_lo, told_hi)
+                elif lo != offset.lo or hi != offset.hi:
+                    self._offset = Interval(lo, hi)
         remaining = state.remaining
         last = self._last
         fresh = last is None or seq > last.seq
@@ -882,47 +903,58 @@ class PolicyEstimator:
             return
         if delay > self._reset_max:
             self._reset_max = delay
+        # The intervals below are kept as pairs of numbers until one is stored: this runs on
+        # every answer that carries a reset.
         offset = self._offset
         if state.reset_is_epoch and state.date is not None and offset is not None:
             # An epoch, rounded up to the second, on the server's clock: our clock's offset
             # from it is known to within what the Dates seen so far allow.
             epoch = state.date + delay
-            told = Interval(epoch - 1.0 - offset.hi, epoch - offset.lo)
+            told_lo, told_hi = epoch - 1.0 - offset.hi, epoch - offset.lo
         else:
             below = 2.0 if state.reset_is_epoch else 1.0
-            told = Interval(sent + delay - below, received + delay)
-        told = Interval(told.lo, max(told.hi, received))
-        spans = Interval(told.lo - received, told.hi - sent)
-        if spans.lo > self._reset_lo:
-            self._reset_lo = spans.lo
-        if remaining == 0 and self._w_all is not None and not self._w_all.add(spans):
+            told_lo, told_hi = sent + delay - below, received + delay
+        told_hi = max(told_hi, received)
+        spans_lo, spans_hi = told_lo - received, told_hi - sent
+        if spans_lo > self._reset_lo:
+            self._reset_lo = spans_lo
+        if (
+            remaining == 0
+            and self._w_all is not None
+            and not self._w_all.add_bounds(spans_lo, spans_hi)
+        ):
             self._w_all = None  # resets are not all one window long: not a sliding window
-        if self._w_any is not None and not self._w_any.add(spans, received):
+        if self._w_any is not None and not self._w_any.add_bounds(spans_lo, spans_hi, received):
             # Resets at every count do not span one time: not a sliding window that says
             # when its newest request leaves (a bucket's time to fill varies with the count).
             self._w_any = None
         current = self._told
         if current is not None:
-            both = current.intersect(told)
-            if both is not None:
+            lo = max(current.lo, told_lo)
+            hi = min(current.hi, told_hi)
+            if lo <= hi:
+                # The same end, narrowed (or not: then the interval held is kept).
+                both = current if lo == current.lo and hi == current.hi else Interval(lo, hi)
                 self._told = self._window_told = both
                 return
-            if told.lo < current.lo:
+            if told_lo < current.lo:
                 return  # an older window's word, overtaken: keep the newer
             if not self._rolled_since_told:
                 # An end that moved later without a rollover: not a fixed window (a sliding
                 # window says when its newest request leaves).
                 self._moving += 1
-        self._told = self._window_told = told
+        self._told = self._window_told = Interval(told_lo, told_hi)
         self._rolled_since_told = False
 
     def forget_end(self) -> None:
         """The window's end has passed (a probe will tell what came next)."""
+        self.version += 1
         self._end = None
         self._told = None
 
     def throttled(self, state: RateLimitState | None, *, now: float) -> None:
         """A 429: whatever end was believed was too early."""
+        self.version += 1
         wait = None
         if state is not None:
             wait = state.retry_after if state.retry_after is not None else state.reset_after
