@@ -64,6 +64,7 @@ async def _loop(check: Callable[[], Awaitable[Any]], total: int, concurrency: in
 
 LOOPS = {
     "bare": "bare aiohttp GET + json()",
+    "bare_timeouts": "the same, with the client's timeouts (informative)",
     "client": "client.exports.get (limiter, retry, decode, model)",
     "client_off": "the same, telemetry=False",
     "client_sdk": "the same, OpenTelemetry SDK recording (in-memory exporter)",
@@ -108,6 +109,7 @@ async def _measure(
     from ._harness import client_class
 
     Client = client_class()
+    from d360_async import Timeouts
     from d360_async._limiters import RateLimitConfig
 
     status_url = f"{url}/v3/projects/{project_id}/exports/{export_id}"
@@ -116,10 +118,25 @@ async def _measure(
     variants: dict[str, Any] = {"client": True, "client_off": False}
     if sdk is not None:
         variants["client_sdk"] = sdk[0]
-    samples: dict[str, list[tuple[float, float]]] = {"bare": [], **{n: [] for n in variants}}
+    samples: dict[str, list[tuple[float, float]]] = {
+        "bare": [],
+        "bare_timeouts": [],
+        **{n: [] for n in variants},
+    }
     waits = throttled = 0
     async with contextlib.AsyncExitStack() as stack:
         session = await stack.enter_async_context(aiohttp.ClientSession())
+        # The client bounds every request (total, connect, and each read, as a library must);
+        # aiohttp arms a timer for each bound. This loop shows what that costs aiohttp
+        # itself; the target compares against the plain bare loop above.
+        t = Timeouts()
+        timed = await stack.enter_async_context(
+            aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(
+                    total=t.total, sock_connect=t.connect, sock_read=t.read
+                )
+            )
+        )
         clients = {
             name: await stack.enter_async_context(
                 Client(
@@ -137,13 +154,22 @@ async def _measure(
                 response.raise_for_status()
                 return await response.json()
 
+        async def bare_timeouts() -> Any:
+            async with timed.get(status_url, headers=headers) as response:
+                response.raise_for_status()
+                return await response.json()
+
         def full(client: Any) -> Callable[[], Awaitable[Any]]:
             async def check() -> Any:
                 return await client.exports.get(project_id, export_id)
 
             return check
 
-        loops = {"bare": bare, **{name: full(client) for name, client in clients.items()}}
+        loops = {
+            "bare": bare,
+            "bare_timeouts": bare_timeouts,
+            **{name: full(client) for name, client in clients.items()},
+        }
         for check in loops.values():  # warm up: connections, caches, first-call costs
             await _loop(check, max(CONCURRENCY * 4, checks // 10), CONCURRENCY)
         names = list(loops)

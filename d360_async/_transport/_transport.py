@@ -161,6 +161,7 @@ class Transport:
         "_state",
         "_timeout",
         "_timeouts",
+        "_try_acquire",
         "_wall_clock",
     )
 
@@ -193,6 +194,10 @@ class Transport:
         # (``owns_limiter``) is closed with it.
         self._owns_limiter = owns_limiter
         self._limiter: RateLimiter = limiter
+        # A limiter that can admit without a coroutine (LocalRateLimiter) is asked that first.
+        self._try_acquire: Callable[[RateLimitKey, Priority], Ticket | None] | None = getattr(
+            limiter, "try_acquire", None
+        )
         self._retry = retry if retry is not None else RetryPolicy()
         self._quota = RetryQuota(self._retry.quota)
         self._timeouts = timeouts if timeouts is not None else Timeouts()
@@ -403,8 +408,11 @@ class Transport:
             if ticket is not None and attempt == 1:
                 admitted: Ticket | None = ticket
             elif limit:
-                self._refuse_long_wait(key, priority, method, shown_url)
-                admitted = await self._limiter.acquire(key, priority=priority)
+                try_acquire = self._try_acquire
+                admitted = None if try_acquire is None else try_acquire(key, priority)
+                if admitted is None:
+                    self._refuse_long_wait(key, priority, method, shown_url)
+                    admitted = await self._limiter.acquire(key, priority=priority)
             else:
                 admitted = None
             if admitted is not None and hooks.on_limiter_wait:
