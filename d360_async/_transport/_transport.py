@@ -157,6 +157,7 @@ class Transport:
         "_rng",
         "_session",
         "_session_lock",
+        "_settle",
         "_sleep",
         "_state",
         "_timeout",
@@ -194,10 +195,12 @@ class Transport:
         # (``owns_limiter``) is closed with it.
         self._owns_limiter = owns_limiter
         self._limiter: RateLimiter = limiter
-        # A limiter that can admit without a coroutine (LocalRateLimiter) is asked that first.
-        self._try_acquire: Callable[[RateLimitKey, Priority], Ticket | None] | None = getattr(
-            limiter, "try_acquire", None
+        # A limiter that can admit and settle without a coroutine (LocalRateLimiter) is used
+        # so, unless a subclass changed what its coroutines do.
+        self._try_acquire: Callable[[RateLimitKey, Priority], Ticket | None] | None = _plain(
+            limiter, "try_acquire", "acquire"
         )
+        self._settle: Callable[..., None] | None = _plain(limiter, "settle", "complete")
         self._retry = retry if retry is not None else RetryPolicy()
         self._quota = RetryQuota(self._retry.quota)
         self._timeouts = timeouts if timeouts is not None else Timeouts()
@@ -603,11 +606,12 @@ class Transport:
             if admitted is not None:
                 # Exactly once per admitted attempt, even on cancellation: the limiter must
                 # learn that the request may have consumed budget.
-                await self._limiter.complete(
-                    admitted,
-                    status=status,
-                    state=response.rate_limit if response is not None else None,
-                )
+                state = response.rate_limit if response is not None else None
+                settle = self._settle
+                if settle is not None:
+                    settle(admitted, status=status, state=state)
+                else:
+                    await self._limiter.complete(admitted, status=status, state=state)
 
     @asynccontextmanager
     async def stream(
@@ -681,6 +685,17 @@ class Transport:
 
 def _identity(response: Response) -> Response:
     return response
+
+
+def _plain(limiter: object, fast: str, slow: str) -> Any:
+    """``limiter.<fast>``, the synchronous form of its ``<slow>`` coroutine, when the class
+    that defines it also defines the ``<slow>`` in use (a subclass overriding ``<slow>``
+    keeps it called); else None."""
+    cls = type(limiter)
+    for klass in cls.__mro__:
+        if fast in vars(klass):
+            return getattr(limiter, fast) if getattr(cls, slow) is vars(klass).get(slow) else None
+    return None
 
 
 def _credential_failure(exc: Exception, method: str, shown_url: str) -> D360Error:
