@@ -364,6 +364,61 @@ async def test_hooks_see_request_response_and_retry(fake: FakeDocument360) -> No
     assert kinds == [RequestEvent, ResponseEvent, RetryEvent, RequestEvent, ResponseEvent]
 
 
+async def test_idle_hooks_get_no_events_for_a_call(fake: FakeDocument360) -> None:
+    """Hooks that say they would do nothing now (the telemetry's, while no SDK records) get no
+    event for a call that starts then; once they are not idle, every event comes again."""
+    events: list[object] = []
+    idle = [True]
+    (export_id,) = fake.seed("v3.export", 1)
+    hooks = Hooks(
+        on_request=[events.append],
+        on_response=[events.append],
+        on_retry=[events.append],
+        on_limiter_wait=[events.append],
+        on_request_end=[events.append],
+    )._idle_when(lambda: idle[0])
+    transport = make_transport(fake, hooks=hooks)
+    try:
+        await transport.request("GET", export_path(export_id), auth=BearerAuth(TOKEN))
+        assert events == []
+        idle[0] = False
+        await transport.request("GET", export_path(export_id), auth=BearerAuth(TOKEN))
+    finally:
+        await transport.aclose()
+    kinds = [type(e).__name__ for e in events]
+    assert kinds == ["LimiterWaitEvent", "RequestEvent", "ResponseEvent", "RequestEndEvent"]
+
+
+async def test_a_limiter_subclass_overriding_its_coroutines_keeps_them_called(
+    fake: FakeDocument360,
+) -> None:
+    """The transport admits and settles through LocalRateLimiter's synchronous forms only
+    while they are what its coroutines do: a subclass's own acquire and complete still run."""
+    calls: list[str] = []
+
+    class Counting(LocalRateLimiter):
+        async def acquire(self, key: Any, *, priority: Any = None) -> Any:
+            calls.append("acquire")
+            return await super().acquire(key)
+
+        async def complete(self, ticket: Any, *, status: Any, state: Any) -> None:
+            calls.append("complete")
+            await super().complete(ticket, status=status, state=state)
+
+    (export_id,) = fake.seed("v3.export", 1)
+    plain = LocalRateLimiter(RateLimitConfig(rate=10_000, period=1))
+    counting = Counting(RateLimitConfig(rate=10_000, period=1))
+    for limiter in (plain, counting):
+        transport = make_transport(fake, limiter=limiter)
+        try:
+            await transport.request("GET", export_path(export_id), auth=BearerAuth(TOKEN))
+        finally:
+            await transport.aclose()
+            await limiter.aclose()
+    assert calls == ["acquire", "complete"]
+    assert [s.requests for s in plain.stats()] == [1]
+
+
 async def test_borrowed_session_is_not_closed(fake: FakeDocument360) -> None:
     (export_id,) = fake.seed("v3.export", 1)
     async with aiohttp.ClientSession() as session:

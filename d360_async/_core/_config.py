@@ -208,17 +208,49 @@ class Hooks:
     on_request_end: tuple[HookFn, ...] = attrs.field(default=(), converter=_hooks)
     on_transition: tuple[HookFn, ...] = attrs.field(default=(), converter=_hooks)
     on_target_finished: tuple[HookFn, ...] = attrs.field(default=(), converter=_hooks)
+    # Says whether the request-side callbacks would do nothing now (the telemetry's, while no
+    # SDK is configured): the transport then builds no events for the call. None: never idle.
+    _idle: Callable[[], bool] | None = attrs.field(default=None, init=False, eq=False, repr=False)
 
     def __add__(self, other: Hooks) -> Hooks:
         """Both sets of callbacks, ``self``'s first for each event."""
         if not isinstance(other, Hooks):
             return NotImplemented
-        return Hooks(
-            **{
-                field.name: getattr(self, field.name) + getattr(other, field.name)
-                for field in attrs.fields(Hooks)
-            }
+        both = Hooks(**{name: getattr(self, name) + getattr(other, name) for name in _EVENTS})
+        mine, theirs = self._idle, other._idle
+        if not self._requests():
+            idle = theirs
+        elif not other._requests():
+            idle = mine
+        elif mine is not None and theirs is not None:
+            idle = _both_idle(mine, theirs)
+        else:
+            idle = None
+        return both._idle_when(idle)
+
+    def _requests(self) -> bool:
+        """Whether any callback listens to the transport's events."""
+        return bool(
+            self.on_request
+            or self.on_response
+            or self.on_retry
+            or self.on_limiter_wait
+            or self.on_request_end
         )
+
+    def _idle_when(self, idle: Callable[[], bool] | None) -> Hooks:
+        """These hooks, told when their request-side callbacks would do nothing (see
+        `_idle`); for the library's own hooks only."""
+        object.__setattr__(self, "_idle", idle)
+        return self
+
+
+_EVENTS = tuple(field.name for field in attrs.fields(Hooks) if field.init)
+"""The callback lists of [Hooks][d360_async.Hooks]."""
+
+
+def _both_idle(first: Callable[[], bool], second: Callable[[], bool]) -> Callable[[], bool]:
+    return lambda: first() and second()
 
 
 async def notify(hooks: tuple[HookFn, ...], event: object) -> None:

@@ -48,6 +48,12 @@ def _describe(value: object) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+# Text ids already checked, to their canonical form: a status check sends the same ids again
+# and again. Only accepted values are kept (a refused one raises every time); emptied when full.
+_CANONICAL: dict[str, str] = {}
+_CANONICAL_MAX: Final = 1024
+
+
 def uuid_id(value: object, *, name: str = "id") -> str:
     """A UUID path id in canonical lowercase form; ``ValueError`` otherwise.
 
@@ -55,12 +61,21 @@ def uuid_id(value: object, *, name: str = "id") -> str:
     ``urn:uuid:`` prefixes and the 32-digit form are refused: they are not what the API
     returns, and refusing them keeps every accepted value free of URL-significant characters.
     """
+    if type(value) is str:
+        known = _CANONICAL.get(value)
+        if known is not None:
+            return known
     if isinstance(value, uuid.UUID):
         return str(value)
     if isinstance(value, str) and _UUID_RE.fullmatch(value):
         # The pattern admits only the hyphenated 8-4-4-4-12 hex form, whose canonical text
         # (``str(uuid.UUID(value))``) is the same characters lower-cased: no parse needed.
-        return value.lower()
+        canonical = value.lower()
+        if type(value) is str:
+            if len(_CANONICAL) >= _CANONICAL_MAX:
+                _CANONICAL.clear()
+            _CANONICAL[value] = canonical
+        return canonical
     raise ValueError(f"{name} must be a UUID, got {_describe(value)}")
 
 

@@ -69,6 +69,7 @@ __all__ = [
     "malformed",
     "parse_timestamp",
     "structure",
+    "structurer",
 ]
 
 T = TypeVar("T")
@@ -611,14 +612,39 @@ def structure(data: Any, cls: type[T], *, response: Response | None = None) -> T
     except Exception as exc:
         if not isinstance(exc, cattrs.BaseValidationError | TypeError | ValueError | KeyError):
             raise
-        lines = _error_lines(exc)
-        message = f"Response does not match {cls.__name__}: " + "; ".join(lines[:5])
-        if len(lines) > 5:
-            message += f" (and {len(lines) - 5} more)"
-        error = malformed(message, response)
-        error.cause_type = type(exc).__name__
+        error = _mismatch(exc, cls, response)
     # Raised outside the handler, so not chained: the validation errors quote server values.
     raise error
+
+
+def structurer(cls: type[T]) -> Callable[[Any, Response | None], T]:
+    """[structure][] for one model, with its cattrs hook looked up once, on first use (a
+    decoder runs on every response)."""
+    hook: Callable[[Any, Any], T] | None = None
+
+    def build(data: Any, response: Response | None = None) -> T:
+        nonlocal hook
+        if hook is None:
+            hook = converter.get_structure_hook(cls)
+        try:
+            return hook(data, cls)
+        except Exception as exc:
+            if not isinstance(exc, cattrs.BaseValidationError | TypeError | ValueError | KeyError):
+                raise
+            error = _mismatch(exc, cls, response)
+        raise error  # outside the handler, as in `structure`
+
+    return build
+
+
+def _mismatch(exc: Exception, cls: type[Any], response: Response | None) -> MalformedResponse:
+    lines = _error_lines(exc)
+    message = f"Response does not match {cls.__name__}: " + "; ".join(lines[:5])
+    if len(lines) > 5:
+        message += f" (and {len(lines) - 5} more)"
+    error = malformed(message, response)
+    error.cause_type = type(exc).__name__
+    return error
 
 
 def malformed(message: str, response: Response | None) -> MalformedResponse:

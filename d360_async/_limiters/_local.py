@@ -266,6 +266,14 @@ def _noop() -> None:
     return None
 
 
+def _at_once(lane: _Lane, now: float, level: int) -> Ticket | None:
+    """Admit at ``now`` if nobody of the same or a better priority waits and the budget
+    allows it at once."""
+    if lane.ahead(level) == 0 and lane.bucket.try_take(lane.now(now)) == 0.0:
+        return lane.admit(now, 0.0, level)
+    return None
+
+
 _PRIORITIES: tuple[Priority, ...] = tuple(Priority)
 
 
@@ -356,8 +364,9 @@ class LocalRateLimiter:
         lane = self._lanes.get(key) or self._lane(key)
         now = self._now()
         level = int(priority)
-        if lane.ahead(level) == 0 and lane.bucket.try_take(lane.now(now)) == 0.0:
-            return lane.admit(now, 0.0, level)
+        ticket = _at_once(lane, now, level)
+        if ticket is not None:
+            return ticket
         future: asyncio.Future[Ticket] = asyncio.get_running_loop().create_future()
         lane.enqueue((future, now), level)
         self._dispatch(lane)
@@ -373,6 +382,17 @@ class LocalRateLimiter:
                 # sent, so the token goes to the next waiter.
                 self._give_back(lane, future.result())
             raise
+
+    def try_acquire(self, key: RateLimitKey, priority: Priority = Priority.DIRECT) -> Ticket | None:
+        """The ticket [acquire][d360_async.LocalRateLimiter.acquire] would hand out at once,
+        or None (nothing taken) when it would wait or the limiter is closed.
+
+        The transport asks this first: a request admitted at once needs no look at how long
+        the wait would be, nor a coroutine.
+        """
+        if self._closed:
+            return None
+        return _at_once(self._lanes.get(key) or self._lane(key), self._now(), int(priority))
 
     async def complete(
         self, ticket: Ticket, *, status: int | None, state: RateLimitState | None

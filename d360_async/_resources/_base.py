@@ -15,7 +15,13 @@ import yarl
 
 from d360_async._core._errors import MissingCredential
 from d360_async._core._kinds import TargetKind
-from d360_async._core._models import OperationHandle, as_mapping, malformed, structure
+from d360_async._core._models import (
+    OperationHandle,
+    as_mapping,
+    malformed,
+    structure,
+    structurer,
+)
 from d360_async._core._ratelimit._protocol import Priority, Ticket
 from d360_async._core._response import Response, check_v2, unwrap_v3
 from d360_async._core._status import StatusReading
@@ -141,8 +147,10 @@ class Resource:
 def decode_v3(cls: type[T]) -> Callable[[Response], T]:
     """A decoder reading ``data`` of a V3 envelope as ``cls``."""
 
+    build = structurer(cls)
+
     def decode(response: Response) -> T:
-        return structure(unwrap_v3(response), cls, response=response)
+        return build(unwrap_v3(response), response)
 
     return decode
 

@@ -89,6 +89,10 @@ class BearerAuth:
 
     async def apply(self, headers: dict[str, str]) -> None:
         """Set `Authorization: Bearer <token>` (asking the provider on first use)."""
+        token = self._token
+        if token is not None:  # static, or the provider's current one: nothing to await
+            headers["Authorization"] = f"Bearer {token.get()}"
+            return
         headers["Authorization"] = f"Bearer {await self._current()}"
 
     async def refresh(self) -> bool:

@@ -248,7 +248,12 @@ class Telemetry:
             on_request_end=[feed.on_request_end],
             on_transition=[self.on_transition],
             on_target_finished=[self.on_target_finished],
-        )
+        )._idle_when(self._idle)
+
+    def _idle(self) -> bool:
+        """Whether a call starting now would record nothing (no SDK configured yet): the
+        transport then builds no events for it at all."""
+        return not self._recording()
 
     def recording(self) -> bool:
         """Whether anything records what this telemetry emits.

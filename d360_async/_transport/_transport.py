@@ -60,6 +60,9 @@ USER_AGENT = f"d360-async/{__version__}"
 T = TypeVar("T")
 
 
+# What a call emits to while the client's hooks are idle (see `Hooks._idle`).
+_SILENT = Hooks()
+
 # Rate-limit keys remembered per transport (one per credential and project in practice).
 _MAX_CACHED_KEYS = 1024
 
@@ -154,10 +157,12 @@ class Transport:
         "_rng",
         "_session",
         "_session_lock",
+        "_settle",
         "_sleep",
         "_state",
         "_timeout",
         "_timeouts",
+        "_try_acquire",
         "_wall_clock",
     )
 
@@ -188,6 +193,12 @@ class Transport:
         # (``owns_limiter``) is closed with it.
         self._owns_limiter = owns_limiter
         self._limiter: RateLimiter = limiter
+        # A limiter that can admit and settle without a coroutine (LocalRateLimiter) is used
+        # so, unless a subclass changed what its coroutines do.
+        self._try_acquire: Callable[[RateLimitKey, Priority], Ticket | None] | None = _plain(
+            limiter, "try_acquire", "acquire"
+        )
+        self._settle: Callable[..., None] | None = _plain(limiter, "settle", "complete")
         self._retry = retry if retry is not None else RetryPolicy()
         self._quota = RetryQuota(self._retry.quota)
         self._timeouts = timeouts if timeouts is not None else Timeouts()
@@ -341,8 +352,13 @@ class Transport:
         policy allows.
         """
         call = next(_CALLS)
+        hooks = self._hooks
+        idle = hooks._idle
+        if idle is not None and idle():
+            hooks = _SILENT  # nothing would record this call's events: build none
         sending = self._send(
             call,
+            hooks,
             method,
             url,
             decode,
@@ -355,7 +371,7 @@ class Transport:
             ticket=ticket,
             limit=limit,
         )
-        ends = self._hooks.on_request_end
+        ends = hooks.on_request_end
         if not ends:
             return await sending
         started = self._clock()
@@ -373,6 +389,7 @@ class Transport:
     async def _send(
         self,
         call: int,
+        hooks: Hooks,
         method: str,
         url: str,
         decode: Callable[[Response], T],
@@ -398,13 +415,16 @@ class Transport:
             if ticket is not None and attempt == 1:
                 admitted: Ticket | None = ticket
             elif limit:
-                self._refuse_long_wait(key, priority, method, shown_url)
-                admitted = await self._limiter.acquire(key, priority=priority)
+                try_acquire = self._try_acquire
+                admitted = None if try_acquire is None else try_acquire(key, priority)
+                if admitted is None:
+                    self._refuse_long_wait(key, priority, method, shown_url)
+                    admitted = await self._limiter.acquire(key, priority=priority)
             else:
                 admitted = None
-            if admitted is not None and self._hooks.on_limiter_wait:
+            if admitted is not None and hooks.on_limiter_wait:
                 await self._emit(
-                    self._hooks.on_limiter_wait,
+                    hooks.on_limiter_wait,
                     LimiterWaitEvent(
                         method, shown_url, attempt, admitted.waited, key, admitted.priority, call
                     ),
@@ -412,7 +432,17 @@ class Transport:
             error: D360Error
             try:
                 response = await self._attempt(
-                    method, full_url, shown_url, attempt, auth, params, json, data, admitted, call
+                    method,
+                    full_url,
+                    shown_url,
+                    attempt,
+                    auth,
+                    params,
+                    json,
+                    data,
+                    admitted,
+                    call,
+                    hooks,
                 )
             except (TransportError, CredentialsUnavailable) as exc:
                 error = exc
@@ -465,9 +495,10 @@ class Transport:
                 type(error).__name__,
                 extra={"d360_key": key.token_fingerprint, "d360_attempt": attempt},
             )
-            await self._emit(
-                self._hooks.on_retry, RetryEvent(method, shown_url, attempt, delay, error, call)
-            )
+            if hooks.on_retry:
+                await self._emit(
+                    hooks.on_retry, RetryEvent(method, shown_url, attempt, delay, error, call)
+                )
             if delay > 0:
                 await self._sleep(delay)
 
@@ -502,11 +533,13 @@ class Transport:
         data: Mapping[str, str] | None,
         admitted: Ticket | None,
         call: int = 0,
+        hooks: Hooks | None = None,
     ) -> Response:
         """One attempt: send, read the whole body, and settle the limiter ticket once."""
         status: int | None = None
         response: Response | None = None
-        hooks = self._hooks
+        if hooks is None:
+            hooks = self._hooks
         try:
             # A closed transport has no session, so the closed check in session() still runs.
             session = self._session if self._session is not None else await self.session()
@@ -574,11 +607,12 @@ class Transport:
             if admitted is not None:
                 # Exactly once per admitted attempt, even on cancellation: the limiter must
                 # learn that the request may have consumed budget.
-                await self._limiter.complete(
-                    admitted,
-                    status=status,
-                    state=response.rate_limit if response is not None else None,
-                )
+                state = response.rate_limit if response is not None else None
+                settle = self._settle
+                if settle is not None:
+                    settle(admitted, status=status, state=state)
+                else:
+                    await self._limiter.complete(admitted, status=status, state=state)
 
     @asynccontextmanager
     async def stream(
@@ -652,6 +686,17 @@ class Transport:
 
 def _identity(response: Response) -> Response:
     return response
+
+
+def _plain(limiter: object, fast: str, slow: str) -> Any:
+    """``limiter.<fast>``, the synchronous form of its ``<slow>`` coroutine, when the class
+    that defines it also defines the ``<slow>`` in use (a subclass overriding ``<slow>``
+    keeps it called); else None."""
+    cls = type(limiter)
+    for klass in cls.__mro__:
+        if fast in vars(klass):
+            return getattr(limiter, fast) if getattr(cls, slow) is vars(klass).get(slow) else None
+    return None
 
 
 def _credential_failure(exc: Exception, method: str, shown_url: str) -> D360Error:

@@ -89,6 +89,24 @@ async def test_admits_at_once_when_a_token_is_there(clock: ManualClock) -> None:
     assert clock.pending == 0
 
 
+async def test_try_acquire_admits_only_what_acquire_would_admit_at_once(clock: ManualClock) -> None:
+    limiter = make(clock)
+    first = limiter.try_acquire(KEY)
+    assert first is not None
+    assert (first.key, first.admitted_at, first.waited, first.seq) == (KEY, clock.now, 0.0, 1)
+    # The next token is a pace away: nothing is taken, nobody is queued, no timer is armed.
+    assert limiter.try_acquire(KEY) is None
+    stats = stats_of(limiter)
+    assert (stats.requests, stats.waits, stats.in_flight, stats.queued) == (1, 0, 1, 0)
+    assert clock.pending == 0
+    clock.advance(GAP)
+    second = limiter.try_acquire(KEY, Priority.POLL)
+    assert second is not None
+    assert (second.seq, second.priority) == (2, Priority.POLL)
+    await limiter.aclose()
+    assert limiter.try_acquire(KEY) is None  # closed: acquire would raise
+
+
 async def test_waiters_are_served_first_come_first_served(clock: ManualClock) -> None:
     limiter = make(clock)
     rec = Recorder(limiter, clock)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from d360_async import Hooks, NotFound, ProtocolError, RateLimited
+from d360_async import Hooks, NotFound, ProtocolError, RateLimited, Telemetry
 from d360_async._transport._telemetry import (
     _error_type,
     _status_class,
@@ -60,6 +60,42 @@ def test_hooks_add_keeps_both_in_order() -> None:
     assert both.on_retry == (b,)
     assert both.on_transition == (a,)
     assert both.on_response == ()
+
+
+def test_hooks_add_keeps_idleness_only_where_no_callback_of_its_own_listens() -> None:
+    def mine(_: object) -> None: ...
+
+    def quiet() -> bool:
+        return True
+
+    def busy() -> bool:
+        return False
+
+    telemetry = Hooks(on_request=[mine])._idle_when(quiet)
+    assert Hooks() == Hooks()._idle_when(quiet)  # no part of equality
+    # Request callbacks of the user's own are always called: never idle.
+    assert (Hooks(on_request=[print]) + telemetry)._idle is None
+    assert (telemetry + Hooks(on_response=[print]))._idle is None
+    # Watch-only hooks leave the telemetry's idleness as it is.
+    assert (Hooks(on_transition=[print]) + telemetry)._idle is quiet
+    assert (telemetry + Hooks(on_target_finished=[print]))._idle is quiet
+    # Two idle sets are idle while both are.
+    other = Hooks(on_retry=[mine])._idle_when(busy)
+    both = (telemetry + other)._idle
+    assert both is not None
+    assert both() is False
+    idle_both = (telemetry + Hooks(on_retry=[mine])._idle_when(quiet))._idle
+    assert idle_both is not None
+    assert idle_both() is True
+
+
+def test_telemetry_hooks_are_idle_only_while_nothing_records() -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+
+    assert Telemetry().hooks()._idle is not None
+    recording = Telemetry(tracer_provider=TracerProvider()).hooks()._idle
+    assert recording is not None
+    assert recording() is False
 
 
 def test_instrument_leaves_hooks_alone_when_off_and_checks_its_argument() -> None:

@@ -41,6 +41,7 @@ not lost.
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections import deque
 
 from d360_async._core._ratelimit._headers import RateLimitState
@@ -156,6 +157,8 @@ class Budget:
         "_rate",
         "_reserve",
         "_returned",
+        "_returns",
+        "_returns_at",
         "_safety",
         "_seq",
         "_throttled_at",
@@ -188,7 +191,9 @@ class Budget:
         self._epoch_margin = epoch_margin
         self._adaptive = adaptive
         self._seq = 0
-        self._unanswered: set[int] = set()  # admission numbers not yet recorded
+        # Admission numbers not yet recorded, ascending (each admission's is the largest
+        # yet): how many precede a number is a bisection, not a scan.
+        self._unanswered: list[int] = []
         self._calibrated = 0  # seq of the answer credits were last computed from
         self._credits: float | None = None
         # Recent answers' counts: (admission number, remaining, when the answer came).
@@ -211,6 +216,9 @@ class Budget:
         # Answered requests of a gradual budget: (sent, received), for credit returns.
         self._log: deque[tuple[float, float]] = deque(maxlen=LOG_SIZE)
         self._returned = 0  # log entries already returned to the credits
+        # `_returning()` as of the policy's `version` it was derived at (-1: not yet).
+        self._returns = False
+        self._returns_at = -1
         # Slack of at least one request: paced blind, a period then holds at most the limit.
         usable = min(self._prior_limit * (1.0 - safety_margin), self._prior_limit - 1.0)
         self._blind_rate = max(usable - (burst - 1), EPSILON) / self._period
@@ -341,7 +349,16 @@ class Budget:
 
     def _returning(self) -> bool:
         """Whether spent credits come back one by one (a gradual budget whose window is
-        bounded from above by something the answers proved)."""
+        bounded from above by something the answers proved). Read on every advance of the
+        clock, derived again only once the policy learned something."""
+        policy = self.policy
+        if policy.version == self._returns_at:
+            return self._returns
+        returns = self._derive_returning()
+        self._returns, self._returns_at = returns, policy.version
+        return returns
+
+    def _derive_returning(self) -> bool:
         policy = self.policy
         if policy.family not in (Family.GRADUAL, Family.TOKEN_BUCKET):
             return False
@@ -428,7 +445,7 @@ class Budget:
         if credits is not None:
             self._credits = credits - 1.0
         self._seq += 1
-        self._unanswered.add(self._seq)
+        self._unanswered.append(self._seq)
         self.policy.sent(self._seq, now)
         return 0.0
 
@@ -438,7 +455,7 @@ class Budget:
         `seq` is its admission number (default: the latest).
         """
         self.advance(now)
-        self._unanswered.discard(self._seq if seq is None else seq)
+        self._answered(self._seq if seq is None else seq)
         if self._paused_until <= now:
             self._tokens = min(float(self._burst), self._tokens + 1.0)
         if self._credits is not None:
@@ -466,7 +483,7 @@ class Budget:
             seq: its admission number ([seq][] right after it was taken).
         """
         self.advance(now)
-        self._unanswered.discard(seq)
+        self._answered(seq)
         if status == 429:
             self._throttle(state, now=now, sent=sent, seq=seq)
             return
@@ -480,14 +497,22 @@ class Budget:
             self._succeed(sent=sent)
         self._repace(now)
 
+    def _answered(self, seq: int) -> None:
+        """Admission `seq` is no longer unanswered (if it was)."""
+        unanswered = self._unanswered
+        index = bisect_left(unanswered, seq)
+        if index < len(unanswered) and unanswered[index] == seq:
+            del unanswered[index]
+
     def _observe(self, state: RateLimitState, *, now: float, sent: float, seq: int) -> None:
         policy = self.policy
+        unanswered = self._unanswered
         # Requests admitted before this one and still unanswered may not have reached the
         # server before it: the count may not include them yet.
-        ahead = sum(1 for other in self._unanswered if other < seq)
+        ahead = bisect_left(unanswered, seq)
         # Answers overtake each other on the wire: as noise on the counts, allow for every
         # request still out, not only those admitted before this one.
-        noise = len(self._unanswered) + 1
+        noise = len(unanswered) + 1
         fresh = policy.observe(state, seq=seq, sent=sent, received=now, in_flight=noise)
         remaining = state.remaining
         if remaining is not None:
@@ -499,11 +524,19 @@ class Budget:
             counts = self._counts
             while counts and counts[0][2] <= sent:
                 counts.popleft()
-            credits = float(remaining - (self._seq - seq) - ahead)
-            unanswered = self._unanswered
+            latest = self._seq
+            # Whole numbers until the end: the least of them, then one float. Answers mostly
+            # come back in order, so most counts precede every request still out.
+            least = remaining - (latest - seq) - ahead
+            oldest = unanswered[0] if unanswered else latest + 1
             for other, left, _ in counts:
-                before = sum(1 for out in unanswered if out < other)
-                credits = min(credits, float(left - (self._seq - other) - before))
+                if other <= oldest:
+                    bound = left - (latest - other)
+                else:
+                    bound = left - (latest - other) - bisect_left(unanswered, other)
+                if bound < least:
+                    least = bound
+            credits = float(least)
             if credits > (self._credits or 0.0) + 1.0:
                 # More credits than before (a new window, a refill): whatever the pace let
                 # pile up while callers waited must not leave as one burst. If the count

@@ -501,8 +501,12 @@ def parse_rate_limit(headers: Mapping[str, str], *, now: float) -> RateLimitStat
     reset_after: float | None = None
     reset_is_epoch = False
     if reset_raw is not None:
-        if _plain_int(reset_raw) and int(reset_raw) < EPOCH_THRESHOLD:
+        plain = _plain_int(reset_raw)
+        if plain and int(reset_raw) < EPOCH_THRESHOLD:
             reset_after = min(float(reset_raw), MAX_DELAY)  # a delay, as most servers send
+        elif plain and int(reset_raw) < EPOCH_MS_THRESHOLD:
+            # One whole epoch in seconds (what `_reset_after` makes of it, without the lists).
+            reset_after, reset_is_epoch = _clamp_delay(float(reset_raw) - server_now()), True
         else:
             reset_after, reset_is_epoch = _reset_after(reset_raw, server_now)
             if reset_after is None:

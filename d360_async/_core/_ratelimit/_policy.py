@@ -107,6 +107,21 @@ MIN_WINDOW = 0.05
 """The shortest window believed, in seconds (a guard against division by nothing)."""
 
 
+# Where the window believed comes from (`PolicyEstimator._window_source`), and in words.
+_W_ANNOUNCED, _W_SLIDING_FIT, _W_RESETS, _W_LONGEST_RESET, _W_REFILL = range(5)
+_W_FIRST, _W_SPAN, _W_ROLLOVERS, _W_PRIOR = range(5, 9)
+_WINDOW_EVIDENCE = {
+    _W_ANNOUNCED: "announced by the server (w=)",
+    _W_SLIDING_FIT: "our requests the count held (a sliding window)",
+    _W_RESETS: "every reset spans it (a sliding window)",
+    _W_LONGEST_RESET: "longest reset announced",
+    _W_FIRST: "windows opened by their first request, ends seen",
+    _W_SPAN: "spacing of the windows' ends",
+    _W_ROLLOVERS: "spacing of rollovers (an upper bound)",
+    _W_PRIOR: "configured (no rollover seen yet)",
+}
+
+
 class Family(enum.Enum):
     """How a budget comes back once spent."""
 
@@ -213,8 +228,12 @@ class _WindowFit:
 
     def add(self, told: Interval, at: float = 0.0) -> bool:
         """Narrow with one more bound (seen at `at`); False when it contradicts the others."""
-        lo = max(self.lo, told.lo)
-        hi = min(self.hi, told.hi)
+        return self.add_bounds(told.lo, told.hi, at)
+
+    def add_bounds(self, told_lo: float, told_hi: float, at: float = 0.0) -> bool:
+        """[add][] with the bound as two numbers (no `Interval` built on every answer)."""
+        lo = max(self.lo, told_lo)
+        hi = min(self.hi, told_hi)
         if lo > hi + 0.05:
             return False
         self.lo, self.hi = lo, max(lo, hi)
@@ -258,6 +277,7 @@ class PolicyEstimator:
         "_depleted_at",
         "_end",
         "_ended",
+        "_family",
         "_first",
         "_gradual",
         "_jumps",
@@ -290,6 +310,7 @@ class PolicyEstimator:
         "_window_hi",
         "_window_hi_samples",
         "_window_told",
+        "version",
     )
 
     def __init__(self, limit: float, window: float) -> None:
@@ -314,6 +335,7 @@ class PolicyEstimator:
         self._moving = 0  # announced ends that moved later without a rollover
         self._jumps = 0  # rollovers seen
         self._next_token = 0  # answers whose Reset was 0 while requests remained
+        self._family = Family.UNKNOWN  # what _classify says: updated with the three above
         self._reset_max = 0.0  # the longest reset delay announced (window-end meaning)
         self._reset_lo = 0.0  # a lower bound of the window from the resets announced
         self._rate = 0.0
@@ -339,6 +361,9 @@ class PolicyEstimator:
         self._w_span: _WindowFit | None = _WindowFit()
         self._ended: Interval | None = None  # when the previous window ended
         self._window_told: Interval | None = None  # the current window's end, as told
+        # Moves on whenever a method that learns ran (all but `sent`, which changes nothing
+        # any belief reads): a reader may keep what it derived until it moves.
+        self.version = 0
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -354,6 +379,10 @@ class PolicyEstimator:
     @property
     def family(self) -> Family:
         """How the budget comes back, as far as the answers showed."""
+        return self._family
+
+    def _classify(self) -> Family:
+        """The family the counters say (kept in `_family`: read on every answer)."""
         if self._gradual >= GRADUAL_SPANS:
             return Family.TOKEN_BUCKET if self._next_token else Family.GRADUAL
         if self._jumps:
@@ -365,40 +394,43 @@ class PolicyEstimator:
     @property
     def window(self) -> float:
         """The window believed now, in seconds (see [estimate][] for the evidence)."""
-        return max(MIN_WINDOW, self._window_and_evidence()[0])
+        return max(MIN_WINDOW, self._window_source()[0])
 
     def _window_and_evidence(self) -> tuple[float, str, int]:
+        value, source, samples = self._window_source()
+        if source == _W_REFILL:
+            return value, f"limit / refill rate {self._rate:.3g}/s", samples
+        return value, _WINDOW_EVIDENCE[source], samples
+
+    def _window_source(self) -> tuple[float, int, int]:
+        """The window believed, where it comes from (a `_W_*` code) and its samples: what
+        [estimate][] words as evidence, without building the words (this runs on every
+        answer)."""
         if self._announced_window is not None:
-            return self._announced_window, "announced by the server (w=)", self._samples
-        family = self.family
-        if family in (Family.GRADUAL, Family.TOKEN_BUCKET):
+            return self._announced_window, _W_ANNOUNCED, self._samples
+        family = self._family
+        if family is Family.GRADUAL or family is Family.TOKEN_BUCKET:
             counted = self._sliding_fit()
             if counted is not None:
                 assert self._w_log is not None
-                evidence = "our requests the count held (a sliding window)"
-                return counted.hi, evidence, self._w_log.samples
+                return counted.hi, _W_SLIDING_FIT, self._w_log.samples
             every = self._w_all
             sliding = self._moving >= 2 and self._gradual >= GRADUAL_SPANS
             fit = every.usable(3) if every is not None and sliding else None
             if every is not None and fit is not None:
-                return fit.hi, "every reset spans it (a sliding window)", every.samples
+                return fit.hi, _W_RESETS, every.samples
             if self._reset_max > 0.0:
-                return self._reset_max, "longest reset announced", self._samples
+                return self._reset_max, _W_LONGEST_RESET, self._samples
             if self._rate > 0.0:
-                evidence = f"limit / refill rate {self._rate:.3g}/s"
-                return self.limit / self._rate, evidence, self._samples
+                return self.limit / self._rate, _W_REFILL, self._samples
         if family is Family.FIXED_WINDOW:
-            for fitted, evidence in (
-                (self._w_first, "windows opened by their first request, ends seen"),
-                (self._w_span, "spacing of the windows' ends"),
-            ):
+            for fitted, source in ((self._w_first, _W_FIRST), (self._w_span, _W_SPAN)):
                 fit = fitted.usable(2) if fitted is not None else None
                 if fitted is not None and fit is not None:
-                    return fit.hi, evidence, fitted.samples
+                    return fit.hi, source, fitted.samples
         if self._window_hi is not None:
-            evidence = "spacing of rollovers (an upper bound)"
-            return self._window_hi, evidence, self._window_hi_samples
-        return self._prior_window, "configured (no rollover seen yet)", 0
+            return self._window_hi, _W_ROLLOVERS, self._window_hi_samples
+        return self._prior_window, _W_PRIOR, 0
 
     def _sliding_fit(self) -> Interval | None:
         """The sliding-window fit, when it holds and agrees with the refill measured.
@@ -407,10 +439,12 @@ class PolicyEstimator:
         out, and like a window of `burst / refill` (which is safe) after: a fit is believed
         only once it has held for two of its windows after the budget first ran out.
         """
-        counted = self._w_log
-        fit = counted.usable(10, windows=2.0) if counted is not None else None
         depleted = self._depleted_at
-        if fit is None or counted is None or depleted is None:
+        counted = self._w_log
+        if depleted is None or counted is None:
+            return None  # never ran out (the common case): nothing to fit yet
+        fit = counted.usable(10, windows=2.0)
+        if fit is None:
             return None
         if counted.last < depleted + fit.hi + LOG_FIT_SETTLE:
             return None  # not yet held long enough after the budget first ran out
@@ -487,7 +521,7 @@ class PolicyEstimator:
     @property
     def window_from_refill(self) -> bool:
         """Whether the window believed is only `limit / refill measured` (an upper bound)."""
-        return self._window_and_evidence()[1].startswith("limit / refill rate")
+        return self._window_source()[1] == _W_REFILL
 
     @property
     def window_lo(self) -> float:
@@ -559,12 +593,15 @@ class PolicyEstimator:
 
     def refused(self, seq: int) -> None:
         """Request `seq` was answered 429: it took nothing from the budget."""
+        self.version += 1
         self._refusals.append(seq)
         while len(self._refusals) > REFUSALS_KEPT:
             self._refusals.popleft()
 
     def _refused_between(self, after: int, upto: int) -> int:
         """Requests in `(after, upto]` that were refused (so spent nothing)."""
+        if not self._refusals:
+            return 0
         return sum(1 for seq in self._refusals if after < seq <= upto)
 
     def sent(self, seq: int, at: float) -> None:
@@ -604,7 +641,7 @@ class PolicyEstimator:
         hi = received - sends[before][0]  # left: arrived at or before (arrival - window)
         if not math.isfinite(lo):
             lo = 0.0
-        if not fit.add(Interval(lo, hi), received):
+        if not fit.add_bounds(lo, hi, received):
             self._w_log = None  # not a sliding window of this limit
 
     def observe(
@@ -626,15 +663,27 @@ class PolicyEstimator:
             in_flight: requests admitted before it and still unanswered: the server may or
                 may not have counted them, so the count may be off by that many.
         """
+        self.version += 1
         if state.limit is not None:
             self._announced_limit = state.limit
         if state.window is not None:
             self._announced_window = state.window
-        if state.date is not None:
+        date = state.date
+        if date is not None:
             # The server read its clock between our send and the answer, and truncated it.
-            told = Interval(state.date - received, state.date + 1.0 - sent)
-            both = None if self._offset is None else self._offset.intersect(told)
-            self._offset = told if both is None else both
+            # (`Interval.intersect` in numbers: an offset that did not narrow is kept as is.)
+            told_lo = date - received
+            told_hi = date + 1.0 - sent
+            offset = self._offset
+            if offset is None:
+                self._offset = Interval(told_lo, told_hi)
+            else:
+                lo = max(offset.lo, told_lo)
+                hi = min(offset.hi, told_hi)
+                if lo > hi:
+                    self._offset = Interval(told_lo, told_hi)
+                elif lo != offset.lo or hi != offset.hi:
+                    self._offset = Interval(lo, hi)
         remaining = state.remaining
         last = self._last
         fresh = last is None or seq > last.seq
@@ -696,6 +745,7 @@ class PolicyEstimator:
                     # coming, a burst of overtaken answers comes once.
                     self._span_gradual += 1
                     self._gradual += 1
+                    self._family = self._classify()
                     self._crossed = seq
                 self._measure_refill(answer)
         self._last = answer
@@ -791,6 +841,7 @@ class PolicyEstimator:
     def _rollover(self, last: _Answer, answer: _Answer) -> None:
         """The window ended between `last`'s request and this answer's."""
         self._jumps += 1
+        self._family = self._classify()
         opened = Interval(last.sent, answer.received)
         first, told = self._first, self._window_told
         self._window_told = None
@@ -841,6 +892,7 @@ class PolicyEstimator:
         if remaining is not None and remaining > 0:
             if delay <= 0.0:
                 self._next_token += 1  # a gateway: Reset is the time to the next credit
+                self._family = self._classify()
                 return
             if self._next_token:
                 return  # a next-token Reset says nothing of a window's end
@@ -851,47 +903,58 @@ class PolicyEstimator:
             return
         if delay > self._reset_max:
             self._reset_max = delay
+        # The intervals below are kept as pairs of numbers until one is stored: this runs on
+        # every answer that carries a reset.
         offset = self._offset
         if state.reset_is_epoch and state.date is not None and offset is not None:
             # An epoch, rounded up to the second, on the server's clock: our clock's offset
             # from it is known to within what the Dates seen so far allow.
             epoch = state.date + delay
-            told = Interval(epoch - 1.0 - offset.hi, epoch - offset.lo)
+            told_lo, told_hi = epoch - 1.0 - offset.hi, epoch - offset.lo
         else:
             below = 2.0 if state.reset_is_epoch else 1.0
-            told = Interval(sent + delay - below, received + delay)
-        told = Interval(told.lo, max(told.hi, received))
-        spans = Interval(told.lo - received, told.hi - sent)
-        if spans.lo > self._reset_lo:
-            self._reset_lo = spans.lo
-        if remaining == 0 and self._w_all is not None and not self._w_all.add(spans):
+            told_lo, told_hi = sent + delay - below, received + delay
+        told_hi = max(told_hi, received)
+        spans_lo, spans_hi = told_lo - received, told_hi - sent
+        if spans_lo > self._reset_lo:
+            self._reset_lo = spans_lo
+        if (
+            remaining == 0
+            and self._w_all is not None
+            and not self._w_all.add_bounds(spans_lo, spans_hi)
+        ):
             self._w_all = None  # resets are not all one window long: not a sliding window
-        if self._w_any is not None and not self._w_any.add(spans, received):
+        if self._w_any is not None and not self._w_any.add_bounds(spans_lo, spans_hi, received):
             # Resets at every count do not span one time: not a sliding window that says
             # when its newest request leaves (a bucket's time to fill varies with the count).
             self._w_any = None
         current = self._told
         if current is not None:
-            both = current.intersect(told)
-            if both is not None:
+            lo = max(current.lo, told_lo)
+            hi = min(current.hi, told_hi)
+            if lo <= hi:
+                # The same end, narrowed (or not: then the interval held is kept).
+                both = current if lo == current.lo and hi == current.hi else Interval(lo, hi)
                 self._told = self._window_told = both
                 return
-            if told.lo < current.lo:
+            if told_lo < current.lo:
                 return  # an older window's word, overtaken: keep the newer
             if not self._rolled_since_told:
                 # An end that moved later without a rollover: not a fixed window (a sliding
                 # window says when its newest request leaves).
                 self._moving += 1
-        self._told = self._window_told = told
+        self._told = self._window_told = Interval(told_lo, told_hi)
         self._rolled_since_told = False
 
     def forget_end(self) -> None:
         """The window's end has passed (a probe will tell what came next)."""
+        self.version += 1
         self._end = None
         self._told = None
 
     def throttled(self, state: RateLimitState | None, *, now: float) -> None:
         """A 429: whatever end was believed was too early."""
+        self.version += 1
         wait = None
         if state is not None:
             wait = state.retry_after if state.retry_after is not None else state.reset_after
