@@ -124,6 +124,85 @@ class _Call:
     status: int | None = None
 
 
+# Every instrument: (the meter's factory, name, unit, description), by attribute (or, for the
+# observable gauges, by the callback that reports them).
+_INSTRUMENTS: Final[dict[str, tuple[str, str, str, str]]] = {
+    "request_duration": (
+        "histogram",
+        "http.client.request.duration",
+        "s",
+        "Duration of HTTP client requests (one point per attempt).",
+    ),
+    "requests": (
+        "counter",
+        "d360.requests",
+        "{request}",
+        "Requests sent (attempts), by API, method and status class.",
+    ),
+    "throttled": (
+        "counter",
+        "d360.rate_limit.throttled",
+        "{response}",
+        "429 Too Many Requests answers.",
+    ),
+    "limiter_wait": (
+        "histogram",
+        "d360.rate_limit.wait",
+        "s",
+        "Time an attempt waited for the rate limiter to admit it.",
+    ),
+    "_observe_limit": (
+        "observable_gauge",
+        "d360.rate_limit.limit",
+        "{request}",
+        "The last X-RateLimit-Limit the server announced, per rate-limit key.",
+    ),
+    "_observe_remaining": (
+        "observable_gauge",
+        "d360.rate_limit.remaining",
+        "{request}",
+        "The estimated remaining budget of the current window, per key.",
+    ),
+    "_observe_reset": (
+        "observable_gauge",
+        "d360.rate_limit.reset",
+        "s",
+        "Seconds until the server's rate-limit window resets, per key.",
+    ),
+    "targets": (
+        "up_down_counter",
+        "d360.watch.targets",
+        "{target}",
+        "Watched targets by the phase last seen (finished ones leave it).",
+    ),
+    "transitions": (
+        "counter",
+        "d360.watch.transitions",
+        "{transition}",
+        "Transitions handed to watch consumers, by kind.",
+    ),
+    "polls": (
+        "histogram",
+        "d360.watch.polls",
+        "{poll}",
+        "Polls a watched target took, recorded when it finished.",
+    ),
+    "target_duration": (
+        "histogram",
+        "d360.watch.target.duration",
+        "s",
+        "Time from a target's first sight to its terminal transition.",
+    ),
+}
+
+
+def _instrument(meter: Any, key: str, **extra: Any) -> Any:
+    """Create instrument `key` of `_INSTRUMENTS` on `meter`."""
+    factory, name, unit, description = _INSTRUMENTS[key]
+    create = getattr(meter, f"create_{factory}")
+    return create(name, unit=unit, description=description, **extra)
+
+
 class Telemetry:
     """Where a client's spans and metrics go.
 
@@ -167,64 +246,17 @@ class Telemetry:
         self._live = not (self._global_traces and self._global_metrics)
         self._checked_at = -_RECHECK  # monotonic time of the last look at the globals
 
-        self.request_duration = meter.create_histogram(
-            "http.client.request.duration",
-            unit="s",
-            description="Duration of HTTP client requests (one point per attempt).",
-        )
-        self.requests = meter.create_counter(
-            "d360.requests",
-            unit="{request}",
-            description="Requests sent (attempts), by API, method and status class.",
-        )
-        self.throttled = meter.create_counter(
-            "d360.rate_limit.throttled",
-            unit="{response}",
-            description="429 Too Many Requests answers.",
-        )
-        self.limiter_wait = meter.create_histogram(
-            "d360.rate_limit.wait",
-            unit="s",
-            description="Time an attempt waited for the rate limiter to admit it.",
-        )
-        meter.create_observable_gauge(
-            "d360.rate_limit.limit",
-            callbacks=[self._observe_limit],
-            unit="{request}",
-            description="The last X-RateLimit-Limit the server announced, per rate-limit key.",
-        )
-        meter.create_observable_gauge(
-            "d360.rate_limit.remaining",
-            callbacks=[self._observe_remaining],
-            unit="{request}",
-            description="The estimated remaining budget of the current window, per key.",
-        )
-        meter.create_observable_gauge(
-            "d360.rate_limit.reset",
-            callbacks=[self._observe_reset],
-            unit="s",
-            description="Seconds until the server's rate-limit window resets, per key.",
-        )
-        self.targets = meter.create_up_down_counter(
-            "d360.watch.targets",
-            unit="{target}",
-            description="Watched targets by the phase last seen (finished ones leave it).",
-        )
-        self.transitions = meter.create_counter(
-            "d360.watch.transitions",
-            unit="{transition}",
-            description="Transitions handed to watch consumers, by kind.",
-        )
-        self.polls = meter.create_histogram(
-            "d360.watch.polls",
-            unit="{poll}",
-            description="Polls a watched target took, recorded when it finished.",
-        )
-        self.target_duration = meter.create_histogram(
-            "d360.watch.target.duration",
-            unit="s",
-            description="Time from a target's first sight to its terminal transition.",
-        )
+        self.request_duration = _instrument(meter, "request_duration")
+        self.requests = _instrument(meter, "requests")
+        self.throttled = _instrument(meter, "throttled")
+        self.limiter_wait = _instrument(meter, "limiter_wait")
+        _instrument(meter, "_observe_limit", callbacks=[self._observe_limit])
+        _instrument(meter, "_observe_remaining", callbacks=[self._observe_remaining])
+        _instrument(meter, "_observe_reset", callbacks=[self._observe_reset])
+        self.targets = _instrument(meter, "targets")
+        self.transitions = _instrument(meter, "transitions")
+        self.polls = _instrument(meter, "polls")
+        self.target_duration = _instrument(meter, "target_duration")
 
     def __repr__(self) -> str:
         return f"<Telemetry calls_open={len(self._calls)} clients={len(self._owners)}>"
