@@ -33,6 +33,7 @@ from d360_async._transport._transport import Transport
 from d360_async._watch import (
     DurationModels,
     PollPolicy,
+    PollRegistry,
     Priors,
     Transition,
     Watch,
@@ -180,6 +181,7 @@ class Client(TransportOwner):
         """The V2 API: delete-file status, `v2.exports`, `v2.imports`
         ([V2Resource][d360_async.V2Resource])."""
         self._durations = DurationModels()
+        self._registry = PollRegistry()
         if priors is not None:
             self._durations.absorb(load_priors(priors))
 
@@ -240,6 +242,16 @@ class Client(TransportOwner):
         its own rate-limit key.  Every watch of a client learns into, and starts from, the
         client's [durations][d360_async.Client.durations], so the second one is warm.
 
+        **One poll per operation.**  Watches of one client that include the same operation
+        (same kind and key) poll it once between them: the watch whose policy is the most
+        demanding (shortest ``interval``, then adaptive before plain backoff) polls it and
+        the others are given what it saw.  Each watch keeps its own semantics: its own
+        first-sight transition, ``until=``, deadlines, stall detection and checkpoint; when
+        the target ends in the watch that polls it (or is removed from it, or that watch
+        closes), another watch that still includes it takes the polling over.
+        [Client.wait][d360_async.Client.wait] shares the same way.  Across processes, see
+        the observation hub.
+
         Args:
             targets: what to watch; targets with a key already seen are ignored.
             policy: pacing, deadlines, ``until=`` and stall detection.
@@ -269,6 +281,7 @@ class Client(TransportOwner):
             priors=priors,
             durations=self._durations,
             hooks=hooks if hooks is not None else self._transport.hooks,
+            shared=self._registry,
         )
 
     async def wait(
@@ -286,4 +299,5 @@ class Client(TransportOwner):
             clock=self._clock,
             hooks=self._transport.hooks,
             durations=self._durations,
+            shared=self._registry,
         )

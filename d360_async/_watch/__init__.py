@@ -30,6 +30,7 @@ from d360_async._core._watch._scheduler import (
     Scheduler,
     TargetState,
 )
+from d360_async._watch._observe import PollRegistry
 from d360_async._watch._watch import (
     DEFAULT_POLICY,
     Clock,
@@ -57,6 +58,7 @@ __all__ = [
     "Outage",
     "PollOutcome",
     "PollPolicy",
+    "PollRegistry",
     "Priors",
     "Scheduler",
     "SystemClock",

@@ -68,6 +68,7 @@ import contextlib
 import json
 import math
 import os
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from types import TracebackType
@@ -110,6 +111,7 @@ from d360_async._core._watch._checkpoint import (
 )
 from d360_async._core._watch._policy import PollPolicy
 from d360_async._core._watch._scheduler import DurationModels, Eta, Scheduler, TargetState
+from d360_async._core._watch._sharing import Demand, Topic, demand
 from d360_async._core._watch._values import (
     Outage,
     TargetFinished,
@@ -117,6 +119,7 @@ from d360_async._core._watch._values import (
     TransitionKind,
     WatchStats,
 )
+from d360_async._watch._observe import PollRegistry
 
 __all__ = [
     "ADMIT_CHUNK",
@@ -262,6 +265,7 @@ class _Entry(Generic[S]):
         "first_seen",
         "group",
         "limit",
+        "pending",
         "probe",
         "removed",
         "scope",
@@ -269,6 +273,7 @@ class _Entry(Generic[S]):
         "snapshot",
         "started",
         "state",
+        "sub",
         "target",
     )
 
@@ -292,6 +297,74 @@ class _Entry(Generic[S]):
         self.detached = False
         self.cut = False  # the timer cancelled it (poll timeout)
         self.probe = False
+        # Shared polls: its subscription to the client's registry, and the last thing queued
+        # for it by another poller that the watch has not handled yet.
+        self.sub: _Subscription | None = None
+        self.pending: _Delivery | None = None
+
+
+class _Delivery:
+    """Something a poll made elsewhere saw, queued for one entry (or, with ``promote``, the
+    order to poll the target again).  Consecutive equal observations are folded into one."""
+
+    __slots__ = ("at", "entry", "failure", "observation", "polls", "promote")
+
+    def __init__(
+        self,
+        entry: _Entry[Any],
+        observation: Observation[Any] | None,
+        failure: Exception | None,
+        at: float,
+        *,
+        promote: bool = False,
+    ) -> None:
+        self.entry = entry
+        self.observation = observation
+        self.failure = failure
+        self.at = at
+        self.polls = 0 if promote else 1
+        self.promote = promote
+
+    def absorb(
+        self, observation: Observation[Any] | None, failure: Exception | None, at: float
+    ) -> bool:
+        """Fold a newer result into this one if it tells nothing new (same status, or a
+        failure after a failure); False when it must be queued on its own."""
+        if self.promote:
+            return False
+        mine, theirs = self.observation, observation
+        if mine is not None and theirs is not None:
+            if (mine.phase, mine.raw_status) != (theirs.phase, theirs.raw_status):
+                return False
+        elif not (mine is None and theirs is None):
+            return False
+        self.observation, self.failure, self.at = observation, failure, at
+        self.polls += 1
+        return True
+
+
+class _Subscription:
+    """One entry's subscription to its client's poll registry."""
+
+    __slots__ = ("entry", "rank", "topic", "watch")
+
+    def __init__(self, watch: Watch[Any], entry: _Entry[Any]) -> None:
+        self.watch = watch
+        self.entry = entry
+        self.topic: Topic = (entry.target.kind, entry.target.key)
+        self.rank: Demand = demand(entry.state.policy)
+
+    def __repr__(self) -> str:
+        return f"<_Subscription {self.topic[1]} parked={self.entry.state.parked}>"
+
+    def park(self) -> None:
+        self.watch._sched.park(self.entry.state)
+
+    def promote(self) -> None:
+        self.watch._enqueue(self.entry, None, None, promote=True)
+
+    def deliver(self, observation: Observation[Any] | None, failure: Exception | None) -> None:
+        self.watch._enqueue(self.entry, observation, failure)
 
 
 _Item = tuple[_Entry[S], Transition[S]] | None  # None: "re-check whether the watch is over"
@@ -337,6 +410,7 @@ class Watch(Generic[S]):
         priors: Priors | None = None,
         durations: DurationModels | None = None,
         keep_finished: bool = False,
+        shared: PollRegistry | None = None,
     ) -> None:
         if not isinstance(policy, PollPolicy):
             raise TypeError("policy must be a PollPolicy")
@@ -365,6 +439,10 @@ class Watch(Generic[S]):
         self._detached = 0  # polls running that gave their slot back for being slow
         self._slot_waiters = 0  # runners waiting for a concurrency slot
         self._outages: list[Outage] = []
+        self._shared = shared
+        self._inbox: deque[_Delivery] = deque()
+        self._inbox_ready: anyio.Event | None = None
+        self._shared_polls = 0
         self._save_lock: anyio.Lock | None = None
         self._outstanding = 0  # targets whose final transition has not been handed over
         self._lifecycle = _NEW
@@ -453,6 +531,8 @@ class Watch(Generic[S]):
                     # joined at ``now``.
                     await anyio.lowlevel.checkpoint()
             task_group.start_soon(self._run_timer)
+            if self._shared is not None:
+                task_group.start_soon(self._run_inbox)
         except BaseException as exc:
             await self.__aexit__(type(exc), exc, exc.__traceback__)
             raise
@@ -479,6 +559,7 @@ class Watch(Generic[S]):
         finally:
             self._send.close()
             self._receive.close()
+            self._leave_all()
             if self._hooks.on_target_finished:
                 with anyio.CancelScope(shield=True):
                     for entry in list(self._entries.values()):
@@ -542,6 +623,7 @@ class Watch(Generic[S]):
             forgotten=self._forgotten,
             idle_seconds=self._idle_seconds,
             idle_budget=self._idle_budget,
+            shared=self._shared_polls,
         )
 
     def priors(self) -> str:
@@ -641,6 +723,9 @@ class Watch(Generic[S]):
             entry.delivered_raw = restore.last_raw
         self._entries[key] = entry
         self._outstanding += 1
+        if self._shared is not None:
+            entry.sub = _Subscription(self, entry)
+            self._shared.join(entry.sub)
         self._wake(group, state.when)
         if state.deadline < math.inf:
             self._wake(self._timer, state.deadline)
@@ -886,6 +971,15 @@ class Watch(Generic[S]):
                 with anyio.CancelScope(shield=True):
                     await entry.group.limiter.complete(ticket, status=None, state=None)
             now = self._clock.monotonic()
+            if (
+                entry.sub is not None
+                and self._shared is not None
+                and not scope.cancelled_caught
+                and (observation is not None or failure is not None)
+            ):
+                # Before our own handling: should it end the target here, the next owner
+                # finds this result queued ahead of the order to poll.
+                self._shared.publish(entry.sub, observation, failure)
             self._breaker(entry, observation, failure, now)
             if scope.cancelled_caught or state.done:
                 pass  # removed or timed out while polling: the result no longer matters
@@ -1172,9 +1266,74 @@ class Watch(Generic[S]):
         if entry.accounted:
             return
         entry.accounted = True
+        self._leave(entry)
         self._outstanding -= 1
         if self._outstanding == 0:
             self._nudge()
+
+    # -- shared polls -----------------------------------------------------------------------------
+
+    def _leave(self, entry: _Entry[S]) -> None:
+        """The target ends in this watch: someone else polls it for the other watches."""
+        sub, entry.sub = entry.sub, None
+        if sub is not None and self._shared is not None:
+            self._shared.leave(sub)
+
+    def _leave_all(self) -> None:
+        for entry in self._entries.values():
+            self._leave(entry)
+
+    def _enqueue(
+        self,
+        entry: _Entry[S],
+        observation: Observation[S] | None,
+        failure: Exception | None,
+        *,
+        promote: bool = False,
+    ) -> None:
+        """Queue a result of a poll made elsewhere (or the order to poll again) for the
+        inbox task; never blocks the poller."""
+        if self._lifecycle is not _RUNNING or entry.removed:
+            return
+        at = self._clock.monotonic()
+        pending = entry.pending
+        if not promote and pending is not None and pending.absorb(observation, failure, at):
+            return
+        item = _Delivery(entry, observation, failure, at, promote=promote)
+        entry.pending = item
+        self._inbox.append(item)
+        ready = self._inbox_ready
+        if ready is not None:
+            ready.set()
+
+    async def _run_inbox(self) -> None:
+        """Deliver what other pollers saw for parked targets, in the order it came."""
+        inbox, sched = self._inbox, self._sched
+        while True:
+            if not inbox:
+                ready = self._inbox_ready = anyio.Event()
+                await ready.wait()
+                continue
+            item = inbox.popleft()
+            entry = item.entry
+            if entry.pending is item:
+                entry.pending = None
+            state = entry.state
+            if entry.removed or entry.accounted or state.done:
+                continue
+            if item.promote:
+                when = sched.unpark(state, self._clock.monotonic())
+                if when is not None:
+                    self._wake(entry.group, when)
+                continue
+            if not state.parked:
+                continue  # it polls for itself again: its own polls tell it
+            sched.shared_poll(state, item.at, item.polls)
+            self._shared_polls += item.polls
+            if item.failure is not None:
+                await self._on_failure(entry, item.failure, item.at)
+            elif item.observation is not None:
+                await self._on_observation(entry, item.observation, item.at)
 
     def _nudge(self) -> None:
         """Wake a consumer blocked in ``__anext__`` so it notices the watch is over."""
@@ -1283,6 +1442,7 @@ def watch(
     priors: Priors | None = None,
     durations: DurationModels | None = None,
     keep_finished: bool = False,
+    shared: PollRegistry | None = None,
 ) -> Watch[S]:
     """Watch many long-running operations; use as ``async with watch(targets) as w``.
 
@@ -1315,6 +1475,10 @@ def watch(
             client's, so every watch of a client shares them); by default the watch's own.
         keep_finished: with ``keep_open``, keep finished targets in the watch (listed as done
             in checkpoints, re-adding their key does nothing).
+        shared: the poll registry of a client (``client.watch`` passes its own): watches
+            sharing one poll each target that several of them include once, the one with
+            the most demanding policy polling it for all (see
+            [Client.watch][d360_async.Client.watch]).
 
     Raises:
         CheckpointError: (a ``ValueError``) a checkpoint that is damaged, malformed, of
@@ -1334,6 +1498,7 @@ def watch(
         priors=priors,
         durations=durations,
         keep_finished=keep_finished,
+        shared=shared,
     )
 
 
@@ -1346,6 +1511,7 @@ async def wait(
     clock: Clock | None = None,
     hooks: Hooks | None = None,
     durations: DurationModels | None = None,
+    shared: PollRegistry | None = None,
 ) -> Transition[S]:
     """Watch one target until it ends, and return its final transition.
 
@@ -1363,6 +1529,7 @@ async def wait(
         max_concurrency=1,
         hooks=hooks,
         durations=durations,
+        shared=shared,
     ) as w:
         async for transition in w:
             final = transition

@@ -557,6 +557,7 @@ class TargetState:
         "last_change",
         "last_ok",
         "observed",
+        "parked",
         "phase",
         "policy",
         "polled_at",
@@ -607,6 +608,7 @@ class TargetState:
         self.cens_phase = -1
         self.cens_total = -1
         self.in_flight = False
+        self.parked = False  # another watch (or process) polls it; see Scheduler.park
         self.done = False
         self.removed = False
         self.expired = False
@@ -615,7 +617,7 @@ class TargetState:
     def __repr__(self) -> str:
         flags = [
             name
-            for name in ("in_flight", "done", "removed", "expired", "stalled")
+            for name in ("in_flight", "parked", "done", "removed", "expired", "stalled")
             if getattr(self, name)
         ]
         return (
@@ -1086,10 +1088,46 @@ class Scheduler:
         if state.done:
             return None
         state.polled_at = now
+        if state.parked:
+            return None  # demoted while its poll ran: someone else polls it now
         state.due = now + self._interval(state, now)
         state.when = max(state.due, self._floor(state))
         self._push(state)
         return state.when
+
+    def park(self, state: TargetState) -> None:
+        """Stop polling a live target that someone else polls for it (another watch of the
+        same client, or another process through a hub), without ending it: its deadline still
+        runs, and `shared_poll` feeds it the observations made elsewhere.  A poll in flight
+        finishes normally but does not queue the target again.  Idempotent."""
+        if state.done or state.parked:
+            return
+        state.parked = True
+        if state.seq != -1:
+            self._stale += 1  # its queue entry stays until it reaches a heap's top
+            state.seq = -1
+        self._compact()
+
+    def unpark(self, state: TargetState, now: float) -> float | None:
+        """Poll a parked target again (whoever polled it for us stopped): it is due one
+        interval after the last observation it was given, and never before its floor.
+        Returns when it is due; None when it has ended or was not parked."""
+        if state.done or not state.parked:
+            return None
+        state.parked = False
+        if state.in_flight:
+            return None  # release() queues it
+        state.due = min(now, state.polled_at) + self._interval(state, now)
+        state.when = max(state.due, self._floor(state))
+        self._push(state)
+        return state.when
+
+    def shared_poll(self, state: TargetState, now: float, polls: int = 1) -> None:
+        """Count ``polls`` made for a parked target elsewhere, the last at ``now``, before
+        `observe` or `fail` reads them: its poll count and the time of its last poll move on
+        as if it had been polled."""
+        state.polls += polls
+        state.polled_at = now
 
     def reschedule(self, state: TargetState, when: float) -> None:
         """Make a waiting target due at ``when`` instead (the watch uses it to poll at once the

@@ -183,6 +183,10 @@ class WatchStats:
             minimum interval), summed over budgets.
         idle_budget: polls those budgets would have allowed meanwhile (their sustainable
             rate times ``idle_seconds``): budget left for others to use.
+        shared: polls made for this watch's targets by someone else (another watch of the
+            same client, or another process through an
+            observation hub) whose results this watch used
+            instead of polling; not counted in ``polls``.
     """
 
     polls: int
@@ -191,3 +195,4 @@ class WatchStats:
     forgotten: int
     idle_seconds: float
     idle_budget: float
+    shared: int = 0
