@@ -6,7 +6,9 @@ server policy and header dialect), ``scale`` (a watch of 1,000 and 100,000 targe
 ``keep_open`` service that 50,000 targets go through), ``budget`` (detection delay and budget
 use against two peers, round robin and the reference floor, on fixed windows and on a token
 bucket), ``warm`` (one small watch per request: cold, warm and given priors) and
-``distributed`` (four processes sharing a Redis limiter against four independent ones).
+``distributed`` (four processes sharing a Redis limiter against four independent ones) and
+``hub`` (four processes watching the same exports through an ``ObservationHub``, with a
+``kill -9`` of a lease holder).
 
 ``--only NAME`` (repeatable) reruns some sections and merges them into the existing results;
 ``--quick`` runs small versions of everything and writes ``quick.md``/``quick.json`` instead,
@@ -36,6 +38,7 @@ SECTIONS: dict[str, tuple[str, str]] = {
     "budget": ("benchmarks.bench_budget", "Budget use and detection delay"),
     "warm": ("benchmarks.bench_warm", "Warm start: one small watch per request"),
     "distributed": ("benchmarks.bench_distributed", "Distributed: four processes, one budget"),
+    "hub": ("benchmarks.bench_hub", "Hub: four processes, one poll per export"),
 }
 
 

@@ -32,6 +32,7 @@ from d360_async._transport._telemetry import Telemetry, instrument
 from d360_async._transport._transport import Transport
 from d360_async._watch import (
     DurationModels,
+    ObservationHub,
     PollPolicy,
     PollRegistry,
     Priors,
@@ -108,6 +109,9 @@ class Client(TransportOwner):
             client's own limiter and its watches; tests pass a
             [ManualClock][d360_async.testing.ManualClock] (the same one as the
             [FakeDocument360][d360_async.testing.FakeDocument360]) to run without waiting.
+        hub: an [ObservationHub][d360_async.ObservationHub] on Redis: the watches of every
+            process given one (with the same Redis and prefix) poll each operation once
+            between them, one process polling it and the others reading what it saw.
 
     Raises:
         MissingCredential: neither token was passed and neither `D360_API_TOKEN` nor
@@ -133,6 +137,7 @@ class Client(TransportOwner):
         telemetry: bool | Telemetry = True,
         priors: Priors | None = None,
         clock: Clock | None = None,
+        hub: ObservationHub | None = None,
     ) -> None:
         if api_token is None:
             api_token = _from_environment(ENV_API_TOKEN)
@@ -182,6 +187,8 @@ class Client(TransportOwner):
         ([V2Resource][d360_async.V2Resource])."""
         self._durations = DurationModels()
         self._registry = PollRegistry()
+        if hub is not None:
+            hub.attach(self._registry)
         if priors is not None:
             self._durations.absorb(load_priors(priors))
 
@@ -250,7 +257,7 @@ class Client(TransportOwner):
         the target ends in the watch that polls it (or is removed from it, or that watch
         closes), another watch that still includes it takes the polling over.
         [Client.wait][d360_async.Client.wait] shares the same way.  Across processes, see
-        the observation hub.
+        [ObservationHub][d360_async.ObservationHub].
 
         Args:
             targets: what to watch; targets with a key already seen are ignored.

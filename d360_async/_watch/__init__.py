@@ -30,6 +30,7 @@ from d360_async._core._watch._scheduler import (
     Scheduler,
     TargetState,
 )
+from d360_async._watch._hub import HubStats, ObservationHub
 from d360_async._watch._observe import PollRegistry
 from d360_async._watch._watch import (
     DEFAULT_POLICY,
@@ -55,6 +56,8 @@ __all__ = [
     "DurationModel",
     "DurationModels",
     "Eta",
+    "HubStats",
+    "ObservationHub",
     "Outage",
     "PollOutcome",
     "PollPolicy",

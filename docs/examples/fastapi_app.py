@@ -6,7 +6,14 @@ Endpoints:
   export per workspace and answers ``{"ids": [...]}`` (202);
 * ``GET /exports/stream?ids=...&ids=...`` streams those exports' transitions as server-sent
   events (``event: transition``, then ``event: end``);
-* ``GET /`` serves a page that starts exports and shows each one's phase live.
+* ``GET /`` serves a page that starts exports and shows each one's phase live;
+  ``GET /?ids=...&ids=...`` follows exports already started (the page links to it, to follow
+  them from another window or another person's browser).
+
+Several workers (``uvicorn --workers 4``) poll each export once between them when
+``D360_REDIS_URL`` is set: each worker shares the budget through a ``RedisRateLimiter`` and
+the polls through an ``ObservationHub``, so two browsers following one export on two workers
+cost the polls of one.  Every answer says which worker process sent it (``X-Worker``).
 
 Run it against the real API, or against `d360-async fake` (paste the `export` lines it
 prints):
@@ -14,6 +21,8 @@ prints):
 ```console
 export D360_API_TOKEN=... D360_PROJECT_ID=...   # D360_BASE_URL is optional
 uvicorn --factory docs.examples.fastapi_app:app_from_env
+D360_REDIS_URL=redis://localhost:6379/0 \
+    uvicorn --factory docs.examples.fastapi_app:app_from_env --workers 4
 ```
 
 or build it yourself with `create_app` (the tests put `FakeDocument360` behind it).
@@ -32,18 +41,27 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import FastAPI, HTTPException, Query
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
-from d360_async import D360Error, PollPolicy, Region, Transition
+from d360_async import (
+    D360Error,
+    ObservationHub,
+    PollPolicy,
+    RateLimitConfig,
+    RedisRateLimiter,
+    Region,
+    Transition,
+)
 from d360_async.contrib.fastapi import (
     D360Client,
     WatchEventStream,
-    d360_lifespan,
+    open_client,
     public_error,
     transition_payload,
     watch_events,
@@ -53,6 +71,7 @@ __all__ = [
     "ExportsStarted",
     "StartExports",
     "TraceRequests",
+    "WorkerHeader",
     "app_from_env",
     "configure_console_telemetry",
     "create_app",
@@ -90,6 +109,7 @@ def create_app(
     policy: PollPolicy | None = None,
     trace_requests: bool = False,
     tracer_provider: Any = None,
+    redis_url: str | None = None,
     **client_options: Any,
 ) -> FastAPI:
     """The service, talking to ``base_url`` with ``api_token`` about ``project_id``.
@@ -98,11 +118,29 @@ def create_app(
     `Client` (``rate_limit=``, ``retry=``, ``telemetry=``...).
     ``trace_requests`` opens an OpenTelemetry server span around each request (from
     ``tracer_provider``, or the global one), so the client's spans join the request's trace.
+    ``redis_url``: share the budget (``RedisRateLimiter``) and the polls (``ObservationHub``)
+    with every other process of the service given the same Redis, for ``--workers N``.
     """
-    app = FastAPI(
-        title="Document360 exports",
-        lifespan=d360_lifespan(api_token=api_token, base_url=base_url, **client_options),
-    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Per worker process, on its own event loop: the limiter, the hub, then the client.
+        async with AsyncExitStack() as stack:
+            options = dict(client_options)
+            if redis_url is not None:
+                per_minute = options.pop("rate_limit", None)
+                config = None if per_minute is None else RateLimitConfig(rate=per_minute)
+                options["rate_limiter"] = await stack.enter_async_context(
+                    RedisRateLimiter(redis_url, config=config)
+                )
+                options["hub"] = await stack.enter_async_context(ObservationHub(redis_url))
+            await stack.enter_async_context(
+                open_client(app, api_token=api_token, base_url=base_url, **options)
+            )
+            yield
+
+    app = FastAPI(title="Document360 exports", lifespan=lifespan)
+    app.add_middleware(WorkerHeader)
     if trace_requests:
         app.add_middleware(TraceRequests, tracer_provider=tracer_provider)
 
@@ -151,7 +189,8 @@ def create_app(
 
 def app_from_env() -> FastAPI:
     """The service configured from ``D360_API_TOKEN``, ``D360_PROJECT_ID`` and, optionally,
-    ``D360_BASE_URL`` and ``D360_OTEL_CONSOLE=1`` (for ``uvicorn --factory``)."""
+    ``D360_BASE_URL``, ``D360_REDIS_URL`` (several workers: one budget, one poll per export)
+    and ``D360_OTEL_CONSOLE=1`` (for ``uvicorn --factory``)."""
     console = os.environ.get("D360_OTEL_CONSOLE", "") not in ("", "0")
     if console:
         configure_console_telemetry()
@@ -160,6 +199,7 @@ def app_from_env() -> FastAPI:
         project_id=os.environ["D360_PROJECT_ID"],
         base_url=os.environ.get("D360_BASE_URL", Region.EU),
         trace_requests=console,
+        redis_url=os.environ.get("D360_REDIS_URL") or None,
     )
 
 
@@ -186,6 +226,27 @@ def configure_console_telemetry(*, metric_interval: float = 10.0) -> None:
         ConsoleMetricExporter(), export_interval_millis=metric_interval * 1000
     )
     metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=[reader]))
+
+
+class WorkerHeader:
+    """ASGI middleware: every HTTP answer names the worker process that sent it
+    (``X-Worker: <pid>``), to see which worker of ``--workers N`` serves which page."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.value = str(os.getpid()).encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_header(message: MutableMapping[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), (b"x-worker", self.value)]
+            await send(message)
+
+        await self.app(scope, receive, send_with_header)
 
 
 class TraceRequests:
@@ -236,6 +297,7 @@ PAGE = """<!doctype html>
   <button id="go" type="submit">Start exports</button>
 </form>
 <p id="summary"></p>
+<p><a id="share" hidden>Follow these exports from another window</a></p>
 <table><thead><tr><th>Export</th><th>Status</th><th>Expected to finish</th><th>Polls</th></tr>
 </thead>
 <tbody id="exports"></tbody></table>
@@ -320,10 +382,21 @@ document.getElementById("start").addEventListener("submit", async (event) => {
     return;
   }
   const {ids} = await response.json();
+  watch(ids);
+});
+
+function watch(ids) {
   ids.forEach(addRow);
   summary.textContent = "Watching " + ids.length + " export(s)...";
+  const share = document.getElementById("share");
+  share.href = "/?" + new URLSearchParams(ids.map((id) => ["ids", id]));
+  share.hidden = false;
   follow(ids);
-});
+}
+
+// Opened from a "follow" link: watch those exports at once.
+const given = new URLSearchParams(location.search).getAll("ids");
+if (given.length) watch(given);
 </script>
 </body>
 </html>

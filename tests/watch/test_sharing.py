@@ -188,3 +188,11 @@ def test_a_finished_target_cannot_be_parked_or_unparked() -> None:
     assert not a.parked
     assert sched.unpark(a, 1.0) is None
     assert math.isinf(a.deadline)
+
+
+def test_unparking_a_target_never_polled_keeps_its_first_due_time() -> None:
+    sched = Scheduler()
+    policy = PollPolicy(interval=5.0, jitter=0.0, first_delay=0.5)
+    a = sched.add("a", kind="k", group="g", policy=policy, now=10.0)
+    sched.park(a)
+    assert sched.unpark(a, 10.2) == 10.5  # not 10 + 5

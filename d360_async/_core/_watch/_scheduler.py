@@ -1110,14 +1110,17 @@ class Scheduler:
 
     def unpark(self, state: TargetState, now: float) -> float | None:
         """Poll a parked target again (whoever polled it for us stopped): it is due one
-        interval after the last observation it was given, and never before its floor.
+        interval after the last observation it was given (a target nobody polled yet: when
+        `add` first made it due), and never before its floor.
         Returns when it is due; None when it has ended or was not parked."""
         if state.done or not state.parked:
             return None
         state.parked = False
         if state.in_flight:
             return None  # release() queues it
-        state.due = min(now, state.polled_at) + self._interval(state, now)
+        if state.polls:
+            state.due = min(now, state.polled_at) + self._interval(state, now)
+        # else: never polled, by anyone: its first poll stays where ``add`` put it.
         state.when = max(state.due, self._floor(state))
         self._push(state)
         return state.when

@@ -185,7 +185,7 @@ class WatchStats:
             rate times ``idle_seconds``): budget left for others to use.
         shared: polls made for this watch's targets by someone else (another watch of the
             same client, or another process through an
-            observation hub) whose results this watch used
+            [ObservationHub][d360_async.ObservationHub]) whose results this watch used
             instead of polling; not counted in ``polls``.
     """
 

@@ -170,6 +170,8 @@ class Operation:
     outcome: Outcome | None
     first_terminal_served_at: float | None = None
     polls: int = 0
+    served_statuses: list[object] = attrs.field(factory=list)
+    poll_times: list[float] = attrs.field(factory=list)
     forced: object = _NOT_FORCED
     forced_is_complete: bool | None = None
     deleted: bool = False
@@ -225,9 +227,15 @@ class Operation:
             forced = SD_TEXT_TO_NUMBER.get(forced.lower(), forced)
         return isinstance(forced, str | int) and forced in STATUS_TABLES[self.kind].terminal
 
-    def served(self, now: float, terminal: bool) -> None:
-        """Record that a genuine (unfaulted) status answer was served at ``now``."""
+    def served(self, now: float, terminal: bool, *, record: bool = False) -> None:
+        """Record that a genuine (unfaulted) status answer was served at ``now`` (and, with
+        ``record``, when)."""
         self.polls += 1
+        if record:
+            self.poll_times.append(now)
+        raw = self.raw_status(now)
+        if not self.served_statuses or self.served_statuses[-1] != raw:
+            self.served_statuses.append(raw)
         if terminal and self.first_terminal_served_at is None:
             self.first_terminal_served_at = now
 
@@ -254,6 +262,8 @@ class Operation:
             terminal=self.is_terminal(now),
             deleted=self.deleted,
             restarts=self.sd.restart_count if self.sd is not None else 0,
+            served_statuses=tuple(self.served_statuses),
+            poll_times=tuple(self.poll_times),
         )
 
 
@@ -304,6 +314,11 @@ class FakeOperation:
         terminal: whether ``raw_status`` is terminal now.
         deleted: removed with ``fake.delete`` (status requests answer 404).
         restarts: SmartDocumentor ``restartCount``.
+        served_statuses: the raw statuses served for it, unfaulted, to any client, each
+            change once, in order: what a watch of it (or every watch sharing its polls)
+            must deliver.
+        poll_times: when each of ``polls`` was served (server clock), kept when the server
+            records times (``record_times=True``, the default).
     """
 
     id: str
@@ -320,6 +335,8 @@ class FakeOperation:
     terminal: bool
     deleted: bool
     restarts: int
+    served_statuses: tuple[object, ...] = ()
+    poll_times: tuple[float, ...] = ()
 
     @property
     def detection_delay(self) -> float | None:

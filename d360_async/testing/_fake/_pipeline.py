@@ -129,7 +129,7 @@ class Pipeline:
 
         if fault is None:
             for op, terminal in reply.served:
-                op.served(now, terminal)
+                op.served(now, terminal, record=state.record_times)
             if route == "download" and reply.status == 200:
                 stats.downloads_served += 1
             return self._send(route, reply, headers)

@@ -1,0 +1,199 @@
+"""The observation hub against a real redis-server and the fake server, in one test process.
+
+Each "process" here is one Client with its own ObservationHub (its own instance id), as a
+worker would have; the four-OS-process check with ``kill -9`` is ``test_hub_processes``.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import pytest
+import redis.asyncio as redis_asyncio
+
+from d360_async import Client, ObservationHub, PollPolicy, Transition, TransitionKind
+from d360_async._core._phase import Phase
+from d360_async.testing import FakeDocument360, FakeLifecycle, FakeRateLimit
+
+if TYPE_CHECKING:
+    from conftest import RedisServer
+
+pytestmark = pytest.mark.redis
+
+POLICY = PollPolicy(interval=0.3, max_interval=1.0)
+ORDER = [Phase.PENDING, Phase.RUNNING]
+
+
+def _prefix() -> str:
+    return f"hub-test-{secrets.token_hex(4)}"
+
+
+async def eventually(condition: Callable[[], bool], within: float) -> None:
+    """Wait until ``condition()`` holds, checking every 20 ms; fail after ``within`` s."""
+    for _ in range(int(within / 0.02) + 1):
+        if condition():
+            return
+        await anyio.sleep(0.02)
+    raise AssertionError(f"not within {within} s")
+
+
+def check_story(seq: list[Transition[Any]]) -> None:
+    """Every change once, in order, ending terminal."""
+    assert all(t.kind is TransitionKind.CHANGED for t in seq), seq
+    raws = [t.raw_status for t in seq]
+    assert len(raws) == len(set(raws)), f"a change twice: {raws}"
+    phases = [t.phase for t in seq]
+    assert phases[:-1] == [p for p in ORDER if p in phases[:-1]], phases
+    assert phases[-1].is_terminal
+    assert seq[-1].final
+
+
+async def _fake(n: int, running: tuple[float, float] = (1.0, 2.0)) -> Any:
+    lifecycle = FakeLifecycle(pending=(0.3, 0.8), running=running, failure_ratio=0.1)
+    return FakeDocument360(rate_limit=FakeRateLimit(limit=5000, window=1.0), lifecycle=lifecycle)
+
+
+class Worker:
+    """One client + hub, watching the given exports and recording what it got."""
+
+    def __init__(self, fake: Any, url: str, prefix: str, **hub_args: Any) -> None:
+        self.fake = fake
+        self.hub = ObservationHub(url, prefix=prefix, **hub_args)
+        self.client = Client(api_token=fake.api_token, base_url=fake.url, hub=self.hub)
+        self.seen: dict[str, list[Transition[Any]]] = {}
+        self.stats: Any = None
+
+    async def watch(self, ids: list[str], *, until_done: bool = True) -> None:
+        targets = [self.client.exports.target(self.fake.project_id, i) for i in ids]
+        async with self.client.watch(targets, policy=POLICY, max_concurrency=32) as w:
+            async for t in w:
+                self.seen.setdefault(t.key, []).append(t)
+            self.stats = w.stats()
+
+
+async def test_two_processes_poll_each_export_once(redis_server: RedisServer) -> None:
+    async with AsyncExitStack() as stack:
+        fake = await stack.enter_async_context(await _fake(60))
+        ids = fake.seed("export", 60)
+        prefix = _prefix()
+        workers = [Worker(fake, redis_server.url, prefix) for _ in range(2)]
+        for w in workers:
+            await stack.enter_async_context(w.hub)
+            await stack.enter_async_context(w.client)
+        async with anyio.create_task_group() as tg:
+            for w in workers:
+                tg.start_soon(w.watch, ids)
+        polls = sum(op.polls for op in fake.operations("export"))
+        seen = [w.stats.polls + w.stats.shared for w in workers]
+        assert polls <= 1.1 * min(seen), (polls, seen)
+        assert sum(w.stats.polls for w in workers) == polls
+        for w in workers:
+            assert len(w.seen) == 60
+            for seq in w.seen.values():
+                check_story(seq)
+        for key, seq in workers[0].seen.items():
+            assert [t.raw_status for t in seq] == [t.raw_status for t in workers[1].seen[key]]
+        stats = [w.hub.stats() for w in workers]
+        assert sum(s.published for s in stats) > 0
+        # What one wrote, the other read (every entry was for an export it watched).
+        assert stats[0].received == stats[1].published
+        assert stats[1].received == stats[0].published
+        assert not any(s.degraded for s in stats)
+        for w in workers:
+            assert w.hub.stats().topics == 0  # everything left
+
+
+async def test_keys_expire_and_the_stream_is_trimmed(redis_server: RedisServer) -> None:
+    async with AsyncExitStack() as stack:
+        fake = await stack.enter_async_context(await _fake(40))
+        ids = fake.seed("export", 40)
+        prefix = _prefix()
+        w = Worker(fake, redis_server.url, prefix, stream_maxlen=20, key_ttl=30.0, lease_ttl=3.0)
+        await stack.enter_async_context(w.hub)
+        await stack.enter_async_context(w.client)
+        redis = redis_asyncio.Redis.from_url(redis_server.url)
+        stack.push_async_callback(redis.aclose)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(w.watch, ids)
+            await anyio.sleep(0.8)
+            # While it runs: every lease carries a TTL no longer than lease_ttl.
+            keys = [k async for k in redis.scan_iter(match=f"{prefix}:lease:*")]
+            assert keys
+            for key in keys:
+                assert 0 < await redis.pttl(key) <= 3000
+        published = w.hub.stats().published
+        assert published > 100
+        # Approximate trimming keeps whole nodes (100 entries by default) beyond MAXLEN.
+        assert await redis.xlen(w.hub.stream_key) <= 20 + 100
+        assert 0 < await redis.pttl(w.hub.stream_key) <= 30_000
+        # Finished operations: leases left to expire (no poll after the end), within lease_ttl.
+        await anyio.sleep(3.2)
+        assert [k async for k in redis.scan_iter(match=f"{prefix}:lease:*")] == []
+
+
+async def test_a_holder_that_leaves_hands_over_at_once(redis_server: RedisServer) -> None:
+    async with AsyncExitStack() as stack:
+        fake = await stack.enter_async_context(await _fake(30, running=(2.0, 3.0)))
+        ids = fake.seed("export", 30)
+        prefix = _prefix()
+        stayer = Worker(fake, redis_server.url, prefix, lease_ttl=30.0)
+        leaver = Worker(fake, redis_server.url, prefix, lease_ttl=30.0)
+        for w in (leaver, stayer):
+            await stack.enter_async_context(w.client)
+        await stack.enter_async_context(stayer.hub)
+        async with anyio.create_task_group() as tg:
+            async with leaver.hub:
+                tg.start_soon(leaver.watch, ids)
+                await anyio.sleep(0.3)  # the leaver takes every lease first
+                tg.start_soon(stayer.watch, ids)
+                await anyio.sleep(0.5)
+                assert len(leaver.hub.held()) == 30
+                assert stayer.hub.held() == set()
+                # The leaver's hub closes: leases given back, its watch polls locally from now.
+            await eventually(
+                lambda: len(stayer.hub.held()) == 30 or not stayer.hub.stats().topics, 2.0
+            )
+        assert stayer.hub.stats().takeovers >= 1
+        for seq in stayer.seen.values():
+            check_story(seq)
+        assert len(stayer.seen) == 30
+
+
+async def test_loss_of_redis_falls_back_and_comes_back(
+    private_redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with AsyncExitStack() as stack:
+        caplog.set_level(logging.INFO, logger="d360_async.watch.hub")
+        fake = await stack.enter_async_context(await _fake(40, running=(3.0, 4.0)))
+        ids = fake.seed("export", 40)
+        prefix = _prefix()
+        args = {"lease_ttl": 3.0, "probe_interval": 0.3, "operation_timeout": 0.5}
+        workers = [Worker(fake, private_redis_server.url, prefix, **args) for _ in range(2)]
+        for w in workers:
+            await stack.enter_async_context(w.hub)
+            await stack.enter_async_context(w.client)
+        async with anyio.create_task_group() as tg:
+            for w in workers:
+                tg.start_soon(w.watch, ids)
+            await anyio.sleep(0.8)
+            private_redis_server.stop()
+            await eventually(lambda: all(w.hub.degraded for w in workers), 5.0)
+            await anyio.sleep(0.8)
+            private_redis_server.start()
+            await eventually(lambda: not any(w.hub.degraded for w in workers), 5.0)
+        for w in workers:
+            assert len(w.seen) == 40
+            for seq in w.seen.values():
+                check_story(seq)
+            assert w.hub.stats().outages == 1
+        records = [r for r in caplog.records if r.name == "d360_async.watch.hub"]
+        lost = [r for r in records if r.levelno == logging.WARNING]
+        back = [r for r in records if r.levelno == logging.INFO and "answers again" in r.message]
+        assert len(lost) == 2  # once per process
+        assert len(back) == 2
+        assert all("unreachable" in r.getMessage() for r in lost)
