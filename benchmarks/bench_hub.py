@@ -226,11 +226,7 @@ def run_scenario(scenario: Scenario, server: ServerProcess, redis_url: str) -> d
             child.close()
             workers.append((parent, proc))
         for parent, _ in workers:
-            if not parent.poll(60):
-                raise RuntimeError("a worker did not start")
-            status, value = parent.recv()
-            if status != "ready":
-                raise RuntimeError(f"a worker failed to start: {value}")
+            _expect(parent, "ready", 60, "start")
         ids = server.call("benchmarks.bench_hub:server_seed", scenario.targets)
         start_at = time.time() + 0.3
         for parent, _ in workers:
@@ -238,14 +234,7 @@ def run_scenario(scenario: Scenario, server: ServerProcess, redis_url: str) -> d
         victim = -1
         if scenario.kill:
             # Every worker says which leases it holds; the one holding most is killed.
-            reports = []
-            for parent, _ in workers:
-                if not parent.poll(30):
-                    raise RuntimeError("a worker did not report its leases")
-                status, value = parent.recv()
-                if status != "held":
-                    raise RuntimeError(f"a worker failed: {value}")
-                reports.append(value[0])
+            reports = [_expect(parent, "held", 30, "report its leases")[0] for parent, _ in workers]
             victim = max(range(len(reports)), key=lambda i: len(reports[i]))
             victim_keys = reports[victim]
             workers[victim][1].kill()  # SIGKILL: no lease given back, no goodbye
@@ -255,12 +244,7 @@ def run_scenario(scenario: Scenario, server: ServerProcess, redis_url: str) -> d
             if n == victim:
                 results.append(None)
                 continue
-            if not parent.poll(120):
-                raise RuntimeError("a worker did not finish in time")
-            status, value = parent.recv()
-            if status != "ok":
-                raise RuntimeError(f"a worker failed: {value}")
-            results.append(value)
+            results.append(_expect(parent, "ok", 120, "finish"))
     finally:
         for parent, proc in workers:
             proc.join(10)
@@ -300,6 +284,16 @@ def run_scenario(scenario: Scenario, server: ServerProcess, redis_url: str) -> d
         "lease_ttl": scenario.lease_ttl,
         "hub": [r["hub"] for r in survivors],
     }
+
+
+def _expect(parent: Connection, status: str, within: float, what: str) -> Any:
+    """The next message of a worker, which must be ``status``; its value."""
+    if not parent.poll(within):
+        raise RuntimeError(f"a worker did not {what} within {within:g} s")
+    got, value = parent.recv()
+    if got != status:
+        raise RuntimeError(f"a worker failed to {what}: {value}")
+    return value
 
 
 def server_project(fake: Any) -> str:

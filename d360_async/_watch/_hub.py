@@ -50,6 +50,7 @@ from anyio.abc import TaskGroup
 from d360_async._core._target import Observation
 from d360_async._core._watch._sharing import Topic
 from d360_async._core._watch._wire import decode_entry, encode_entry, encode_release
+from d360_async._limiters._redis import _describe
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -612,14 +613,3 @@ async def _wait(event: anyio.Event | None) -> None:
 
 def _id(raw: bytes | str) -> str:
     return raw.decode() if isinstance(raw, bytes) else raw
-
-
-def _describe(client: Any) -> str:
-    """Where the client connects, for logs (never its password)."""
-    try:
-        kwargs = client.connection_pool.connection_kwargs
-    except AttributeError:
-        return "(unknown address)"
-    if "path" in kwargs:
-        return f"unix:{kwargs['path']}"
-    return f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}/{kwargs.get('db', 0)}"

@@ -76,15 +76,23 @@ class Worker:
             self.stats = w.stats()
 
 
+async def start(
+    stack: AsyncExitStack, fake: Any, url: str, prefix: str, n: int, **hub_args: Any
+) -> list[Worker]:
+    """``n`` workers, their hubs and clients open on ``stack``."""
+    workers = [Worker(fake, url, prefix, **hub_args) for _ in range(n)]
+    for w in workers:
+        await stack.enter_async_context(w.hub)
+        await stack.enter_async_context(w.client)
+    return workers
+
+
 async def test_two_processes_poll_each_export_once(redis_server: RedisServer) -> None:
     async with AsyncExitStack() as stack:
         fake = await stack.enter_async_context(await _fake(60))
         ids = fake.seed("export", 60)
         prefix = _prefix()
-        workers = [Worker(fake, redis_server.url, prefix) for _ in range(2)]
-        for w in workers:
-            await stack.enter_async_context(w.hub)
-            await stack.enter_async_context(w.client)
+        workers = await start(stack, fake, redis_server.url, prefix, 2)
         async with anyio.create_task_group() as tg:
             for w in workers:
                 tg.start_soon(w.watch, ids)
@@ -173,10 +181,7 @@ async def test_loss_of_redis_falls_back_and_comes_back(
         ids = fake.seed("export", 40)
         prefix = _prefix()
         args = {"lease_ttl": 3.0, "probe_interval": 0.3, "operation_timeout": 0.5}
-        workers = [Worker(fake, private_redis_server.url, prefix, **args) for _ in range(2)]
-        for w in workers:
-            await stack.enter_async_context(w.hub)
-            await stack.enter_async_context(w.client)
+        workers = await start(stack, fake, private_redis_server.url, prefix, 2, **args)
         async with anyio.create_task_group() as tg:
             for w in workers:
                 tg.start_soon(w.watch, ids)
@@ -197,3 +202,26 @@ async def test_loss_of_redis_falls_back_and_comes_back(
         assert len(lost) == 2  # once per process
         assert len(back) == 2
         assert all("unreachable" in r.getMessage() for r in lost)
+
+
+def test_bad_settings_are_refused_with_a_clear_error() -> None:
+    url = "redis://127.0.0.1:1/0"  # never connected to: nothing here needs a server
+    with pytest.raises(ValueError, match="lease_ttl"):
+        ObservationHub(url, lease_ttl=0)
+    with pytest.raises(ValueError, match="3 x operation_timeout"):
+        ObservationHub(url, lease_ttl=1.0, operation_timeout=1.0)
+    with pytest.raises(ValueError, match="stream_maxlen"):
+        ObservationHub(url, stream_maxlen=0)
+    with pytest.raises(ValueError, match="block"):
+        ObservationHub(url, block=float("inf"))
+
+
+async def test_a_hub_serves_one_client_and_never_shows_a_password() -> None:
+    hub = ObservationHub("redis://:hunter2@127.0.0.1:1/0")
+    async with Client(api_token="t", base_url="http://127.0.0.1:1", hub=hub):
+        with pytest.raises(RuntimeError, match="another client"):
+            Client(api_token="t", base_url="http://127.0.0.1:1", hub=hub)
+    assert "hunter2" not in repr(hub)
+    assert not hub.degraded
+    assert hub.stats().topics == 0
+    assert hub.lease_key(("v3.export", "k")).endswith(":lease:v3.export:k")
