@@ -61,6 +61,7 @@ def server_truth(fake: Any, ids: list[str]) -> dict[str, Any]:
         "polls": sum(ops[i].polls for i in ids),
         "outcomes": {i: ops[i].outcome for i in ids},
         "served": {i: list(ops[i].served_statuses) for i in ids},
+        "delays": sorted(ops[i].detection_delay for i in ids if ops[i].detection_delay is not None),
         "rate_limited": fake.stats.rate_limited,
     }
 
@@ -267,7 +268,10 @@ def run_scenario(scenario: Scenario, server: ServerProcess, redis_url: str) -> d
         if after:
             takeover.append(min(after) - (killed_at or 0.0))
     used = [r["polls"] + r["shared"] for r in survivors]
+    delays = truth["delays"]
     return {
+        "delay_p50": delays[len(delays) // 2] if delays else None,
+        "delay_max": delays[-1] if delays else None,
         "label": scenario.label,
         "processes": scenario.processes,
         "targets": scenario.targets,
@@ -357,6 +361,7 @@ def run_hub(quick: bool = False) -> Section:
             "vs polls used (min)",
             "every change once, in order",
             "taken over after kill",
+            "detection delay p50 / max",
             "429s",
         ],
     )
@@ -380,6 +385,7 @@ def run_hub(quick: bool = False) -> Section:
                 f"{r['server_polls'] / used:.3f}x" if used else "-",
                 story,
                 takeover,
+                f"{fmt(r['delay_p50'], 2)} s / {fmt(r['delay_max'], 2)} s",
                 str(r["rate_limited"]),
             ]
         )
@@ -414,6 +420,11 @@ def run_hub(quick: bool = False) -> Section:
         "alone (a second sample of random lifecycles, so a few percent of noise); 'vs polls "
         "used' divides by the polls each process used, its own plus those it read from the "
         "stream (exact: 1.000x means no poll was made that a process did not use).",
+        "Detection delay: from an export's real end to the first poll that saw it, counted "
+        "by the server. The four processes share the machine's cores (and, with the hub, "
+        "each reads every other's polls from the stream), so each polls its share more "
+        "slowly than one process alone does; on separate cores the holder's pace is the "
+        "policy's.",
         "Takeover: from the SIGKILL to the first survivor holding each lease the killed "
         f"worker held, sampled every {SAMPLE * 1000:g} ms; a lease is renewed every third of "
         "its TTL, so it expires at most one TTL after the kill and survivors ask at that "

@@ -4,8 +4,9 @@ The watches of one process already poll each operation once between them (`_obse
 [ObservationHub][d360_async.ObservationHub] extends that to every process using the same Redis
 and prefix:
 
-* **Leases.**  For each operation a process watches, it tries to take a lease: one Redis
-  string per topic, ``SET NX PX lease_ttl`` holding the process's instance id.  The holder
+* **Leases.**  For each operation a process watches, it tries to take a lease (after a
+  random pause of up to `SPREAD`, so that processes starting together share the leases out):
+  one Redis string per topic, ``SET NX PX lease_ttl`` holding the process's instance id.  The holder
   polls the operation (through its watches, at the most demanding policy among them) and
   renews the lease every ``lease_ttl / 3``; the other processes park their copies.  One Lua
   script takes, renews or reports the time left of a lease in one round trip, pipelined over
@@ -37,6 +38,7 @@ from __future__ import annotations
 
 import logging
 import math
+import random
 import secrets
 import time
 from collections import deque
@@ -86,6 +88,12 @@ return 0
 
 BATCH: Final = 512
 """Most entries written or read in one round trip."""
+
+SPREAD: Final = 0.1
+"""Most seconds (at most a tenth of the lease TTL) a process waits, at random, before it
+first asks for the lease of an operation it starts watching.  Processes that start watching
+the same operations together then win about as many leases each, instead of the quickest
+taking them all and polling everything alone."""
 
 
 @attrs.frozen(slots=True)
@@ -326,7 +334,7 @@ class ObservationHub:
         tg.start_soon(self._run_writer, name="d360-hub writer")
         # Watches that subscribed before the hub ran poll locally; from now on, leases decide.
         for topic in list(self._leases):
-            self._leases[topic].retry_at = -math.inf
+            self._leases[topic].retry_at = self._spread()
         _poke(self._lease_wake)
         return self
 
@@ -386,7 +394,8 @@ class ObservationHub:
         """The process watches ``topic`` now: ask for its lease."""
         if topic in self._leases:
             return
-        self._leases[topic] = _Lease()
+        self._leases[topic] = lease = _Lease()
+        lease.retry_at = self._spread()
         self._release.discard(topic)
         _poke(self._lease_wake)
 
@@ -437,8 +446,12 @@ class ObservationHub:
         self._degraded = False
         logger.info("Redis %s answers again; the observation hub shares polls again", self._where)
         for lease in self._leases.values():
-            lease.retry_at = -math.inf
+            lease.retry_at = self._spread()
         _poke(self._recovered)
+
+    def _spread(self) -> float:
+        """When to first ask for a lease: now, plus a random share of `SPREAD`."""
+        return self._clock() + random.uniform(0.0, min(SPREAD, self._lease_ttl / 10))
 
     async def _run_leases(self) -> None:
         renew_every = self._lease_ttl / 3
