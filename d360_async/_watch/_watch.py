@@ -58,6 +58,11 @@ Decisions, written once:
   Any answer from the server closes it, and the targets that failed meanwhile are made due at
   once (``Scheduler.reschedule``).  Each outage is logged once each way and kept in
   [Watch.outages][d360_async.Watch.outages].
+* **One poll per operation.**  With a client's poll registry
+  (``shared=``), a target that other watches include too is polled by one of them (the most
+  demanding policy); the others park it in their scheduler and are handed what the owner's
+  poll saw through their inbox task, in order, never blocking the owner.  An order to poll it
+  again (the owner let it go) goes through the same inbox, after what came before it.
 * **Leaving the ``async with``** (normally, by ``break``, an exception or cancellation) cancels
   the task group: every poll in flight is cancelled at once and no task outlives the block.
 """
