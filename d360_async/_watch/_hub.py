@@ -40,15 +40,14 @@ import logging
 import math
 import random
 import secrets
-import time
 from collections import deque
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 import attrs
 from anyio.abc import TaskGroup
 
+from d360_async._clock import Clock, as_clock
 from d360_async._core._target import Observation
 from d360_async._core._watch._sharing import Topic
 from d360_async._core._watch._wire import decode_entry, encode_entry, encode_release
@@ -169,7 +168,8 @@ class ObservationHub:
         block: longest a read of the stream waits for new entries.
         probe_interval: seconds between attempts to reach Redis again after a failure.
         operation_timeout: longest wait for one Redis round trip before falling back.
-        clock: monotonic clock (tests).
+        clock: where its time comes from ([Clock][d360_async.Clock]; its ``monotonic()``
+            times lease renewals and the moments to ask again).
 
     Raises:
         ValueError: a duration or size that is not positive, or ``lease_ttl`` shorter than
@@ -189,7 +189,7 @@ class ObservationHub:
         block: float = 0.5,
         probe_interval: float = 2.0,
         operation_timeout: float = 1.0,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock | None = None,
     ) -> None:
         try:
             import redis.asyncio as redis_asyncio
@@ -246,7 +246,7 @@ class ObservationHub:
         self._block = block
         self._probe_interval = probe_interval
         self._timeout = operation_timeout
-        self._clock = clock
+        self._clock = as_clock(clock, owner="ObservationHub")
         self.instance = secrets.token_hex(8)
         """This process's id in Redis (lease values, stream entries)."""
         self._registry: PollRegistry | None = None
@@ -451,7 +451,7 @@ class ObservationHub:
 
     def _spread(self) -> float:
         """When to first ask for a lease: now, plus a random share of `SPREAD`."""
-        return self._clock() + random.uniform(0.0, min(SPREAD, self._lease_ttl / 10))
+        return self._clock.monotonic() + random.uniform(0.0, min(SPREAD, self._lease_ttl / 10))
 
     async def _run_leases(self) -> None:
         renew_every = self._lease_ttl / 3
@@ -473,7 +473,7 @@ class ObservationHub:
                 continue
             # A fresh event before the round: a topic tracked during it wakes us at once.
             self._lease_wake = event = anyio.Event()
-            now = self._clock()
+            now = self._clock.monotonic()
             renew = now >= next_renew
             asking = [
                 topic
@@ -492,7 +492,7 @@ class ObservationHub:
             wake = min(
                 [next_renew] + [lease.retry_at for lease in self._leases.values() if not lease.held]
             )
-            delay = wake - self._clock()
+            delay = wake - self._clock.monotonic()
             if delay > 0:
                 with anyio.move_on_after(delay):
                     await event.wait()
@@ -508,7 +508,7 @@ class ObservationHub:
                 await self._queue_release(pipe, releasing)
                 replies = await pipe.execute()
         self._release.difference_update(releasing)
-        now = self._clock()
+        now = self._clock.monotonic()
         registry = self._registry
         for topic, reply in zip(asking, replies, strict=False):
             code, ms = int(reply[0]), int(reply[1])

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import anyio
 import attrs
-from test_watch import FAST, SimLimiter, SimTarget, Snap, VirtualClock, by_key, clock, raws
+from test_watch import FAST, SimLimiter, SimTarget, Snap, by_key, clock, raws
 
 from d360_async._core._phase import Phase
 from d360_async._watch import (
@@ -24,6 +24,7 @@ from d360_async._watch import (
     load_checkpoint,
     watch,
 )
+from d360_async.testing import ManualClock
 
 __all__ = ["clock"]  # the fixture
 
@@ -35,7 +36,7 @@ async def _drain(w: Watch[Snap], out: list[Transition[Snap]]) -> None:
         out.append(t)
 
 
-async def _run(clock: VirtualClock, main: Callable[[], Awaitable[T]]) -> T:
+async def _run(clock: ManualClock, main: Callable[[], Awaitable[T]]) -> T:
     """``clock.run`` with a heartbeat: with two watches on one virtual clock, the clock's
     deadlock check can fire in the instant both watches are being left (every task waits for
     a cancellation to be delivered, nobody sleeps).  A real hang still fails, on the horizon."""
@@ -57,11 +58,11 @@ async def _run(clock: VirtualClock, main: Callable[[], Awaitable[T]]) -> T:
     return await clock.run(wrapped, horizon=5_000.0)
 
 
-def _targets(clock: VirtualClock, limiter: SimLimiter, n: int) -> list[SimTarget]:
+def _targets(clock: ManualClock, limiter: SimLimiter, n: int) -> list[SimTarget]:
     return [SimTarget(f"op{i}", clock, limiter) for i in range(n)]
 
 
-async def test_two_watches_poll_once_and_each_sees_every_change(clock: VirtualClock) -> None:
+async def test_two_watches_poll_once_and_each_sees_every_change(clock: ManualClock) -> None:
     limiter = SimLimiter(clock, rate=50.0, burst=5)
     targets = _targets(clock, limiter, 20)
     registry = PollRegistry()
@@ -92,7 +93,7 @@ async def test_two_watches_poll_once_and_each_sees_every_change(clock: VirtualCl
     assert len(registry) == 0  # everything left the registry
 
 
-async def test_the_most_demanding_policy_sets_the_pace(clock: VirtualClock) -> None:
+async def test_the_most_demanding_policy_sets_the_pace(clock: ManualClock) -> None:
     limiter = SimLimiter(clock, rate=100.0, burst=5)
     target = SimTarget("op", clock, limiter, ((0.0, "Queued"), (30.0, "Completed")))
     slow = PollPolicy(interval=10.0, max_interval=10.0, adaptive=False, jitter=0.0)
@@ -119,7 +120,7 @@ async def test_the_most_demanding_policy_sets_the_pace(clock: VirtualClock) -> N
 
 
 async def test_until_ends_one_watch_and_the_other_takes_the_polling_over(
-    clock: VirtualClock,
+    clock: ManualClock,
 ) -> None:
     limiter = SimLimiter(clock, rate=50.0, burst=5)
     targets = _targets(clock, limiter, 5)
@@ -149,7 +150,7 @@ async def test_until_ends_one_watch_and_the_other_takes_the_polling_over(
 
 
 async def test_removing_a_target_from_the_polling_watch_leaves_it_watched(
-    clock: VirtualClock,
+    clock: ManualClock,
 ) -> None:
     limiter = SimLimiter(clock, rate=50.0, burst=5)
     target = SimTarget("op", clock, limiter)
@@ -176,7 +177,7 @@ async def test_removing_a_target_from_the_polling_watch_leaves_it_watched(
     assert raws(second) == ["Queued", "InProgress", "Completed"]
 
 
-async def test_a_late_watch_gets_its_own_first_sight_and_deadline(clock: VirtualClock) -> None:
+async def test_a_late_watch_gets_its_own_first_sight_and_deadline(clock: ManualClock) -> None:
     limiter = SimLimiter(clock, rate=50.0, burst=5)
     target = SimTarget("op", clock, limiter)
     registry = PollRegistry()
@@ -209,7 +210,7 @@ async def test_a_late_watch_gets_its_own_first_sight_and_deadline(clock: Virtual
     assert len(target.poll_times) <= 12  # one pace: ~1 poll/s for 10 s
 
 
-async def test_the_polling_watch_closing_hands_over(clock: VirtualClock) -> None:
+async def test_the_polling_watch_closing_hands_over(clock: ManualClock) -> None:
     limiter = SimLimiter(clock, rate=50.0, burst=5)
     target = SimTarget("op", clock, limiter)
     registry = PollRegistry()
@@ -233,7 +234,7 @@ async def test_the_polling_watch_closing_hands_over(clock: VirtualClock) -> None
     assert raws(second) == ["Queued", "InProgress", "Completed"]
 
 
-async def test_a_slow_consumer_does_not_hold_the_polling_watch_up(clock: VirtualClock) -> None:
+async def test_a_slow_consumer_does_not_hold_the_polling_watch_up(clock: ManualClock) -> None:
     limiter = SimLimiter(clock, rate=100.0, burst=5)
     targets = _targets(clock, limiter, 30)
     registry = PollRegistry()
