@@ -33,6 +33,8 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any
 
+from d360_async import TargetKind
+
 from ._harness import MP, Section, ServerProcess, Table, TargetCheck, fmt, log, redis_server
 
 __all__ = ["Scenario", "run_hub", "run_scenario"]
@@ -51,12 +53,12 @@ SAMPLE = 0.02
 
 
 def server_seed(fake: Any, n: int) -> list[str]:
-    ids: list[str] = fake.seed("export", n, pending=PENDING, running=RUNNING)
+    ids: list[str] = fake.seed(TargetKind.V3_EXPORT, n, pending=PENDING, running=RUNNING)
     return ids
 
 
 def server_truth(fake: Any, ids: list[str]) -> dict[str, Any]:
-    ops = {op.id: op for op in fake.operations("export")}
+    ops = {op.id: op for op in fake.operations(TargetKind.V3_EXPORT)}
     return {
         "polls": sum(ops[i].polls for i in ids),
         "outcomes": {i: ops[i].outcome for i in ids},

@@ -48,7 +48,7 @@ import attrs
 from anyio.abc import TaskGroup
 
 from d360_async._clock import Clock, as_clock
-from d360_async._core._target import Observation
+from d360_async._core._target_protocol import Observation
 from d360_async._core._watch._sharing import Topic
 from d360_async._core._watch._wire import decode_entry, encode_entry, encode_release
 from d360_async._limiters._redis import _describe

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Hashable
 from typing import Any, Protocol
 
-from d360_async._core._target import Observation
+from d360_async._core._target_protocol import Observation
 from d360_async._core._watch._sharing import Demand, Handover, Subscriptions, Topic
 
 __all__ = ["PollRegistry", "Subscriber"]

@@ -25,7 +25,7 @@ import aiohttp
 import pytest
 
 from benchmarks._harness import redis_server
-from d360_async import PollPolicy
+from d360_async import PollPolicy, TargetKind
 from d360_async.testing import FakeDocument360, FakeLifecycle, FakeRateLimit
 
 from .support import EXAMPLE
@@ -159,7 +159,7 @@ async def test_two_workers_two_pages_one_poll_stream_per_export(tmp_path: Path) 
             }
             async with uvicorn_workers(env) as url, chromium(tmp_path) as first_tab:
                 devtools = first_tab.devtools
-                ids = fake.seed("export", EXPORTS)
+                ids = fake.seed(TargetKind.V3_EXPORT, EXPORTS)
                 follow = url + "/?" + "&".join(f"ids={i}" for i in ids)
                 a, _, worker_a = await open_page(devtools, follow)
                 for _ in range(30):
@@ -180,7 +180,7 @@ async def test_two_workers_two_pages_one_poll_stream_per_export(tmp_path: Path) 
                 ]
                 assert a.problems() == []
                 assert b.problems() == []
-            ops = {op.id: op for op in fake.operations("export")}
+            ops = {op.id: op for op in fake.operations(TargetKind.V3_EXPORT)}
     assert statuses == [["Completed"] * EXPORTS] * 2
     assert shown == [ids, ids]
     for export_id in ids:

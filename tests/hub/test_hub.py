@@ -16,7 +16,7 @@ import anyio
 import pytest
 import redis.asyncio as redis_asyncio
 
-from d360_async import Client, ObservationHub, PollPolicy, Transition, TransitionKind
+from d360_async import Client, ObservationHub, PollPolicy, TargetKind, Transition, TransitionKind
 from d360_async._core._phase import Phase
 from d360_async.testing import FakeDocument360, FakeLifecycle, FakeRateLimit
 
@@ -90,13 +90,13 @@ async def start(
 async def test_two_processes_poll_each_export_once(redis_server: RedisServer) -> None:
     async with AsyncExitStack() as stack:
         fake = await stack.enter_async_context(await _fake(60))
-        ids = fake.seed("export", 60)
+        ids = fake.seed(TargetKind.V3_EXPORT, 60)
         prefix = _prefix()
         workers = await start(stack, fake, redis_server.url, prefix, 2)
         async with anyio.create_task_group() as tg:
             for w in workers:
                 tg.start_soon(w.watch, ids)
-        polls = sum(op.polls for op in fake.operations("export"))
+        polls = sum(op.polls for op in fake.operations(TargetKind.V3_EXPORT))
         seen = [w.stats.polls + w.stats.shared for w in workers]
         assert polls <= 1.1 * min(seen), (polls, seen)
         assert sum(w.stats.polls for w in workers) == polls
@@ -119,7 +119,7 @@ async def test_two_processes_poll_each_export_once(redis_server: RedisServer) ->
 async def test_keys_expire_and_the_stream_is_trimmed(redis_server: RedisServer) -> None:
     async with AsyncExitStack() as stack:
         fake = await stack.enter_async_context(await _fake(40))
-        ids = fake.seed("export", 40)
+        ids = fake.seed(TargetKind.V3_EXPORT, 40)
         prefix = _prefix()
         w = Worker(fake, redis_server.url, prefix, stream_maxlen=20, key_ttl=30.0, lease_ttl=3.0)
         await stack.enter_async_context(w.hub)
@@ -147,7 +147,7 @@ async def test_keys_expire_and_the_stream_is_trimmed(redis_server: RedisServer) 
 async def test_a_holder_that_leaves_hands_over_at_once(redis_server: RedisServer) -> None:
     async with AsyncExitStack() as stack:
         fake = await stack.enter_async_context(await _fake(30, running=(2.0, 3.0)))
-        ids = fake.seed("export", 30)
+        ids = fake.seed(TargetKind.V3_EXPORT, 30)
         prefix = _prefix()
         stayer = Worker(fake, redis_server.url, prefix, lease_ttl=30.0)
         leaver = Worker(fake, redis_server.url, prefix, lease_ttl=30.0)
@@ -178,7 +178,7 @@ async def test_loss_of_redis_falls_back_and_comes_back(
     async with AsyncExitStack() as stack:
         caplog.set_level(logging.INFO, logger="d360_async.watch.hub")
         fake = await stack.enter_async_context(await _fake(40, running=(3.0, 4.0)))
-        ids = fake.seed("export", 40)
+        ids = fake.seed(TargetKind.V3_EXPORT, 40)
         prefix = _prefix()
         args = {"lease_ttl": 3.0, "probe_interval": 0.3, "operation_timeout": 0.5}
         workers = await start(stack, fake, private_redis_server.url, prefix, 2, **args)

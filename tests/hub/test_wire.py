@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from d360_async import ApiReferenceLogDetail, Export, LogMessage
 from d360_async._core._errors import NotFound, RateLimited, ServerError, WatchError
 from d360_async._core._phase import Phase
-from d360_async._core._target import Observation
+from d360_async._core._target_protocol import Observation
 from d360_async._core._watch._wire import (
     WIRE_VERSION,
     decode_entry,

@@ -14,6 +14,7 @@ import anyio
 import attrs
 from test_watch import FAST, SimLimiter, SimTarget, Snap, by_key, clock, raws
 
+from d360_async import TargetKind
 from d360_async._core._phase import Phase
 from d360_async._watch import (
     PollPolicy,
@@ -267,7 +268,7 @@ async def _two_watches(
     fake = FakeDocument360(rate_limit=FakeRateLimit(limit=20000, window=10.0), lifecycle=lifecycle)
     seen: list[dict[str, list[Transition[Any]]]] = [{}, {}]
     async with fake:
-        ids = fake.seed("export", n)
+        ids = fake.seed(TargetKind.V3_EXPORT, n)
         async with Client(api_token=fake.api_token, base_url=fake.url) as client:
             targets = [client.exports.target(fake.project_id, i) for i in ids]
             policy = PollPolicy(interval=0.5, max_interval=2.0)
@@ -287,8 +288,8 @@ async def _two_watches(
                     tg.start_soon(drain, w2, seen[1])
                 stats = [w1.stats(), w2.stats()]
             await asyncio.sleep(0.05)
-        polls = sum(op.polls for op in fake.operations("export"))
-        truth = {op.id: op for op in fake.operations("export")}
+        polls = sum(op.polls for op in fake.operations(TargetKind.V3_EXPORT))
+        truth = {op.id: op for op in fake.operations(TargetKind.V3_EXPORT)}
     assert stats[0].polls + stats[1].polls == polls
     for events in seen:
         assert len(events) == n

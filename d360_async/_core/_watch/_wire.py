@@ -37,7 +37,8 @@ import attrs
 from d360_async._core import _errors, _models
 from d360_async._core._errors import D360Error, WatchError
 from d360_async._core._phase import Phase
-from d360_async._core._target import Observation, RawStatus
+from d360_async._core._status import RawStatus
+from d360_async._core._target_protocol import Observation
 from d360_async._core._watch._sharing import Topic
 
 __all__ = [
@@ -250,7 +251,7 @@ def decode_entry(fields: Mapping[Any, Any]) -> Wire | None:
             warnings = json.loads(_text(fields, "w") or "[]")
         except ValueError:
             return None
-        if not (raw is None or isinstance(raw, str | int)) or isinstance(raw, bool):
+        if not isinstance(raw, str | int) or isinstance(raw, bool):
             return None
         if not isinstance(warnings, list) or not all(isinstance(w, str) for w in warnings):
             return None
