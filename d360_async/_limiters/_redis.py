@@ -57,7 +57,14 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
     from redis.commands.core import AsyncScript
 
-__all__ = ["LOG_SIZE", "RedisRateLimiter", "RedisTicket", "parse_reply"]
+__all__ = [
+    "LOG_SIZE",
+    "RedisRateLimiter",
+    "RedisTicket",
+    "check_seconds",
+    "parse_reply",
+    "redis_modules",
+]
 
 logger = logging.getLogger("d360_async.ratelimit")
 
@@ -254,22 +261,14 @@ class RedisRateLimiter:
         clock: Clock | Callable[[], float] | None = None,
     ) -> None:
         source = as_clock(clock, owner="RedisRateLimiter")
-        try:
-            import redis.asyncio as redis_asyncio
-            import redis.exceptions as redis_exceptions
-        except ImportError as exc:  # pragma: no cover - depends on the environment
-            raise ImportError(
-                "RedisRateLimiter needs redis-py: pip install 'd360-async[redis]'"
-            ) from exc
-        for name, value in (
-            ("key_ttl", key_ttl),
-            ("in_flight_timeout", in_flight_timeout),
-            ("probe_interval", probe_interval),
-            ("operation_timeout", operation_timeout),
-            ("max_sleep", max_sleep),
-        ):
-            if not (value > 0 and math.isfinite(value)):
-                raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+        redis_asyncio, redis_exceptions = redis_modules("RedisRateLimiter")
+        check_seconds(
+            key_ttl=key_ttl,
+            in_flight_timeout=in_flight_timeout,
+            probe_interval=probe_interval,
+            operation_timeout=operation_timeout,
+            max_sleep=max_sleep,
+        )
         if log_size < 1:
             raise ValueError(f"log_size must be at least 1, got {log_size!r}")
         if isinstance(redis, str):
@@ -753,6 +752,23 @@ class RedisRateLimiter:
             in_flight=lane.in_flight,
             queued=sum(lane.waiting),
         )
+
+
+def redis_modules(owner: str) -> tuple[Any, Any]:
+    """``redis.asyncio`` and ``redis.exceptions``, or an `ImportError` naming the extra."""
+    try:
+        import redis.asyncio as redis_asyncio
+        import redis.exceptions as redis_exceptions
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(f"{owner} needs redis-py: pip install 'd360-async[redis]'") from exc
+    return redis_asyncio, redis_exceptions
+
+
+def check_seconds(**values: float) -> None:
+    """Raise `ValueError` naming the first setting that is not a positive number of seconds."""
+    for name, value in values.items():
+        if not (value > 0 and math.isfinite(value)):
+            raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
 
 
 def _describe(client: Any) -> str:

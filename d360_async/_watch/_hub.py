@@ -51,7 +51,7 @@ from d360_async._clock import Clock, as_clock
 from d360_async._core._target_protocol import Observation
 from d360_async._core._watch._sharing import Topic
 from d360_async._core._watch._wire import decode_entry, encode_entry, encode_release
-from d360_async._limiters._redis import _describe
+from d360_async._limiters._redis import _describe, check_seconds, redis_modules
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -191,22 +191,14 @@ class ObservationHub:
         operation_timeout: float = 1.0,
         clock: Clock | None = None,
     ) -> None:
-        try:
-            import redis.asyncio as redis_asyncio
-            import redis.exceptions as redis_exceptions
-        except ImportError as exc:  # pragma: no cover - depends on the environment
-            raise ImportError(
-                "ObservationHub needs redis-py: pip install 'd360-async[redis]'"
-            ) from exc
-        for name, value in (
-            ("lease_ttl", lease_ttl),
-            ("key_ttl", key_ttl),
-            ("block", block),
-            ("probe_interval", probe_interval),
-            ("operation_timeout", operation_timeout),
-        ):
-            if not (value > 0 and math.isfinite(value)):
-                raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+        redis_asyncio, redis_exceptions = redis_modules("ObservationHub")
+        check_seconds(
+            lease_ttl=lease_ttl,
+            key_ttl=key_ttl,
+            block=block,
+            probe_interval=probe_interval,
+            operation_timeout=operation_timeout,
+        )
         if (
             isinstance(stream_maxlen, bool)
             or not isinstance(stream_maxlen, int)

@@ -77,7 +77,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, Final, Generic, TypedDict, TypeVar, Unpack
 
 import anyio
 import anyio.lowlevel
@@ -1433,78 +1433,70 @@ def _last_of(estimates: list[Eta]) -> Eta:
 # -- entry points ---------------------------------------------------------------------------------
 
 
-def watch(
-    targets: Iterable[Target[S]] = (),
-    *,
-    policy: PollPolicy = DEFAULT_POLICY,
-    max_concurrency: int = 16,
-    keep_open: bool = False,
-    resume: str | bytes | None = None,
-    buffer: int = 64,
-    clock: Clock | None = None,
-    resolver: Callable[[Mapping[str, Any]], Target[S]] | None = None,
-    hooks: Hooks | None = None,
-    priors: Priors | None = None,
-    durations: DurationModels | None = None,
-    keep_finished: bool = False,
-    shared: PollRegistry | None = None,
-) -> Watch[S]:
+class WatchOptions(TypedDict, total=False):
+    """The keyword options of [Watch][d360_async.Watch] (and `watch`), for type checkers."""
+
+    policy: PollPolicy
+    max_concurrency: int
+    keep_open: bool
+    resume: str | bytes | None
+    buffer: int
+    clock: Clock | None
+    resolver: Callable[[Mapping[str, Any]], Target[Any]] | None
+    hooks: Hooks | None
+    priors: Priors | None
+    durations: DurationModels | None
+    keep_finished: bool
+    shared: PollRegistry | None
+
+
+def watch(targets: Iterable[Target[S]] = (), **options: Unpack[WatchOptions]) -> Watch[S]:
     """Watch many long-running operations; use as ``async with watch(targets) as w``.
 
     Args:
         targets: what to watch; targets with a key already seen are ignored.
-        policy: pacing, deadlines, ``until=`` and stall detection (see
-            [PollPolicy][d360_async.PollPolicy]).
-        max_concurrency: polls in flight at once, over all targets.
-        keep_open: keep iterating when no target is left (for services that
-            [Watch.add][d360_async.Watch.add] work continually); the whole-watch deadline still ends
-            it.  Such a watch forgets a target once its final transition was delivered (memory stays
-            flat), unless ``keep_finished=True``; a forgotten key can be added again and is watched
-            afresh.
-        resume: a [Watch.checkpoint][d360_async.Watch.checkpoint] string: transitions already
-            delivered are not repeated, changes that happened meanwhile are delivered once, finished
-            targets are not polled.
-        buffer: transitions buffered for a slow consumer before polling slows down.
-        clock: where the watch's time comes from ([Clock][d360_async.Clock]): the scheduler's
-            time base, poll timeouts and ``observed_at``; default the
-            [SystemClock][d360_async.SystemClock], in tests a
-            [ManualClock][d360_async.testing.ManualClock].
-        resolver: rebuilds checkpointed targets that are not in ``targets`` from their spec
-            (``client.watch`` passes ``client.target_from_spec``).
-        hooks: ``on_transition`` and ``on_target_finished`` callbacks (``client.watch``
-            passes the client's hooks, its OpenTelemetry support included).
-        priors: learned durations to start from (a checkpoint, ``Watch.priors()``, or a
-            client's models), so the first polls already go where finishes are likely; a
-            ``resume`` checkpoint's own priors are used when nothing has been learned yet.
-        durations: the models to learn into and read from (``client.watch`` passes the
-            client's, so every watch of a client shares them); by default the watch's own.
-        keep_finished: with ``keep_open``, keep finished targets in the watch (listed as done
-            in checkpoints, re-adding their key does nothing).
-        shared: the poll registry of a client (``client.watch`` passes its own): watches
-            sharing one poll each target that several of them include once, the one with
-            the most demanding policy polling it for all (see
-            [Client.watch][d360_async.Client.watch]).
+        **options: the keyword options of [Watch][d360_async.Watch], below (typed as
+            `WatchOptions` for type checkers).
+
+    Options:
+
+    - `policy`: pacing, deadlines, ``until=`` and stall detection (see
+      [PollPolicy][d360_async.PollPolicy]).
+    - `max_concurrency`: polls in flight at once, over all targets.
+    - `keep_open`: keep iterating when no target is left (for services that
+      [Watch.add][d360_async.Watch.add] work continually); the whole-watch deadline still ends
+      it.  Such a watch forgets a target once its final transition was delivered (memory stays
+      flat), unless ``keep_finished=True``; a forgotten key can be added again and is watched
+      afresh.
+    - `resume`: a [Watch.checkpoint][d360_async.Watch.checkpoint] string: transitions already
+      delivered are not repeated, changes that happened meanwhile are delivered once, finished
+      targets are not polled.
+    - `buffer`: transitions buffered for a slow consumer before polling slows down.
+    - `clock`: where the watch's time comes from ([Clock][d360_async.Clock]): the scheduler's
+      time base, poll timeouts and ``observed_at``; default the
+      [SystemClock][d360_async.SystemClock], in tests a
+      [ManualClock][d360_async.testing.ManualClock].
+    - `resolver`: rebuilds checkpointed targets that are not in ``targets`` from their spec
+      (``client.watch`` passes ``client.target_from_spec``).
+    - `hooks`: ``on_transition`` and ``on_target_finished`` callbacks (``client.watch`` passes
+      the client's hooks, its OpenTelemetry support included).
+    - `priors`: learned durations to start from (a checkpoint, ``Watch.priors()``, or a client's
+      models), so the first polls already go where finishes are likely; a ``resume``
+      checkpoint's own priors are used when nothing has been learned yet.
+    - `durations`: the models to learn into and read from (``client.watch`` passes the client's,
+      so every watch of a client shares them); by default the watch's own.
+    - `keep_finished`: with ``keep_open``, keep finished targets in the watch (listed as done in
+      checkpoints, re-adding their key does nothing).
+    - `shared`: the poll registry of a client (``client.watch`` passes its own): watches sharing
+      one poll each target that several of them include once, the one with the most demanding
+      policy polling it for all (see [Client.watch][d360_async.Client.watch]).
 
     Raises:
         CheckpointError: (a ``ValueError``) a checkpoint that is damaged, malformed, of
             another version, or names live targets that are neither given nor rebuildable.
         ValueError: malformed ``priors``.
     """
-    return Watch(
-        targets,
-        policy=policy,
-        max_concurrency=max_concurrency,
-        keep_open=keep_open,
-        resume=resume,
-        buffer=buffer,
-        clock=clock,
-        resolver=resolver,
-        hooks=hooks,
-        priors=priors,
-        durations=durations,
-        keep_finished=keep_finished,
-        shared=shared,
-    )
+    return Watch(targets, **options)
 
 
 async def wait(
