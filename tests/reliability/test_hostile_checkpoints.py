@@ -143,9 +143,11 @@ async def test_kill_9_at_random_moments_loses_nothing(tmp_path: Path) -> None:
             )
             checks += _check_saved(saved, _log(log))
             if kills == KILLS // 2:
-                # Half way: let some of them finish while the process is down.
+                # Half way: let some of them finish while the process is down (an operation
+                # that already ended, and may have been handled, keeps its end).
                 for op_id in ids[: len(ids) // 2]:
-                    fake.finish(op_id, "succeeded")
+                    if not fake.operation(op_id).terminal:
+                        fake.finish(op_id, "succeeded")
         for op_id in ids:
             if not fake.operation(op_id).terminal:
                 fake.finish(op_id, "failed")
