@@ -25,8 +25,9 @@ async def test_priors_saved_by_one_run_make_the_next_warm(
     priors = json.loads(saved.read_text())
     assert priors["version"] == 1
     assert any(m["kind"] == "v3.export" and m["n"] >= 8 for m in priors["models"])
-    # The second run knows how long exports take from its first status on.
-    second = fake_d360.seed("v3.export", 4, failure_ratio=0.0, **QUICK)
+    # The second run knows how long exports take from its first status on.  Its exports wait
+    # longer than a loaded machine takes to start the CLI, so none has ended by its first poll.
+    second = fake_d360.seed("v3.export", 4, failure_ratio=0.0, pending=(4.0, 5.0), running=(0.6, 1.2))
     result = await run_cli(
         "watch", "exports", "--project", fake_d360.project_id, *second,
         "--base-url", fake_d360.url, "--json", "--interval", "0.1", "--priors", str(saved),
@@ -34,6 +35,7 @@ async def test_priors_saved_by_one_run_make_the_next_warm(
     assert result.code == 0, result.stderr
     firsts = [t for t in result.of_type("transition") if t["previous"] is None]
     assert len(firsts) == 4
+    assert not any(t["final"] for t in firsts), "an export ended before the CLI's first poll"
     assert all(t["eta"] is not None and t["eta"]["low"] <= t["eta"]["high"] for t in firsts)
     assert all(t["eta"] is None for t in result.of_type("transition") if t["final"])
 
