@@ -222,8 +222,10 @@ def test_the_matrix_spends_the_budget_without_a_429(family: str, dialect: str) -
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)
-def test_a_sliding_window_is_never_tripped(dialect: str) -> None:
-    # Not yet spent in full (see the rate-limit docs): but never a 429.
+def test_a_sliding_window_is_never_tripped_and_mostly_spent(dialect: str) -> None:
+    # Where the resets say when the newest request leaves (or the window is announced) the
+    # budget is spent from the first window on; with the count alone, the window is learned
+    # from our own requests over the first few (see the rate-limit docs).
     policy = FakeRateLimit(
         algorithm="sliding_window",
         limit=100,
@@ -232,8 +234,7 @@ def test_a_sliding_window_is_never_tripped(dialect: str) -> None:
     )
     result = simulate(policy, duration=120.0)
     assert result.throttled == 0
-    # A floor against regressions, not the goal: see docs/rate-limits.md.
-    assert result.share >= (0.95 if dialect == "ietf" else 0.25)
+    assert result.share >= (0.97 if dialect in ("ietf", "x-ratelimit") else 0.94)
 
 
 @pytest.mark.parametrize("family", ["aligned", "first-request"])

@@ -87,6 +87,9 @@ BACKOFF_BASE = 1.0
 DRAIN_FULL = 2.0
 """Seconds over which a gradual budget that stays full is spent, to find its refill rate."""
 
+SURPLUS_SHARE = 0.25
+"""Share of a gradual budget's window over which credits beyond the steady pace are spread."""
+
 DRAIN_MIN = 0.5
 """Seconds over which a gradual budget's surplus credits are spread at the least."""
 
@@ -141,6 +144,7 @@ class Budget:
         "_calibrated",
         "_ceiling",
         "_consecutive",
+        "_counted_at",
         "_counts",
         "_credits",
         "_cycle_served",
@@ -148,6 +152,7 @@ class Budget:
         "_epoch_margin",
         "_factor",
         "_grant_at",
+        "_grant_step",
         "_log",
         "_paused_until",
         "_period",
@@ -156,7 +161,6 @@ class Budget:
         "_probe_step",
         "_rate",
         "_reserve",
-        "_returned",
         "_returns",
         "_returns_at",
         "_safety",
@@ -199,6 +203,7 @@ class Budget:
         # Recent answers' counts: (admission number, remaining, when the answer came).
         self._counts: deque[tuple[int, int, float]] = deque()
         self._grant_at: float | None = None
+        self._grant_step = PROBE_STEP  # after a probe found nothing more: the next one's wait
         self._tokens = float(burst)
         self._updated = now
         self._paused_until = now
@@ -215,7 +220,9 @@ class Budget:
         self._consecutive = 0
         # Answered requests of a gradual budget: (sent, received), for credit returns.
         self._log: deque[tuple[float, float]] = deque(maxlen=LOG_SIZE)
-        self._returned = 0  # log entries already returned to the credits
+        # When the answer the credits were last computed from came: a logged request whose
+        # credit may have come back before it is in that count already.
+        self._counted_at = -math.inf
         # `_returning()` as of the policy's `version` it was derived at (-1: not yet).
         self._returns = False
         self._returns_at = -1
@@ -360,7 +367,9 @@ class Budget:
 
     def _derive_returning(self) -> bool:
         policy = self.policy
-        if policy.family not in (Family.GRADUAL, Family.TOKEN_BUCKET):
+        if policy.family not in (Family.GRADUAL, Family.TOKEN_BUCKET) and not policy.ends_move:
+            # (Announced ends that move later with each request are a sliding window's own
+            # word, before a refill has been seen: its requests leave it one by one.)
             return False
         if policy.told_end is not None and not (policy.ends_move or policy.sliding_proven):
             # The server named a reset that has not come, and nothing shows a sliding window
@@ -378,11 +387,29 @@ class Budget:
         credits = self._credits
         assert credits is not None
         limit = float(self.policy.limit)
+        counted, lo = self._counted_at, self.policy.window_lo
         while log and log[0][1] + window <= now:
-            log.popleft()
-            if credits < limit:
+            sent, received = log.popleft()
+            if (received >= counted or sent + lo > counted) and credits < limit:
                 credits += 1.0
         self._credits = credits
+
+    def _return_due(self, short: float) -> float | None:
+        """When the `short`-th credit that the log still owes comes back, by the window the
+        answers proved (None: the log owes fewer)."""
+        window = self.policy.log_window
+        if window is None:
+            return None
+        counted, lo = self._counted_at, self.policy.window_lo
+        owed = 0
+        due = None
+        for sent, received in self._log:
+            if received >= counted or sent + lo > counted:
+                owed += 1
+                due = received + window
+                if owed >= short:
+                    break
+        return due
 
     def wait_time(self, now: float, need: float = 1.0) -> float:
         """Seconds from `now` until `need` requests could have been admitted (0: now)."""
@@ -402,12 +429,10 @@ class Budget:
         if credits is None or credits >= need - EPSILON:
             return start + pace - now
         short = need - max(credits, 0.0)
-        window = self.policy.window
         if self._grant_at is not None:
             due = self._grant_at + max(0.0, short - 1.0) / max(rate, self.policy.estimate().rate)
-        elif self._log and self._returning():
-            index = min(len(self._log) - 1, max(0, math.ceil(short) - 1))
-            due = self._log[index][1] + (self.policy.log_window or window)
+        elif self._log and self._returning() and (owed := self._return_due(short)) is not None:
+            due = owed
         else:
             due = now + short / max(self.policy.estimate().rate, EPSILON)
         return max(start + pace, due) - now
@@ -546,13 +571,17 @@ class Budget:
 
             # The count speaks for the moment its request arrived: a request whose credit may
             # have come back by then is in it already (or may be); only those surely due
-            # later can still add to it.
+            # later can still add to it. Which those are is decided when they come due, by
+            # the window known then (a window proven later still returns them); requests
+            # that cannot be owed by any window believed are dropped now.
+            self._counted_at = now
             log = self._log
-            window = policy.window_lo
-            while log and log[0][0] + window <= now:
+            longest = policy.window_bound
+            while log and log[0][0] + longest <= now:
                 log.popleft()
             if self._credits >= 1.0:
                 self._grant_at = None
+                self._grant_step = PROBE_STEP
         if self._credits is not None:
             self._log.append((sent, now))
         elif state.retry_after is not None and self._credits is not None:
@@ -581,7 +610,15 @@ class Budget:
                 # sent with a credit in hand, never one sent without).
                 opened = policy.opened
                 base = opened.hi if opened is not None and math.isfinite(opened.hi) else now
-                self._grant_at = max(now, base + policy.window_bound)
+                due = base + policy.window_bound
+                if due <= now:
+                    # That wait is over and a probe was let in with nothing left after it:
+                    # the budget comes back a little at a time (a window that had not ended
+                    # would have refused it), so the next probe waits a step, and each
+                    # further step twice as long, not a moment.
+                    due = now + self._grant_step
+                    self._grant_step = min(2.0 * self._grant_step, policy.window_bound)
+                self._grant_at = due
             self._rate = max(policy.estimate().rate, EPSILON)
             return
         family = policy.family
@@ -592,7 +629,11 @@ class Budget:
             # and drain the surplus in hand over a (clamped) window.
             window = policy.window
             steady = max(policy.refill_rate, policy.limit / window)
-            horizon = window
+            # A quarter of the window: the window believed is an upper bound, so the steady
+            # pace runs a little short, and credits in hand are what the server says the
+            # shortfall left. Drained over a whole window they would settle at about
+            # `limit * error`, unspent; over a quarter of it, at a quarter of that.
+            horizon = min(window, max(DRAIN_FULL, window * SURPLUS_SHARE))
             if policy.window_from_refill:
                 # The window is only the refill measured, which is no more than what we
                 # spent: credits left over say the refill keeps up, so go faster to find it.

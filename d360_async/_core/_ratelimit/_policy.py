@@ -287,6 +287,7 @@ class PolicyEstimator:
         "_next_token",
         "_offset",
         "_opened",
+        "_pace_end",
         "_prior_limit",
         "_prior_window",
         "_rate",
@@ -326,6 +327,9 @@ class PolicyEstimator:
         self._crossed = -(10**9)  # the answer that last stepped the gradual evidence
         self._told: Interval | None = None  # the window's end, as the Reset headers said
         self._rolled_since_told = False
+        # The earliest end told since the last rollover, while it lies ahead: ends that move
+        # later with every request (a sliding window's newest leaving) pace to the first.
+        self._pace_end: Interval | None = None
         self._end: Interval | None = None  # the window's end, as believed
         self._opened: Interval | None = None  # when the current window opened
         self._rollovers: deque[Interval] = deque(maxlen=ROLLOVERS_KEPT)
@@ -414,11 +418,9 @@ class PolicyEstimator:
             if counted is not None:
                 assert self._w_log is not None
                 return counted.hi, _W_SLIDING_FIT, self._w_log.samples
-            every = self._w_all
-            sliding = self._moving >= 2 and self._gradual >= GRADUAL_SPANS
-            fit = every.usable(3) if every is not None and sliding else None
-            if every is not None and fit is not None:
-                return fit.hi, _W_RESETS, every.samples
+            spans = self._reset_spans(3)
+            if spans is not None:
+                return spans[0].hi, _W_RESETS, spans[1]
             if self._reset_max > 0.0:
                 return self._reset_max, _W_LONGEST_RESET, self._samples
             if self._rate > 0.0:
@@ -431,6 +433,25 @@ class PolicyEstimator:
         if self._window_hi is not None:
             return self._window_hi, _W_ROLLOVERS, self._window_hi_samples
         return self._prior_window, _W_PRIOR, 0
+
+    def _reset_spans(self, samples: int) -> tuple[Interval, int] | None:
+        """The window as a sliding window's resets tell it, and the answers behind it: every
+        reset at an empty budget (at least `samples` of them) spans the same time once the
+        refill has been seen, or every reset whatever the count (eight, over two seconds) once
+        the announced ends moved later with each request (the newest request leaving)."""
+        if self._moving < 2:
+            return None
+        every = self._w_all
+        if every is not None and self._gradual >= GRADUAL_SPANS:
+            fit = every.usable(samples)
+            if fit is not None:
+                return fit, every.samples
+        steady = self._w_any
+        if steady is not None:
+            fit = steady.usable(8, seconds=2.0)
+            if fit is not None:
+                return fit, steady.samples
+        return None
 
     def _sliding_fit(self) -> Interval | None:
         """The sliding-window fit, when it holds and agrees with the refill measured.
@@ -483,18 +504,11 @@ class PolicyEstimator:
         """
         if self._announced_window is not None:
             return max(MIN_WINDOW, self._announced_window)
-        every = self._w_all
-        sliding = self._moving >= 2 and self._gradual >= GRADUAL_SPANS
-        resets = every.usable(2) if every is not None and sliding else None
-        steady = self._w_any
-        if resets is None and steady is not None and self._moving >= 2:
-            # Every reset, whatever the count, spans the same time: the window of a sliding
-            # window that says when its newest request leaves.
-            resets = steady.usable(8, seconds=2.0)
-        if resets is not None:
-            # Every reset at an empty budget spans the same time, and the announced ends
-            # move with each request: a sliding window's own word for its length.
-            return max(MIN_WINDOW, resets.hi)
+        spans = self._reset_spans(2)
+        if spans is not None:
+            # Every reset spans the same time, and the announced ends move with each
+            # request: a sliding window's own word for its length.
+            return max(MIN_WINDOW, spans[0].hi)
         counted = self._sliding_fit()
         if counted is not None and self._gradual >= GRADUAL_SPANS:
             # Our own requests the count held: the fit already steps past those that may
@@ -767,6 +781,14 @@ class PolicyEstimator:
                 end = predicted if predicted is not None else told
         else:
             end = told
+            pace = self._pace_end
+            if pace is not None and pace.hi < received:
+                pace = self._pace_end = None
+            if told is not None and pace is not None and pace.hi < told.hi:
+                # The end moved later without a rollover (a sliding window, a bucket's time
+                # to fill): the credits in hand were vouched for by the first word, and a
+                # pace that followed every move would leave a share of them unspent.
+                end = pace
         last = self._last
         if end is not None and last is not None and end.lo < last.sent:
             # The window was still open when the latest request answered in it was sent.
@@ -877,6 +899,7 @@ class PolicyEstimator:
             self._window_hi_samples += 1
         self._opened = opened
         self._told = None
+        self._pace_end = None
         self._rolled_since_told = True
         self._since = answer
         self._span_gradual = 0
@@ -935,6 +958,8 @@ class PolicyEstimator:
             if lo <= hi:
                 # The same end, narrowed (or not: then the interval held is kept).
                 both = current if lo == current.lo and hi == current.hi else Interval(lo, hi)
+                if self._pace_end is current:
+                    self._pace_end = both
                 self._told = self._window_told = both
                 return
             if told_lo < current.lo:
@@ -943,7 +968,10 @@ class PolicyEstimator:
                 # An end that moved later without a rollover: not a fixed window (a sliding
                 # window says when its newest request leaves).
                 self._moving += 1
-        self._told = self._window_told = Interval(told_lo, told_hi)
+        told = self._told = self._window_told = Interval(told_lo, told_hi)
+        pace = self._pace_end
+        if self._rolled_since_told or pace is None or pace.hi < received:
+            self._pace_end = told
         self._rolled_since_told = False
 
     def forget_end(self) -> None:
@@ -951,6 +979,7 @@ class PolicyEstimator:
         self.version += 1
         self._end = None
         self._told = None
+        self._pace_end = None
 
     def throttled(self, state: RateLimitState | None, *, now: float) -> None:
         """A 429: whatever end was believed was too early."""
@@ -959,4 +988,4 @@ class PolicyEstimator:
         if state is not None:
             wait = state.retry_after if state.retry_after is not None else state.reset_after
         self._told = None if wait is None else Interval(now + wait - 1.0, now + wait)
-        self._end = self._told
+        self._end = self._pace_end = self._told
