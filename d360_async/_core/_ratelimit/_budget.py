@@ -154,6 +154,7 @@ class Budget:
         "_grant_at",
         "_grant_step",
         "_log",
+        "_owed_after",
         "_paused_until",
         "_period",
         "_prior_limit",
@@ -223,6 +224,10 @@ class Budget:
         # When the answer the credits were last computed from came: a logged request whose
         # credit may have come back before it is in that count already.
         self._counted_at = -math.inf
+        # Requests sent up to then are settled: some count, by the shortest window known when
+        # it came, may hold their return already. Those a count could not judge (no window
+        # known yet) are judged by the window known when they come due.
+        self._owed_after = -math.inf
         # `_returning()` as of the policy's `version` it was derived at (-1: not yet).
         self._returns = False
         self._returns_at = -1
@@ -345,10 +350,10 @@ class Budget:
             self._grant_at = None
             self.policy.forget_end()
             tokens = max(tokens, 1.0)
-        if self._credits is not None and self._log and self._returning():
-            self._return_credits(now)
-        tokens += self._rate * (now - t)
         cap = math.inf if backlogged else float(self._burst)
+        if self._credits is not None and self._log and self._returning():
+            t, tokens = self._return_credits(t, tokens, now, cap)
+        tokens += self._rate * (now - t)
         if tokens > cap:
             tokens = cap
         self._tokens = tokens
@@ -378,21 +383,36 @@ class Budget:
             return False
         return policy.log_window is not None
 
-    def _return_credits(self, now: float) -> None:
-        """A gradual budget: credits of requests that left the window since calibration."""
+    def _return_credits(
+        self, t: float, tokens: float, now: float, cap: float
+    ) -> tuple[float, float]:
+        """A gradual budget: credits of requests that left the window since calibration,
+        each at the moment it came due, from `t` with `tokens` to `now`.
+
+        Each credit sets the pace again as of its own moment (with none sent, no answer
+        would), the tokens accrued up to it at the pace before: however often the clock is
+        read in between, the same returns leave the same state. Returns the time and the
+        tokens it got to.
+        """
         window = self.policy.log_window
         if window is None:
-            return
+            return t, tokens
         log = self._log
         credits = self._credits
         assert credits is not None
         limit = float(self.policy.limit)
-        counted, lo = self._counted_at, self.policy.window_lo
+        counted, lo, settled = self._counted_at, self.policy.window_lo, self._owed_after
         while log and log[0][1] + window <= now:
             sent, received = log.popleft()
-            if (received >= counted or sent + lo > counted) and credits < limit:
+            owed = received >= counted or (sent > settled and sent + lo > counted)
+            if owed and credits < limit:
+                due = max(t, received + window)
+                tokens = min(cap, tokens + self._rate * (due - t))
+                t = due
                 credits += 1.0
-        self._credits = credits
+                self._credits = credits
+                self._repace(due)
+        return t, tokens
 
     def _return_due(self, short: float) -> float | None:
         """When the `short`-th credit that the log still owes comes back, by the window the
@@ -400,11 +420,11 @@ class Budget:
         window = self.policy.log_window
         if window is None:
             return None
-        counted, lo = self._counted_at, self.policy.window_lo
+        counted, lo, settled = self._counted_at, self.policy.window_lo, self._owed_after
         owed = 0
         due = None
         for sent, received in self._log:
-            if received >= counted or sent + lo > counted:
+            if received >= counted or (sent > settled and sent + lo > counted):
                 owed += 1
                 due = received + window
                 if owed >= short:
@@ -456,6 +476,10 @@ class Budget:
                 # again now and then rather than promise a wait nobody knows.
                 return max(probe_at - now, MIN_WAIT) if math.isfinite(probe_at) else PROBE_PENDING
             probing = True
+            if self.policy.family is Family.UNKNOWN:
+                # Nothing is known of the refill: a probe's step is its pace, and it does not
+                # wait for a token besides.
+                self._tokens = max(self._tokens, 1.0)
         else:
             probing = False
         if self._tokens < 1.0 - EPSILON or self._paused_until > now:
@@ -575,6 +599,11 @@ class Budget:
             # the window known then (a window proven later still returns them); requests
             # that cannot be owed by any window believed are dropped now.
             self._counted_at = now
+            lo = policy.window_lo
+            if lo > 0.0:
+                # By the shortest window known now, a request sent this long ago may have
+                # come back already: it is in this count, and owed by none later.
+                self._owed_after = max(self._owed_after, now - lo)
             log = self._log
             longest = policy.window_bound
             while log and log[0][0] + longest <= now:
@@ -624,7 +653,11 @@ class Budget:
         family = policy.family
         if family is Family.TOKEN_BUCKET and policy.refill_rate <= 0.0:
             family = Family.UNKNOWN  # a gateway's dialect, but nothing measured yet
-        if family in (Family.GRADUAL, Family.TOKEN_BUCKET):
+        if family in (Family.GRADUAL, Family.TOKEN_BUCKET) or (
+            policy.ends_move and self._returning()
+        ):
+            # (Ends that move with each request, and a window to return credits by: a
+            # sliding window, whatever a stray rollover made of the family.)
             # Take the refill as it comes, at the policy's long-run rate or the refill seen,
             # and drain the surplus in hand over a (clamped) window.
             window = policy.window
@@ -666,9 +699,16 @@ class Budget:
                 # Nothing says when the budget comes back: spend it over a guess, holding a
                 # few credits back to look, ever less often, for the refill.
                 window = min(window, DISCOVERY_HORIZON)
-                self._reserve = min(DISCOVERY_PROBES, max(0, math.floor(credits) - 1))
+                # While nothing at all is known of the refill, the last few credits are all
+                # probes (a reserve that shrank with each answer would let them go at the
+                # pace, and a spent budget whose reset is told waits out a whole window).
+                keep = 0 if family is Family.UNKNOWN else 1
+                self._reserve = min(DISCOVERY_PROBES, max(0, math.floor(credits) - keep))
                 spend = credits - self._reserve
-                if spend < 1.0 - EPSILON and self._reserve:
+                if self._reserve and (spend < 1.0 - EPSILON or family is Family.UNKNOWN):
+                    # Held back for real while nothing is known of the refill: once the
+                    # credits are down to the reserve, they go one at a time, each a step
+                    # after the last (however fast the pace).
                     if previous_probe is None or math.isfinite(previous_probe):
                         self._probe_step = PROBE_STEP
                     else:

@@ -279,6 +279,10 @@ class Replica:
                 break
             del takes[take_id]
             budget.record(None, None, now=now, sent=take.sent, seq=take.seq)
+        # Every event moves the budget's clock, whether or not it touches the budget (a
+        # refund of an attempt this replica refused): a read between events then finds
+        # nothing to bring up to date, and leaves the replica as it was.
+        budget.advance(now)
         return budget
 
     def _attempt(self, index: int, now: float) -> None:

@@ -96,6 +96,9 @@ PROBE_WIDTH = 0.05
 REFUSALS_KEPT = 256
 """Refused requests remembered (their admission numbers), to leave them out of gains."""
 
+LOG_FIT_SLACK = 0.002
+"""Seconds our own requests' bounds on a sliding window may cross (clock readings only)."""
+
 LOG_FIT_SETTLE = 2.0
 """Seconds beyond one window after the budget first ran out before a sliding-window fit is
 believed (a draining bucket's short look-alike is refuted as soon as it runs steady)."""
@@ -223,6 +226,9 @@ class _WindowFit:
     lo: float = 0.0
     hi: float = math.inf
     samples: int = 0
+    slack: float = 0.05
+    """How far bounds may cross and still agree (resets come in whole seconds; our own
+    requests' times do not)."""
     first: float = math.inf  # when the first agreeing bound came
     last: float = -math.inf  # and the latest
 
@@ -234,7 +240,7 @@ class _WindowFit:
         """[add][] with the bound as two numbers (no `Interval` built on every answer)."""
         lo = max(self.lo, told_lo)
         hi = min(self.hi, told_hi)
-        if lo > hi + 0.05:
+        if lo > hi + self.slack:
             return False
         self.lo, self.hi = lo, max(lo, hi)
         self.samples += 1
@@ -359,7 +365,9 @@ class PolicyEstimator:
         # count says how many of them are still inside it, which bounds the window.
         self._sends: deque[list[float]] = deque()
         self._sends_base = 1  # the admission number of _sends[0]
-        self._w_log: _WindowFit | None = _WindowFit()
+        # Exact bounds, from our own clock: a crossing is a refutation (a bucket at the pace
+        # we spend it fits a sliding window only as long as our own requests took).
+        self._w_log: _WindowFit | None = _WindowFit(slack=LOG_FIT_SLACK)
         self._depleted_at: float | None = None  # when an answer first said (nearly) none left
         # The window as consecutive ends bound it (windows aligned to the clock).
         self._w_span: _WindowFit | None = _WindowFit()
@@ -413,14 +421,17 @@ class PolicyEstimator:
         if self._announced_window is not None:
             return self._announced_window, _W_ANNOUNCED, self._samples
         family = self._family
-        if family is Family.GRADUAL or family is Family.TOKEN_BUCKET:
+        gradual = family is Family.GRADUAL or family is Family.TOKEN_BUCKET
+        if gradual:
             counted = self._sliding_fit()
             if counted is not None:
                 assert self._w_log is not None
                 return counted.hi, _W_SLIDING_FIT, self._w_log.samples
-            spans = self._reset_spans(3)
-            if spans is not None:
-                return spans[0].hi, _W_RESETS, spans[1]
+        spans = self._reset_spans(3)
+        if spans is not None:
+            # (Whatever the family: ends that move with each request are a sliding window's.)
+            return spans[0].hi, _W_RESETS, spans[1]
+        if gradual:
             if self._reset_max > 0.0:
                 return self._reset_max, _W_LONGEST_RESET, self._samples
             if self._rate > 0.0:
@@ -651,7 +662,15 @@ class PolicyEstimator:
         if inside < 1 or before < 0 or oldest > index:
             return
         sent = sends[index][0]
-        lo = sent - sends[oldest][1]  # still inside: arrived after (arrival - window)
+        # Requests admitted after this one but sent before its answer came may have reached
+        # the server first and be in the count: the oldest surely inside is that many later.
+        later = 0
+        for position in range(index + 1, len(sends)):
+            if sends[position][0] >= received:
+                break
+            later += 1
+        surely = oldest + later
+        lo = sent - sends[surely][1] if surely <= index else 0.0  # arrived after (arrival - window)
         hi = received - sends[before][0]  # left: arrived at or before (arrival - window)
         if not math.isfinite(lo):
             lo = 0.0
@@ -722,7 +741,11 @@ class PolicyEstimator:
             self._limit_seen = min(remaining + 1, 1_000_000)
         if remaining <= 1 and self._depleted_at is None:
             self._depleted_at = received
-        self._fit_sliding(seq, remaining, received, in_flight)
+        if remaining > 0:
+            # A spent budget's count says nothing of a window: a bucket refilling at the pace
+            # we spend it looks, at 0, like a sliding window exactly as long as our own
+            # last `limit` requests took (a fit that would follow our pace, not the server).
+            self._fit_sliding(seq, remaining, received, in_flight)
         answer = _Answer(seq, remaining, sent, received)
         if last is None:
             # When the window opened is not known: a fresh budget answers limit - 1, but a
