@@ -327,7 +327,7 @@ async def test_the_cli_prints_no_echoed_secret(run_cli: Any) -> None:
                 _run_cli(echo.url, "status", "exports", EXPORT, *project, verbose=False),
                 _run_cli(echo.url, "status", "exports", EXPORT, *project, "--json", verbose=True),
                 _run_cli(
-                    echo.url, "watch", "exports", EXPORT, *project, "--timeout", "3", verbose=False
+                    echo.url, "watch", "exports", EXPORT, *project, "--timeout", "1", verbose=False
                 ),
             )
         assert echo.requests >= len(runs), "the CLI reached the echo server"
