@@ -118,29 +118,38 @@ async def test_two_processes_poll_each_export_once(redis_server: RedisServer) ->
 
 async def test_keys_expire_and_the_stream_is_trimmed(redis_server: RedisServer) -> None:
     async with AsyncExitStack() as stack:
-        fake = await stack.enter_async_context(await _fake(40))
+        fake = await stack.enter_async_context(await _fake(40, running=(0.6, 1.2)))
         ids = fake.seed(TargetKind.V3_EXPORT, 40)
         prefix = _prefix()
-        w = Worker(fake, redis_server.url, prefix, stream_maxlen=20, key_ttl=30.0, lease_ttl=3.0)
+        # A short lease TTL (3 x the operation timeout), so its expiry is waited for briefly.
+        w = Worker(
+            fake,
+            redis_server.url,
+            prefix,
+            stream_maxlen=20,
+            key_ttl=30.0,
+            lease_ttl=0.9,
+            operation_timeout=0.3,
+        )
         await stack.enter_async_context(w.hub)
         await stack.enter_async_context(w.client)
         redis = redis_asyncio.Redis.from_url(redis_server.url)
         stack.push_async_callback(redis.aclose)
         async with anyio.create_task_group() as tg:
             tg.start_soon(w.watch, ids)
-            await anyio.sleep(0.8)
+            await anyio.sleep(0.5)
             # While it runs: every lease carries a TTL no longer than lease_ttl.
             keys = [k async for k in redis.scan_iter(match=f"{prefix}:lease:*")]
             assert keys
             for key in keys:
-                assert 0 < await redis.pttl(key) <= 3000
+                assert 0 < await redis.pttl(key) <= 900
         published = w.hub.stats().published
         assert published > 100
         # Approximate trimming keeps whole nodes (100 entries by default) beyond MAXLEN.
         assert await redis.xlen(w.hub.stream_key) <= 20 + 100
         assert 0 < await redis.pttl(w.hub.stream_key) <= 30_000
         # Finished operations: leases left to expire (no poll after the end), within lease_ttl.
-        await anyio.sleep(3.2)
+        await anyio.sleep(1.1)
         assert [k async for k in redis.scan_iter(match=f"{prefix}:lease:*")] == []
 
 
