@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: demo test lint typecheck unit docs dist package-check bench clean
+.PHONY: demo test test-slow lint typecheck unit docs dist package-check bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,8 +30,15 @@ lint: $(VENV)/.dev-installed
 typecheck: $(VENV)/.dev-installed
 	$(BIN)/mypy
 
+# The default run: every test but those marked `slow` (pyproject.toml's addopts).
 unit: $(VENV)/.dev-installed
 	$(BIN)/pytest -W error $(PYTEST_ARGS)
+
+# The tests that need real OS processes over real seconds (kill -9 of a process, four worker
+# processes on one Redis budget, uvicorn --workers 4, the soak); .ci/run runs them after
+# `make test`.
+test-slow: $(VENV)/.dev-installed
+	$(BIN)/pytest -W error -m slow $(PYTEST_ARGS)
 
 docs: $(VENV)/.dev-installed
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir $(VENV)/site

@@ -2,38 +2,59 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from pathlib import Path
 
-from cli_support import RunCli
+from cli_support import Result, RunCli
 
 from d360_async.testing import FakeDocument360
 
 QUICK = {"pending": (0.05, 0.2), "running": (0.6, 1.2)}
+HELD = {"pending": 1e6, "failure_ratio": 0.0}  # waits for the test to end it
+
+
+async def _ended_once_polled(
+    fake: FakeDocument360, ids: list[str], cli: asyncio.Future[Result], *, after: float
+) -> Result:
+    """End the exports ``after`` s once the CLI has polled each of them, then its result.
+
+    The exports wait for the CLI however long it takes to start (no race between a loaded
+    machine's start-up and a lifecycle on the real clock); the deadline only catches a hang.
+    """
+    deadline = time.monotonic() + 60.0
+    while not cli.done() and any(fake.operation(i).polls == 0 for i in ids):
+        assert time.monotonic() < deadline, "the CLI never polled every export"
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(after)
+    for export_id in ids:
+        fake.finish(export_id)
+    return await cli
 
 
 async def test_priors_saved_by_one_run_make_the_next_warm(
     fake_d360: FakeDocument360, run_cli: RunCli, tmp_path: Path
 ) -> None:
     saved = tmp_path / "exports.priors"
-    first = fake_d360.seed("v3.export", 8, failure_ratio=0.0, **QUICK)
-    result = await run_cli(
+    first = fake_d360.seed("v3.export", 8, **HELD)
+    cli = asyncio.ensure_future(run_cli(
         "watch", "exports", "--project", fake_d360.project_id, *first,
         "--base-url", fake_d360.url, "--json", "--interval", "0.1", "--save-priors", str(saved),
-    )  # fmt: skip
+    ))  # fmt: skip
+    result = await _ended_once_polled(fake_d360, first, cli, after=0.3)
     assert result.code == 0, result.stderr
     priors = json.loads(saved.read_text())
     assert priors["version"] == 1
     assert any(m["kind"] == "v3.export" and m["n"] >= 8 for m in priors["models"])
-    # The second run knows how long exports take from its first status on.  Its exports wait
-    # longer than a loaded machine takes to start the CLI, so none has ended by its first poll.
-    second = fake_d360.seed(
-        "v3.export", 4, failure_ratio=0.0, pending=(4.0, 5.0), running=(0.6, 1.2)
-    )
-    result = await run_cli(
+    # The second run knows how long exports take from its first status on: its exports are
+    # still pending at the CLI's first poll of each, however slowly the CLI starts.
+    second = fake_d360.seed("v3.export", 4, **HELD)
+    cli = asyncio.ensure_future(run_cli(
         "watch", "exports", "--project", fake_d360.project_id, *second,
         "--base-url", fake_d360.url, "--json", "--interval", "0.1", "--priors", str(saved),
-    )  # fmt: skip
+    ))  # fmt: skip
+    result = await _ended_once_polled(fake_d360, second, cli, after=0.0)
     assert result.code == 0, result.stderr
     firsts = [t for t in result.of_type("transition") if t["previous"] is None]
     assert len(firsts) == 4

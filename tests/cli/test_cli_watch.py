@@ -94,7 +94,9 @@ async def test_timeout_exits_1_with_timed_out_transitions(
     fake_d360: FakeDocument360, run_cli: RunCli
 ) -> None:
     [slow] = fake_d360.seed("v3.export", 1, pending=0.0, running=600.0)
-    [quick] = fake_d360.seed("v3.export", 1, failure_ratio=0.0, **QUICK)
+    # Ended before the CLI starts: seen at its first poll, however late (a lifecycle on the
+    # real clock would race the CLI's start-up against its 1.5 s timeout).
+    [quick] = fake_d360.seed("v3.export", 1, failure_ratio=0.0, pending=0.0, running=0.0)
     result = await run_cli(
         "watch", "exports", slow, quick, "--project", fake_d360.project_id,
         "--base-url", fake_d360.url, "--json", "--timeout", "1.5",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from types import ModuleType
 
 import httpx
@@ -17,14 +19,25 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from d360_async import Telemetry
-from d360_async.testing import FakeDocument360
+from d360_async.testing import FakeDocument360, FakeLifecycle
 
 from .support import example_app
+
+
+async def _end_once_polled(fake: FakeDocument360, ids: list[str]) -> None:
+    """Finish each export once it has been polled (the deadline only catches a hang)."""
+    deadline = time.monotonic() + 30.0
+    while any(fake.operation(i).polls == 0 for i in ids):
+        assert time.monotonic() < deadline, "the stream never polled every export"
+        await asyncio.sleep(0.01)
+    for export_id in ids:
+        fake.finish(export_id)
 
 
 async def test_a_requests_trace_holds_the_calls_and_polls_it_caused(
     example: ModuleType, fake: FakeDocument360
 ) -> None:
+    fake.lifecycle = FakeLifecycle(pending=0.0, running=1e6, failure_ratio=0.0)
     exporter = InMemorySpanExporter()
     tracer_provider = TracerProvider()
     tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
@@ -39,7 +52,11 @@ async def test_a_requests_trace_holds_the_calls_and_polls_it_caused(
             async with httpx.AsyncClient(transport=transport, base_url="http://app") as http:
                 started = await http.post("/exports", json={"workspace_ids": ["ws-a", "ws-b"]})
                 ids = started.json()["ids"]
+                # Running until the stream has seen each of them, then ended: at least two
+                # polls each, however slowly a loaded machine gets the stream going.
+                finisher = asyncio.ensure_future(_end_once_polled(fake, ids))
                 streamed = await http.get("/exports/stream", params={"ids": ids})
+                await finisher
         assert streamed.status_code == 200
         polls = sum(fake.operation(export_id).polls for export_id in ids)
     finally:

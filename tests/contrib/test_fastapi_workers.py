@@ -31,7 +31,9 @@ from d360_async.testing import FakeDocument360, FakeLifecycle, FakeRateLimit
 from .support import EXAMPLE
 from .test_fastapi_browser import CHROMIUM, PAGE_LIMIT, DevTools, Page, chromium
 
+# Real OS processes over real seconds: not in the default run (`make test-slow`, run by .ci/run).
 pytestmark = [
+    pytest.mark.slow,
     pytest.mark.browser,
     pytest.mark.redis,
     pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed"),

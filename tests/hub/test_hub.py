@@ -89,7 +89,7 @@ async def start(
 
 async def test_two_processes_poll_each_export_once(redis_server: RedisServer) -> None:
     async with AsyncExitStack() as stack:
-        fake = await stack.enter_async_context(await _fake(60))
+        fake = await stack.enter_async_context(await _fake(60, running=(0.6, 1.2)))
         ids = fake.seed(TargetKind.V3_EXPORT, 60)
         prefix = _prefix()
         workers = await start(stack, fake, redis_server.url, prefix, 2)
@@ -118,35 +118,44 @@ async def test_two_processes_poll_each_export_once(redis_server: RedisServer) ->
 
 async def test_keys_expire_and_the_stream_is_trimmed(redis_server: RedisServer) -> None:
     async with AsyncExitStack() as stack:
-        fake = await stack.enter_async_context(await _fake(40))
+        fake = await stack.enter_async_context(await _fake(40, running=(0.6, 1.2)))
         ids = fake.seed(TargetKind.V3_EXPORT, 40)
         prefix = _prefix()
-        w = Worker(fake, redis_server.url, prefix, stream_maxlen=20, key_ttl=30.0, lease_ttl=3.0)
+        # A short lease TTL (3 x the operation timeout), so its expiry is waited for briefly.
+        w = Worker(
+            fake,
+            redis_server.url,
+            prefix,
+            stream_maxlen=20,
+            key_ttl=30.0,
+            lease_ttl=0.9,
+            operation_timeout=0.3,
+        )
         await stack.enter_async_context(w.hub)
         await stack.enter_async_context(w.client)
         redis = redis_asyncio.Redis.from_url(redis_server.url)
         stack.push_async_callback(redis.aclose)
         async with anyio.create_task_group() as tg:
             tg.start_soon(w.watch, ids)
-            await anyio.sleep(0.8)
+            await anyio.sleep(0.5)
             # While it runs: every lease carries a TTL no longer than lease_ttl.
             keys = [k async for k in redis.scan_iter(match=f"{prefix}:lease:*")]
             assert keys
             for key in keys:
-                assert 0 < await redis.pttl(key) <= 3000
+                assert 0 < await redis.pttl(key) <= 900
         published = w.hub.stats().published
         assert published > 100
         # Approximate trimming keeps whole nodes (100 entries by default) beyond MAXLEN.
         assert await redis.xlen(w.hub.stream_key) <= 20 + 100
         assert 0 < await redis.pttl(w.hub.stream_key) <= 30_000
         # Finished operations: leases left to expire (no poll after the end), within lease_ttl.
-        await anyio.sleep(3.2)
+        await anyio.sleep(1.1)
         assert [k async for k in redis.scan_iter(match=f"{prefix}:lease:*")] == []
 
 
 async def test_a_holder_that_leaves_hands_over_at_once(redis_server: RedisServer) -> None:
     async with AsyncExitStack() as stack:
-        fake = await stack.enter_async_context(await _fake(30, running=(2.0, 3.0)))
+        fake = await stack.enter_async_context(await _fake(30, running=(1.2, 1.8)))
         ids = fake.seed(TargetKind.V3_EXPORT, 30)
         prefix = _prefix()
         stayer = Worker(fake, redis_server.url, prefix, lease_ttl=30.0)
@@ -177,18 +186,18 @@ async def test_loss_of_redis_falls_back_and_comes_back(
 ) -> None:
     async with AsyncExitStack() as stack:
         caplog.set_level(logging.INFO, logger="d360_async.watch.hub")
-        fake = await stack.enter_async_context(await _fake(40, running=(3.0, 4.0)))
+        fake = await stack.enter_async_context(await _fake(40, running=(2.0, 3.0)))
         ids = fake.seed(TargetKind.V3_EXPORT, 40)
         prefix = _prefix()
-        args = {"lease_ttl": 3.0, "probe_interval": 0.3, "operation_timeout": 0.5}
+        args = {"lease_ttl": 1.5, "probe_interval": 0.2, "operation_timeout": 0.3}
         workers = await start(stack, fake, private_redis_server.url, prefix, 2, **args)
         async with anyio.create_task_group() as tg:
             for w in workers:
                 tg.start_soon(w.watch, ids)
-            await anyio.sleep(0.8)
+            await anyio.sleep(0.5)
             private_redis_server.stop()
             await eventually(lambda: all(w.hub.degraded for w in workers), 5.0)
-            await anyio.sleep(0.8)
+            await anyio.sleep(0.5)
             private_redis_server.start()
             await eventually(lambda: not any(w.hub.degraded for w in workers), 5.0)
         for w in workers:

@@ -18,7 +18,8 @@ from benchmarks._harness import ServerProcess, redis_server
 from benchmarks.bench_hub import LIMIT, WINDOW, Scenario, run_scenario
 from d360_async.testing import FakeRateLimit
 
-pytestmark = pytest.mark.redis
+# Real OS processes over real seconds: not in the default run (`make test-slow`, run by .ci/run).
+pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,8 @@ from d360_async.testing import FakeDocument360, FakeRateLimit
 if TYPE_CHECKING:
     from conftest import RedisServer
 
-pytestmark = pytest.mark.redis
+# Real OS processes over real seconds: not in the default run (`make test-slow`, run by .ci/run).
+pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
 PROCESSES = 4
 LOOPS_PER_PROCESS = 4

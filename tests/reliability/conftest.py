@@ -3,7 +3,7 @@
 Helpers are handed out as fixtures (never imported from this file), so the suite has no
 import-path tricks.  The scenario runner drives the real :class:`~d360_async.Client` and its
 watch against a real :class:`~d360_async.testing.FakeDocument360` on the real clock, with
-lifecycles of a second or two, so one run of 500 operations takes a few seconds.
+lifecycles under a second, so one run of 500 operations takes a second or two.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ RETRY = RetryPolicy(backoff_base=0.02, backoff_cap=0.2, deadline=20.0)
 TIMEOUTS = Timeouts(connect=2.0, read=0.4, total=2.0, download_read=2.0)
 SLOW_DELAY = 0.8
 POLICY = PollPolicy(interval=0.1, backoff=1.5, max_interval=0.6, watch_timeout=90.0)
-LIFECYCLE = FakeLifecycle(pending=(0.1, 0.5), running=(0.2, 1.0), failure_ratio=0.2)
+LIFECYCLE = FakeLifecycle(pending=(0.05, 0.25), running=(0.1, 0.5), failure_ratio=0.2)
 
 _RANK = {Phase.PENDING: 0, Phase.RUNNING: 1}
 

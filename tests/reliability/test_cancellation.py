@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -26,8 +27,10 @@ from hypothesis import strategies as st
 from d360_async import Client, PollPolicy, RateLimitConfig
 from d360_async.testing import FakeDocument360, FakeLifecycle
 
+# Each example is a fresh event loop and server, cancelled at a random real moment: five per
+# scenario in the default run (a new draw each run); D360_CANCEL_EXAMPLES=50 for a longer hunt.
 CANCEL = settings(
-    max_examples=10,
+    max_examples=int(os.environ.get("D360_CANCEL_EXAMPLES", "5")),
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],

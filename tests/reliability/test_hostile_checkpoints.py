@@ -114,6 +114,7 @@ def _log(path: Path) -> list[tuple[int, str, str, Any, bool]]:
     return [tuple(json.loads(line)) for line in lines]  # type: ignore[misc]
 
 
+@pytest.mark.slow  # 31 child processes, 30 of them killed: `make test-slow`
 async def test_kill_9_at_random_moments_loses_nothing(tmp_path: Path) -> None:
     rng = random.Random(16)
     lifecycle = FakeLifecycle(pending=(0.2, 4.0), running=(1.0, 120.0), failure_ratio=0.2)

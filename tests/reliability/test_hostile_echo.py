@@ -61,6 +61,7 @@ class EchoServer:
         self.shape = "problem"  # problem | v2 | text | html | empty
         self.redirect_loop = False
         self.requests = 0
+        self.served: set[tuple[int, str]] = set()  # (status, shape) answered
         self._runner: web.AppRunner | None = None
         self.url = ""
 
@@ -80,6 +81,11 @@ class EchoServer:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         self.requests += 1
+        status, shape = self.status, self.shape
+        # A base URL of ``{url}/as/STATUS/SHAPE`` picks the answer for one client only.
+        if match := re.match(r"/as/(\d+)/(\w+)/", request.path):
+            status, shape = int(match[1]), match[2]
+        self.served.add((status, shape))
         values = [f"{name}: {value}" for name, value in request.headers.items()]
         values += [f"{name}={value}" for name, value in request.query.items()]
         values += [value for value in request.query.values()]  # the bare values too
@@ -98,23 +104,23 @@ class EchoServer:
             "X-Request-Id": auth,
             "X-Trace-Id": echoed[:200],
         }
-        if self.status == 200 and self.shape == "v2":  # V2 reports failures in a 200
+        if status == 200 and shape == "v2":  # V2 reports failures in a 200
             failure = {
                 "success": False,
                 "errors": [{"error_code": v, "description": v} for v in values],
             }
             return web.json_response(failure, status=200, headers=headers)
-        if self.status == 200:
+        if status == 200:
             text = f"<html><title>{echoed}</title></html>"
             return web.Response(status=200, text=text, content_type="application/json")
-        if self.shape == "empty":
-            return web.Response(status=self.status, headers=headers)
-        if self.shape == "text":
-            return web.Response(status=self.status, text=echoed, headers=headers)
-        if self.shape == "html":
+        if shape == "empty":
+            return web.Response(status=status, headers=headers)
+        if shape == "text":
+            return web.Response(status=status, text=echoed, headers=headers)
+        if shape == "html":
             text = f"<html><head><title>{echoed}</title></head><body>{echoed}</body></html>"
-            return web.Response(status=self.status, text=text, content_type="text/html")
-        if self.shape == "v2":
+            return web.Response(status=status, text=text, content_type="text/html")
+        if shape == "v2":
             payload: dict[str, Any] = {
                 "success": False,
                 "errors": [{"error_code": v, "description": v} for v in values],
@@ -125,7 +131,7 @@ class EchoServer:
             payload = {
                 "type": f"https://errors/{auth}",
                 "title": f"token '{auth}' is not valid",
-                "status": self.status,
+                "status": status,
                 "detail": f"refused {echoed}",
                 "message": echoed,
                 "error": auth,
@@ -138,7 +144,7 @@ class EchoServer:
                     for v in values
                 ],
             }
-        return web.json_response(payload, status=self.status, headers=headers)
+        return web.json_response(payload, status=status, headers=headers)
 
 
 class Evidence:
@@ -319,18 +325,29 @@ async def test_the_cli_prints_no_echoed_secret(run_cli: Any) -> None:
 
     evidence = Evidence()
     async with EchoServer() as echo:
-        runs: list[tuple[int, str, str]] = []
-        for status, shape in [(401, "problem"), (404, "v2"), (500, "text"), (400, "problem")]:
-            echo.status, echo.shape = status, shape
-            project = ("--project", PROJECT)
-            runs += await asyncio.gather(
-                _run_cli(echo.url, "status", "exports", EXPORT, *project, verbose=False),
-                _run_cli(echo.url, "status", "exports", EXPORT, *project, "--json", verbose=True),
-                _run_cli(
-                    echo.url, "watch", "exports", EXPORT, *project, "--timeout", "3", verbose=False
-                ),
+        # All at once (each run is mostly an interpreter starting), each answered its own way.
+        project = ("--project", PROJECT)
+        runs: list[tuple[int, str, str]] = await asyncio.gather(
+            *(
+                run
+                for status, shape in [
+                    (401, "problem"),
+                    (404, "v2"),
+                    (500, "text"),
+                    (400, "problem"),
+                ]
+                for url in [f"{echo.url}/as/{status}/{shape}"]
+                for run in (
+                    _run_cli(url, "status", "exports", EXPORT, *project, verbose=False),
+                    _run_cli(url, "status", "exports", EXPORT, *project, "--json", verbose=True),
+                    _run_cli(
+                        url, "watch", "exports", EXPORT, *project, "--timeout", "1", verbose=False
+                    ),
+                )
             )
+        )
         assert echo.requests >= len(runs), "the CLI reached the echo server"
+        assert echo.served == {(401, "problem"), (404, "v2"), (500, "text"), (400, "problem")}
     for code, out, err in runs:
         assert code != 0, (out, err)
         scan(out, evidence.secrets, "CLI stdout")

@@ -1,8 +1,9 @@
 """Losing Redis mid-watch: the shared limiter falls back to local limiting and comes back.
 
 A real ``redis-server`` backs a :class:`~d360_async.RedisRateLimiter`; a client using it
-watches a few hundred exports on FakeDocument360 under the fake's rate limit.  Part-way, Redis
-is stopped; a second later it is started again (empty: no persistence).  Meanwhile:
+watches sixty exports on FakeDocument360 under the fake's rate limit (which binds: the watch
+would poll twice as fast).  Part-way, Redis is stopped; 0.6 s later it is started again (empty:
+no persistence).  Meanwhile:
 
 * requests keep flowing, paced by the limiter's local fallback (one WARNING, not one per
   request), with no 429 storm;
@@ -24,8 +25,9 @@ from d360_async.testing import FakeDocument360, FakeLifecycle, FakeRateLimit
 
 pytestmark = pytest.mark.redis
 
-LIMIT, WINDOW = 200, 2.0
-LIFECYCLE = FakeLifecycle(pending=(0.3, 1.0), running=(0.8, 2.5), failure_ratio=0.2)
+LIMIT, WINDOW = 300, 2.0
+LIFECYCLE = FakeLifecycle(pending=(0.2, 0.5), running=(0.4, 1.0), failure_ratio=0.2)
+OUTAGE = 0.6
 
 
 def _limiter(url: str) -> RedisRateLimiter:
@@ -48,17 +50,17 @@ async def test_redis_outage_mid_watch(redis_process: Any, caplog: pytest.LogCapt
     async with FakeDocument360(
         rate_limit=FakeRateLimit(limit=LIMIT, window=WINDOW), lifecycle=LIFECYCLE
     ) as fake:
-        ids = fake.seed("v3.export", 200)
+        ids = fake.seed("v3.export", 60)
         clients = [
             Client(api_token=fake.api_token, base_url=fake.url, rate_limiter=limiter)
             for limiter in limiters
         ]
 
         async def outage() -> int:
-            await asyncio.sleep(0.8)
+            await asyncio.sleep(0.4)
             before = fake.stats.requests
             await asyncio.to_thread(redis_process.stop)
-            await asyncio.sleep(1.2)
+            await asyncio.sleep(OUTAGE)
             during = fake.stats.requests - before
             await asyncio.to_thread(redis_process.start)
             return during
@@ -117,6 +119,6 @@ async def test_redis_outage_mid_watch(redis_process: Any, caplog: pytest.LogCapt
         expected = Phase.SUCCEEDED if truth.outcome == "succeeded" else Phase.FAILED
         assert transition.phase is expected
     print(
-        f"\nredis loss: {stats.requests} requests, {during} during the 1.2 s outage, "
+        f"\nredis loss: {stats.requests} requests, {during} during the {OUTAGE:g} s outage, "
         f"{stats.rate_limited} 429s, degraded for ~{len(degraded_seen) * 0.02:.1f} s"
     )

@@ -1,7 +1,8 @@
 """Soak: 2,000 operations through one long-lived watch under faults; nothing may grow.
 
-The run lasts ``D360_SOAK_SECONDS`` (default 15, so it stays in ``make test``; CI or a
-developer runs it for 60 s or more).  A feeder starts operations on the fake at an even pace
+The run lasts ``D360_SOAK_SECONDS`` (default 15). It is marked ``slow``: not in the default
+run; ``make test-slow`` (which .ci/run runs after ``make test``) runs it, and a developer may
+run it for 60 s or more.  A feeder starts operations on the fake at an even pace
 and adds them to a ``keep_open`` watch, which removes each one once its final transition is
 in, as a long-running service would.  Every half second the test samples this process's RSS,
 its sockets to the fake and the live objects of the library; after a warm-up (the first third)

@@ -75,30 +75,15 @@ def _write_project(pytester: pytest.Pytester, *, mode: str, mark: str = "") -> N
     )
 
 
-def test_fixtures_in_auto_mode(pytester: pytest.Pytester) -> None:
-    _write_project(pytester, mode="auto")
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
-    result.assert_outcomes(passed=3)
-
-
-def test_fixtures_in_strict_mode(pytester: pytest.Pytester) -> None:
-    _write_project(pytester, mode="strict", mark="@pytest.mark.asyncio")
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
-    result.assert_outcomes(passed=3)
-
-
-def test_options_fixture_and_marker_configure_the_fake(pytester: pytest.Pytester) -> None:
-    pytester.makeconftest(
-        """
+# A conftest that configures the fake for the tests beside it, and those tests.
+OPTIONS_CONFTEST = """
         import pytest
 
         @pytest.fixture
         def fake_d360_options():
             return {"api_token": "my-token", "rate_limit": None}
-        """
-    )
-    pytester.makepyfile(
-        """
+"""
+OPTIONS_TESTS = """
         import pytest
 
         async def test_options_apply(fake_d360, d360_client):
@@ -114,18 +99,9 @@ def test_options_fixture_and_marker_configure_the_fake(pytester: pytest.Pytester
             [task_id] = fake_d360.seed("v2.delete_file", 1, pending=600.0)
             status = await d360_client.v2.delete_file_status(task_id)
             assert status is not None
-        """
-    )
-    pytester.makeini(AUTO_INI)
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--strict-markers")
-    result.assert_outcomes(passed=2)
-
-
-def test_a_manual_clock_in_the_marker_drives_the_fake_and_the_client(
-    pytester: pytest.Pytester,
-) -> None:
-    pytester.makepyfile(
-        """
+"""
+# The marker's ManualClock drives the fake and the client: an hour of polling in no time.
+CLOCK_TESTS = """
         import time
 
         import pytest
@@ -144,12 +120,30 @@ def test_a_manual_clock_in_the_marker_drives_the_fake_and_the_client(
             assert final.phase.is_terminal
             assert CLOCK.now >= 1000 + 3600
             assert fake_d360.stats.rate_limited == 0
-            assert time.monotonic() - started < 5
-        """
-    )
-    pytester.makeini(AUTO_INI)
+            assert time.monotonic() - started < 60  # not the hour: room for a loaded machine
+"""
+
+
+def test_fixtures_options_marker_and_a_manual_clock_in_auto_mode(
+    pytester: pytest.Pytester,
+) -> None:
+    # One pytest run (each costs a Python start-up) for three projects of one user: the
+    # fixtures in auto mode, an options fixture and the marker (in options/, whose conftest
+    # applies there only) and a ManualClock given through the marker.
+    _write_project(pytester, mode="auto")
+    options = pytester.mkpydir("options")
+    (options / "conftest.py").write_text(textwrap.dedent(OPTIONS_CONFTEST))
+    (options / "test_options.py").write_text(textwrap.dedent(OPTIONS_TESTS))
+    clock = pytester.mkpydir("clock")
+    (clock / "test_manual_clock.py").write_text(textwrap.dedent(CLOCK_TESTS))
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--strict-markers")
-    result.assert_outcomes(passed=1)
+    result.assert_outcomes(passed=3 + 2 + 1)
+
+
+def test_fixtures_in_strict_mode(pytester: pytest.Pytester) -> None:
+    _write_project(pytester, mode="strict", mark="@pytest.mark.asyncio")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=3)
 
 
 def test_without_pytest_asyncio_nothing_is_registered(
@@ -175,16 +169,6 @@ def test_without_pytest_asyncio_nothing_is_registered(
     monkeypatch.setenv("PYTHONPATH", str(shadow))
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:asyncio")
     result.assert_outcomes(passed=1)
-
-
-def test_the_example_in_the_testing_page_passes(pytester: pytest.Pytester) -> None:
-    files = dict(_FILE_BLOCK.findall(TESTING_PAGE.read_text(encoding="utf-8")))
-    assert sorted(files) == ["myapp.py", "test_myapp.py"]
-    for name, code in files.items():
-        pytester.path.joinpath(name).write_text(code, encoding="utf-8")
-    pytester.makeini(AUTO_INI)
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
-    result.assert_outcomes(passed=2)
 
 
 _CONFIG_BLOCK = re.compile(r"^```toml\n# file: (\S+)\n(.*?)^```$", re.MULTILINE | re.DOTALL)

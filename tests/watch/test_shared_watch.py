@@ -264,14 +264,14 @@ async def _two_watches(
     from d360_async import Client
     from d360_async.testing import FakeDocument360, FakeLifecycle, FakeRateLimit
 
-    lifecycle = FakeLifecycle(pending=(0.5, 1.5), running=(1.0, 2.5), failure_ratio=0.1)
+    lifecycle = FakeLifecycle(pending=(0.2, 0.6), running=(0.4, 1.0), failure_ratio=0.1)
     fake = FakeDocument360(rate_limit=FakeRateLimit(limit=20000, window=10.0), lifecycle=lifecycle)
     seen: list[dict[str, list[Transition[Any]]]] = [{}, {}]
     async with fake:
         ids = fake.seed(TargetKind.V3_EXPORT, n)
         async with Client(api_token=fake.api_token, base_url=fake.url) as client:
             targets = [client.exports.target(fake.project_id, i) for i in ids]
-            policy = PollPolicy(interval=0.5, max_interval=2.0)
+            policy = PollPolicy(interval=0.2, max_interval=0.8)
             registry = client._registry if share else None
             stats = []
             async with (
