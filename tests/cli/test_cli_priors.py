@@ -27,7 +27,9 @@ async def test_priors_saved_by_one_run_make_the_next_warm(
     assert any(m["kind"] == "v3.export" and m["n"] >= 8 for m in priors["models"])
     # The second run knows how long exports take from its first status on.  Its exports wait
     # longer than a loaded machine takes to start the CLI, so none has ended by its first poll.
-    second = fake_d360.seed("v3.export", 4, failure_ratio=0.0, pending=(4.0, 5.0), running=(0.6, 1.2))
+    second = fake_d360.seed(
+        "v3.export", 4, failure_ratio=0.0, pending=(4.0, 5.0), running=(0.6, 1.2)
+    )
     result = await run_cli(
         "watch", "exports", "--project", fake_d360.project_id, *second,
         "--base-url", fake_d360.url, "--json", "--interval", "0.1", "--priors", str(saved),
