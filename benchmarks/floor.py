@@ -95,6 +95,9 @@ class FloorResult:
     finished_at: float = 0.0
     poll_times: list[float] = field(default_factory=list)
     eta_inside: list[bool] = field(default_factory=list)  # library only: ETA calibration
+    # library only: where the true finish fell when it was outside the announced interval
+    eta_early: int = 0  # before its low end
+    eta_late: int = 0  # after its high end
 
     @property
     def all_delays(self) -> list[float]:

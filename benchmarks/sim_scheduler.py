@@ -9,7 +9,8 @@ the operation is in at that moment.  The result is a :class:`floor.FloorResult`,
 library, the oracle and round robin are compared on the very same draws.
 
 ``python -m benchmarks.sim_scheduler`` prints the three side by side at DESIGN.md §6's full
-sizes (500 alike; 150 drive tasks + 650 exports).
+sizes (500 alike; 150 drive tasks + 650 exports); ``python -m benchmarks.sim_scheduler --eta``
+prints the ETA calibration at first sight over ten seeds (:func:`eta_calibration`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from d360_async._watch import PollPolicy, Scheduler
 
 from . import floor
 
-__all__ = ["FULL_WORKLOADS", "simulate_library"]
+__all__ = ["FULL_WORKLOADS", "eta_calibration", "simulate_library"]
 
 FULL_WORKLOADS: dict[str, floor.Workload] = {
     "alike": floor.Workload(
@@ -113,6 +114,8 @@ def simulate_library(
             if eta is not None:
                 inside = t + eta.low <= op.completes_at <= t + eta.high
                 result.eta_inside.append(inside)
+                result.eta_early += op.completes_at < t + eta.low
+                result.eta_late += op.completes_at > t + eta.high
         if outcome.final:
             result.delays[op.kind].append(t - op.completes_at)
             left -= 1
@@ -122,12 +125,46 @@ def simulate_library(
     return result
 
 
+def eta_calibration(seeds: Sequence[int]) -> list[tuple[str, str, int, float, float, float]]:
+    """ETA calibration of the library's scheduler at first sight, over ``seeds``.
+
+    For each full-size workload, with evenly spaced tokens (a token bucket) and with fixed
+    windows of 10 s: ``(workload, tokens, announced, inside, early, late)``, the last three
+    as shares of the announced intervals (the true finish inside, before the low end, after
+    the high end).  A few seconds for ten seeds: the quick way to see what a change to the
+    duration models does to the figure the budget benchmark measures in ten minutes.
+    """
+    rows = []
+    for name, workload in FULL_WORKLOADS.items():
+        for tokens, window in (("even", 0.0), ("fixed 10 s", 10.0)):
+            n = inside = early = late = 0
+            for seed in seeds:
+                ops = floor.sample_operations(workload, seed)
+                res = simulate_library(workload, ops, seed=seed, window=window)
+                n += len(res.eta_inside)
+                inside += sum(res.eta_inside)
+                early += res.eta_early
+                late += res.eta_late
+            if n:
+                rows.append((name, tokens, n, inside / n, early / n, late / n))
+    return rows
+
+
 def _main() -> None:  # pragma: no cover - a manual comparison
     import sys
     import time
 
     from ._harness import percentile
 
+    if sys.argv[1:2] == ["--eta"]:
+        seeds = [int(s) for s in sys.argv[2:]] or list(range(10))
+        print(f"ETA at first sight, 80 % interval, seeds {seeds[0]}..{seeds[-1]}:")
+        for name, tokens, n, inside, early, late in eta_calibration(seeds):
+            print(
+                f"{name:6} {tokens:11} announced {n:5d}  inside {inside:.3f}  "
+                f"early {early:.3f}  late {late:.3f}"
+            )
+        return
     seeds = [int(s) for s in sys.argv[1:]] or [0]
     for name, workload in FULL_WORKLOADS.items():
         for seed in seeds:

@@ -325,3 +325,20 @@ def test_the_library_scheduler_in_the_simulation_is_round_robin_on_look_alikes()
     assert len(lib.all_delays) == len(ops)
     assert percentile(lib.delays["drive_task"], 50) < 0.5 * percentile(rr.delays["drive_task"], 50)
     assert lib.eta_inside, "first sightings after the models were trained carry an ETA"
+    outside = len(lib.eta_inside) - sum(lib.eta_inside)
+    assert lib.eta_early + lib.eta_late == outside
+
+
+def test_the_eta_calibration_summary_accounts_for_every_announced_interval() -> None:
+    """``python -m benchmarks.sim_scheduler --eta``: per workload and token spacing, the
+    shares inside, early and late of the intervals announced at first sight add up."""
+    from benchmarks.sim_scheduler import eta_calibration
+
+    rows = eta_calibration([0])
+    assert {(name, tokens) for name, tokens, *_ in rows} == {
+        (name, tokens) for name in ("alike", "mixed") for tokens in ("even", "fixed 10 s")
+    }
+    for _, _, announced, inside, early, late in rows:
+        assert announced > 100  # most operations are first seen after their kind is known
+        assert inside + early + late == pytest.approx(1.0)
+        assert 0.5 < inside < 1.0

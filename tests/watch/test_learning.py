@@ -6,6 +6,7 @@ virtual clock of ``test_watch`` (nothing waits on the real clock).
 
 from __future__ import annotations
 
+import heapq
 import inspect
 import itertools
 import json
@@ -146,6 +147,16 @@ def test_priors_round_trip_and_bad_priors_change_nothing() -> None:
     assert fresh.events == 0  # validated before anything was added
     with pytest.raises(ValueError, match="version"):
         fresh.absorb({"models": []})
+    broken = json.loads(json.dumps(data))
+    broken["models"][0]["max"] = -1.0
+    with pytest.raises(ValueError, match="max"):
+        fresh.absorb(broken)
+    assert fresh.events == 0
+    older = json.loads(json.dumps(data))  # saved before priors carried the oldest age seen
+    for record in older["models"]:
+        del record["max"]
+    fresh.absorb(older)
+    assert fresh.events == models.events
     with pytest.raises(ValueError, match="no priors"):
         load_priors(dump_checkpoint([]))  # a sound checkpoint, saved without priors
     with pytest.raises(ValueError, match="not a priors document"):
@@ -153,6 +164,83 @@ def test_priors_round_trip_and_bad_priors_change_nothing() -> None:
     with pytest.raises(CheckpointError, match="cut short"):
         load_priors(dump_checkpoint([], priors=data)[:-3])  # damaged: refused as a whole
     assert load_priors(dump_checkpoint([], priors=data)) == data
+
+
+def _requests(
+    models: DurationModels, draws: list[tuple[float, float]], seed: int
+) -> tuple[list[int], list[tuple[float, float, float] | None]]:
+    """One small watch per request, as the warm benchmark runs them, on the pure scheduler.
+
+    A scheduler per watch of 3 exports (started 0.5 s apart, all sharing ``models``); each
+    export is pending for ``draws[i][0]`` s then running for ``draws[i][1]`` s; a poll goes
+    out the moment a watch has one due (the budget never binds) and is answered 4 ms later.
+    Returns the polls per export and the ETA (seconds, low, high) announced at first sight.
+    """
+    per, gap, latency = 3, 0.5, 0.004
+    watches = len(draws) // per
+    scheds, truth = [], {}
+    for w in range(watches):
+        sched = Scheduler(rng=random.Random(seed * 1000 + w), models=models)
+        scheds.append(sched)
+        for j in range(per):
+            i = w * per + j
+            start = w * gap
+            truth[f"op{i}"] = (i, start + draws[i][0], start + draws[i][0] + draws[i][1])
+            sched.add(f"op{i}", kind="export", group="g", policy=PollPolicy(), now=start)
+    polls = [0] * len(draws)
+    etas: list[tuple[float, float, float] | None] = [None] * len(draws)
+    queue = [(w * gap, w) for w in range(watches)]
+    heapq.heapify(queue)
+    while queue:
+        now, w = heapq.heappop(queue)
+        due = scheds[w].next_due("g", now)
+        if due is None:
+            continue
+        if due > now:
+            heapq.heappush(queue, (due, w))
+            continue
+        state = scheds[w].select("g", now)
+        assert state is not None
+        i, running_at, done_at = truth[state.key]
+        seen = now + latency / 2
+        phase = (
+            Phase.PENDING
+            if seen < running_at
+            else Phase.RUNNING
+            if seen < done_at
+            else Phase.SUCCEEDED
+        )
+        polls[i] += 1
+        outcome = scheds[w].observe(state, now + latency, phase, phase.value)
+        if outcome.previous is None:
+            eta = scheds[w].eta(state, now + latency)
+            etas[i] = None if eta is None else (eta.seconds, eta.low, eta.high)
+        scheds[w].release(state, now + latency)
+        heapq.heappush(queue, (now + latency, w))
+    return polls, etas
+
+
+def test_priors_make_a_new_client_decide_exactly_as_the_warm_one() -> None:
+    """What a new client is given by ``priors=`` is everything that drives the polls.
+
+    The same requests on the same draws, once on the models that learned them (the warm
+    client) and once on models rebuilt from their exported priors (a new client): every
+    export is polled the same number of times, and the same ETA is announced at first sight.
+    """
+    rng = random.Random(5)
+    draws = [(rng.uniform(0.2, 0.5), rng.uniform(9.8, 15.5)) for _ in range(240)]
+    warm = DurationModels()
+    cold_polls, _ = _requests(warm, draws[:120], seed=1)  # the first run teaches the models
+    given = DurationModels()
+    given.absorb(json.loads(json.dumps(warm.export())))
+    warm_polls, warm_etas = _requests(warm, draws[120:], seed=2)
+    priors_polls, priors_etas = _requests(given, draws[120:], seed=2)
+    assert sum(warm_polls) <= sum(cold_polls) / 1.5  # the models did make it warm
+    assert priors_polls == warm_polls
+    assert all(eta is not None for eta in warm_etas)
+    assert all(eta is not None for eta in priors_etas)
+    flat = [x for eta in warm_etas if eta is not None for x in eta]
+    assert [x for eta in priors_etas if eta is not None for x in eta] == pytest.approx(flat)
 
 
 def test_eta_intervals_are_calibrated_on_a_learned_distribution() -> None:

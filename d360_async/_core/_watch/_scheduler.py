@@ -319,6 +319,10 @@ class DurationModel:
             "sum": round(self.sum_mid, 6),
             "min": None if math.isinf(self.min_lo) else round(self.min_lo, 6),
             "precise": self.floor_samples,
+            # Where knowledge ends: past it the tail takes over (see _refresh).  Without it a
+            # process given these priors would read the curve up to the top of that age's
+            # (25 % wide) bucket, and announce other ETAs than the process that learned them.
+            "max": round(self._max_age, 6),
         }
 
     def absorb(self, data: Mapping[str, Any], where: str = "priors") -> bool:
@@ -343,6 +347,9 @@ class DurationModel:
             raise ValueError(f"{where}.sum must be a finite number >= 0")
         if low is not None and (not _finite(low) or low < 0):
             raise ValueError(f"{where}.min must be null or a finite number >= 0")
+        oldest = data.get("max")  # absent in priors saved by earlier versions
+        if oldest is not None and (not _finite(oldest) or oldest < 0):
+            raise ValueError(f"{where}.max must be a finite number >= 0")
         events = data.get("events")
         if not isinstance(events, list):
             raise ValueError(f"{where}.events must be a list of [bucket, mass] pairs")
@@ -360,10 +367,13 @@ class DurationModel:
             parsed.append((pair[0], float(pair[1])))
         for k, mass in parsed:
             self.events[k] += mass
-            if mass > _TINY:
+            if mass > _TINY and oldest is None:
+                # Only the bucket is known: knowledge ends at its top.
                 self._max_age = max(
                     self._max_age, _EDGES[k + 1] if k + 1 < _NBUCKETS else _EDGES[k]
                 )
+        if oldest is not None:
+            self._max_age = max(self._max_age, float(oldest))
         self.n_events += n
         self.sum_mid += float(total)
         self.floor_samples += precise
