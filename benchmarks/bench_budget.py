@@ -91,6 +91,7 @@ QUICK_WORKLOADS: dict[str, floor.Workload] = {
 QUICK_KIND = "drive_task"
 FLOOR_LABEL = "floor (oracle, simulated)"
 RR_LABEL = "round robin (simulated)"
+RR_ADMITTED_LABEL = "round robin on d360-async's admitted requests (simulated)"
 SIM_LABEL = "d360-async scheduler (simulated)"
 
 
@@ -363,8 +364,18 @@ def _calibration(
 
 
 def _floor_rows(
-    workload: floor.Workload, truth: Mapping[str, Any], kinds: Mapping[str, str]
+    workload: floor.Workload,
+    truth: Mapping[str, Any],
+    kinds: Mapping[str, str],
+    library: tuple[Mapping[str, Any], Mapping[str, str]] | None = None,
 ) -> list[Row]:
+    """The simulated rows on the durations of ``truth``.
+
+    With ``library`` (what the library's own server saw, and its operations' kinds: the same
+    durations), round robin is also simulated on the times that server admitted the
+    library's requests, in the order the library was given the operations: the budget the
+    library really got, its start-up and its limiter's pace included.
+    """
     ops = [
         floor.SimOperation(
             kinds[op_id],
@@ -377,20 +388,39 @@ def _floor_rows(
 
     rows = []
     finished = [op.completes_at for op in ops]
-    for policy, label in (
-        ("oracle", FLOOR_LABEL),
-        ("round_robin", RR_LABEL),
-        ("library", SIM_LABEL),
-    ):
+    policies = [("oracle", FLOOR_LABEL), ("round_robin", RR_LABEL)]
+    if library is not None:
+        policies.append(("round_robin_at", RR_ADMITTED_LABEL))
+    policies.append(("library", SIM_LABEL))
+    for policy, label in policies:
         if policy == "library":
             sim = simulate_library(workload, ops)
+        elif policy == "round_robin_at":
+            assert library is not None
+            lib_truth, lib_kinds = library
+            start = min(o["started_at"] for o in lib_truth["ops"].values())
+            lib_ops = [
+                floor.SimOperation(
+                    lib_kinds[op_id],
+                    o["running_at"] - o["started_at"],
+                    o["finished_at"] - o["running_at"],
+                )
+                for op_id, o in lib_truth["ops"].items()
+            ]
+            times = [t - start for t in lib_truth["admitted_times"]]
+            sim = floor.round_robin_at(
+                lib_ops,
+                times,
+                [p.kind for p in workload.populations],
+                censor_at=deadline_for(workload),
+            )
         else:
             sim = floor.simulate(workload, ops, policy=policy)  # type: ignore[arg-type]
         rows.append(
             Row(
                 poller=label,
                 delays=sim.delays,
-                undetected=len(ops) - len(sim.all_delays),
+                undetected=len(ops) - len(sim.all_delays) + sim.undetected,
                 requests=sim.polls,
                 throttled=0,
                 budget_used=None,
@@ -455,7 +485,15 @@ def run_workload(
             truths.append(truth)
             rows.append(_measured_row(name, kinds, truth, results[name], info["start"] + deadline))
         kinds = dict(seeded[0]["ops"])
-        rows += _floor_rows(workload, truths[0], kinds)
+        library = next(
+            (
+                (truth, dict(info["ops"]))
+                for (name, _, _), truth, info in zip(pollers, truths, seeded, strict=True)
+                if name == "d360-async"
+            ),
+            None,
+        )
+        rows += _floor_rows(workload, truths[0], kinds, library)
         same = all(
             abs(
                 t["ops"][i]["finished_at"]
@@ -570,22 +608,35 @@ def _targets(name: str, server: str, rows: Sequence[Row]) -> list[TargetCheck]:
         )
     oracle, rr = by[FLOOR_LABEL], by[RR_LABEL]
     p50, p99 = _p50(lib), _p99(lib)
-    f50, f99 = _p50(oracle), _p99(oracle)
+    # The oracle is greedy, not optimal (floor.py): where round robin does better, the floor
+    # is round robin's figure.  Both run on the same perfect budget.
+    f50, f99 = min(_p50(oracle), _p50(rr)), min(_p99(oracle), _p99(rr))
     share = 0.05 if name == "single" else 0.10
     text = f"p50 {p50:.1f} s vs {f50:.1f} s; p99 {p99:.1f} s vs {f99:.1f} s"
     checks.append(
         TargetCheck(
-            f"{where}: delay vs the floor",
+            f"{where}: delay vs the floor (better of oracle and round robin)",
             f"p50 and p99 within {share:.0%}",
             text,
             _within(p50, f50, share) and _within(p99, f99, share),
         )
     )
     if name == "single":
+        admitted = by.get(RR_ADMITTED_LABEL)
+        if admitted is not None:
+            a50, a99 = _p50(admitted), _p99(admitted)
+            checks.append(
+                TargetCheck(
+                    f"{where}: delay vs round robin on the same admitted requests",
+                    "p50 and p99 no worse (+0.1 s: detection is the answer's arrival)",
+                    f"p50 {p50:.1f} s vs {a50:.1f} s; p99 {p99:.1f} s vs {a99:.1f} s",
+                    p50 <= a50 + 0.1 and p99 <= a99 + 0.1,
+                )
+            )
         r50, r99 = _p50(rr), _p99(rr)
         checks.append(
             TargetCheck(
-                f"{where}: delay vs round robin",
+                f"{where}: delay vs round robin on a perfect budget",
                 "p50 and p99 no worse",
                 f"p50 {p50:.1f} s vs {r50:.1f} s; p99 {p99:.1f} s vs {r99:.1f} s",
                 p50 <= r50 and p99 <= r99,
