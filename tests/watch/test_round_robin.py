@@ -17,6 +17,8 @@ answer's arrival, a few milliseconds after the server admitted the request.
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from benchmarks import floor
@@ -59,6 +61,18 @@ async def test_the_watch_is_round_robin_on_the_requests_it_was_admitted(server: 
     assert run.idle_budget == 0.0  # nothing can be held back among look-alikes
     same_requests = floor.round_robin_at(run.operations, run.admitted, censor_at=run.ended_at)
     _no_worse(run.all_delays, same_requests.all_delays)
+
+
+async def test_a_token_bucket_is_spent_at_its_refill_rate_without_stalls() -> None:
+    """The watch cannot beat the budget it does not spend: against a bucket of 10 refilled at
+    10 a second, the limiter keeps pace with the refill instead of draining the bucket and
+    waiting out the announced reset (a whole second, for a token due in a tenth)."""
+    run = await watch_in_virtual_time(ALIKE, "bucket")
+    busy = [t for t in run.admitted if t <= 0.9 * run.ended_at]
+    gaps = [b - a for a, b in itertools.pairwise(busy)]
+    assert max(gaps) < 0.3, max(gaps)
+    rate = (len(busy) - 1) / (busy[-1] - busy[0])
+    assert rate >= 0.99 * ALIKE.budget, rate
 
 
 def test_round_robin_at_even_times_is_the_simulated_round_robin() -> None:

@@ -21,11 +21,13 @@ when. It rests on these rules, applied in this order:
    announced reset, else a backoff of 1, 2, 4... seconds); the pause ends with one probe.
 3. **Credits are spread, never left to expire.** The credits in hand are paced evenly until
    the earliest bound of a fixed window's end, or over a window for a gradual budget (on top
-   of the refill measured). So the last credit of a window leaves before the window can end:
-   none expires unspent while callers wait. While the end is uncertain and a late start costs
-   budget, the last credit waits for the middle of the uncertainty (a bisection, window after
-   window); while nothing says when the budget comes back, a few credits are held back to
-   look for the refill, ever less often.
+   of the refill measured, down to `CUSHION` credits in hand, so the pace settles at the
+   refill instead of emptying the budget and stalling until the announced reset). So the
+   last credit of a window leaves before the window can end: none expires unspent while
+   callers wait. While the end is uncertain and a late start costs budget, the last credit
+   waits for the middle of the uncertainty (a bisection, window after window); while nothing
+   says when the budget comes back, a few credits are held back to look for the refill, ever
+   less often.
 
 With no count from the server at all (a server that sends no rate-limit headers), the budget
 paces blind at the configured limit per period, less `safety_margin` and at least one request,
@@ -54,6 +56,7 @@ from d360_async._core._ratelimit._policy import (
 
 __all__ = [
     "BACKOFF_BASE",
+    "CUSHION",
     "DECREASE",
     "EPSILON",
     "INCREASE",
@@ -92,6 +95,11 @@ SURPLUS_SHARE = 0.25
 
 DRAIN_MIN = 0.5
 """Seconds over which a gradual budget's surplus credits are spread at the least."""
+
+CUSHION = 1.0
+"""Credits a gradual budget's pace keeps in hand beyond the last one: draining to the last
+credit makes the next answer say the budget is spent, and the pace then waits out the reset
+announced (a token bucket's time to fill, a whole second for a token due in a tenth)."""
 
 PROBE_STEP = 0.5
 """Seconds from running out of credits to the first probe for a refill nobody announced."""
@@ -638,7 +646,7 @@ class Budget:
                 # The window is only the refill measured, which is no more than what we
                 # spent: credits left over say the refill keeps up, so go faster to find it.
                 horizon = min(window, DRAIN_FULL)
-            rate = steady + max(credits - 1.0, 0.0) / max(horizon, DRAIN_MIN)
+            rate = steady + max(credits - 1.0 - CUSHION, 0.0) / max(horizon, DRAIN_MIN)
         elif end is not None and end.hi > now:
             # Spend it all before the window can end; an end that may be upon us already
             # is a last chance: spend before its latest bound. Where a probe pays, the last
