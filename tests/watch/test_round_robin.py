@@ -1,4 +1,4 @@
-"""Never behind round robin on look-alike targets (issue 13, DESIGN.md §6's alike workload).
+"""Never behind round robin on look-alike targets: the budget benchmark's alike workload.
 
 When nothing tells targets apart (500 exports, pending 2-20 s, running 10-60 s, a budget of
 10 polls a second), the scheduler must spend the budget at least as well as a plain round
