@@ -363,6 +363,18 @@ def _calibration(
     return {"announced": len(first_eta), "of": total, "inside": inside / len(first_eta)}
 
 
+def _sim_operations(truth: Mapping[str, Any], kinds: Mapping[str, str]) -> list[floor.SimOperation]:
+    """The true lifecycles a server reported, in its order, as the simulations take them."""
+    return [
+        floor.SimOperation(
+            kinds[op_id],
+            o["running_at"] - o["started_at"],
+            o["finished_at"] - o["running_at"],
+        )
+        for op_id, o in truth["ops"].items()
+    ]
+
+
 def _floor_rows(
     workload: floor.Workload,
     truth: Mapping[str, Any],
@@ -376,14 +388,7 @@ def _floor_rows(
     library's requests, in the order the library was given the operations: the budget the
     library really got, its start-up and its limiter's pace included.
     """
-    ops = [
-        floor.SimOperation(
-            kinds[op_id],
-            o["running_at"] - o["started_at"],
-            o["finished_at"] - o["running_at"],
-        )
-        for op_id, o in truth["ops"].items()
-    ]
+    ops = _sim_operations(truth, kinds)
     from .sim_scheduler import simulate_library
 
     rows = []
@@ -404,14 +409,7 @@ def _floor_rows(
             assert library is not None
             lib_truth, lib_kinds = library
             start = min(o["started_at"] for o in lib_truth["ops"].values())
-            lib_ops = [
-                floor.SimOperation(
-                    lib_kinds[op_id],
-                    o["running_at"] - o["started_at"],
-                    o["finished_at"] - o["running_at"],
-                )
-                for op_id, o in lib_truth["ops"].items()
-            ]
+            lib_ops = _sim_operations(lib_truth, lib_kinds)
             times = [t - start for t in lib_truth["admitted_times"]]
             sim = floor.round_robin_at(
                 lib_ops,
