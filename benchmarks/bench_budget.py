@@ -91,6 +91,7 @@ QUICK_WORKLOADS: dict[str, floor.Workload] = {
 QUICK_KIND = "drive_task"
 FLOOR_LABEL = "floor (oracle, simulated)"
 RR_LABEL = "round robin (simulated)"
+RR_ADMITTED_LABEL = "round robin on d360-async's admitted requests (simulated)"
 SIM_LABEL = "d360-async scheduler (simulated)"
 
 
@@ -362,10 +363,9 @@ def _calibration(
     return {"announced": len(first_eta), "of": total, "inside": inside / len(first_eta)}
 
 
-def _floor_rows(
-    workload: floor.Workload, truth: Mapping[str, Any], kinds: Mapping[str, str]
-) -> list[Row]:
-    ops = [
+def _sim_operations(truth: Mapping[str, Any], kinds: Mapping[str, str]) -> list[floor.SimOperation]:
+    """The true lifecycles a server reported, in its order, as the simulations take them."""
+    return [
         floor.SimOperation(
             kinds[op_id],
             o["running_at"] - o["started_at"],
@@ -373,32 +373,94 @@ def _floor_rows(
         )
         for op_id, o in truth["ops"].items()
     ]
+
+
+def _floor_rows(
+    workload: floor.Workload,
+    truth: Mapping[str, Any],
+    kinds: Mapping[str, str],
+    library: tuple[Mapping[str, Any], Mapping[str, str]] | None = None,
+) -> list[Row]:
+    """The simulated rows on the durations of ``truth``.
+
+    With ``library`` (what the library's own server saw, and its operations' kinds: the same
+    durations), round robin is also simulated on the times that server admitted the
+    library's requests, in the order the library was given the operations: the budget the
+    library really got, its start-up and its limiter's pace included.
+    """
+    ops = _sim_operations(truth, kinds)
     from .sim_scheduler import simulate_library
 
     rows = []
     finished = [op.completes_at for op in ops]
-    for policy, label in (
-        ("oracle", FLOOR_LABEL),
-        ("round_robin", RR_LABEL),
-        ("library", SIM_LABEL),
-    ):
+    policies = [("oracle", FLOOR_LABEL), ("round_robin", RR_LABEL)]
+    if library is not None and len(workload.populations) == 1:
+        # Only where round robin is the yardstick: on a mix it would need far more polls
+        # than the library spent, and its censored tail would say nothing.
+        policies.append(("round_robin_at", RR_ADMITTED_LABEL))
+    policies.append(("library", SIM_LABEL))
+    for policy, label in policies:
+        extra: dict[str, Any] = {}
+        if policy == "round_robin":
+            extra["start_offsets"] = round_robin_offsets(workload, ops)
         if policy == "library":
             sim = simulate_library(workload, ops)
+        elif policy == "round_robin_at":
+            assert library is not None
+            lib_truth, lib_kinds = library
+            start = min(o["started_at"] for o in lib_truth["ops"].values())
+            lib_ops = _sim_operations(lib_truth, lib_kinds)
+            times = [t - start for t in lib_truth["admitted_times"]]
+            sim = floor.round_robin_at(
+                lib_ops,
+                times,
+                [p.kind for p in workload.populations],
+                censor_at=deadline_for(workload),
+            )
         else:
             sim = floor.simulate(workload, ops, policy=policy)  # type: ignore[arg-type]
         rows.append(
             Row(
                 poller=label,
                 delays=sim.delays,
-                undetected=len(ops) - len(sim.all_delays),
+                undetected=len(ops) - len(sim.all_delays) + sim.undetected,
                 requests=sim.polls,
                 throttled=0,
                 budget_used=None,
                 early=sum(1 for t in sim.poll_times if t < min(finished)),
-                extra={"sim_end_s": sim.finished_at, "first_completion_s": min(finished)},
+                extra={
+                    "sim_end_s": sim.finished_at,
+                    "first_completion_s": min(finished),
+                    **extra,
+                },
             )
         )
     return rows
+
+
+OFFSETS = tuple(float(s) for s in range(11))
+"""Seconds of extra tokens at the start that `round_robin_offsets` tries."""
+
+
+def round_robin_offsets(
+    workload: floor.Workload, ops: Sequence[floor.SimOperation]
+) -> dict[str, list[float]]:
+    """Round robin on a perfect budget whose cycle starts ``s`` seconds ahead (``s x budget``
+    extra tokens at the first slot), for each ``s`` of `OFFSETS`: p50 and p99 of each.
+
+    The same draws, the same long-run budget; only the cycle's phase against the finishes
+    moves.  The spread is how much of a difference from the perfect-budget row a poller's
+    start-up (or a clock-aligned server's partial first window) can make by itself.
+    """
+    step = 1.0 / workload.budget
+    slots = int(3 * deadline_for(workload) * workload.budget)
+    out: dict[str, list[float]] = {"p50": [], "p99": []}
+    for s in OFFSETS:
+        times = [step] * round(s * workload.budget) + [k * step for k in range(1, slots)]
+        delays = floor.round_robin_at(ops, times, censor_at=times[-1]).all_delays
+        out["p50"].append(percentile(delays, 50))
+        out["p99"].append(percentile(delays, 99))
+    return out
 
 
 def run_workload(
@@ -455,7 +517,15 @@ def run_workload(
             truths.append(truth)
             rows.append(_measured_row(name, kinds, truth, results[name], info["start"] + deadline))
         kinds = dict(seeded[0]["ops"])
-        rows += _floor_rows(workload, truths[0], kinds)
+        library = next(
+            (
+                (truth, dict(info["ops"]))
+                for (name, _, _), truth, info in zip(pollers, truths, seeded, strict=True)
+                if name == "d360-async"
+            ),
+            None,
+        )
+        rows += _floor_rows(workload, truths[0], kinds, library)
         same = all(
             abs(
                 t["ops"][i]["finished_at"]
@@ -570,22 +640,35 @@ def _targets(name: str, server: str, rows: Sequence[Row]) -> list[TargetCheck]:
         )
     oracle, rr = by[FLOOR_LABEL], by[RR_LABEL]
     p50, p99 = _p50(lib), _p99(lib)
-    f50, f99 = _p50(oracle), _p99(oracle)
+    # The oracle is greedy, not optimal (floor.py): where round robin does better, the floor
+    # is round robin's figure.  Both run on the same perfect budget.
+    f50, f99 = min(_p50(oracle), _p50(rr)), min(_p99(oracle), _p99(rr))
     share = 0.05 if name == "single" else 0.10
     text = f"p50 {p50:.1f} s vs {f50:.1f} s; p99 {p99:.1f} s vs {f99:.1f} s"
     checks.append(
         TargetCheck(
-            f"{where}: delay vs the floor",
+            f"{where}: delay vs the floor (better of oracle and round robin)",
             f"p50 and p99 within {share:.0%}",
             text,
             _within(p50, f50, share) and _within(p99, f99, share),
         )
     )
     if name == "single":
+        admitted = by.get(RR_ADMITTED_LABEL)
+        if admitted is not None:
+            a50, a99 = _p50(admitted), _p99(admitted)
+            checks.append(
+                TargetCheck(
+                    f"{where}: delay vs round robin on the same admitted requests",
+                    "p50 and p99 no worse (+0.1 s: detection is the answer's arrival)",
+                    f"p50 {p50:.1f} s vs {a50:.1f} s; p99 {p99:.1f} s vs {a99:.1f} s",
+                    p50 <= a50 + 0.1 and p99 <= a99 + 0.1,
+                )
+            )
         r50, r99 = _p50(rr), _p99(rr)
         checks.append(
             TargetCheck(
-                f"{where}: delay vs round robin",
+                f"{where}: delay vs round robin on a perfect budget",
                 "p50 and p99 no worse",
                 f"p50 {p50:.1f} s vs {r50:.1f} s; p99 {p99:.1f} s vs {r99:.1f} s",
                 p50 <= r50 and p99 <= r99,
@@ -655,6 +738,17 @@ def run_budget(quick: bool = False) -> Section:
             table.title += f"; {SERVER_TITLES[server]}"
             section.tables.append(table)
             section.targets += _targets(name, server, rows)
+            spread = next(r.extra.get("start_offsets") for r in rows if r.poller == RR_LABEL)
+            if spread and name == "single":
+                section.notes.append(
+                    f"{name}/{server}: round robin on a perfect budget whose cycle starts 0-10 s "
+                    f"ahead (extra tokens at the start), same draws: p50 "
+                    f"{min(spread['p50']):.1f}-{max(spread['p50']):.1f} s, p99 "
+                    f"{min(spread['p99']):.1f}-{max(spread['p99']):.1f} s. The row itself is "
+                    "the 0 s phase; a poller's start-up or a partial first window moves it "
+                    "that much by itself, which is why the scheduler is judged against round "
+                    "robin on the requests its own server admitted."
+                )
             pictures = [] if quick else _plots(name, server, workload, rows, meta)
             meta = {k: v for k, v in meta.items() if k != "admitted"}
             section.data[f"{name}/{server}"] = {
@@ -692,7 +786,13 @@ def run_budget(quick: bool = False) -> Section:
         "rows run on the same durations with instant polls and evenly spaced tokens: the "
         "oracle knows the distributions, round robin is the ideal of both peers, and "
         "'d360-async scheduler (simulated)' is the library's own pure scheduler on that "
-        "perfect budget.",
+        "perfect budget. 'round robin on d360-async's admitted requests' polls in a fixed "
+        "cycle at the very times the library's server admitted its requests (start-up, "
+        "limiter pace and the server's windows included): the library's delays minus these "
+        "are what its choice of targets cost. The floor in the targets is the better of the "
+        "oracle (greedy, not optimal: `benchmarks/floor.py`) and round robin, per percentile.",
+        "Reproduce the comparison in virtual time, the whole stack on the same draws in a "
+        "second: `python -m benchmarks.sim_watch`.",
         "Populations are DESIGN.md §6's full sizes. Plots: docs/assets/bench/budget-*.png.",
     ]
     return section

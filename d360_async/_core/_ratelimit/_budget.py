@@ -21,11 +21,13 @@ when. It rests on these rules, applied in this order:
    announced reset, else a backoff of 1, 2, 4... seconds); the pause ends with one probe.
 3. **Credits are spread, never left to expire.** The credits in hand are paced evenly until
    the earliest bound of a fixed window's end, or over a window for a gradual budget (on top
-   of the refill measured). So the last credit of a window leaves before the window can end:
-   none expires unspent while callers wait. While the end is uncertain and a late start costs
-   budget, the last credit waits for the middle of the uncertainty (a bisection, window after
-   window); while nothing says when the budget comes back, a few credits are held back to
-   look for the refill, ever less often.
+   of the refill measured; a bucket that names its time to fill keeps `CUSHION` credits in
+   hand, so the pace settles at the refill instead of emptying it and waiting that out). So
+   the last credit of a window leaves before the window can end: none expires unspent while
+   callers wait. While the end is uncertain and a late start costs budget, the last credit
+   waits for the middle of the uncertainty (a bisection, window after window); while nothing
+   says when the budget comes back, a few credits are held back to look for the refill, ever
+   less often.
 
 With no count from the server at all (a server that sends no rate-limit headers), the budget
 paces blind at the configured limit per period, less `safety_margin` and at least one request,
@@ -54,6 +56,7 @@ from d360_async._core._ratelimit._policy import (
 
 __all__ = [
     "BACKOFF_BASE",
+    "CUSHION",
     "DECREASE",
     "EPSILON",
     "INCREASE",
@@ -92,6 +95,14 @@ SURPLUS_SHARE = 0.25
 
 DRAIN_MIN = 0.5
 """Seconds over which a gradual budget's surplus credits are spread at the least."""
+
+CUSHION = 1.0
+"""Credits a gradual budget's pace keeps in hand beyond the last one where the announced ends
+move with every request but the counts are not those of our own requests leaving a sliding
+window (a token bucket naming its time to fill): drained to the last credit, the next answer
+says the budget is spent and the pace waits out that reset, a whole second for a token due in
+a tenth. Tokens left in a bucket cost nothing (it refills as fast); a sliding window would
+lose what is held, so it keeps none."""
 
 PROBE_STEP = 0.5
 """Seconds from running out of credits to the first probe for a refill nobody announced."""
@@ -671,7 +682,12 @@ class Budget:
                 # The window is only the refill measured, which is no more than what we
                 # spent: credits left over say the refill keeps up, so go faster to find it.
                 horizon = min(window, DRAIN_FULL)
-            rate = steady + max(credits - 1.0, 0.0) / max(horizon, DRAIN_MIN)
+            # Announced ends that move with every request, in counts our own requests leaving
+            # a window do not explain: a bucket's time to fill. Running it dry means waiting
+            # that out, and tokens left in a bucket cost nothing (it refills as fast), so
+            # keep a cushion; a sliding window would lose what is held, so it gets none.
+            cushion = CUSHION if policy.ends_move and not policy.sliding_proven else 0.0
+            rate = steady + max(credits - 1.0 - cushion, 0.0) / max(horizon, DRAIN_MIN)
         elif end is not None and end.hi > now:
             # Spend it all before the window can end; an end that may be upon us already
             # is a last chance: spend before its latest bound. Where a probe pays, the last

@@ -34,9 +34,10 @@ The algorithm, written once:
    where the evidence says so.  Concretely: within one kind, pollable targets are served
    least recently polled first (round robin; what is known of a target's phase only sets its
    floor, which on look-alike populations is worth no more than round robin and sometimes
-   less).  Across kinds, the token goes to the lane head with the largest score: the
-   *expected time its finish has gone undetected* by its kind's learned model, weighted by
-   `PHASE_WEIGHT`, plus an ageing term proportional to how long it has been pollable;
+   less; ``tests/watch/test_round_robin.py`` holds the watch to round robin on the same
+   draws and tokens).  Across kinds, the token goes to the lane head with the largest score:
+   the *expected time its finish has gone undetected* by its kind's learned model, weighted
+   by `PHASE_WEIGHT`, plus an ageing term proportional to how long it has been pollable;
    equal scores (kinds nothing is known about) fall back to least recently polled first.  A
    RUNNING target whose kind has a trained RUNNING model is judged by that model from the
    start of its run; every other target that joined when it started by its kind's
