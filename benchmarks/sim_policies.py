@@ -23,6 +23,7 @@ async def cell_in_virtual_time(
     family: dict[str, Any], dialect: dict[str, Any], duration: float | None = None
 ) -> tuple[int, float]:
     """``(429s, budget used)`` of one cell of the matrix, on a virtual clock."""
+    from d360_async import RateLimited
     from d360_async.testing import FakeDocument360, FakeRateLimit, ManualClock
 
     from . import bench_policies
@@ -45,7 +46,11 @@ async def cell_in_virtual_time(
 
             async def caller() -> None:
                 while clock.now < end:
-                    await client.exports.get(fake.project_id, export_id)
+                    try:
+                        await client.exports.get(fake.project_id, export_id)
+                    except RateLimited as exc:
+                        # As the real benchmark's callers: wait as told (on this clock).
+                        await clock.sleep(max(0.05, (exc.retry_at or 0.0) - clock.time()))
 
             async def callers() -> None:
                 await asyncio.gather(*(caller() for _ in range(bench_policies.CALLERS)))
