@@ -10,6 +10,10 @@ one after the other:
 * **priors**: a new client given ``priors=`` from the first one's :meth:`Client.priors`
   (what a restarted service does with the priors saved in its last checkpoint).
 
+The three runs replay the same durations: watch *i* of every run gets exports lasting exactly
+what watch *i* of the first run got (drawn once, seeded), so the runs differ only in what the
+client knows, not in the luck of the draw.
+
 Figures per run: polls per operation (counted by the server) and the median detection delay
 (the final transition reaching the caller minus the server's true finish).
 """
@@ -17,6 +21,7 @@ Figures per run: polls per operation (counted by the server) and the median dete
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -31,9 +36,23 @@ PENDING = (0.2, 0.5)
 RUNNING = (9.8, 15.5)
 
 
-def server_seed(fake: Any, n: int) -> dict[str, Any]:
-    ids = fake.seed("v3.export", n, pending=PENDING, running=RUNNING)
+def server_seed(fake: Any, durations: Sequence[tuple[float, float]]) -> dict[str, Any]:
+    """Runs in the server process: one export per ``(pending, running)`` pair, exactly."""
+    ids = [
+        op
+        for pending, running in durations
+        for op in fake.seed("v3.export", 1, pending=pending, running=running)
+    ]
     return {"ids": ids, "project_id": fake.project_id}
+
+
+def draws(watches: int, per_watch: int, seed: int = 5) -> list[list[tuple[float, float]]]:
+    """Each watch's exports' (pending, running) durations: the same in every run."""
+    rng = random.Random(seed)
+    return [
+        [(rng.uniform(*PENDING), rng.uniform(*RUNNING)) for _ in range(per_watch)]
+        for _ in range(watches)
+    ]
 
 
 def server_truth(fake: Any, ids: Sequence[str]) -> dict[str, Any]:
@@ -47,7 +66,10 @@ def server_truth(fake: Any, ids: Sequence[str]) -> dict[str, Any]:
 
 
 async def _one_run(
-    server: ServerProcess, client: Any, watches: int, per_watch: int, gap: float
+    server: ServerProcess,
+    client: Any,
+    durations: Sequence[Sequence[tuple[float, float]]],
+    gap: float,
 ) -> list[dict[str, Any]]:
     loop = asyncio.get_running_loop()
     results: list[dict[str, Any]] = []
@@ -55,7 +77,7 @@ async def _one_run(
     async def request(i: int) -> None:
         await asyncio.sleep(i * gap)
         seeded = await loop.run_in_executor(
-            None, server.call, "benchmarks.bench_warm:server_seed", per_watch
+            None, server.call, "benchmarks.bench_warm:server_seed", list(durations[i])
         )
         targets = [client.exports.target(seeded["project_id"], op) for op in seeded["ids"]]
         trained = client.durations.get(targets[0].kind, None).trained
@@ -67,7 +89,7 @@ async def _one_run(
                     detected[by_key[transition.key]] = time.monotonic()
         results.append({"warm_at_start": trained, "detected": detected})
 
-    await asyncio.gather(*(request(i) for i in range(watches)))
+    await asyncio.gather(*(request(i) for i in range(len(durations))))
     ids = [op for r in results for op in r["detected"]]
     truth = await loop.run_in_executor(None, server.call, "benchmarks.bench_warm:server_truth", ids)
     for r in results:
@@ -95,20 +117,21 @@ async def _main(watches: int, per_watch: int, gap: float) -> dict[str, Any]:
 
     Client = client_class()
     out: dict[str, Any] = {}
+    durations = draws(watches, per_watch)
     with ServerProcess(
         rate_limit=FakeRateLimit(limit=10**6, window=1.0), latency=LATENCY, seed=5
     ) as server:
         config = RateLimitConfig(rate=10_000.0, period=1.0)
         async with Client(api_token=API_TOKEN, base_url=server.url, rate_limit=config) as client:
-            first = await _one_run(server, client, watches, per_watch, gap)
+            first = await _one_run(server, client, durations, gap)
             out["cold"] = _summary([r for r in first if not r["warm_at_start"]])
             out["first run, warm part"] = _summary([r for r in first if r["warm_at_start"]])
-            out["warm"] = _summary(await _one_run(server, client, watches, per_watch, gap))
+            out["warm"] = _summary(await _one_run(server, client, durations, gap))
             priors = client.priors()
         async with Client(
             api_token=API_TOKEN, base_url=server.url, rate_limit=config, priors=priors
         ) as fresh:
-            out["priors"] = _summary(await _one_run(server, fresh, watches, per_watch, gap))
+            out["priors"] = _summary(await _one_run(server, fresh, durations, gap))
     return out
 
 
@@ -152,6 +175,8 @@ def run_warm(quick: bool = False) -> Section:
         "cold: the watches of the first run that started before any export of the client had "
         "finished (the client's models untrained); warm: the same client, a second run; "
         "priors: a new client given the first one's `client.priors()`.",
+        "The three runs replay the same durations, drawn once (seeded): watch i of every run "
+        "watches exports lasting exactly what watch i of the first run watched.",
         "Polls are counted by the server; delay is the final transition reaching the caller "
         "minus the server's true finish.",
     ]
