@@ -680,8 +680,9 @@ class Budget:
             horizon = min(window, max(DRAIN_FULL, window * SURPLUS_SHARE))
             if policy.window_from_refill:
                 # The window is only the refill measured, which is no more than what we
-                # spent: credits left over say the refill keeps up, so go faster to find it.
-                horizon = min(window, DRAIN_FULL)
+                # spent: credits left over say the refill keeps up, so go faster to find it
+                # (drained slowly, the surplus settles high and stays unspent).
+                horizon = min(window, DRAIN_MIN)
             # Announced ends that move with every request, in counts our own requests leaving
             # a window do not explain: a bucket's time to fill. Running it dry means waiting
             # that out, and tokens left in a bucket cost nothing (it refills as fast), so
