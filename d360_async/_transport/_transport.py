@@ -49,6 +49,7 @@ from d360_async._core._redact import Secret, library_logger, redact_url, secret_
 from d360_async._core._response import Response, error_from_response
 from d360_async._core._retry import RetryPolicy, RetryQuota
 from d360_async._transport._auth import Auth
+from d360_async._transport._connector import tcp_connector
 from d360_async._version import __version__
 
 __all__ = ["USER_AGENT", "Transport", "map_client_error"]
@@ -258,7 +259,7 @@ class Transport:
                 self._session_lock = asyncio.Lock()
             async with self._session_lock:
                 if self._session is None:
-                    connector = aiohttp.TCPConnector(
+                    connector = tcp_connector(
                         limit=self._limits.max_connections,
                         limit_per_host=self._limits.max_connections_per_host,
                         keepalive_timeout=self._limits.keepalive_timeout,
