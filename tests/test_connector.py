@@ -91,7 +91,7 @@ async def test_the_client_session_uses_the_lazy_protocol(server: str) -> None:
         session = await transport.session()
         connector = session.connector
         assert connector is not None
-        assert isinstance(connector._factory(), LazyReadTimeoutProtocol)  # type: ignore[attr-defined]
+        assert isinstance(connector._factory(), LazyReadTimeoutProtocol)
     finally:
         await transport.aclose()
 

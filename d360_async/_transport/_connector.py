@@ -98,7 +98,6 @@ def tcp_connector(**kwargs: Any) -> aiohttp.TCPConnector:
         and isinstance(factory, functools.partial)
         and factory.func is ResponseHandler
     ):
-        connector._factory = functools.partial(  # type: ignore[attr-defined]
-            LazyReadTimeoutProtocol, *factory.args, **factory.keywords
-        )
+        lazy: Any = functools.partial(LazyReadTimeoutProtocol, *factory.args, **factory.keywords)
+        connector._factory = lazy
     return connector
