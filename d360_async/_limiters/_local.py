@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 import warnings
 from collections import deque
 from collections.abc import Callable
@@ -313,7 +314,10 @@ class LocalRateLimiter:
     ) -> None:
         self._config = config if config is not None else RateLimitConfig()
         self._clock: Clock = as_clock(clock, owner="LocalRateLimiter")
-        self._now = self._clock.monotonic
+        # The function itself for the real clock: the limiter reads it twice per request.
+        self._now: Callable[[], float] = (
+            time.monotonic if type(self._clock) is SystemClock else self._clock.monotonic
+        )
         if call_later is not None:
             warnings.warn(
                 "LocalRateLimiter(call_later=...) is deprecated: pass a d360_async.Clock, "

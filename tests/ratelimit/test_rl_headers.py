@@ -392,3 +392,70 @@ def test_a_case_insensitive_multidict_reads_like_any_mapping(
         general.reset_is_epoch,
         general.retry_is_date,
     )
+
+
+# -- the plain-number fast path -------------------------------------------------------------
+
+_PLAIN_VALUES = st.one_of(
+    st.none(),
+    st.integers(min_value=0, max_value=2 * MAX_COUNT).map(str),
+    st.sampled_from(
+        [
+            "0",
+            "1",
+            str(MAX_COUNT),
+            str(MAX_COUNT + 1),
+            "3599",
+            "3601",
+            "999999999",
+            "1000000000",
+            str(int(NOW) + 30),
+            str(int(NOW) - 30),
+            str(int(NOW + 30) * 1000),
+            "99999999999",
+            "100000000000",
+            "-1",
+            "2.5",
+            " 7",
+            "\u00b2",
+            "10;w=60",
+            "",
+        ]
+    ),
+)
+_DATES = st.sampled_from([None, http_date(NOW), http_date(NOW + 7), "not a date", ""])
+
+
+@given(limit=_PLAIN_VALUES, remaining=_PLAIN_VALUES, reset=_PLAIN_VALUES, date=_DATES)
+def test_the_plain_number_path_reads_what_the_general_path_reads(
+    limit: str | None, remaining: str | None, reset: str | None, date: str | None
+) -> None:
+    # `parse_rate_limit` reads the usual all-whole-number answer without the general parser;
+    # whatever it returns must be what the general parser makes of the same headers, to the
+    # flags that take no part in equality.
+    from d360_async._core._ratelimit._headers import _collect, _parse_raw
+
+    headers = CIMultiDict[str]()
+    for name, value in (
+        ("X-RateLimit-Limit", limit),
+        ("X-RateLimit-Remaining", remaining),
+        ("X-RateLimit-Reset", reset),
+        ("Date", date),
+    ):
+        if value is not None:
+            headers[name] = value
+    fast = parse_rate_limit(headers, now=NOW)
+    general = _parse_raw(_collect(headers), NOW)
+    assert fast == general
+    assert (fast.reset_is_epoch, fast.retry_is_date, fast.date) == (
+        general.reset_is_epoch,
+        general.retry_is_date,
+        general.date,
+    )
+
+
+def test_header_spellings_are_read_whatever_their_case() -> None:
+    # The slot of each spelling is remembered; a new spelling of a known name still counts.
+    first = parse({"x-ratelimit-limit": "60", "X-RATELIMIT-REMAINING": "5"})
+    second = parse({"X-RateLimit-Limit": "60", "x-RateLimit-remaining": "5", "Server": "x"})
+    assert first == second == RateLimitState(limit=60, remaining=5)

@@ -35,9 +35,11 @@ Rules, applied in this order:
    would otherwise stall every request on the key for good.
 
 Cost: this runs on every response. ``Date`` is parsed only when an epoch or an HTTP date needs
-it, and the last ``Date`` seen is remembered (it changes once a second); plain integers skip
-the general number parser, and a response that carries only ``X-RateLimit-Remaining`` reuses
-one immutable state per distinct value.
+it, and the last ``Date`` seen is remembered (it changes once a second); where each spelling of
+a header name goes is remembered too; plain integers skip the general number parser, the
+vendor's usual answer (``Limit``, ``Remaining``, ``Reset`` as whole numbers) skips the general
+path altogether, and a response that carries only ``X-RateLimit-Remaining`` reuses one
+immutable state per distinct value.
 """
 
 from __future__ import annotations
@@ -163,6 +165,11 @@ _ALIASES: Final = {
 }
 _INDEX: Final = {name.lower(): index for index, name in enumerate(_NAMES)}
 _SLOTS: Final = len(_NAMES)
+_ALIASED: Final = 100
+"""`_slot` of an older draft's name: this plus the slot it fills."""
+_SLOT_OF: dict[str, int] = {}
+_SLOT_OF_SIZE: Final = 4096
+"""Header spellings whose `_slot` is remembered (emptied when full)."""
 
 _EMPTY: Final = RateLimitState()
 _REMAINING_ONLY: dict[str, RateLimitState] = {}
@@ -321,20 +328,41 @@ def _reset_after(value: str, server_now: Callable[[], float]) -> tuple[float | N
     return _clamp_delay(max(delays)), epoch
 
 
+def _slot(name: str) -> int:
+    """Where header ``name`` goes: its index in `_NAMES`, ``_ALIASED + i`` for an older
+    draft's name of slot ``i``, or -1 for a header this module does not read. Remembered per
+    spelling (a server spells its headers the same way every time)."""
+    slot = _SLOT_OF.get(name)
+    if slot is None:
+        lowered = name.lower()
+        index = _INDEX.get(lowered)
+        if index is not None:
+            slot = index
+        else:
+            alias = _ALIASES.get(lowered)
+            slot = -1 if alias is None else _ALIASED + alias
+        if len(_SLOT_OF) >= _SLOT_OF_SIZE:
+            _SLOT_OF.clear()
+        _SLOT_OF[name] = slot
+    return slot
+
+
 def _collect(headers: Mapping[str, str]) -> _Raw:
     """The values of the headers this module reads, in `_NAMES` order (None: absent);
     repeats joined with commas. One pass over the headers, whatever their number."""
     slots: list[str | None] = [None] * _SLOTS
     aliased: list[str | None] | None = None
+    slot_of = _SLOT_OF
     for name, value in headers.items():
-        lowered = name.lower()
-        index = _INDEX.get(lowered)
+        index = slot_of.get(name)
         if index is None:
-            alias = _ALIASES.get(lowered)
-            if alias is None:
-                continue
+            index = _slot(name)
+        if index < 0:
+            continue
+        if index >= _ALIASED:
             if aliased is None:
                 aliased = [None, None, None]
+            alias = index - _ALIASED
             previous = aliased[alias]
             aliased[alias] = value if previous is None else f"{previous}, {value}"
             continue
@@ -475,7 +503,23 @@ def parse_rate_limit(headers: Mapping[str, str], *, now: float) -> RateLimitStat
     ):
         # The common shapes: nothing, or Remaining alone. Date is not needed for either.
         return _EMPTY if remaining_raw is None else _remaining_only(remaining_raw)
+    if (
+        retry_raw is None
+        and retry_ms_raw is None
+        and used_raw is None
+        and fields_raw is None
+        and policy_raw is None
+    ):
+        plain = _plain_counts(limit_raw, remaining_raw, reset_raw, date, now)
+        if plain is not None:
+            return plain
+    return _parse_raw(raw, now)
 
+
+def _parse_raw(raw: _Raw, now: float) -> RateLimitState:
+    """`parse_rate_limit` of the collected header values, every shape (the general path)."""
+    limit_raw, remaining_raw, reset_raw, retry_raw, retry_ms_raw, date = raw[:6]
+    used_raw, fields_raw, policy_raw = raw[6:]
     clock: list[float] = []
     server_date: list[float] = []
 
@@ -544,6 +588,51 @@ def parse_rate_limit(headers: Mapping[str, str], *, now: float) -> RateLimitStat
         retry_is_date,
         window,
         server_date[0] if server_date else None,
+    )
+
+
+def _plain_counts(
+    limit_raw: str | None,
+    remaining_raw: str | None,
+    reset_raw: str | None,
+    date: str | None,
+    now: float,
+) -> RateLimitState | None:
+    """The vendor's usual answer, read without the general parser: `Limit`, `Remaining` and
+    `Reset` (each possibly absent) as plain whole numbers, the reset a delay or an epoch in
+    seconds read against a usable `Date`. None for anything else (a limit of 0, an epoch in
+    milliseconds, an unusable `Date`...), which the general path reads and logs exactly as
+    before; what this returns is what the general path returns for the same headers."""
+    limit: int | None = None
+    if limit_raw is not None:
+        if not (limit_raw.isdigit() and limit_raw.isascii()):
+            return None
+        limit = int(limit_raw)
+        if limit < 1:
+            return None
+        if limit > MAX_COUNT:
+            limit = MAX_COUNT
+    remaining: int | None = None
+    if remaining_raw is not None:
+        if not (remaining_raw.isdigit() and remaining_raw.isascii()):
+            return None
+        remaining = int(remaining_raw)
+        if remaining > MAX_COUNT:
+            remaining = MAX_COUNT
+    if reset_raw is None:
+        return RateLimitState(limit, remaining)
+    if not (reset_raw.isdigit() and reset_raw.isascii()):
+        return None
+    reset = int(reset_raw)
+    if reset < EPOCH_THRESHOLD:
+        return RateLimitState(limit, remaining, min(float(reset), MAX_DELAY))
+    if reset >= EPOCH_MS_THRESHOLD or date is None:
+        return None
+    server = _server_date(date)
+    if server is None:
+        return None
+    return RateLimitState(
+        limit, remaining, _clamp_delay(float(reset) - server), None, True, False, None, server
     )
 
 
