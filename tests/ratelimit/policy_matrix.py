@@ -16,7 +16,7 @@ import random
 import sys
 from typing import Any
 
-from policy_sim import simulate
+from policy_sim import simulate, simulate_drawn
 
 from d360_async.testing import FakeRateLimit
 
@@ -68,16 +68,12 @@ def random_sliding(seed: int = 0, n: int = 60) -> int:
         latency = rng.choice([(0.001, 0.005), (0.002, 0.02)])
         skew, phase = rng.uniform(-30, 30), rng.random()
         concurrency, run_seed = rng.choice([4, 16]), rng.randint(0, 1000)
-        policy = FakeRateLimit(
-            algorithm="sliding_window",
-            limit=limit,
-            window=window,
-            dialect=dialect,  # type: ignore[arg-type]
-            reset_format=reset_format,  # type: ignore[arg-type]
-        )
-        run = simulate(
-            policy,
-            duration=max(120.0, 12 * window),
+        run = simulate_drawn(
+            "sliding_window",
+            dialect,
+            limit,
+            window,
+            reset_format=reset_format,
             latency=latency,
             skew=skew,
             phase=phase,

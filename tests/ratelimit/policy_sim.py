@@ -129,6 +129,41 @@ def simulate(
     return SimResult(len(times), throttled, use.share, times, client, _expired(policy, times))
 
 
+def simulate_drawn(
+    algorithm: str,
+    dialect: str,
+    limit: int,
+    window: float,
+    *,
+    burst: int | None = None,
+    reset_format: str = "epoch",
+    latency: tuple[float, float] = (0.002, 0.02),
+    skew: float = 0.0,
+    phase: float = 0.37,
+    concurrency: int = 16,
+    seed: int = 0,
+) -> SimResult:
+    """One policy as the property test draws it, run for twelve of its windows (two minutes
+    at the least)."""
+    policy = FakeRateLimit(
+        algorithm=algorithm,  # type: ignore[arg-type]
+        limit=limit,
+        window=window,
+        burst=burst,
+        dialect=dialect,  # type: ignore[arg-type]
+        reset_format=reset_format,  # type: ignore[arg-type]
+    )
+    return simulate(
+        policy,
+        duration=max(120.0, 12 * window),
+        latency=latency,
+        skew=skew,
+        phase=phase,
+        concurrency=concurrency,
+        seed=seed,
+    )
+
+
 def _expired(policy: FakeRateLimit, times: list[float]) -> list[int]:
     """Fixed windows only: per whole window inside the run, the budget left unspent."""
     if policy.algorithm not in ("fixed_window", "fixed_window_aligned") or len(times) < 2:

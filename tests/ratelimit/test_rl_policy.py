@@ -11,7 +11,7 @@ import math
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from policy_sim import simulate
+from policy_sim import simulate, simulate_drawn
 
 from d360_async._core._ratelimit._budget import PROBE_STEP, Budget
 from d360_async._core._ratelimit._headers import RateLimitState
@@ -287,17 +287,13 @@ def test_random_policies_are_never_tripped(
     seed: int,
 ) -> None:
     burst = max(1, int(limit * burst_share)) if algorithm == "token_bucket" else None
-    policy = FakeRateLimit(
-        algorithm=algorithm,  # type: ignore[arg-type]
-        limit=limit,
-        window=window,
+    result = simulate_drawn(
+        algorithm,
+        dialect,
+        limit,
+        window,
         burst=burst,
-        dialect=dialect,  # type: ignore[arg-type]
-        reset_format=reset_format,  # type: ignore[arg-type]
-    )
-    result = simulate(
-        policy,
-        duration=max(120.0, 12 * window),
+        reset_format=reset_format,
         latency=latency,
         skew=skew,
         phase=phase,
