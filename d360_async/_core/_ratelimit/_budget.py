@@ -121,6 +121,13 @@ LOG_SIZE = 4096
 """Answered requests remembered for a gradual budget's credit returns."""
 
 
+def _owed(sent: float, received: float, counted: float, lo: float, settled: float) -> bool:
+    """Whether a logged request's credit is still owed back: its answer came with or after
+    the count the credits rest on, or it was sent after everything a count settled and, by
+    the shortest window known, was still inside the window when that count was taken."""
+    return received >= counted or (sent > settled and sent + lo > counted)
+
+
 def check_pacing(limit: float, period: float, burst: int, safety_margin: float) -> None:
     """Raise `ValueError` naming the first pacing setting out of range."""
     if not (limit > 0 and math.isfinite(limit)):
@@ -415,8 +422,7 @@ class Budget:
         counted, lo, settled = self._counted_at, self.policy.window_lo, self._owed_after
         while log and log[0][1] + window <= now:
             sent, received = log.popleft()
-            owed = received >= counted or (sent > settled and sent + lo > counted)
-            if owed and credits < limit:
+            if _owed(sent, received, counted, lo, settled) and credits < limit:
                 due = max(t, received + window)
                 tokens = min(cap, tokens + self._rate * (due - t))
                 t = due
@@ -435,7 +441,7 @@ class Budget:
         owed = 0
         due = None
         for sent, received in self._log:
-            if received >= counted or (sent > settled and sent + lo > counted):
+            if _owed(sent, received, counted, lo, settled):
                 owed += 1
                 due = received + window
                 if owed >= short:
