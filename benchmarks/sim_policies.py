@@ -66,7 +66,7 @@ def _main() -> None:  # pragma: no cover - a manual check
     from . import bench_policies
 
     async def run() -> None:
-        for family_name, family in bench_policies.FAMILIES.items():
+        for family_name, family in {**bench_policies.FAMILIES, **bench_policies.BEYOND}.items():
             for dialect_name, dialect in bench_policies.DIALECTS.items():
                 throttled, used = await cell_in_virtual_time(family, dialect)
                 print(f"{family_name:50} {dialect_name:52} 429s {throttled:3d} used {used:.3f}")

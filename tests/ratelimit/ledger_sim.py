@@ -151,6 +151,7 @@ def _matrix(processes: int, seeds: int = 3) -> None:
         "fixed window from first 60/10 s": {"algorithm": "fixed_window", "limit": 60},
         "sliding window 100/10 s": {"algorithm": "sliding_window", "limit": 100},
         "token bucket 20 + 10/s": {"algorithm": "token_bucket", "limit": 10, "burst": 20},
+        "sliding counter 100/10 s": {"algorithm": "sliding_counter", "limit": 100},
     }
     dialects = ["x-ratelimit", "vendor_page", "remaining_only", "ietf", "gateway"]
     print(f"{'':34}" + "".join(f"{d:>22}" for d in dialects))
@@ -159,12 +160,15 @@ def _matrix(processes: int, seeds: int = 3) -> None:
         cells = []
         for dialect in dialects:
             policy = FakeRateLimit(window=window, dialect=dialect, **kw)  # type: ignore[arg-type]
-            shared = min(
-                simulate_shared(policy, processes=processes, duration=150.0, seed=s).share
+            runs = [
+                simulate_shared(policy, processes=processes, duration=150.0, seed=s)
                 for s in range(seeds)
-            )
+            ]
+            shared = min(run.share for run in runs)
+            throttled = sum(run.throttled for run in runs)
             alone = min(simulate(policy, duration=150.0, seed=s).share for s in range(seeds))
-            cells.append(f"{shared:.2f} (alone {alone:.2f})")
+            refused = f", {throttled} 429s" if throttled else ""
+            cells.append(f"{shared:.2f} (alone {alone:.2f}{refused})")
         print(f"{name:34}" + "".join(f"{c:>22}" for c in cells))
 
 

@@ -24,6 +24,7 @@ FAMILIES: dict[str, dict[str, Any]] = {
     "aligned 100/10 s": {"algorithm": "fixed_window_aligned", "limit": 100, "window": 10.0},
     "first request 60/10 s": {"algorithm": "fixed_window", "limit": 60, "window": 10.0},
     "sliding 100/10 s": {"algorithm": "sliding_window", "limit": 100, "window": 10.0},
+    "counter 100/10 s": {"algorithm": "sliding_counter", "limit": 100, "window": 10.0},
     "bucket 20 + 10/s": {"algorithm": "token_bucket", "limit": 10, "window": 1.0, "burst": 20},
     "bucket 100 + 10/s": {"algorithm": "token_bucket", "limit": 10, "window": 1.0, "burst": 100},
     "sliding 20/30 s": {"algorithm": "sliding_window", "limit": 20, "window": 30.0},

@@ -240,6 +240,60 @@ def test_a_sliding_window_is_never_tripped_and_mostly_spent(dialect: str) -> Non
     assert result.share >= (0.97 if dialect in ("ietf", "x-ratelimit") else 0.94)
 
 
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_a_sliding_counter_is_spent_and_tripped_at_most_at_its_first_announced_end(
+    dialect: str,
+) -> None:
+    """A sliding-window counter (the weighted two-window count of many gateways) is outside
+    the issue's matrix and outside what the limiter assumes: its count fades over the next
+    window instead of returning request by request, and its `Reset` names the current
+    window's end, which does not bring the budget back. Believing that end costs one 429,
+    at the first of them, where the dialect announces it; after it the budget is spent, its
+    last credit probing for the refill (it used to wait each window out: 0.63 used)."""
+    policy = FakeRateLimit(
+        algorithm="sliding_counter",
+        limit=100,
+        window=10.0,
+        dialect=dialect,  # type: ignore[arg-type]
+    )
+    for seed in range(3):
+        result = simulate(policy, duration=120.0, seed=seed)
+        assert result.throttled <= (1 if dialect in ("x-ratelimit", "ietf") else 0)
+        assert result.share >= 0.97
+
+
+def test_the_last_credit_of_a_gradual_budget_nothing_proves_the_returns_of_is_a_probe() -> None:
+    """A count that comes back a little at a time (a bucket seen through `Remaining` only)
+    and nothing that says when a spent credit is back: the last credit goes a refill step
+    after the latest answer (whatever its token pace), so that its own answer says whether
+    the refill came, instead of a return nobody proved."""
+    budget = Budget(20, 60, now=0.0)
+    tokens, t, last = 20.0, 0.0, 0.0
+    while not (budget.credits is not None and budget.credits < 2 and budget.seq > 40):
+        wait = budget.try_take(t)
+        if wait > 0.0:
+            t += wait
+            continue
+        tokens = min(20.0, tokens + 5.0 * (t - last)) - 1.0  # 20 tokens, 5 a second
+        last = t
+        budget.record(
+            200, RateLimitState(remaining=int(tokens)), now=t + 0.01, sent=t, seq=budget.seq
+        )
+        t += 0.01
+        assert t < 60.0
+    assert budget.policy.family is Family.GRADUAL
+    assert not budget.policy.returns_proven
+    step = 1.0 / budget.rate  # the pace of what is left is the refill
+    assert budget.try_take(t) == pytest.approx(step, rel=0.05)
+    # A late answer (an earlier request's, overtaken) moves the last credit a step past it.
+    late = t + 0.05
+    budget.record(200, RateLimitState(remaining=3), now=late, sent=t - 1.0, seq=budget.seq - 5)
+    assert budget.try_take(t + step + 1e-6) > 0.0
+    assert budget.try_take(late + step + 1e-6) == 0.0
+    assert budget.credits == 0
+    assert budget.try_take(late + step + 0.001) > 0.0  # the next waits for its answer
+
+
 @pytest.mark.parametrize("family", ["aligned", "first-request"])
 def test_no_budget_expires_while_callers_wait(family: str) -> None:
     """At every reset after the policy is learned, at most the one credit a probe spent

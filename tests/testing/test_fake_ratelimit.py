@@ -261,6 +261,64 @@ def test_sliding_window_frees_one_slot_per_aged_request() -> None:
     assert limiter.admit("k", 14.0).allowed
 
 
+def test_sliding_counter_weighs_the_previous_window_by_what_is_left_of_it() -> None:
+    # Windows of 10 s aligned to the clock: [100, 110), [110, 120), ...
+    limiter = ServerRateLimiter(FakeRateLimit(limit=10, window=10.0, algorithm="sliding_counter"))
+    # A first window counts like a fixed window: nothing came before it.
+    admitted = [limiter.admit("k", 101.0 + i * 0.1, 101.0 + i * 0.1) for i in range(11)]
+    assert [d.remaining for d in admitted[:10]] == [9, 8, 7, 6, 5, 4, 3, 2, 1, 0]
+    assert not admitted[10].allowed
+    assert admitted[0].reset_after == pytest.approx(9.0)  # the aligned window's end
+    # Its end does not bring the budget back: all 10 still weigh fully at 110.
+    at_end = limiter.admit("k", 110.0, 110.0)
+    assert not at_end.allowed
+    assert at_end.retry_after == pytest.approx(1.0)  # a tenth of 10 fades per second
+    # A quarter into the next window, a quarter of the previous count has faded: 2.5 fit,
+    # so two are admitted, the second with nothing left (Remaining is rounded down).
+    quarter = [limiter.admit("k", 112.5, 112.5) for _ in range(3)]
+    assert [d.allowed for d in quarter] == [True, True, False]
+    assert [d.remaining for d in quarter[:2]] == [1, 0]
+    # Refused, it says when the fading leaves room: 7.5 + 2 = 9.5 weighted now, 10 - 1 needed.
+    assert quarter[2].retry_after == pytest.approx(0.5)
+    assert limiter.admit("k", 113.0, 113.0).allowed
+    # A window with no request in it forgets the count before it.
+    fresh = limiter.admit("k", 131.0, 131.0)
+    assert (fresh.allowed, fresh.remaining) == (True, 9)
+
+
+def test_sliding_counter_retry_after_is_the_first_moment_a_request_fits() -> None:
+    # Greedy: whenever refused, come back exactly when told; just before that is refused.
+    config = FakeRateLimit(limit=20, window=10.0, algorithm="sliding_counter")
+    limiter = ServerRateLimiter(config, record=True)
+    shadow = ServerRateLimiter(config)
+    t = 1000.37
+    refusals = 0
+    told = False
+    while t < 1090.0:
+        decision = limiter.admit("k", t, t)
+        shadow_decision = shadow.admit("k", t, t)
+        assert shadow_decision == decision
+        if decision.allowed:
+            told = False
+            t += 0.05
+            continue
+        assert not told, "refused at the moment the last refusal named"
+        told = True
+        refusals += 1
+        early = t + decision.retry_after - 0.01
+        if decision.retry_after > 0.02:
+            assert not shadow.admit("k", early, early).allowed
+            limiter.admit("k", early, early)  # keep both limiters in step
+        t += decision.retry_after + 1e-6
+    assert refusals > 10
+    # A greedy client spends what the counter allows. The measure allows `limit` per aligned
+    # window; once the window before was full, the last request of a window still finds a
+    # sliver of it weighing, so the most a window holds is `limit - 1`.
+    times = limiter.admission_times("k")
+    use = budget_used(config, times)
+    assert use.share >= (config.limit - 1) / config.limit - 0.005
+
+
 def test_token_bucket_burst_differs_from_refill() -> None:
     config = FakeRateLimit(limit=10, window=1.0, algorithm="token_bucket", burst=3)
     limiter = ServerRateLimiter(config)

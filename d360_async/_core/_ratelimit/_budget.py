@@ -27,7 +27,9 @@ when. It rests on these rules, applied in this order:
    callers wait. While the end is uncertain and a late start costs budget, the last credit
    waits for the middle of the uncertainty (a bisection, window after window); while nothing
    says when the budget comes back, a few credits are held back to look for the refill, ever
-   less often.
+   less often; and a gradual budget whose returns nothing proved (no sliding window's own
+   evidence, no next-token reset) keeps its last credit as a probe, sent a refill step after
+   the latest answer, rather than spend it and wait out a return it cannot prove.
 
 With no count from the server at all (a server that sends no rate-limit headers), the budget
 paces blind at the configured limit per period, less `safety_margin` and at least one request,
@@ -695,6 +697,18 @@ class Budget:
             # keep a cushion; a sliding window would lose what is held, so it gets none.
             cushion = CUSHION if policy.ends_move and not policy.sliding_proven else 0.0
             rate = steady + max(credits - 1.0 - cushion, 0.0) / max(horizon, DRAIN_MIN)
+            if (
+                credits < 2.0 - EPSILON
+                and family is not Family.TOKEN_BUCKET
+                and not policy.returns_proven
+            ):
+                # The refill comes a little at a time, yet nothing proves when a spent
+                # credit is back (a sliding counter's count fades over the next window, it
+                # does not return request by request): spent to nothing, the budget would
+                # wait out what it cannot prove. The last credit goes a refill step after
+                # the latest answer, and its own answer says whether the refill came.
+                self._reserve = 1
+                self._probe_at = now + 1.0 / max(steady, EPSILON)
         elif end is not None and end.hi > now:
             # Spend it all before the window can end; an end that may be upon us already
             # is a last chance: spend before its latest bound. Where a probe pays, the last

@@ -498,6 +498,13 @@ class PolicyEstimator:
         return self._sliding_fit() is not None
 
     @property
+    def returns_proven(self) -> bool:
+        """Whether the answers showed a sliding window returning our own requests one by one:
+        its counts matched them leaving it, or its resets all span one window while moving
+        with each request. (A sliding counter's count fades over the next window instead.)"""
+        return self._reset_spans(2) is not None or self._sliding_fit() is not None
+
+    @property
     def ends_move(self) -> bool:
         """Whether the announced ends moved later without a rollover (a sliding window's)."""
         return self._moving >= 2

@@ -186,7 +186,9 @@ def _positive(instance: object, attribute: attrs.Attribute[float], value: float)
         raise ValueError(f"{attribute.name} must be a positive number, got {value!r}")
 
 
-Algorithm = Literal["fixed_window", "fixed_window_aligned", "sliding_window", "token_bucket"]
+Algorithm = Literal[
+    "fixed_window", "fixed_window_aligned", "sliding_window", "sliding_counter", "token_bucket"
+]
 """How [FakeRateLimit][d360_async.testing.FakeRateLimit] counts requests (see its docstring)."""
 
 Dialect = Literal[
@@ -198,6 +200,7 @@ ALGORITHMS: tuple[str, ...] = (
     "fixed_window",
     "fixed_window_aligned",
     "sliding_window",
+    "sliding_counter",
     "token_bucket",
 )
 DIALECTS: tuple[str, ...] = (
@@ -230,6 +233,12 @@ class FakeRateLimit:
     - `"fixed_window_aligned"`: the same counter, on windows aligned to multiples of `window`
       on the server's wall clock (`fake.epoch()`), as many gateways count.
     - `"sliding_window"`: at most `limit` requests in any `window` seconds (a sliding log).
+    - `"sliding_counter"`: the approximation many gateways count instead of a log: windows
+      aligned to the clock as above, and a request admitted while the current window's count
+      plus the previous window's, weighted by the share of the previous window still inside
+      the last `window` seconds, stays within `limit`. `Remaining` is `limit` less that
+      weighted count, rounded down, so it creeps back as the previous window's weight fades;
+      `Reset` is the current window's end.
     - `"token_bucket"`: a bucket of `burst` tokens (default `limit`) refilled continuously at
       `limit / window` tokens per second.
 
@@ -268,8 +277,8 @@ class FakeRateLimit:
         per: `"token_project"` (the vendor's spec: one budget per token per V3 project) or
             `"token"` (one budget per token).
 
-    Added in version 0.1.0; `fixed_window_aligned`, `sliding_window`, `burst` and `dialect` in
-    0.2.0.
+    Added in version 0.1.0; `fixed_window_aligned`, `sliding_window`, `sliding_counter`,
+    `burst` and `dialect` in 0.2.0.
     """
 
     limit: int = attrs.field(default=60)

@@ -49,10 +49,11 @@ class RateDecision:
 class _Key:
     """One key's state: its counter, bucket or log, and (when recorded) admission times."""
 
-    __slots__ = ("count", "end", "log", "times", "tokens", "updated", "window_index")
+    __slots__ = ("count", "end", "log", "previous", "times", "tokens", "updated", "window_index")
 
     def __init__(self) -> None:
         self.count = 0
+        self.previous = 0  # sliding counter: the previous aligned window's count
         self.end = -math.inf  # fixed windows: when the current window closes
         self.tokens = 0.0
         self.updated = 0.0
@@ -118,6 +119,8 @@ class ServerRateLimiter:
             decision = self._token_bucket(state, now)
         elif algorithm == "sliding_window":
             decision = self._sliding(state, now)
+        elif algorithm == "sliding_counter":
+            decision = self._sliding_counter(state, now, at)
         else:
             decision = self._fixed(state, now, at, aligned=algorithm == "fixed_window_aligned")
         if decision.allowed and self.record:
@@ -160,6 +163,48 @@ class ServerRateLimiter:
             retry = 0.0 if left else log[0] + window - now
             return RateDecision(True, limit, left, log[-1] + window - now, retry, window)
         return RateDecision(False, limit, 0, log[-1] + window - now, log[0] + window - now, window)
+
+    def _sliding_counter(self, state: _Key, now: float, epoch: float) -> RateDecision:
+        config = self._config
+        limit, window = config.limit, config.window
+        index = math.floor(epoch / window)
+        if index != state.window_index:
+            # The window moved on: the one that closed is the previous one only if it was
+            # the window just before (a gap of a whole window forgets it).
+            state.previous = state.count if index == state.window_index + 1 else 0
+            state.count = 0
+            state.window_index = index
+        into = epoch / window - index  # share of the current window gone by
+        weight = 1.0 - into  # share of the previous window still inside the last `window`
+        counted = state.previous * weight + state.count
+        reset_after = (index + 1.0) * window - epoch
+        if counted + 1.0 <= limit + _EPS:
+            state.count += 1
+            left = max(0, math.floor(limit - counted - 1.0 + _EPS))
+            retry = 0.0 if left else self._counter_retry(state, counted + 1.0, into)
+            return RateDecision(True, limit, left, reset_after, retry, window)
+        return RateDecision(
+            False, limit, 0, reset_after, self._counter_retry(state, counted, into), window
+        )
+
+    def _counter_retry(self, state: _Key, counted: float, into: float) -> float:
+        """Seconds until the weighted count leaves room for one more request."""
+        config = self._config
+        limit, window = config.limit, config.window
+        excess = counted + 1.0 - limit
+        if excess <= _EPS:
+            return 0.0
+        if state.previous > 0:
+            # The previous window's weight falls by `previous` per window of time.
+            fade = excess / state.previous
+            if into + fade <= 1.0:
+                return fade * window
+        # Not before the next window, where this window's count is the one that fades.
+        rest = (1.0 - into) * window
+        if state.count <= 0:
+            return rest
+        needed = (state.count + 1.0 - limit) / state.count
+        return rest + max(0.0, needed) * window
 
     def _token_bucket(self, state: _Key, now: float) -> RateDecision:
         capacity = float(self._config.capacity)
@@ -263,8 +308,9 @@ def budget_used(config: FakeRateLimit, times: Sequence[float]) -> BudgetUse:
     The span is chosen so that a client that spreads its requests is not penalised for where
     the measurement starts or stops: end effects are left out, waste inside is not.
 
-    - Fixed windows aligned to the clock: the whole windows between the first and the last
-      admission; each allowed `limit`.
+    - Fixed windows aligned to the clock, and sliding counters (over the same windows): the
+      whole windows between the first and the last admission; each allowed `limit` (a
+      counter admits no more than `limit` in a window: its weighted count includes them all).
     - Fixed windows from the first request, and sliding windows: whole windows of `window`
       seconds counted from the first admission (a greedy client would open one at each of
       those times), up to the last admission; each allowed `limit`. Gaps between the
@@ -285,7 +331,7 @@ def budget_used(config: FakeRateLimit, times: Sequence[float]) -> BudgetUse:
     if config.algorithm == "token_bucket":
         allowed = config.capacity + config.sustained_rate * (last - first)
         return BudgetUse(len(times), allowed, first, last)
-    if config.algorithm == "fixed_window_aligned":
+    if config.algorithm in ("fixed_window_aligned", "sliding_counter"):
         start = math.ceil(first / window - _EPS) * window
     else:
         start = first
