@@ -8,6 +8,7 @@ run three times as long, their windows being longer.
 
     cd tests/ratelimit && ../../.venv/bin/python policy_matrix.py [SEEDS]
     cd tests/ratelimit && ../../.venv/bin/python policy_matrix.py --random [RANDOM_SEED]
+    cd tests/ratelimit && ../../.venv/bin/python policy_matrix.py --changes [SEEDS]
 """
 
 from __future__ import annotations
@@ -92,8 +93,46 @@ def random_sliding(seed: int = 0, n: int = 60) -> int:
     return tripped
 
 
+CHANGES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "limit lowered 100 -> 60": ({"limit": 100}, {"limit": 60}),
+    "limit raised 60 -> 100": ({"limit": 60}, {"limit": 100}),
+    "window shortened 10 -> 5 s": ({"limit": 60, "window": 10.0}, {"limit": 60, "window": 5.0}),
+    "window grown 5 -> 10 s": ({"limit": 60, "window": 5.0}, {"limit": 60, "window": 10.0}),
+}
+CHANGED_FAMILIES = ["fixed_window_aligned", "fixed_window", "sliding_window", "sliding_counter"]
+
+
+def changes(seeds: int = 3, at: float = 60.0, duration: float = 150.0) -> int:
+    """The policy changed under load, `at` seconds in: per family x dialect x change, the
+    429s over `seeds` runs and the worst share of the new budget used from a window after the
+    change on. Returns the 429s in all."""
+    total = 0
+    for change, (old, new) in CHANGES.items():
+        print(f"{change}:")
+        print(f"{'':24}" + "".join(f"{d:>16}" for d in DIALECTS))
+        for algorithm in CHANGED_FAMILIES:
+            cells: list[str] = []
+            for dialect in DIALECTS:
+                base = {"algorithm": algorithm, "window": 10.0, "dialect": dialect}
+                before = FakeRateLimit(**{**base, **old})
+                after = FakeRateLimit(**{**base, **new})
+                runs = [
+                    simulate(before, duration=duration, seed=s, concurrency=32, change=(at, after))
+                    for s in range(seeds)
+                ]
+                throttled = sum(run.throttled for run in runs)
+                total += throttled
+                worst = min(run.share for run in runs)
+                cells.append(f"{worst:.3f}" + (f" ({throttled})" if throttled else ""))
+            print(f"{algorithm:24}" + "".join(f"{cell:>16}" for cell in cells), flush=True)
+    print(f"429s in all: {total} (in parentheses: 429s over the {seeds} runs of a cell)")
+    return total
+
+
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--random"]:
         random_sliding(int(sys.argv[2]) if len(sys.argv) > 2 else 0)
+    elif sys.argv[1:2] == ["--changes"]:
+        changes(int(sys.argv[2]) if len(sys.argv) > 2 else 3)
     else:
         matrix(int(sys.argv[1]) if len(sys.argv) > 1 else 3)

@@ -52,6 +52,7 @@ def simulate(
     prior: tuple[float, float] = (60.0, 60.0),
     seed: int = 0,
     budget: Budget | None = None,
+    change: tuple[float, FakeRateLimit] | None = None,
 ) -> SimResult:
     """Run one client against `policy` for `duration` virtual seconds.
 
@@ -65,6 +66,8 @@ def simulate(
         prior: the client's configured (limit, period).
         seed: for the latency draws.
         budget: a budget to drive instead of a fresh default one.
+        change: `(at, policy)`: the server enforces `policy` from virtual time `at` on
+            (a plan changed under load); what was spent is kept.
     """
     rng = random.Random(seed)
     server = ServerRateLimiter(policy, record=True)
@@ -97,6 +100,9 @@ def simulate(
                 in_flight += 1
                 push(now + rng.uniform(*latency), "arrive", float(client.seq), now)
         elif kind == "arrive":
+            if change is not None and now >= change[0] and server.config is not change[1]:
+                server.reconfigure(change[1])
+                policy = change[1]
             seq, sent = float(data[0]), float(data[1])  # type: ignore[arg-type]
             true_epoch = EPOCH + phase + now
             server_epoch = true_epoch + skew
@@ -125,7 +131,12 @@ def simulate(
                 next_try = now
                 push(now, "try")
     times = server.admission_times("k")
-    use = budget_used(policy, times)
+    if change is not None:
+        # After a change, what the new policy allowed, from a window after it on.
+        settled = EPOCH + phase + change[0] + change[1].window
+        use = budget_used(change[1], [at for at in times if at >= settled])
+    else:
+        use = budget_used(policy, times)
     return SimResult(len(times), throttled, use.share, times, client, _expired(policy, times))
 
 

@@ -294,6 +294,51 @@ def test_the_last_credit_of_a_gradual_budget_nothing_proves_the_returns_of_is_a_
     assert budget.try_take(late + step + 0.001) > 0.0  # the next waits for its answer
 
 
+def test_the_vendors_own_60_a_minute_with_remaining_only_is_spent() -> None:
+    """A sliding window of 60 per minute seen through `Remaining` only (the vendor's plan,
+    nothing else announced): the window is only `limit / refill measured`, which comes out
+    long, so a spent budget's next credit came back as late as that said (0.88 of the
+    budget). Now the server is asked again once the configured period has passed."""
+    policy = FakeRateLimit(
+        algorithm="sliding_window", limit=60, window=60.0, dialect="remaining_only"
+    )
+    for seed in range(3):
+        result = simulate(policy, duration=450.0, seed=seed, concurrency=32)
+        assert result.throttled == 0
+        assert result.share >= 0.95
+
+
+def test_a_limit_raised_under_load_is_learned_without_a_429() -> None:
+    """60 per 10 s windows opened by their first request, `Remaining` only, raised to 100 a
+    minute in: the jump it makes mid-window is no rollover (it would have made the window
+    1.6 s long, and every probe at that end met a 429: six a run), and the new limit is
+    learned from the counts."""
+    before = FakeRateLimit(limit=60, window=10.0, dialect="remaining_only")
+    after = FakeRateLimit(limit=100, window=10.0, dialect="remaining_only")
+    for seed in range(3):
+        result = simulate(before, duration=150.0, seed=seed, concurrency=32, change=(60.0, after))
+        assert result.throttled == 0
+        assert result.share >= 0.95
+        estimate = result.budget.estimate()
+        assert estimate.limit.value == 100
+        assert estimate.changes >= 1
+        assert "relearned after" in estimate.describe()
+
+
+@pytest.mark.parametrize("algorithm", ["fixed_window_aligned", "fixed_window", "sliding_window"])
+def test_a_window_grown_under_load_costs_one_429_not_one_a_window(algorithm: str) -> None:
+    """60 per 5 s grown to 60 per 10 s, nothing announced but `Remaining`: the window the
+    answers proved is now too short, and a probe sent on it meets a 429. That 429 drops what
+    was learned of the window (it kept meeting one every window: 7 to 9 a run), and it is
+    learned again."""
+    before = FakeRateLimit(algorithm=algorithm, limit=60, window=5.0, dialect="remaining_only")  # type: ignore[arg-type]
+    after = FakeRateLimit(algorithm=algorithm, limit=60, window=10.0, dialect="remaining_only")  # type: ignore[arg-type]
+    for seed in range(3):
+        result = simulate(before, duration=150.0, seed=seed, concurrency=32, change=(60.0, after))
+        assert result.throttled <= 2
+        assert result.share >= 0.9
+
+
 @pytest.mark.parametrize("family", ["aligned", "first-request"])
 def test_no_budget_expires_while_callers_wait(family: str) -> None:
     """At every reset after the policy is learned, at most the one credit a probe spent

@@ -319,6 +319,29 @@ def test_sliding_counter_retry_after_is_the_first_moment_a_request_fits() -> Non
     assert use.share >= (config.limit - 1) / config.limit - 0.005
 
 
+def test_a_policy_changed_under_load_keeps_what_was_spent() -> None:
+    sliding = ServerRateLimiter(FakeRateLimit(limit=4, window=10.0, algorithm="sliding_window"))
+    for t in (0.0, 1.0, 2.0, 3.0):
+        assert sliding.admit("k", t).allowed
+    sliding.reconfigure(FakeRateLimit(limit=2, window=10.0, algorithm="sliding_window"))
+    refused = sliding.admit("k", 4.0)
+    assert (refused.allowed, refused.limit) == (False, 2)
+    # Room comes once all but one of the four are gone: when the one at 2 s leaves.
+    assert refused.retry_after == pytest.approx(8.0)
+    assert not sliding.admit("k", 11.99).allowed
+    assert sliding.admit("k", 12.0).allowed
+    fixed = ServerRateLimiter(FakeRateLimit(limit=10, window=10.0))
+    for _ in range(5):
+        fixed.admit("k", 0.0)
+    fixed.reconfigure(FakeRateLimit(limit=3, window=10.0))
+    assert not fixed.admit("k", 5.0).allowed  # 5 spent of 3: nothing until the window ends
+    assert fixed.admit("k", 10.0).remaining == 2
+    bucket = ServerRateLimiter(FakeRateLimit(limit=10, window=1.0, algorithm="token_bucket"))
+    bucket.admit("k", 0.0)
+    bucket.reconfigure(FakeRateLimit(limit=10, window=1.0, algorithm="token_bucket", burst=3))
+    assert bucket.admit("k", 0.0).remaining == 2  # nine tokens, clamped to the new three
+
+
 def test_token_bucket_burst_differs_from_refill() -> None:
     config = FakeRateLimit(limit=10, window=1.0, algorithm="token_bucket", burst=3)
     limiter = ServerRateLimiter(config)
@@ -418,3 +441,18 @@ def test_server_reports_budget_use_per_key() -> None:
         rate_limit=FakeRateLimit(limit=3, window=1.0, algorithm="sliding_window")
     )
     assert fake.budget_use() == {}
+
+
+async def test_set_rate_limit_changes_the_policy_of_a_running_server(
+    clock: ManualClock, session: aiohttp.ClientSession
+) -> None:
+    async with FakeDocument360(clock=clock, rate_limit=FakeRateLimit(limit=3, window=60.0)) as fake:
+        url = export_url(fake, fake.seed("v3.export")[0])
+        _, first, _ = await hit(session, url, fake.api_token)
+        assert first["X-RateLimit-Remaining"] == "2"
+        fake.set_rate_limit(FakeRateLimit(limit=10, window=60.0))
+        _, raised, _ = await hit(session, url, fake.api_token)
+        assert (raised["X-RateLimit-Limit"], raised["X-RateLimit-Remaining"]) == ("10", "8")
+    async with FakeDocument360(clock=clock, rate_limit=None) as unlimited:
+        with pytest.raises(RuntimeError, match="does not rate-limit"):
+            unlimited.set_rate_limit(FakeRateLimit())

@@ -15,10 +15,14 @@ when. It rests on these rules, applied in this order:
    still in hand, which is safe whether or not the window has ended. A gradual budget's credits
    come back one window after the answer of the request that spent them, by a window the
    answers proved an upper bound of (no sliding window, token bucket or fixed window of that
-   limit and window can be slower), and never before an announced reset that does not move.
+   limit and window can be slower), and never before an announced reset that does not move;
+   however late the log says the next one is, the server is asked again (one probe) once the
+   longest reset it announced, else the configured period, has passed without one.
    With nothing announced and nothing proven, one probe goes the longest plausible window
    after the current one opened. A 429 pauses the budget until its `Retry-After` (else the
-   announced reset, else a backoff of 1, 2, 4... seconds); the pause ends with one probe.
+   announced reset, else a backoff of 1, 2, 4... seconds); the pause ends with one probe. A
+   429 the credits did not foresee also tells the estimator that what it proved of the
+   window no longer holds (`PolicyEstimator.contradicted`): it is learned again.
 3. **Credits are spread, never left to expire.** The credits in hand are paced evenly until
    the earliest bound of a fixed window's end, or over a window for a gradual budget (on top
    of the refill measured; a bucket that names its time to fill keeps `CUSHION` credits in
@@ -468,9 +472,12 @@ class Budget:
         if credits is None or credits >= need - EPSILON:
             return start + pace - now
         short = need - max(credits, 0.0)
+        owed = self._return_due(short) if self._log and self._returning() else None
         if self._grant_at is not None:
             due = self._grant_at + max(0.0, short - 1.0) / max(rate, self.policy.estimate().rate)
-        elif self._log and self._returning() and (owed := self._return_due(short)) is not None:
+            if owed is not None:
+                due = min(due, owed)
+        elif owed is not None:
             due = owed
         else:
             due = now + short / max(self.policy.estimate().rate, EPSILON)
@@ -667,8 +674,16 @@ class Budget:
                     due = now + self._grant_step
                     self._grant_step = min(2.0 * self._grant_step, policy.window_bound)
                 self._grant_at = due
+            elif returns and self._grant_at is None:
+                # Credits come back by the log, however late it says; once the longest
+                # reset the server announced (else the configured period) has passed
+                # without one, the server is asked again: a refill measured across a pause
+                # can put the log's window at many minutes.
+                self._grant_at = now + (policy.longest_reset or self._period)
             self._rate = max(policy.estimate().rate, EPSILON)
             return
+        if self._grant_at is not None and self._log and self._returning():
+            self._grant_at = None  # credits came back by the log before the server was asked
         family = policy.family
         if family is Family.TOKEN_BUCKET and policy.refill_rate <= 0.0:
             family = Family.UNKNOWN  # a gateway's dialect, but nothing measured yet
@@ -781,6 +796,8 @@ class Budget:
             if self._adaptive:
                 self._ceiling = self._factor * CEILING
                 self._factor = max(MIN_FACTOR, self._factor * DECREASE)
+        if not echo and self._credits is not None:
+            self.policy.contradicted()
         self.policy.refused(seq)
         if state is not None and not state.is_empty:
             self.policy.observe(state, seq=seq, sent=sent, received=now)

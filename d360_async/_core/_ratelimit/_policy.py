@@ -198,6 +198,9 @@ class PolicyEstimate:
         reset: what the server's `Reset` means.
         refill_rate: credits per second a gradual budget was seen to regain (a lower
             bound; 0 when not measured).
+        changes: times the answers showed the policy had changed (another limit or window
+            announced, more left than the limit allows, a 429 the beliefs did not foresee),
+            each time dropping what rested on the old one.
     """
 
     limit: Belief[int]
@@ -205,6 +208,7 @@ class PolicyEstimate:
     family: Belief[Family]
     reset: Belief[ResetMeaning]
     refill_rate: float = 0.0
+    changes: int = 0
 
     @property
     def rate(self) -> float:
@@ -213,9 +217,13 @@ class PolicyEstimate:
 
     def describe(self) -> str:
         """One line for logs and the CLI."""
+        changes = self.changes
+        relearned = (
+            f"; relearned after {changes} change{'s' if changes > 1 else ''}" if changes else ""
+        )
         return (
             f"{self.limit.value} per {self.window.value:.3g} s, {self.family.value.value}"
-            f" (limit: {self.limit.evidence}; window: {self.window.evidence})"
+            f" (limit: {self.limit.evidence}; window: {self.window.evidence}{relearned})"
         )
 
 
@@ -256,6 +264,15 @@ class _WindowFit:
         if self.samples < samples or span < windows * self.hi or span < seconds:
             return None
         return Interval(self.lo, self.hi)
+
+
+def _fresh(
+    owner: object, name: str, refuted: bool, slack: float | None = None
+) -> _WindowFit | None:
+    """A fit starting over, or None where `refuted` is False and `owner`'s was ruled out."""
+    if not refuted and getattr(owner, name, True) is None:
+        return None
+    return _WindowFit() if slack is None else _WindowFit(slack=slack)
 
 
 @attrs.define(slots=True)
@@ -317,6 +334,7 @@ class PolicyEstimator:
         "_window_hi",
         "_window_hi_samples",
         "_window_told",
+        "changes",
         "version",
     )
 
@@ -325,57 +343,80 @@ class PolicyEstimator:
         self._prior_window = float(window)
         self._announced_limit: int | None = None
         self._announced_window: float | None = None
+        self._last: _Answer | None = None
+        self._refusals: deque[int] = deque()  # recent requests answered 429
+        self._offset: Interval | None = None  # the server's epoch minus the local clock
+        # Our own requests, by admission number: [sent, received or inf]. A sliding window's
+        # count says how many of them are still inside it, which bounds the window.
+        self._sends: deque[list[float]] = deque()
+        self._sends_base = 1  # the admission number of _sends[0]
+        self.changes = 0  # policy changes the answers showed (what was learned before, dropped)
+        # Moves on whenever a method that learns ran (all but `sent`, which changes nothing
+        # any belief reads): a reader may keep what it derived until it moves.
+        self.version = 0
+        self._forget()
+
+    def _forget(self) -> None:
+        """Start learning the policy afresh: everything the answers showed of the limit, the
+        window, the family and the current window's end goes (on creation, and when the
+        server announced another window). What is kept is not the policy's: the server's
+        clock, our own requests, the latest answer and the 429s."""
         self._limit_seen = 0
         self._samples = 0
-        self._last: _Answer | None = None
         self._since: _Answer | None = None  # gains are summed from here (the last rollover)
         self._span_gradual = 0
         self._crossed = -(10**9)  # the answer that last stepped the gradual evidence
+        self._opened: Interval | None = None  # when the current window opened
+        self._gradual = 0  # spans in which the count came back a little at a time
+        self._moving = 0  # announced ends that moved later without a rollover
+        self._jumps = 0  # rollovers seen
+        self._next_token = 0  # answers whose Reset was 0 while requests remained
+        self._family = Family.UNKNOWN  # what _classify says: updated with the three above
+        self._rate = 0.0
+        self._recent: deque[_Answer] = deque()
+        self._depleted_at: float | None = None  # when an answer first said (nearly) none left
+        self._forget_window()
+
+    def _forget_window(self, *, refuted: bool = True) -> None:
+        """Drop what the answers showed of the window's length and the current one's end
+        (`refuted=False`: a kind of window the answers ruled out stays ruled out)."""
         self._told: Interval | None = None  # the window's end, as the Reset headers said
         self._rolled_since_told = False
         # The earliest end told since the last rollover, while it lies ahead: ends that move
         # later with every request (a sliding window's newest leaving) pace to the first.
         self._pace_end: Interval | None = None
         self._end: Interval | None = None  # the window's end, as believed
-        self._opened: Interval | None = None  # when the current window opened
         self._rollovers: deque[Interval] = deque(maxlen=ROLLOVERS_KEPT)
         self._window_hi: float | None = None  # an upper bound from rollover spacing
         self._window_hi_samples = 0
-        self._gradual = 0  # spans in which the count came back a little at a time
-        self._moving = 0  # announced ends that moved later without a rollover
-        self._jumps = 0  # rollovers seen
-        self._next_token = 0  # answers whose Reset was 0 while requests remained
-        self._family = Family.UNKNOWN  # what _classify says: updated with the three above
         self._reset_max = 0.0  # the longest reset delay announced (window-end meaning)
         self._reset_lo = 0.0  # a lower bound of the window from the resets announced
-        self._rate = 0.0
-        self._refusals: deque[int] = deque()  # recent requests answered 429
-        self._recent: deque[_Answer] = deque()
-        self._offset: Interval | None = None  # the server's epoch minus the local clock
         # The window as every reset saw it (a sliding window's reset is its window), and as
         # the first answer of each fixed window saw it (a window from the first request):
         # [lo, hi] and how many answers agree; None once they disagree.
-        self._w_all: _WindowFit | None = _WindowFit()
-        self._w_first: _WindowFit | None = _WindowFit()
-        self._w_any: _WindowFit | None = _WindowFit()
+        self._w_all: _WindowFit | None = _fresh(self, "_w_all", refuted)
+        self._w_first: _WindowFit | None = _fresh(self, "_w_first", refuted)
+        self._w_any: _WindowFit | None = _fresh(self, "_w_any", refuted)
         # When the current window opened, had it opened with the first request to arrive in
         # it (a window from the first request); None when that is not known.
         self._first: Interval | None = None
-        # Our own requests, by admission number: [sent, received or inf]. A sliding window's
-        # count says how many of them are still inside it, which bounds the window.
-        self._sends: deque[list[float]] = deque()
-        self._sends_base = 1  # the admission number of _sends[0]
         # Exact bounds, from our own clock: a crossing is a refutation (a bucket at the pace
         # we spend it fits a sliding window only as long as our own requests took).
-        self._w_log: _WindowFit | None = _WindowFit(slack=LOG_FIT_SLACK)
-        self._depleted_at: float | None = None  # when an answer first said (nearly) none left
+        self._w_log: _WindowFit | None = _fresh(self, "_w_log", refuted, LOG_FIT_SLACK)
         # The window as consecutive ends bound it (windows aligned to the clock).
-        self._w_span: _WindowFit | None = _WindowFit()
+        self._w_span: _WindowFit | None = _fresh(self, "_w_span", refuted)
         self._ended: Interval | None = None  # when the previous window ended
         self._window_told: Interval | None = None  # the current window's end, as told
-        # Moves on whenever a method that learns ran (all but `sent`, which changes nothing
-        # any belief reads): a reader may keep what it derived until it moves.
-        self.version = 0
+
+    def _limit_changed(self) -> None:
+        """The limit is another now (announced anew, or more left than any window held): what
+        rested on the old one goes (the largest count seen, the fit of our own requests to a
+        sliding window of that limit); the window, the family, the refill and the current end
+        stay, and the jump is no rollover."""
+        self.changes += 1
+        self._limit_seen = 0
+        self._w_log = _WindowFit(slack=LOG_FIT_SLACK)
+        self._depleted_at = None
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -556,6 +597,11 @@ class PolicyEstimator:
         return self._window_source()[1] == _W_REFILL
 
     @property
+    def longest_reset(self) -> float:
+        """The longest wait until the budget is back that any answer announced (0: none)."""
+        return self._reset_max
+
+    @property
     def window_lo(self) -> float:
         """A lower bound of the window: no reset announced was longer (0 when none came)."""
         if self._announced_window is not None:
@@ -619,7 +665,7 @@ class PolicyEstimator:
             reset = Belief(ResetMeaning.WINDOW_END, "Reset counted down", samples)
         else:
             reset = Belief(ResetMeaning.ABSENT, "no Reset sent")
-        return PolicyEstimate(limit, window, kind, reset, self.refill_rate)
+        return PolicyEstimate(limit, window, kind, reset, self.refill_rate, self.changes)
 
     # -- learning --------------------------------------------------------------------------
 
@@ -704,10 +750,35 @@ class PolicyEstimator:
                 may not have counted them, so the count may be off by that many.
         """
         self.version += 1
-        if state.limit is not None:
-            self._announced_limit = state.limit
+        last = self._last
+        fresh = last is None or seq > last.seq
+        changed = False
         if state.window is not None:
-            self._announced_window = state.window
+            if fresh and self._announced_window not in (None, state.window):
+                # A plan changed, a gateway retuned: a window announced anew is a new policy.
+                self.changes += 1
+                self._forget()
+                changed = True
+            if fresh or self._announced_window is None:
+                self._announced_window = state.window
+        if state.limit is not None:
+            if fresh and self._announced_limit not in (None, state.limit):
+                changed = True  # the limit it announces now
+            if fresh or self._announced_limit is None:
+                self._announced_limit = state.limit
+        remaining = state.remaining
+        if fresh and remaining is not None and not changed:
+            announced = self._announced_limit
+            if announced is not None and state.limit is None:
+                # More left than the limit it announced last (a dialect that announces it
+                # only once spent): the limit was raised since.
+                changed = remaining > announced
+            elif announced is None and (self._jumps >= 2 or self._gradual >= GRADUAL_SPANS):
+                # More left than any window held since the limit was learned, beyond what
+                # requests overtaking each other explain: the limit was raised.
+                changed = remaining + 1 > self._limit_seen + in_flight + 1
+        if changed:
+            self._limit_changed()
         date = state.date
         if date is not None:
             # The server read its clock between our send and the answer, and truncated it.
@@ -724,9 +795,6 @@ class PolicyEstimator:
                     self._offset = Interval(told_lo, told_hi)
                 elif lo != offset.lo or hi != offset.hi:
                     self._offset = Interval(lo, hi)
-        remaining = state.remaining
-        last = self._last
-        fresh = last is None or seq > last.seq
         if not fresh:
             index = seq - self._sends_base
             if 0 <= index < len(self._sends):
@@ -754,9 +822,10 @@ class PolicyEstimator:
             # last `limit` requests took (a fit that would follow our pace, not the server).
             self._fit_sliding(seq, remaining, received, in_flight)
         answer = _Answer(seq, remaining, sent, received)
-        if last is None:
+        if last is None or changed:
             # When the window opened is not known: a fresh budget answers limit - 1, but a
-            # window aligned to the clock may have opened long before the first request.
+            # window aligned to the clock may have opened long before the first request (or
+            # the policy that opened it was another).
             self._opened = Interval(-math.inf, received)
             self._since = answer
             self._first = Interval(sent, received) if seq == 1 else None
@@ -1010,6 +1079,15 @@ class PolicyEstimator:
         self._end = None
         self._told = None
         self._pace_end = None
+
+    def contradicted(self) -> None:
+        """A 429 the beliefs did not foresee: what they said of the window no longer holds
+        (a plan changed, a window grew, an end announced did not bring the budget back), so
+        its length and the current end are learned again from the next answers; the limit
+        and the family stay until the answers say otherwise."""
+        self.version += 1
+        self.changes += 1
+        self._forget_window(refuted=False)
 
     def throttled(self, state: RateLimitState | None, *, now: float) -> None:
         """A 429: whatever end was believed was too early."""

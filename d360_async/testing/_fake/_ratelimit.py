@@ -90,6 +90,16 @@ class ServerRateLimiter:
         """Forget every key (every budget is full again)."""
         self._keys.clear()
 
+    def reconfigure(self, config: FakeRateLimit) -> None:
+        """Enforce `config` from now on, as a plan changed or a gateway retuned under load
+        does: what each key spent is kept (a count above a lowered limit leaves no room until
+        it has gone), a bucket keeps its tokens up to its new size, and admission times
+        already recorded stay."""
+        self._config = config
+        self._rate = config.limit / config.window
+        for state in self._keys.values():
+            state.tokens = min(state.tokens, float(config.capacity))
+
     def admission_times(self, key: Hashable) -> list[float]:
         """The (epoch) times `key` was admitted at, when recording."""
         state = self._keys.get(key)
@@ -162,7 +172,10 @@ class ServerRateLimiter:
             left = limit - len(log)
             retry = 0.0 if left else log[0] + window - now
             return RateDecision(True, limit, left, log[-1] + window - now, retry, window)
-        return RateDecision(False, limit, 0, log[-1] + window - now, log[0] + window - now, window)
+        # Room comes once all but `limit - 1` have left (more than `limit` are logged when
+        # the limit was lowered since).
+        leaves = log[len(log) - limit] + window - now
+        return RateDecision(False, limit, 0, log[-1] + window - now, leaves, window)
 
     def _sliding_counter(self, state: _Key, now: float, epoch: float) -> RateDecision:
         config = self._config

@@ -531,6 +531,19 @@ class FakeDocument360:
             found[label] = budget_used(limiter.config, limiter.admission_times(key))
         return found
 
+    def set_rate_limit(self, rate_limit: FakeRateLimit) -> None:
+        """Enforce another policy on the API from now on, as a plan changed or a gateway
+        retuned under load does: what each key spent so far still counts (a count above a
+        lowered limit leaves no room until it has gone).
+
+        Raises:
+            RuntimeError: the server was created with `rate_limit=None` (no limiting).
+        """
+        limiter = self._state.limiter
+        if limiter is None:
+            raise RuntimeError("this fake server does not rate-limit (rate_limit=None)")
+        limiter.reconfigure(rate_limit)
+
     def reset_rate_limits(self) -> None:
         """Refill every rate-limit budget."""
         for limiter in (self._state.limiter, self._state.sd_limiter):
