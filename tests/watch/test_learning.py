@@ -96,7 +96,13 @@ def test_work_conserving_without_blind_backoff() -> None:
     assert gaps(adaptive=False)[-1] == 30.0
 
 
-def test_no_poll_before_the_shortest_finish_then_every_interval() -> None:
+def test_no_poll_until_an_interval_past_the_shortest_finish_then_every_interval() -> None:
+    """Held back until a finish could have gone unseen for one interval since the floor.
+
+    The floor (joined + 10 s, the shortest finish seen) is the earliest moment the export can
+    have finished, so a poll exactly there cannot see it finish: the first poll after first
+    sight is one interval past it, and every finish is still seen within one interval.
+    """
     models = DurationModels()
     total = models.get("export", None)
     for d in (10.0, 12.0, 14.0, 16.0):
@@ -105,15 +111,55 @@ def test_no_poll_before_the_shortest_finish_then_every_interval() -> None:
     policy = PollPolicy(interval=1.0, jitter=0.0)
     sched.add("e", kind="export", group="g", policy=policy, now=100.0)
     assert _poll(sched, 100.0) == "e"  # first sight at once
-    assert sched.next_due("g", 100.0) == pytest.approx(110.0)
-    assert sched.next_due("g", 105.0) == pytest.approx(110.0)
+    assert sched.next_due("g", 100.0) == pytest.approx(111.0)
+    assert sched.next_due("g", 105.0) == pytest.approx(111.0)
     times = []
     for _ in range(3):
         due = sched.next_due("g", 0.0)
         assert due is not None
         times.append(due)
         _poll(sched, due, Phase.RUNNING)
-    assert times == pytest.approx([110.0, 111.0, 112.0])
+    assert times == pytest.approx([111.0, 112.0, 113.0])
+
+
+def test_a_poll_late_in_the_interval_before_the_floor_waits_a_whole_interval_past_it() -> None:
+    """Last polled 0.4 s before the floor: the next poll is one interval past the floor (the
+    span a finish could have gone unseen), not one interval past the last poll."""
+    models = DurationModels()
+    for d in (10.0, 12.0, 14.0):
+        models.get("export", None).add_event(d, d)
+    sched = Scheduler(rng=random.Random(1), models=models)
+    policy = PollPolicy(interval=1.0, jitter=0.0)
+    state = sched.add("e", kind="export", group="g", policy=policy, now=0.0)
+    _poll(sched, 0.0, Phase.RUNNING)
+    sched.reschedule(state, 9.6)  # e.g. polled at once after an outage
+    assert sched.next_due("g", 0.0) == pytest.approx(11.0)
+    assert _poll(sched, 9.6, Phase.RUNNING) == "e"  # a token held anyway goes to it
+    assert sched.next_due("g", 9.6) == pytest.approx(11.0)  # not 10.6
+
+
+def test_a_finish_seen_after_a_hold_at_the_floor_does_not_lower_the_floor() -> None:
+    """Polled at 7 s, then held back by a floor of 10 s learned meanwhile, seen finished at
+    11 s: it finished somewhere in [7, 11], quite possibly after 10.  The survival curve counts
+    it; the floor (the shortest duration shown) stays at 10 s, or every later export would be
+    polled from 7 s on and the holding back would undo itself."""
+    models = DurationModels()
+    total = models.get("export", None)
+    for d in (10.0, 12.0):
+        total.add_event(d, d)
+    sched = Scheduler(rng=random.Random(1), models=models)
+    policy = PollPolicy(interval=1.0, jitter=0.0)
+    sched.add("e", kind="export", group="g", policy=policy, now=0.0)
+    for t in range(8):  # the floor is not known yet: polled every interval
+        assert sched.next_due("g", float(t)) == pytest.approx(float(t))
+        _poll(sched, float(t), Phase.RUNNING)
+    total.add_event(14.0, 14.0)  # the third precise duration: the floor is known
+    assert total.floor == 10.0
+    assert sched.next_due("g", 7.5) == pytest.approx(11.0)
+    assert _poll(sched, 11.0, Phase.SUCCEEDED) == "e"
+    assert total.n_events == 4  # [7, 11], counted where the survival curve is concerned
+    assert total.floor == 10.0
+    assert total.survival(9.0) < 1.0  # its mass is spread over [7, 11]
 
 
 def test_priors_round_trip_and_bad_priors_change_nothing() -> None:
