@@ -138,6 +138,27 @@ def test_a_poll_late_in_the_interval_before_the_floor_waits_a_whole_interval_pas
     assert sched.next_due("g", 9.6) == pytest.approx(11.0)  # not 10.6
 
 
+def test_rescheduled_after_errors_a_target_waits_one_interval_past_the_floor_not_the_backoff() -> (
+    None
+):
+    """An outage ended: the targets that failed meanwhile are polled at once, and one whose
+    floor lies ahead one `interval` past it (not its error backoff past it)."""
+    models = DurationModels()
+    for d in (10.0, 12.0, 14.0):
+        models.get("export", None).add_event(d, d)
+    sched = Scheduler(rng=random.Random(1), models=models)
+    policy = PollPolicy(interval=1.0, backoff=2.0, jitter=0.0)
+    state = sched.add("e", kind="export", group="g", policy=policy, now=0.0)
+    _poll(sched, 0.0, Phase.RUNNING)
+    for t in (1.0, 2.0, 3.0):  # tokens held anyway go to it; each poll fails
+        assert sched.select("g", t) is state
+        sched.fail(state, t, retryable=True)
+        sched.release(state, t)
+    assert state.when == pytest.approx(10.0 + 8.0)  # three errors: backoff 8 s past the floor
+    sched.reschedule(state, 5.0)
+    assert sched.next_due("g", 5.0) == pytest.approx(11.0)
+
+
 def test_a_finish_seen_after_a_hold_at_the_floor_does_not_lower_the_floor() -> None:
     """Polled at 7 s, then held back by a floor of 10 s learned meanwhile, seen finished at
     11 s: it finished somewhere in [7, 11], quite possibly after 10.  The survival curve counts

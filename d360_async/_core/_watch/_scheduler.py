@@ -1164,6 +1164,8 @@ class Scheduler:
         if state.done or state.in_flight or state.seq == -1:
             return
         state.due = when
+        # ``when`` replaces the backoff: past the floor, only the minimum interval is left.
+        state.gap = min(state.gap, state.policy.interval)
         state.when = self._pollable_at(state)
         self._push(state)
 
