@@ -31,7 +31,8 @@ The algorithm, written once:
    interval.  A change seen by the first poll after such a hold may have come anywhere in the
    span held back, so it does not count towards the floor (it does in the survival curve).
    The first poll of a target (its first sighting, which always tells something) is due
-   ``first_delay`` after it joins, and never before its floor.
+   ``first_delay`` after it joins, with no interval to wait past the floor (a floor learned
+   while it waits holds it until the floor, no longer).
 2. **Work-conserving.**  Whenever a token is available and some target is pollable, it is
    polled: there is no blind backoff for a target that could have finished.  The watch counts
    the budget left idle while every waiting target was held back.
