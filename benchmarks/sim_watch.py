@@ -19,7 +19,9 @@ What it answers, on the very same draws:
   server's windows) cost.
 
 ``python -m benchmarks.sim_watch [seed ...]`` prints the three (and the oracle) for the alike
-workload on both server types.
+workload on both server types; ``python -m benchmarks.sim_watch --spread [N]`` prints, per
+server type, how far the watch is behind round robin on a perfect budget at p50 and p99 over
+seeds ``0..N-1`` (12 by default): the distribution of the difference, not one draw of it.
 """
 
 from __future__ import annotations
@@ -143,14 +145,45 @@ def run_in_virtual_time(
     return asyncio.run(watch_in_virtual_time(workload, server, seed=seed))
 
 
+def _spread(workload: floor.Workload, seeds: range) -> None:  # pragma: no cover - manual
+    import statistics
+
+    from . import bench_budget
+
+    for server in bench_budget.servers():
+        behind: dict[int, list[float]] = {50: [], 99: []}
+        for seed in seeds:
+            run = run_in_virtual_time(workload, server, seed=seed)
+            perfect = floor.simulate(workload, run.operations, policy="round_robin").all_delays
+            own = floor.round_robin_at(run.operations, run.admitted).all_delays
+            row = []
+            for q in (50, 99):
+                behind[q].append(percentile(run.all_delays, q) - percentile(perfect, q))
+                vs_own = percentile(run.all_delays, q) - percentile(own, q)
+                row.append(f"p{q} {behind[q][-1]:+.2f} s (vs its admitted requests {vs_own:+.2f})")
+            print(
+                f"{server} seed {seed:2}: watch - round robin on a perfect budget: "
+                + ", ".join(row)
+            )
+        for q, d in behind.items():
+            print(
+                f"{server} p{q}: mean {statistics.mean(d):+.2f} s, median "
+                f"{statistics.median(d):+.2f} s, {min(d):+.2f}..{max(d):+.2f} s; behind on "
+                f"{sum(x > 0 for x in d)} of {len(d)} seeds"
+            )
+
+
 def _main() -> None:  # pragma: no cover - a manual comparison
     import sys
     import time
 
     from . import bench_budget
 
-    seeds = [int(s) for s in sys.argv[1:]] or [bench_budget.SEED]
     workload = bench_budget.WORKLOADS["single"]
+    if sys.argv[1:2] == ["--spread"]:
+        _spread(workload, range(int(sys.argv[2]) if sys.argv[2:] else 12))
+        return
+    seeds = [int(s) for s in sys.argv[1:]] or [bench_budget.SEED]
     for seed in seeds:
         for server in bench_budget.servers():
             t0 = time.perf_counter()

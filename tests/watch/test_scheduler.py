@@ -389,8 +389,9 @@ def test_a_pending_target_is_judged_by_its_chance_of_having_finished() -> None:
         assert sched.select("g", seen_at) is state
         sched.observe(state, seen_at, Phase.PENDING, "Pending")
         sched.release(state, seen_at)
-    # Neither can have finished before it joined plus the shortest operation seen (30 s).
-    assert (young.when, old.when) == (40.0, 30.0)
+    # Neither can have finished before it joined plus the shortest operation seen (30 s);
+    # each is held until a finish could have gone unseen for its interval since then.
+    assert (young.when, old.when) == (40.0 + 14.0, 30.0 + 1.0)
     assert sched.score(old, 35.0) > sched.score(young, 35.0)
     assert sched.select("g", 35.0) is old
 
@@ -408,7 +409,8 @@ def test_running_targets_are_judged_by_the_running_model_once_it_is_trained() ->
     sched.release(state, 5.0)
     # Untrained RUNNING model: time to finish, from the join-to-finish model.
     total = sched.model("k", None)
-    assert state.when == 30.0  # joined at 0, and no operation of the kind took under 30 s
+    # Joined at 0, and no operation of the kind took under 30 s: one interval past that.
+    assert state.when == 31.0
     assert sched.score(state, 35.0) == pytest.approx(
         total.expected_undetected(35.0, 5.0) + AGEING * (35.0 - state.when)
     )
@@ -467,9 +469,9 @@ def test_a_slightly_lower_record_low_does_not_rekey_and_polls_never_precede_it()
     assert not model.add_event(low, low)
     assert model.floor == pytest.approx(low)  # the floor itself is exact
     assert model.floor_version == version
-    assert sched.next_due("g") == pytest.approx(50.0)  # waits a little longer, never less
+    assert sched.next_due("g") == pytest.approx(51.0)  # waits a little longer, never less
     assert model.add_event(40.0, 40.0)
-    assert sched.next_due("g") == pytest.approx(40.0)
+    assert sched.next_due("g") == pytest.approx(41.0)
 
 
 def test_a_new_record_low_rekeys_waiting_targets() -> None:
@@ -479,10 +481,10 @@ def test_a_new_record_low_rekeys_waiting_targets() -> None:
     state = sched.add("e", kind="export", group="g", policy=policy, now=0.0)
     sched.select("g", 0.0)
     sched.observe(state, 0.0, Phase.RUNNING, "InProgress")
-    assert sched.release(state, 0.0) == pytest.approx(50.0)
-    assert sched.next_due("g") == pytest.approx(50.0)
+    assert sched.release(state, 0.0) == pytest.approx(51.0)  # one interval past the floor
+    assert sched.next_due("g") == pytest.approx(51.0)
     sched.model("export", Phase.RUNNING).add_event(10.0, 10.0)
-    assert sched.next_due("g") == pytest.approx(10.0)
+    assert sched.next_due("g") == pytest.approx(11.0)
 
 
 def test_token_with_nothing_due_goes_to_the_earliest() -> None:

@@ -8,10 +8,11 @@ Rules, written once:
 
 * A new target is first polled ``first_delay`` seconds after it joins the watch.
 * With ``adaptive=True`` (the default) the watch is work-conserving: a target may be polled
-  again ``interval`` seconds after its last poll whenever the budget has a token for it, as
-  long as it could have finished (it is past the shortest duration its kind has shown); which
-  target gets each token is decided by the learned duration models, and by least recently
-  polled first where they cannot tell targets apart.
+  again whenever the budget has a token for it once it could have finished unseen for
+  ``interval`` seconds (counted from its last poll, or from the shortest duration its kind has
+  shown if that is later; the scheduler's module docstring states the rule); which target
+  gets each token is decided by the learned duration models, and by least recently polled
+  first where they cannot tell targets apart.
 * With ``adaptive=False`` the pace is a plain backoff: after a change (and after the first
   sighting) the next poll is ``interval`` seconds later, and each poll that sees no change
   multiplies the interval by ``backoff``, up to ``max_interval`` (``reset_on_change=False``

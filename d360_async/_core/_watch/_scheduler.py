@@ -19,13 +19,20 @@ Vocabulary:
 
 The algorithm, written once:
 
-1. **Pollable.**  A target may be polled once its minimum interval has passed since its last
-   poll (``PollPolicy.interval``; the policy's backoff after transient errors, and always for
-   ``adaptive=False``) and it is past its **floor**: the earliest moment it can have finished
-   by the shortest durations its kind has shown (joined + shortest join-to-finish time; run
-   start + shortest run; for a pending one, pending start + shortest pending + shortest run),
-   counting only durations measured precisely.  A poll before the floor cannot see a finish,
-   so it is not spent: the token stays with the limiter (and with whoever else shares it).
+1. **Pollable.**  A target may be polled once the span in which it could have finished
+   unseen reaches its minimum interval (``PollPolicy.interval``; the policy's backoff after
+   transient errors, and always for ``adaptive=False``): one interval after the later of its
+   last poll and its **floor**, ``max(last poll, floor) + interval``.  The floor is the
+   earliest moment it can have finished by the shortest durations its kind has shown (joined
+   + shortest join-to-finish time; run start + shortest run; for a pending one, pending start
+   + shortest pending + shortest run), counting only durations measured precisely.  A poll
+   before the floor, or at it, cannot see a finish, so it is not spent: the token stays with
+   the limiter (and with whoever else shares it), and every finish is still seen within one
+   interval.  A change seen by the first poll after such a hold may have come anywhere in the
+   span held back, so it does not count towards the floor (it does in the survival curve).
+   The first poll of a target (its first sighting, which always tells something) is due
+   ``first_delay`` after it joins, with no interval to wait past the floor (a floor learned
+   while it waits holds it until the floor, no longer).
 2. **Work-conserving.**  Whenever a token is available and some target is pollable, it is
    polled: there is no blind backoff for a target that could have finished.  The watch counts
    the budget left idle while every waiting target was held back.
@@ -233,8 +240,12 @@ class DurationModel:
         """Mean of the finished durations (interval midpoints); the prior before any."""
         return self.sum_mid / self.n_events if self.n_events else PRIOR_MEAN
 
-    def add_event(self, lo: float, hi: float) -> bool:
+    def add_event(self, lo: float, hi: float, *, bounds_floor: bool = True) -> bool:
         """Record a phase known to have lasted between ``lo`` and ``hi`` seconds.
+
+        ``bounds_floor=False``: the interval is wide because the scheduler chose not to poll
+        before the floor, so its ``lo`` says nothing about how short the phase can be, and it
+        does not count towards `floor` (it still counts in the survival curve).
 
         Returns True when queued targets must be re-keyed (``floor_version`` moved on): the
         floor became known, or fell by more than `REKEY_FRACTION` since the last re-key.
@@ -258,7 +269,7 @@ class DurationModel:
         self._recorded += 1
         if self._recorded > STALE_FRACTION * self.n_events:
             self._dirty = True
-        if hi - lo <= _PRECISE * mid:
+        if bounds_floor and hi - lo <= _PRECISE * mid:
             self.floor_samples += 1
             self.min_lo = min(self.min_lo, lo)
         floor = self.floor
@@ -561,6 +572,7 @@ class TargetState:
         "errors",
         "expired",
         "fresh",
+        "gap",
         "group",
         "in_flight",
         "key",
@@ -614,7 +626,8 @@ class TargetState:
         self.observed = False  # a poll succeeded in this session
         self.polled_at = now  # when its last poll ended (or when it joined): the round robin key
         self.due = now  # earliest poll its policy allows, before the floor
-        self.when = now  # when it may be polled: max(due, floor)
+        self.gap = 0.0  # this wait's minimum interval (jittered); 0 before the first poll
+        self.when = now  # when it may be polled: max(due, floor + gap)
         self.seq = -1  # id of this target's valid heap entry; -1 when not queued
         self.cens_phase = -1
         self.cens_total = -1
@@ -1101,8 +1114,9 @@ class Scheduler:
         state.polled_at = now
         if state.parked:
             return None  # demoted while its poll ran: someone else polls it now
-        state.due = now + self._interval(state, now)
-        state.when = max(state.due, self._floor(state))
+        state.gap = self._interval(state, now)
+        state.due = now + state.gap
+        state.when = self._pollable_at(state)
         self._push(state)
         return state.when
 
@@ -1130,9 +1144,10 @@ class Scheduler:
         if state.in_flight:
             return None  # release() queues it
         if state.polls:
-            state.due = min(now, state.polled_at) + self._interval(state, now)
+            state.gap = self._interval(state, now)
+            state.due = min(now, state.polled_at) + state.gap
         # else: never polled, by anyone: its first poll stays where ``add`` put it.
-        state.when = max(state.due, self._floor(state))
+        state.when = self._pollable_at(state)
         self._push(state)
         return state.when
 
@@ -1150,7 +1165,9 @@ class Scheduler:
         if state.done or state.in_flight or state.seq == -1:
             return
         state.due = when
-        state.when = max(when, self._floor(state))
+        # ``when`` replaces the backoff: past the floor, only the minimum interval is left.
+        state.gap = min(state.gap, state.policy.interval)
+        state.when = self._pollable_at(state)
         self._push(state)
 
     # -- internals ------------------------------------------------------------------------------
@@ -1165,12 +1182,18 @@ class Scheduler:
     def _learn_phase_change(
         self, state: TargetState, previous: Phase | None, phase: Phase, now: float
     ) -> None:
+        # Held back from its last poll past its floor (point 1 of the module docstring): a
+        # change seen now may have come at any time in that span, so it says nothing about how
+        # short a duration can be.  A change seen before the floor does: the floor is too high.
+        watched = not state.last_ok < self._floor(state) <= now
         if state.observed:
             ended_lo = state.last_ok  # last seen in the old phase
             if previous is not None and state.start_known:
                 model = self.model(state.kind, previous)
                 model.remove_censored(state.cens_phase)
-                model.add_event(ended_lo - state.start_hi, now - state.start_lo)
+                model.add_event(
+                    ended_lo - state.start_hi, now - state.start_lo, bounds_floor=watched
+                )
             elif previous is not None:
                 self.model(state.kind, previous).remove_censored(state.cens_phase)
             state.start_lo, state.start_hi, state.start_known = ended_lo, now, True
@@ -1189,7 +1212,7 @@ class Scheduler:
             total.remove_censored(state.cens_total)
             state.cens_total = -1
             since = state.last_ok - state.added_at if state.observed else 0.0
-            total.add_event(since, now - state.added_at)
+            total.add_event(since, now - state.added_at, bounds_floor=watched)
 
     def _update_censored(self, state: TargetState, now: float) -> None:
         if state.start_known and state.phase is not None:
@@ -1207,9 +1230,8 @@ class Scheduler:
         if state.errors:
             delay = policy.backoff_interval(state.errors)
             return max(policy.jittered(delay, self._rng.random()), state.retry_after)
-        # Adaptive is work-conserving: pollable again after the minimum interval; what it is
-        # worth then is the score's business, and the floor holds back polls that cannot see
-        # a finish.
+        # Adaptive is work-conserving: pollable again after the minimum interval (counted from
+        # the floor if that is later); what it is worth then is the score's business.
         delay = policy.interval if policy.adaptive else policy.backoff_interval(state.streak)
         return policy.jittered(delay, self._rng.random())
 
@@ -1230,6 +1252,11 @@ class Scheduler:
                     shortest += running or 0.0
                 floor = max(floor, state.start_lo + shortest)
         return floor
+
+    def _pollable_at(self, state: TargetState) -> float:
+        """When ``state`` may be polled: its minimum interval has passed since its last poll,
+        and as long a span has passed since its floor (the module docstring, point 1)."""
+        return max(state.due, self._floor(state) + state.gap)
 
     def _push(self, state: TargetState) -> None:
         lanes = self._groups.get(state.group)
@@ -1254,7 +1281,7 @@ class Scheduler:
         for heap in (lane.ready, lane.held):
             for _, seq, state in heap:
                 if state.seq == seq:
-                    state.when = max(state.due, self._floor(state))
+                    state.when = self._pollable_at(state)
                     rebuilt.append((state.when, seq, state))
         heapq.heapify(rebuilt)
         lane.held = rebuilt
