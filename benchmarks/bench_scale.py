@@ -231,6 +231,9 @@ class _FreeLimiter:
     def next_available(self, key: Any, priority: Any = None) -> float:
         return 0.0
 
+    def paused_for(self, key: Any) -> float:
+        return 0.0
+
     def budget(self, key: Any) -> float:
         return 1e9
 

@@ -465,6 +465,13 @@ class LocalRateLimiter:
         need = lane.ahead(int(priority)) + 1
         return lane.bucket.wait_time(lane.now(self._now()), float(need))
 
+    def paused_for(self, key: RateLimitKey) -> float:
+        """Seconds until the server lets ``key`` spend again, as it said (see the protocol)."""
+        lane = self._lanes.get(key)
+        if lane is None:
+            return 0.0
+        return lane.bucket.server_wait(lane.now(self._now()))
+
     def budget(self, key: RateLimitKey) -> float:
         """The sustainable requests per second on ``key`` (see the protocol)."""
         lane = self._lanes.get(key)

@@ -476,6 +476,16 @@ class RedisRateLimiter:
         need = lane.ahead(int(priority)) + 1
         return lane.replica.wait_time(self._shared_now(), float(need))
 
+    def paused_for(self, key: RateLimitKey) -> float:
+        """Seconds until the server lets ``key`` spend again, as it said, from what this
+        process last read of the shared log (see the protocol)."""
+        if self._fallback:
+            return self._local.paused_for(key)
+        lane = self._lanes.get(key)
+        if lane is None:
+            return 0.0
+        return lane.replica.server_wait(self._shared_now())
+
     def budget(self, key: RateLimitKey) -> float:
         """The sustainable requests per second on ``key``, shared by every process."""
         lane = self._lanes.get(key)

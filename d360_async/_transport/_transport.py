@@ -438,7 +438,7 @@ class Transport:
                 try_acquire = self._try_acquire
                 admitted = None if try_acquire is None else try_acquire(key, priority)
                 if admitted is None:
-                    self._refuse_long_wait(key, priority, method, shown_url)
+                    self._refuse_long_wait(key, method, shown_url)
                     admitted = await self._limiter.acquire(key, priority=priority)
             else:
                 admitted = None
@@ -522,16 +522,17 @@ class Transport:
             if delay > 0:
                 await self._sleep(delay)
 
-    def _refuse_long_wait(
-        self, key: RateLimitKey, priority: Priority, method: str, shown_url: str
-    ) -> None:
+    def _refuse_long_wait(self, key: RateLimitKey, method: str, shown_url: str) -> None:
         """Raise instead of queueing when the budget is paused beyond the retry cap.
 
         A key paused by a 429 (or exhausted until a distant reset) would otherwise hold the
         caller for as long as the server said; past ``RetryPolicy.max_retry_after`` the caller
         gets [RateLimited][d360_async.RateLimited] with ``retry_at`` and decides for itself.
+        Only what the server said counts ([paused_for][d360_async.RateLimiter.paused_for]):
+        a caller behind a long queue, or behind a pace still learning the policy, waits its
+        turn (it used to be told "exhausted for 158 s" while the budget came back in seconds).
         """
-        wait = self._limiter.next_available(key, priority)
+        wait = self._limiter.paused_for(key)
         if wait > self._retry.max_retry_after:
             raise RateLimited(
                 f"the rate-limit budget is exhausted for {wait:.0f}s, longer than the "

@@ -19,7 +19,7 @@ from typing import Literal
 
 import attrs
 
-from d360_async import Client, Clock, RateLimitConfig, SystemClock
+from d360_async import Client, Clock, RateLimitConfig, RateLimited, RetryPolicy, SystemClock
 from d360_async.testing import FakeDocument360, FakeRateLimit, ManualClock
 
 LIMIT, WINDOW = 20, 2.0
@@ -131,3 +131,64 @@ async def test_no_429_on_the_real_clock() -> None:
     assert outcome.rate_limited == 0, outcome
     assert outcome.requests == callers, outcome
     assert outcome.elapsed < 1.3 * callers / limit * window, outcome
+
+
+async def test_a_long_queue_behind_a_learning_pace_is_served_not_refused() -> None:
+    """40 callers at once on a default client (the prior is 60 per minute) against 100 per
+    10 s that says only `Remaining`, with a retry cap of half a second: the queue ahead is
+    long and the pace is still learning, but nothing the server said holds the budget back,
+    so every caller waits its turn. (The refusal read the queue: callers were told "exhausted
+    for 20 s" while the budget came back within seconds.)"""
+    clock = ManualClock()
+    async with FakeDocument360(
+        api_token=TOKEN,
+        rate_limit=FakeRateLimit(limit=100, window=10.0, dialect="remaining_only"),
+        latency=(0.002, 0.01),
+        clock=clock,
+    ) as fake:
+        ids = fake.seed("v3.export", 10, pending=0.0, running=1e6)
+        async with Client(
+            api_token=TOKEN,
+            base_url=fake.url,
+            clock=clock,
+            retry=RetryPolicy(max_retry_after=0.5),
+        ) as client:
+            results = await clock.run(
+                asyncio.gather(
+                    *(client.exports.get(fake.project_id, ids[i % len(ids)]) for i in range(40)),
+                    return_exceptions=True,
+                )
+            )
+        refused = [r for r in results if isinstance(r, RateLimited)]
+        assert not refused, refused[:1]
+        assert all(not isinstance(r, BaseException) for r in results)
+        assert fake.stats.rate_limited == 0
+
+
+async def test_a_budget_the_server_paused_past_the_cap_is_refused_at_once() -> None:
+    """The other side of the same rule: 1 per 10 minutes, spent by the first call, its reset
+    announced: the next call is refused locally (never sent), naming when the budget is
+    back, instead of hanging for ten minutes."""
+    clock = ManualClock()
+    async with FakeDocument360(
+        api_token=TOKEN,
+        rate_limit=FakeRateLimit(limit=1, window=600.0, reset_format="delay"),
+        clock=clock,
+    ) as fake:
+        (export_id,) = fake.seed("v3.export", 1, pending=0.0, running=1e6)
+        async with Client(
+            api_token=TOKEN, base_url=fake.url, clock=clock, retry=RetryPolicy(max_retry_after=60)
+        ) as client:
+
+            async def calls() -> RateLimited:
+                await client.exports.get(fake.project_id, export_id)
+                try:
+                    await client.exports.get(fake.project_id, export_id)
+                except RateLimited as exc:
+                    return exc
+                raise AssertionError("the second call was not refused")
+
+            refused = await clock.run(calls())
+        assert fake.stats.requests == 1  # refused locally
+        assert refused.retry_at is not None
+        assert refused.retry_at - clock.time() > 500.0

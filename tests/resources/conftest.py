@@ -51,6 +51,9 @@ class RecordingLimiter:
     def next_available(self, key: RateLimitKey, priority: Priority = Priority.DIRECT) -> float:
         return 0.0
 
+    def paused_for(self, key: RateLimitKey) -> float:
+        return 0.0
+
     def budget(self, key: RateLimitKey) -> float:
         return 1000.0
 

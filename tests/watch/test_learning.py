@@ -476,6 +476,9 @@ async def test_a_wild_next_available_estimate_does_not_stall_the_watch(
         def next_available(self, key: Any, priority: Any = None) -> float:
             return 3600.0 if self.clock.now >= 1.0 else 0.0
 
+        def paused_for(self, key: Any) -> float:
+            return 0.0
+
     limiter = Pessimist(clock, rate=50.0, burst=5)
 
     async def main() -> None:

@@ -131,6 +131,9 @@ class SimLimiter:
         self._refill()
         return max(0.0, (1.0 - self.tokens) / self.rate)
 
+    def paused_for(self, key: RateLimitKey) -> float:
+        return 0.0
+
     def budget(self, key: RateLimitKey) -> float:
         return self.rate
 
@@ -495,6 +498,9 @@ class UnpacedLimiter:
         return self.inner.has_capacity(key, priority)
 
     def next_available(self, key: RateLimitKey, priority: Priority = Priority.DIRECT) -> float:
+        return 0.0
+
+    def paused_for(self, key: RateLimitKey) -> float:
         return 0.0
 
     def budget(self, key: RateLimitKey) -> float:
@@ -1185,6 +1191,9 @@ class _RealLimiter:
         return True
 
     def next_available(self, key: RateLimitKey, priority: Priority = Priority.DIRECT) -> float:
+        return 0.0
+
+    def paused_for(self, key: RateLimitKey) -> float:
         return 0.0
 
     def budget(self, key: RateLimitKey) -> float:

@@ -177,6 +177,7 @@ class Budget:
         "_factor",
         "_grant_at",
         "_grant_step",
+        "_grant_told",
         "_log",
         "_owed_after",
         "_paused_until",
@@ -228,6 +229,7 @@ class Budget:
         # Recent answers' counts: (admission number, remaining, when the answer came).
         self._counts: deque[tuple[int, int, float]] = deque()
         self._grant_at: float | None = None
+        self._grant_told = False  # whether `_grant_at` is the server's word (an announced end)
         self._grant_step = PROBE_STEP  # after a probe found nothing more: the next one's wait
         self._tokens = float(burst)
         self._updated = now
@@ -483,6 +485,18 @@ class Budget:
             due = now + short / max(self.policy.estimate().rate, EPSILON)
         return max(start + pace, due) - now
 
+    def server_wait(self, now: float) -> float:
+        """Seconds from `now` until the server lets this budget spend again, as the server
+        itself said: a 429's pause, or a spent budget's announced reset (0 when neither
+        holds it back). The pace and the callers queued are not counted: they are ours."""
+        self.advance(now)
+        wait = max(0.0, self._paused_until - now)
+        credits = self._credits
+        grant = self._grant_at
+        if grant is not None and self._grant_told and credits is not None and credits < 1.0:
+            wait = max(wait, grant - now)
+        return wait
+
     def clamp(self) -> None:
         """Drop tokens above the burst (a backlog ended: no burst later)."""
         self._tokens = min(self._tokens, float(self._burst))
@@ -659,6 +673,7 @@ class Budget:
             if told is not None and not returns:
                 # The server said when: one probe may go once its latest bound has passed.
                 self._grant_at = max(now, told.hi + self._wait_margin)
+                self._grant_told = True
             elif self._grant_at is None and not returns:
                 # Nothing the server said: wait out a whole window from when this one opened,
                 # by the longest window anything has shown (a prediction only times probes
@@ -674,12 +689,14 @@ class Budget:
                     due = now + self._grant_step
                     self._grant_step = min(2.0 * self._grant_step, policy.window_bound)
                 self._grant_at = due
+                self._grant_told = False
             elif returns and self._grant_at is None:
                 # Credits come back by the log, however late it says; once the longest
                 # reset the server announced (else the configured period) has passed
                 # without one, the server is asked again: a refill measured across a pause
                 # can put the log's window at many minutes.
                 self._grant_at = now + (policy.longest_reset or self._period)
+                self._grant_told = False
             self._rate = max(policy.estimate().rate, EPSILON)
             return
         if self._grant_at is not None and self._log and self._returning():

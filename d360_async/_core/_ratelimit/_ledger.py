@@ -232,6 +232,14 @@ class Replica:
             return 0.0
         return max(0.0, budget.wait_time(self.now, need) - max(0.0, now - self.now))
 
+    def server_wait(self, now: float) -> float:
+        """[Budget.server_wait][] as far as this replica knows, read at the latest event's
+        time like [wait_time][] (0.0 before the first event)."""
+        budget = self.budget
+        if budget is None:
+            return 0.0
+        return max(0.0, budget.server_wait(self.now) - max(0.0, now - self.now))
+
     # -- applying -------------------------------------------------------------------------
 
     def _apply(self, index: int, line: str) -> None:

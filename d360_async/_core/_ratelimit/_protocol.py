@@ -140,6 +140,17 @@ class RateLimiter(Protocol):
         """
         ...
 
+    def paused_for(self, key: RateLimitKey) -> float:
+        """Seconds until the server lets ``key`` spend again, as the server itself said: a
+        429's `Retry-After`, or a spent window's announced reset (0: nothing the server
+        said holds it back). The limiter's own pace and the callers queued on it are not
+        counted. The transport raises [RateLimited][d360_async.RateLimited] instead of
+        queueing a call when this exceeds ``RetryPolicy.max_retry_after``.
+
+        Added in version 0.2.0.
+        """
+        ...
+
     def budget(self, key: RateLimitKey) -> float:
         """The sustainable requests per second on ``key``: what a poller may plan to spend.
 
