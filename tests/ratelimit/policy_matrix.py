@@ -35,6 +35,14 @@ DIALECTS = ["x-ratelimit", "vendor_page", "remaining_only", "ietf", "gateway"]
 LONG = ("sliding 20/30 s", "sliding 60/60 s")
 
 
+def _worst(seeds: int, policy: FakeRateLimit, **kw: Any) -> tuple[str, int]:
+    """One cell: the worst share over `seeds` runs and the 429s of them all, as printed."""
+    runs = [simulate(policy, seed=seed, concurrency=32, **kw) for seed in range(seeds)]
+    throttled = sum(run.throttled for run in runs)
+    worst = min(run.share for run in runs)
+    return f"{worst:.3f}" + (f" ({throttled} 429s)" if throttled else ""), throttled
+
+
 def matrix(seeds: int = 3, duration: float = 150.0) -> int:
     """Print the matrix; returns the 429s in all of it."""
     print(f"{'':24}" + "".join(f"{d:>16}" for d in DIALECTS))
@@ -44,14 +52,9 @@ def matrix(seeds: int = 3, duration: float = 150.0) -> int:
         for dialect in DIALECTS:
             policy = FakeRateLimit(dialect=dialect, **family)
             length = duration * (3 if name in LONG else 1)
-            runs = [
-                simulate(policy, duration=length, seed=seed, concurrency=32)
-                for seed in range(seeds)
-            ]
-            throttled = sum(run.throttled for run in runs)
+            cell, throttled = _worst(seeds, policy, duration=length)
             total += throttled
-            worst = min(run.share for run in runs)
-            cells.append(f"{worst:.3f}" + (f" ({throttled} 429s)" if throttled else ""))
+            cells.append(cell)
         print(f"{name:24}" + "".join(f"{cell:>16}" for cell in cells), flush=True)
     print(f"429s in all: {total}")
     return total
@@ -116,16 +119,11 @@ def changes(seeds: int = 3, at: float = 60.0, duration: float = 150.0) -> int:
                 base = {"algorithm": algorithm, "window": 10.0, "dialect": dialect}
                 before = FakeRateLimit(**{**base, **old})
                 after = FakeRateLimit(**{**base, **new})
-                runs = [
-                    simulate(before, duration=duration, seed=s, concurrency=32, change=(at, after))
-                    for s in range(seeds)
-                ]
-                throttled = sum(run.throttled for run in runs)
+                cell, throttled = _worst(seeds, before, duration=duration, change=(at, after))
                 total += throttled
-                worst = min(run.share for run in runs)
-                cells.append(f"{worst:.3f}" + (f" ({throttled})" if throttled else ""))
+                cells.append(cell)
             print(f"{algorithm:24}" + "".join(f"{cell:>16}" for cell in cells), flush=True)
-    print(f"429s in all: {total} (in parentheses: 429s over the {seeds} runs of a cell)")
+    print(f"429s in all: {total}")
     return total
 
 
