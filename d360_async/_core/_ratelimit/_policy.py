@@ -109,6 +109,11 @@ SENDS_KEPT = 256
 MIN_WINDOW = 0.05
 """The shortest window believed, in seconds (a guard against division by nothing)."""
 
+MEMO = True
+"""Whether the window believed, read several times per answer, is derived once per
+[version][PolicyEstimator.version] and kept. Off, it is derived at every read: the same
+values, slower (the switch the tests compare both ways with)."""
+
 
 # Where the window believed comes from (`PolicyEstimator._window_source`), and in words.
 _W_ANNOUNCED, _W_SLIDING_FIT, _W_RESETS, _W_LONGEST_RESET, _W_REFILL = range(5)
@@ -306,6 +311,8 @@ class PolicyEstimator:
         "_jumps",
         "_last",
         "_limit_seen",
+        "_memo_at",
+        "_memo_source",
         "_moving",
         "_next_token",
         "_offset",
@@ -359,6 +366,10 @@ class PolicyEstimator:
         # Moves on whenever a method that learns ran (all but `sent`, which changes nothing
         # any belief reads): a reader may keep what it derived until it moves.
         self.version = 0
+        # The window's source as derived at version `_memo_at` (-1: never). Learning reads
+        # it only through `_derive_window_source` (halfway through, nothing is kept).
+        self._memo_source: tuple[float, int, int] = (self._prior_window, _W_PRIOR, 0)
+        self._memo_at = -1
         self._forget()
 
     def _forget(self) -> None:
@@ -462,18 +473,26 @@ class PolicyEstimator:
 
     def _window_source(self) -> tuple[float, int, int]:
         """The window believed, where it comes from (a `_W_*` code) and its samples: what
-        [estimate][] words as evidence, without building the words (this runs on every
-        answer)."""
+        [estimate][] words as evidence, without building the words (this runs several times
+        on every answer: derived once per [version][], see `MEMO`)."""
+        version = self.version
+        if self._memo_at == version and MEMO:
+            return self._memo_source
+        found = self._memo_source = self._derive_window_source()
+        self._memo_at = version
+        return found
+
+    def _derive_window_source(self) -> tuple[float, int, int]:
         if self._announced_window is not None:
             return self._announced_window, _W_ANNOUNCED, self._samples
         family = self._family
         gradual = family is Family.GRADUAL or family is Family.TOKEN_BUCKET
-        if gradual:
+        if gradual and self._depleted_at is not None:  # (else no fit: `_sliding_fit`)
             counted = self._sliding_fit()
             if counted is not None:
                 assert self._w_log is not None
                 return counted.hi, _W_SLIDING_FIT, self._w_log.samples
-        spans = self._reset_spans(3)
+        spans = self._reset_spans(3) if self._moving >= 2 else None
         if spans is not None:
             # (Whatever the family: ends that move with each request are a sliding window's.)
             return spans[0].hi, _W_RESETS, spans[1]
@@ -541,7 +560,7 @@ class PolicyEstimator:
     def sliding_proven(self) -> bool:
         """Whether the counts have matched our own requests leaving a sliding window, since
         well after the budget first ran out."""
-        return self._sliding_fit() is not None
+        return self._depleted_at is not None and self._sliding_fit() is not None
 
     @property
     def returns_proven(self) -> bool:
@@ -568,12 +587,12 @@ class PolicyEstimator:
         """
         if self._announced_window is not None and not self._returns_refuted:
             return max(MIN_WINDOW, self._announced_window)
-        spans = self._reset_spans(2)
+        spans = self._reset_spans(2) if self._moving >= 2 else None
         if spans is not None:
             # Every reset spans the same time, and the announced ends move with each
             # request: a sliding window's own word for its length.
             return max(MIN_WINDOW, spans[0].hi)
-        counted = self._sliding_fit()
+        counted = self._sliding_fit() if self._depleted_at is not None else None
         if counted is not None and self._gradual >= GRADUAL_SPANS:
             # Our own requests the count held: the fit already steps past those that may
             # have overtaken each other.
@@ -611,7 +630,7 @@ class PolicyEstimator:
         """A lower bound of the window: no reset announced was longer (0 when none came)."""
         if self._announced_window is not None:
             return self._announced_window
-        counted = self._sliding_fit()
+        counted = self._sliding_fit() if self._depleted_at is not None else None
         if counted is not None:
             return counted.lo
         fit = self._w_all
@@ -837,21 +856,21 @@ class PolicyEstimator:
         else:
             expected = last.remaining - (seq - last.seq)
             gain = remaining - expected
-            missing = self.limit - 1 - expected
+            limit = self.limit
+            missing = limit - 1 - expected
             # A rollover gives back (nearly) everything the window took, or a large share
             # of a large debt; a gradual refill gives back a little at a time.
-            refused = self._refused_between(last.seq, seq)
-            gain -= refused
+            if self._refusals:
+                gain -= self._refused_between(last.seq, seq)
             if (gain >= 2 + in_flight and gain >= missing - in_flight - 1) or (
-                gain >= 3 + in_flight
-                and gain >= ROLLOVER_SHARE * missing
-                and missing >= self.limit / 5
+                gain >= 3 + in_flight and gain >= ROLLOVER_SHARE * missing and missing >= limit / 5
             ):
                 self._rollover(last, answer)
             else:
                 since = self._since or last
                 gained = remaining - since.remaining + (seq - since.seq)
-                gained -= self._refused_between(since.seq, seq)
+                if self._refusals:
+                    gained -= self._refused_between(since.seq, seq)
                 # Evidence adds up as the gains do: each further step of the threshold
                 # counts once (a fixed window's reordering noise never gets past one).
                 step = GRADUAL_EVIDENCE + in_flight
@@ -951,14 +970,21 @@ class PolicyEstimator:
         """The refill rate over the last few seconds of answers since the last rollover."""
         recent = self._recent
         recent.append(answer)
-        span = max(REFILL_SPAN[0], min(REFILL_SPAN[1], 4.0 * self.window))
+        # `max(REFILL_SPAN[0], min(REFILL_SPAN[1], 4.0 * self.window))`, spelt out: this runs
+        # while learning (so the window is derived afresh, not kept) on every answer.
+        window = self._derive_window_source()[0]
+        window = window if window > MIN_WINDOW else MIN_WINDOW
+        span = 4.0 * window
+        span = span if span < REFILL_SPAN[1] else REFILL_SPAN[1]
+        span = span if span > REFILL_SPAN[0] else REFILL_SPAN[0]
         while len(recent) > 2 and recent[1].received <= answer.received - span:
             recent.popleft()
         if not self._gradual or len(recent) < 2:
             return
         first = recent[0]
         gained = answer.remaining - first.remaining + (answer.seq - first.seq) - 1
-        gained -= self._refused_between(first.seq, answer.seq)
+        if self._refusals:
+            gained -= self._refused_between(first.seq, answer.seq)
         elapsed = answer.received - first.sent
         if elapsed >= REFILL_MIN_SPAN:
             # Over a short span, reordering and whole-token counts are most of the signal.
