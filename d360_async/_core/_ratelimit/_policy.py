@@ -715,7 +715,9 @@ class PolicyEstimator:
             sends.clear()  # a gap (a restored budget): start over
             self._sends_base = seq
         sends.append([at, math.inf])
-        keep = max(SENDS_KEPT, 2 * self.limit + 2)
+        keep = 2 * self.limit + 2  # at least SENDS_KEPT (whole numbers: `max` spelt out)
+        if keep < SENDS_KEPT:
+            keep = SENDS_KEPT
         while len(sends) > keep:
             sends.popleft()
             self._sends_base += 1
@@ -896,7 +898,7 @@ class PolicyEstimator:
         if told is not None and told.hi < received:
             told = self._told = None
         end: Interval | None = None
-        if self.family is Family.FIXED_WINDOW:
+        if self._family is Family.FIXED_WINDOW:
             predicted = self._predicted_end()
             if predicted is not None and told is not None:
                 end = predicted.intersect(told) or told
@@ -1067,7 +1069,8 @@ class PolicyEstimator:
         else:
             below = 2.0 if state.reset_is_epoch else 1.0
             told_lo, told_hi = sent + delay - below, received + delay
-        told_hi = max(told_hi, received)
+        if received > told_hi:  # (`max`, spelt out: this runs on every answer)
+            told_hi = received
         spans_lo, spans_hi = told_lo - received, told_hi - sent
         if spans_lo > self._reset_lo:
             self._reset_lo = spans_lo
