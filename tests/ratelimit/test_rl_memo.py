@@ -69,26 +69,18 @@ class _Recorded(Budget):
         self.steps.append(("take", now, wait, self.seq, *self._beliefs(now)))
         return wait
 
-    def record(
-        self,
-        status: int | None,
-        state: RateLimitState | None,
-        *,
-        now: float,
-        sent: float,
-        seq: int,
-    ) -> None:
-        super().record(status, state, now=now, sent=sent, seq=seq)
-        self.steps.append(("record", now, status, seq, *self._beliefs(now)))
+    def record(self, status: int | None, state: RateLimitState | None, **when: Any) -> None:
+        super().record(status, state, **when)
+        now = when["now"]
+        self.steps.append(("record", now, status, when["seq"], *self._beliefs(now)))
 
 
 def _run(case: str, dialect: str, memo: bool, monkeypatch: pytest.MonkeyPatch, **draw: Any) -> Any:
     family, duration = CASES[case]
     monkeypatch.setattr(_policy, "MEMO", memo)
     budget = _Recorded(60.0, 60.0, now=0.0)
-    result = simulate(
-        FakeRateLimit(dialect=dialect, **family), duration=duration, budget=budget, **draw
-    )
+    policy = FakeRateLimit(dialect=dialect, **family)  # type: ignore[arg-type]
+    result = simulate(policy, duration=duration, budget=budget, **draw)
     return budget.steps, result
 
 
@@ -107,29 +99,19 @@ def _same(kept: list[tuple[Any, ...]], derived: list[tuple[Any, ...]]) -> None:
 @given(
     case=st.sampled_from(sorted(CASES)),
     dialect=st.sampled_from(DIALECTS),
-    latency=st.sampled_from([(0.001, 0.005), (0.002, 0.02)]),
-    skew=st.floats(-30.0, 30.0),
-    phase=st.floats(0.0, 1.0),
-    concurrency=st.sampled_from([1, 4, 16, 32]),
-    seed=st.integers(0, 1000),
+    draw=st.fixed_dictionaries(
+        {
+            "latency": st.sampled_from([(0.001, 0.005), (0.002, 0.02)]),
+            "skew": st.floats(-30.0, 30.0),
+            "phase": st.floats(0.0, 1.0),
+            "concurrency": st.sampled_from([1, 4, 16, 32]),
+            "seed": st.integers(0, 1000),
+        }
+    ),
 )
 def test_kept_readers_decide_as_derived_ones(
-    monkeypatch: pytest.MonkeyPatch,
-    case: str,
-    dialect: str,
-    latency: tuple[float, float],
-    skew: float,
-    phase: float,
-    concurrency: int,
-    seed: int,
+    monkeypatch: pytest.MonkeyPatch, case: str, dialect: str, draw: dict[str, Any]
 ) -> None:
-    draw = {
-        "latency": latency,
-        "skew": skew,
-        "phase": phase,
-        "concurrency": concurrency,
-        "seed": seed,
-    }
     kept, kept_run = _run(case, dialect, True, monkeypatch, **draw)
     derived, derived_run = _run(case, dialect, False, monkeypatch, **draw)
     assert len(kept) > 10
