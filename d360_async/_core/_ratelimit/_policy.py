@@ -325,7 +325,6 @@ class PolicyEstimator:
         "_refusals",
         "_reset_lo",
         "_reset_max",
-        "_returns_refuted",
         "_rolled_since_told",
         "_rollovers",
         "_samples",
@@ -359,10 +358,6 @@ class PolicyEstimator:
         self._sends: deque[list[float]] = deque()
         self._sends_base = 1  # the admission number of _sends[0]
         self.changes = 0  # policy changes the answers showed (what was learned before, dropped)
-        # A 429 came while credits were being returned by the announced window: that window
-        # is the policy's, but its count is not a log of our requests leaving it (a sliding
-        # counter's fades), so it returns nothing on its own word any more.
-        self._returns_refuted = False
         # Moves on whenever a method that learns ran (all but `sent`, which changes nothing
         # any belief reads): a reader may keep what it derived until it moves.
         self.version = 0
@@ -585,7 +580,7 @@ class PolicyEstimator:
         rollovers. The sliding-window fit of our own requests is not proof enough: with many
         requests in flight it can come out short.
         """
-        if self._announced_window is not None and not self._returns_refuted:
+        if self._announced_window is not None:
             return max(MIN_WINDOW, self._announced_window)
         spans = self._reset_spans(2) if self._moving >= 2 else None
         if spans is not None:
@@ -1121,8 +1116,6 @@ class PolicyEstimator:
         and the family stay until the answers say otherwise."""
         self.version += 1
         self.changes += 1
-        if self._family is Family.GRADUAL and self._announced_window is not None:
-            self._returns_refuted = True
         self._forget_window(refuted=False)
 
     def throttled(self, state: RateLimitState | None, *, now: float) -> None:
