@@ -271,11 +271,10 @@ class _WindowFit:
         return Interval(self.lo, self.hi)
 
 
-def _fresh(
-    owner: object, name: str, refuted: bool, slack: float | None = None
-) -> _WindowFit | None:
-    """A fit starting over, or None where `refuted` is False and `owner`'s was ruled out."""
-    if not refuted and getattr(owner, name, True) is None:
+def _fresh(previous: _WindowFit | bool | None, slack: float | None = None) -> _WindowFit | None:
+    """A fit starting over, unless `previous` is None: a kind of window the answers ruled
+    out stays ruled out (`previous` False: nothing to keep)."""
+    if previous is None:
         return None
     return _WindowFit() if slack is None else _WindowFit(slack=slack)
 
@@ -391,6 +390,7 @@ class PolicyEstimator:
     def _forget_window(self, *, refuted: bool = True) -> None:
         """Drop what the answers showed of the window's length and the current one's end
         (`refuted=False`: a kind of window the answers ruled out stays ruled out)."""
+        keep = not refuted
         self._told: Interval | None = None  # the window's end, as the Reset headers said
         self._rolled_since_told = False
         # The earliest end told since the last rollover, while it lies ahead: ends that move
@@ -405,17 +405,17 @@ class PolicyEstimator:
         # The window as every reset saw it (a sliding window's reset is its window), and as
         # the first answer of each fixed window saw it (a window from the first request):
         # [lo, hi] and how many answers agree; None once they disagree.
-        self._w_all: _WindowFit | None = _fresh(self, "_w_all", refuted)
-        self._w_first: _WindowFit | None = _fresh(self, "_w_first", refuted)
-        self._w_any: _WindowFit | None = _fresh(self, "_w_any", refuted)
+        self._w_all: _WindowFit | None = _fresh(keep and self._w_all)
+        self._w_first: _WindowFit | None = _fresh(keep and self._w_first)
+        self._w_any: _WindowFit | None = _fresh(keep and self._w_any)
         # When the current window opened, had it opened with the first request to arrive in
         # it (a window from the first request); None when that is not known.
         self._first: Interval | None = None
         # Exact bounds, from our own clock: a crossing is a refutation (a bucket at the pace
         # we spend it fits a sliding window only as long as our own requests took).
-        self._w_log: _WindowFit | None = _fresh(self, "_w_log", refuted, LOG_FIT_SLACK)
+        self._w_log: _WindowFit | None = _fresh(keep and self._w_log, LOG_FIT_SLACK)
         # The window as consecutive ends bound it (windows aligned to the clock).
-        self._w_span: _WindowFit | None = _fresh(self, "_w_span", refuted)
+        self._w_span: _WindowFit | None = _fresh(keep and self._w_span)
         self._ended: Interval | None = None  # when the previous window ended
         self._window_told: Interval | None = None  # the current window's end, as told
 
@@ -562,7 +562,7 @@ class PolicyEstimator:
         """Whether the answers showed a sliding window returning our own requests one by one:
         its counts matched them leaving it, or its resets all span one window while moving
         with each request. (A sliding counter's count fades over the next window instead.)"""
-        return self._reset_spans(2) is not None or self._sliding_fit() is not None
+        return (self._moving >= 2 and self._reset_spans(2) is not None) or self.sliding_proven
 
     @property
     def ends_move(self) -> bool:
