@@ -59,7 +59,7 @@ BEYOND: dict[str, dict[str, Any]] = {
         "window": 10.0,
     },
 }
-"""Policies outside the issue's matrix, measured the same way and reported beside it: the
+"""Policies outside the target matrix, measured the same way and reported beside it: the
 weighted two-window counter many gateways use instead of a sliding log (its `Reset` is the
 current window's end, which does not bring the budget back)."""
 

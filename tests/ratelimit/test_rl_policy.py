@@ -245,7 +245,7 @@ def test_a_sliding_counter_is_spent_and_tripped_at_most_at_its_first_announced_e
     dialect: str,
 ) -> None:
     """A sliding-window counter (the weighted two-window count of many gateways) is outside
-    the issue's matrix and outside what the limiter assumes: its count fades over the next
+    the target matrix and outside what the limiter assumes: its count fades over the next
     window instead of returning request by request, and its `Reset` names the current
     window's end, which does not bring the budget back. Believing that end costs one 429,
     at the first of them, where the dialect announces it; after it the budget is spent, its
