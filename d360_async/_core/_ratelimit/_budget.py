@@ -11,8 +11,10 @@ when. It rests on these rules, applied in this order:
    there, so it cannot be answered 429 unless somebody else spends the same budget.
 2. **Credits come back only as the server said, or as proven** ([PolicyEstimator][]). Once an
    end the server *announced* has passed, one probe may go; its answer says what the new window
-   holds. A predicted end (from the learned window) only times a probe sent while a credit is
-   still in hand, which is safe whether or not the window has ended. A gradual budget's credits
+   holds. So it may once a fixed window's *proven* end has passed
+   ([PolicyEstimator.proven_end][]: every kind of fixed window not ruled out predicts it),
+   unless an announced end says later. Any other predicted end only times a probe sent while
+   a credit is still in hand, which is safe whether or not the window has ended. A gradual budget's credits
    come back one window after the answer of the request that spent them, by a window the
    answers proved an upper bound of (no sliding window, token bucket or fixed window of that
    limit and window can be slower), and never before an announced reset that does not move;
@@ -29,7 +31,8 @@ when. It rests on these rules, applied in this order:
    hand, so the pace settles at the refill instead of emptying it and waiting that out). So
    the last credit of a window leaves before the window can end: none expires unspent while
    callers wait. While the end is uncertain and a late start costs budget, the last credit
-   waits for the middle of the uncertainty (a bisection, window after window); while nothing
+   waits for the middle of the uncertainty (a bisection, window after window), where that
+   could open the next window earlier by more than the credit is worth; while nothing
    says when the budget comes back, a few credits are held back to look for the refill, ever
    less often; and a gradual budget whose returns nothing proved (no sliding window's own
    evidence, no next-token reset) keeps its last credit as a probe, sent a refill step after
@@ -670,8 +673,14 @@ class Budget:
         if credits < 1.0 - EPSILON:
             returns = self._log and self._returning()
             told = policy.told_end
+            proven = policy.proven_end if not returns else None
+            if proven is not None and (told is None or told.lo <= proven.hi < told.hi):
+                # (An end the server announced later than the fits allow is its word: the
+                # policy changed, and the fits will learn it.)
+                told = proven
             if told is not None and not returns:
-                # The server said when: one probe may go once its latest bound has passed.
+                # The server said when, or every kind of window the answers allow agrees:
+                # one probe may go once its latest bound has passed.
                 self._grant_at = max(now, told.hi + self._wait_margin)
                 self._grant_told = True
             elif self._grant_at is None and not returns:
@@ -746,7 +755,7 @@ class Budget:
             # is a last chance: spend before its latest bound. Where a probe pays, the last
             # credit waits for the middle of the end's uncertainty, to narrow it.
             spend = credits
-            if policy.told_end is None and credits >= 1.0 - EPSILON:
+            if policy.told_end is None and policy.proven_end is None and credits >= 1.0 - EPSILON:
                 # The end is only predicted: the last credit looks for it at its latest
                 # bound, which is safe whether or not the window has ended by then.
                 spend = credits - 1.0

@@ -249,11 +249,13 @@ class _WindowFit:
         """Narrow with one more bound (seen at `at`); False when it contradicts the others."""
         return self.add_bounds(told.lo, told.hi, at)
 
-    def add_bounds(self, told_lo: float, told_hi: float, at: float = 0.0) -> bool:
-        """[add][] with the bound as two numbers (no `Interval` built on every answer)."""
+    def add_bounds(self, told_lo: float, told_hi: float, at: float = 0.0, *, over: int = 1) -> bool:
+        """[add][] with the bound as two numbers (no `Interval` built on every answer);
+        `over`: the bound is a span of that many windows divided by their number (so is
+        the slack)."""
         lo = max(self.lo, told_lo)
         hi = min(self.hi, told_hi)
-        if lo > hi + self.slack:
+        if lo > hi + self.slack / over:
             return False
         self.lo, self.hi = lo, max(lo, hi)
         self.samples += 1
@@ -304,6 +306,7 @@ class PolicyEstimator:
         "_depleted_at",
         "_end",
         "_ended",
+        "_ends",
         "_family",
         "_first",
         "_gradual",
@@ -417,6 +420,8 @@ class PolicyEstimator:
         # The window as consecutive ends bound it (windows aligned to the clock).
         self._w_span: _WindowFit | None = _fresh(keep and self._w_span)
         self._ended: Interval | None = None  # when the previous window ended
+        # The latest ends with their window numbers (aligned windows: end n is at φ + n·P).
+        self._ends: deque[tuple[int, Interval]] = deque(maxlen=ROLLOVERS_KEPT)
         self._window_told: Interval | None = None  # the current window's end, as told
 
     def _limit_changed(self) -> None:
@@ -792,8 +797,11 @@ class PolicyEstimator:
             announced = self._announced_limit
             if announced is not None and state.limit is None:
                 # More left than the limit it announced last (a dialect that announces it
-                # only once spent): the limit was raised since.
+                # only once spent): the limit was raised since, and what it announced then
+                # no longer holds (the counts say the limit until it announces one again).
                 changed = remaining > announced
+                if changed:
+                    self._announced_limit = None
             elif announced is None and (self._jumps >= 2 or self._gradual >= GRADUAL_SPANS):
                 # More left than any window held since the limit was learned, beyond what
                 # requests overtaking each other explain: the limit was raised.
@@ -915,6 +923,50 @@ class PolicyEstimator:
             end = Interval(last.sent, max(end.hi, last.sent))
         self._end = end if end is not None and end.hi >= received else None
 
+    def _fit_span(self, ended: Interval) -> None:
+        """Windows aligned to the clock end at `φ + n·P`: every pair of ends kept bounds `P`
+        (over `m` windows, to within their own uncertainty divided by `m`, so a drift that
+        each neighbouring pair allows adds up to a refutation over several)."""
+        fitted, ends = self._w_span, self._ends
+        if fitted is None:
+            return
+        number = 0
+        if ends:
+            latest_number, latest = ends[-1]
+            fit_now = fitted.usable(1)
+            # Windows without a request in them make a span of two or more: counted.
+            step = 1
+            if fit_now is not None:
+                period = (fit_now.lo + fit_now.hi) / 2.0
+                step = max(1, round((ended.lo + ended.hi - latest.lo - latest.hi) / 2.0 / period))
+            number = latest_number + step
+            for earlier_number, earlier in ends:
+                m = number - earlier_number
+                lo, hi = (ended.lo - earlier.hi) / m, (ended.hi - earlier.lo) / m
+                if not fitted.add_bounds(lo, hi, over=m):
+                    self._w_span = None  # ends are not evenly spaced: not aligned
+                    ends.clear()
+                    return
+        ends.append((number, ended))
+
+    def _span_guess(self) -> Interval | None:
+        """Where the current window ends had windows been aligned to the clock: every end
+        kept, plus the windows since times the period fitted, intersected."""
+        fitted, ends = self._w_span, self._ends
+        fit = fitted.usable(2) if fitted is not None else None
+        if fit is None or not ends:
+            return None
+        following = ends[-1][0] + 1
+        lo, hi = -math.inf, math.inf
+        for number, ended in ends:
+            m = following - number
+            lo = max(lo, ended.lo + m * fit.lo)
+            hi = min(hi, ended.hi + m * fit.hi)
+        if lo > hi:
+            latest = ends[-1][1]
+            return Interval(latest.lo + fit.lo, latest.hi + fit.hi)
+        return Interval(lo, hi)
+
     def _predicted_end(self) -> Interval | None:
         """Where the current fixed window ends by what earlier windows showed: its opening
         request plus the window (windows from the first request), or the previous end plus
@@ -924,10 +976,9 @@ class PolicyEstimator:
         first = self._first
         if firsts is not None and first is not None:
             guesses.append(first.shift(firsts.lo).union(first.shift(firsts.hi)))
-        spans = self._w_span.usable(2) if self._w_span is not None else None
-        ended = self._ended
-        if spans is not None and ended is not None:
-            guesses.append(Interval(ended.lo + spans.lo, ended.hi + spans.hi))
+        span_guess = self._span_guess()
+        if span_guess is not None:
+            guesses.append(span_guess)
         if guesses:
             return Interval(min(g.lo for g in guesses), max(g.hi for g in guesses))
         opened = self._opened
@@ -935,6 +986,34 @@ class PolicyEstimator:
             return None  # one rollover does not tell a window's length
         window = self._window_hi
         return Interval(opened.lo + window, opened.hi + window)
+
+    @property
+    def proven_end(self) -> Interval | None:
+        """The current fixed window's end as every kind of window the answers still allow
+        predicts it (None while one of them cannot predict yet): a window that opens with
+        its first request, and one aligned to the clock, each refuted only once its fit
+        disagreed. Its latest bound is as good as an announced end for one request sent
+        without a credit in hand, whichever kind the server's is."""
+        if self._family is not Family.FIXED_WINDOW:
+            return None
+        from_first, from_span = self._w_first, self._w_span
+        if from_first is None and from_span is None:
+            return None  # neither kind: nothing proves an end
+        lo, hi = math.inf, -math.inf
+        if from_first is not None:
+            fit, first = from_first.usable(2), self._first
+            if fit is None or first is None:
+                return None
+            lo, hi = first.lo + fit.lo, first.hi + fit.hi
+        if from_span is not None:
+            guess = self._span_guess()
+            if guess is None:
+                return None
+            lo, hi = min(lo, guess.lo), max(hi, guess.hi)
+        last = self._last
+        if last is None or hi < last.received:
+            return None  # passed: the next answer says what came after
+        return Interval(lo, hi)
 
     @property
     def probe_window(self) -> Interval | None:
@@ -957,11 +1036,16 @@ class PolicyEstimator:
     def probe_pays(self) -> bool:
         """Whether a request sent inside the current end's uncertainty would teach enough to
         be worth its credit: only where a late start costs budget (a window that opens with
-        its first request) and the end is not yet known closely."""
+        its first request) and the end is not yet known closely, to within more than the
+        share of the window one credit is worth (a probe that lands after the end costs it)."""
         end = self._end
         if end is None or self.family is not Family.FIXED_WINDOW or self._w_first is None:
             return False
-        return end.width > max(PROBE_WIDTH, PROBE_SHARE * self.window)
+        # (The window as the first requests bound it, while the believed one is the prior.)
+        window = min(self.window, self._w_first.hi)
+        target = self.probe_window or end
+        saves = end.hi - (target.lo + target.hi) / 2.0
+        return saves > max(PROBE_WIDTH, PROBE_SHARE * window, window / self.limit)
 
     def _measure_refill(self, answer: _Answer) -> None:
         """The refill rate over the last few seconds of answers since the last rollover."""
@@ -1002,13 +1086,7 @@ class PolicyEstimator:
             fit = Interval(ended.lo - first.hi, ended.hi - first.lo)
             if not self._w_first.add(fit):
                 self._w_first = None  # windows do not open with a request: aligned
-        previous_end = self._ended
-        if previous_end is not None and self._w_span is not None:
-            span = Interval(ended.lo - previous_end.hi, ended.hi - previous_end.lo)
-            fit_now = self._w_span.usable(1)
-            # A window with no request in it makes a span of two: leave it out.
-            if (fit_now is None or span.lo < 1.5 * fit_now.hi) and not self._w_span.add(span):
-                self._w_span = None  # ends are not evenly spaced
+        self._fit_span(ended)
         self._ended = ended
         # The request that opened the new window arrived after `last`'s did, and no later than
         # this answer's; it is this answer's own when nothing was sent in between.
