@@ -14,10 +14,11 @@ when. It rests on these rules, applied in this order:
    holds. So it may once a fixed window's *proven* end has passed
    ([PolicyEstimator.proven_end][]: every kind of fixed window not ruled out predicts it),
    unless an announced end says later. Any other predicted end only times a probe sent while
-   a credit is still in hand, which is safe whether or not the window has ended. A gradual budget's credits
-   come back one window after the answer of the request that spent them, by a window the
-   answers proved an upper bound of (no sliding window, token bucket or fixed window of that
-   limit and window can be slower), and never before an announced reset that does not move;
+   a credit is still in hand, which is safe whether or not the window has ended. A gradual
+   budget's credits come back one window after the answer of the request that spent them, by
+   a window the answers proved an upper bound of (no sliding window, token bucket or fixed
+   window of that limit and window can be slower), and never before an announced reset that
+   does not move;
    however late the log says the next one is, the server is asked again (one probe) once the
    longest reset it announced, else the configured period, has passed without one.
    With nothing announced and nothing proven, one probe goes the longest plausible window

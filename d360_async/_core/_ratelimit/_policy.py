@@ -11,7 +11,9 @@ Beliefs and where they come from, strongest first:
 
 - **limit**: the announced limit (`X-RateLimit-Limit`, the IETF `q=`, a gateway's bucket
   size); else the largest `Remaining + 1` seen (a fresh budget answers its first request with
-  `limit - 1`); else the configured `rate_limit` (the prior). Learned upward and downward.
+  `limit - 1`); else the configured `rate_limit` (the prior). Learned upward and downward:
+  a count above the limit announced, or part of the debt back before any kind of fixed
+  window the answers allow can end, is a raised limit (not a rollover).
 - **window**: the IETF `w=`; else the spacing of observed *rollovers* (`Remaining` jumping back
   up to nearly the limit: the window ended between two requests, so consecutive rollovers bound
   the window from above); else, for budgets that refill gradually, `limit / refill rate`; else
@@ -867,10 +869,20 @@ class PolicyEstimator:
             # of a large debt; a gradual refill gives back a little at a time.
             if self._refusals:
                 gain -= self._refused_between(last.seq, seq)
-            if (gain >= 2 + in_flight and gain >= missing - in_flight - 1) or (
+            full = gain >= 2 + in_flight and gain >= missing - in_flight - 1
+            if full or (
                 gain >= 3 + in_flight and gain >= ROLLOVER_SHARE * missing and missing >= limit / 5
             ):
-                self._rollover(last, answer)
+                proven = self.proven_end if not full else None
+                if proven is not None and answer.received < proven.lo:
+                    # Part of the debt back, before any kind of window the answers allow
+                    # can end: no rollover, the limit was raised (the count goes on, and
+                    # gains are summed afresh from here: the jump is no refill).
+                    self._limit_changed()
+                    self._since = answer
+                    self._recent.clear()
+                else:
+                    self._rollover(last, answer)
             else:
                 since = self._since or last
                 gained = remaining - since.remaining + (seq - since.seq)
