@@ -9,6 +9,10 @@ run three times as long, their windows being longer.
     cd tests/ratelimit && ../../.venv/bin/python policy_matrix.py [SEEDS]
     cd tests/ratelimit && ../../.venv/bin/python policy_matrix.py --random [RANDOM_SEED]
     cd tests/ratelimit && ../../.venv/bin/python policy_matrix.py --changes [SEEDS]
+    cd tests/ratelimit && ../../.venv/bin/python policy_matrix.py --internet [SEEDS]
+
+`--internet` runs the matrix at 5-150 ms each way (a server across the internet) instead of
+2-20 ms.
 """
 
 from __future__ import annotations
@@ -43,8 +47,11 @@ def _worst(seeds: int, policy: FakeRateLimit, **kw: Any) -> tuple[str, int]:
     return f"{worst:.3f}" + (f" ({throttled} 429s)" if throttled else ""), throttled
 
 
-def matrix(seeds: int = 3, duration: float = 150.0) -> int:
-    """Print the matrix; returns the 429s in all of it."""
+INTERNET = (0.005, 0.15)
+
+
+def matrix(seeds: int = 3, duration: float = 150.0, **kw: Any) -> int:
+    """Print the matrix (`kw`: for every run, e.g. `latency`); returns the 429s in all."""
     print(f"{'':24}" + "".join(f"{d:>16}" for d in DIALECTS))
     total = 0
     for name, family in FAMILIES.items():
@@ -52,7 +59,7 @@ def matrix(seeds: int = 3, duration: float = 150.0) -> int:
         for dialect in DIALECTS:
             policy = FakeRateLimit(dialect=dialect, **family)
             length = duration * (3 if name in LONG else 1)
-            cell, throttled = _worst(seeds, policy, duration=length)
+            cell, throttled = _worst(seeds, policy, duration=length, **kw)
             total += throttled
             cells.append(cell)
         print(f"{name:24}" + "".join(f"{cell:>16}" for cell in cells), flush=True)
@@ -132,5 +139,7 @@ if __name__ == "__main__":
         random_sliding(int(sys.argv[2]) if len(sys.argv) > 2 else 0)
     elif sys.argv[1:2] == ["--changes"]:
         changes(int(sys.argv[2]) if len(sys.argv) > 2 else 3)
+    elif sys.argv[1:2] == ["--internet"]:
+        matrix(int(sys.argv[2]) if len(sys.argv) > 2 else 3, latency=INTERNET)
     else:
         matrix(int(sys.argv[1]) if len(sys.argv) > 1 else 3)

@@ -339,13 +339,12 @@ def random_policy(algorithm: str, dialect: str, limit: int, window: float) -> Fa
     return FakeRateLimit(algorithm=algorithm, limit=limit, window=window, dialect=dialect)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap: two processes, Remaining only, 143 per 5 s aligned: a rollover the "
-    "estimator did not see makes 'one probe the longest plausible window after the window "
-    "opened' come due early, and that probe meets the one 429 of the run (1 of about 1,250)",
-)
-def test_known_gap_a_missed_rollover_lets_one_probe_meet_a_429() -> None:
+@pytest.mark.parametrize("seed", [21, 84885, 84890])
+def test_a_missed_rollover_does_not_let_a_probe_meet_a_429(seed: int) -> None:
+    """Two processes, `Remaining` only, 143 per 5 s aligned: a rollover the estimator did not
+    see made "one probe the longest plausible window after the window opened" come due
+    early, and that probe met the one 429 of the run (these seeds, 3 of 100). The end both
+    kinds of fixed window predict now times it (0 of 100)."""
     policy = random_policy("fixed_window_aligned", "remaining_only", 143, 5.0)
-    shared = simulate_shared(policy, processes=2, duration=90.0, seed=84885)
+    shared = simulate_shared(policy, processes=2, duration=90.0, seed=seed)
     assert shared.throttled == 0

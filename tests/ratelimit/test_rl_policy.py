@@ -341,6 +341,36 @@ def test_a_window_grown_under_load_costs_one_429_not_one_a_window(algorithm: str
         assert result.share >= 0.9
 
 
+INTERNET = (0.005, 0.15)
+"""Latency each way of a server across the internet (the matrix runs at 2-20 ms)."""
+
+
+def test_an_old_windows_count_caps_no_new_window_across_the_internet() -> None:
+    """Aligned windows, IETF fields, 5-150 ms each way: the answer of the last request of a
+    window often comes back after the first of the next, and its low count capped the new
+    window's credits at what the old one had left (0.71 of the budget)."""
+    policy = FakeRateLimit(algorithm="fixed_window_aligned", limit=100, window=10.0, dialect="ietf")
+    for seed in range(3):
+        result = simulate(policy, duration=150.0, seed=seed, concurrency=32, latency=INTERNET)
+        assert result.throttled == 0
+        assert result.share >= 0.97
+
+
+def test_a_spent_budget_the_log_owes_nothing_is_asked_again_after_a_proven_window() -> None:
+    """A token bucket seen through `Remaining` only, 5-150 ms each way: with every answer in
+    before the count that spent the budget, the log owes nothing back, and the server was
+    asked again only after the configured period (a minute without a request; 0.58)."""
+    policy = FakeRateLimit(
+        algorithm="token_bucket", limit=10, window=1.0, burst=20, dialect="remaining_only"
+    )
+    for seed in range(3):
+        result = simulate(policy, duration=150.0, seed=seed, concurrency=32, latency=INTERNET)
+        assert result.throttled == 0
+        gaps = [b - a for a, b in zip(result.times, result.times[1:], strict=False)]
+        assert max(gaps) < 5.0
+        assert result.share >= 0.85
+
+
 @pytest.mark.parametrize("family", ["aligned", "first-request"])
 def test_no_budget_expires_while_callers_wait(family: str) -> None:
     """At every reset after the policy is learned, at most the one credit a probe spent

@@ -606,6 +606,7 @@ class Budget:
         # Answers overtake each other on the wire: as noise on the counts, allow for every
         # request still out, not only those admitted before this one.
         noise = len(unanswered) + 1
+        jumps = policy.rollovers
         fresh = policy.observe(state, seq=seq, sent=sent, received=now, in_flight=noise)
         remaining = state.remaining
         if remaining is not None:
@@ -622,7 +623,17 @@ class Budget:
             # come back in order, so most counts precede every request still out.
             least = remaining - (latest - seq) - ahead
             oldest = unanswered[0] if unanswered else latest + 1
+            # After a rollover to a full window (this count is the whole limit but for our
+            # own requests), a count lower than this one by more than every request of ours
+            # that could have been counted between them is the old window's, and caps
+            # nothing. (Otherwise a lower count may be somebody else's spending.)
+            floor = -math.inf
+            ours = latest - seq + len(unanswered) + 1
+            if policy.rollovers != jumps and remaining + ours >= policy.limit:
+                floor = remaining - (latest - min(seq, oldest)) - len(unanswered) - 1
             for other, left, _ in counts:
+                if left < floor:
+                    continue
                 if other <= oldest:
                     bound = left - (latest - other)
                 else:
@@ -705,7 +716,14 @@ class Budget:
                 # reset the server announced (else the configured period) has passed
                 # without one, the server is asked again: a refill measured across a pause
                 # can put the log's window at many minutes.
-                self._grant_at = now + (policy.longest_reset or self._period)
+                # Nor, when the log owes nothing (every answer came before this count, which
+                # may hold them all), later than one window the answers proved no shorter
+                # than the true one: by then, whatever this count had spent is back.
+                ask = policy.longest_reset or self._period
+                proven = policy.log_window
+                if proven is not None and proven < ask and self._return_due(1) is None:
+                    ask = proven
+                self._grant_at = now + ask
                 self._grant_told = False
             self._rate = max(policy.estimate().rate, EPSILON)
             return
@@ -739,16 +757,14 @@ class Budget:
             # keep a cushion; a sliding window would lose what is held, so it gets none.
             cushion = CUSHION if policy.ends_move and not policy.sliding_proven else 0.0
             rate = steady + max(credits - 1.0 - cushion, 0.0) / max(horizon, DRAIN_MIN)
-            if (
-                credits < 2.0 - EPSILON
-                and family is not Family.TOKEN_BUCKET
-                and not policy.returns_proven
-            ):
+            if family is not Family.TOKEN_BUCKET and not policy.returns_proven:
                 # The refill comes a little at a time, yet nothing proves when a spent
                 # credit is back (a sliding counter's count fades over the next window, it
                 # does not return request by request): spent to nothing, the budget would
                 # wait out what it cannot prove. The last credit goes a refill step after
-                # the latest answer, and its own answer says whether the refill came.
+                # the latest answer, and its own answer says whether the refill came
+                # (held back whatever is in hand now: the credits above it may all be
+                # taken before the next answer comes).
                 self._reserve = 1
                 self._probe_at = now + 1.0 / max(steady, EPSILON)
         elif end is not None and end.hi > now:

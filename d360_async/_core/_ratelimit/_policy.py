@@ -448,6 +448,11 @@ class PolicyEstimator:
         return self._prior_limit
 
     @property
+    def rollovers(self) -> int:
+        """Rollovers seen since the policy was last learned afresh."""
+        return self._jumps
+
+    @property
     def family(self) -> Family:
         """How the budget comes back, as far as the answers showed."""
         return self._family
