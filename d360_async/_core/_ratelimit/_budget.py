@@ -720,9 +720,9 @@ class Budget:
                 # may hold them all), later than one window the answers proved no shorter
                 # than the true one: by then, whatever this count had spent is back.
                 ask = policy.longest_reset or self._period
-                proven = policy.log_window
-                if proven is not None and proven < ask and self._return_due(1) is None:
-                    ask = proven
+                longest = policy.log_window
+                if longest is not None and longest < ask and self._return_due(1) is None:
+                    ask = longest
                 self._grant_at = now + ask
                 self._grant_told = False
             self._rate = max(policy.estimate().rate, EPSILON)
