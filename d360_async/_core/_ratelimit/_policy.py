@@ -119,7 +119,7 @@ values, slower (the switch the tests compare both ways with)."""
 
 # Where the window believed comes from (`PolicyEstimator._window_source`), and in words.
 _W_ANNOUNCED, _W_SLIDING_FIT, _W_RESETS, _W_LONGEST_RESET, _W_REFILL = range(5)
-_W_FIRST, _W_SPAN, _W_ROLLOVERS, _W_PRIOR = range(5, 9)
+_W_FIRST, _W_SPAN, _W_ROLLOVERS, _W_PRIOR, _W_FIRST_OR_SPAN = range(5, 10)
 _WINDOW_EVIDENCE = {
     _W_ANNOUNCED: "announced by the server (w=)",
     _W_SLIDING_FIT: "our requests the count held (a sliding window)",
@@ -127,6 +127,8 @@ _WINDOW_EVIDENCE = {
     _W_LONGEST_RESET: "longest reset announced",
     _W_FIRST: "windows opened by their first request, ends seen",
     _W_SPAN: "spacing of the windows' ends",
+    _W_FIRST_OR_SPAN: "ends seen, which windows opened by their first request and windows "
+    "aligned to the clock both fit (not yet told apart)",
     _W_ROLLOVERS: "spacing of rollovers (an upper bound)",
     _W_PRIOR: "configured (no rollover seen yet)",
 }
@@ -512,6 +514,8 @@ class PolicyEstimator:
             for fitted, source in ((self._w_first, _W_FIRST), (self._w_span, _W_SPAN)):
                 fit = fitted.usable(2) if fitted is not None else None
                 if fitted is not None and fit is not None:
+                    if source == _W_FIRST and self._w_span is not None and self._w_span.usable(2):
+                        source = _W_FIRST_OR_SPAN  # (the same window: only the words differ)
                     return fit.hi, source, fitted.samples
         if self._window_hi is not None:
             return self._window_hi, _W_ROLLOVERS, self._window_hi_samples
