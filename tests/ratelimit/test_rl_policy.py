@@ -190,11 +190,12 @@ def test_an_overtaken_count_caps_the_newer_one() -> None:
         t += max(budget.try_take(t), 0.0) or 0.001
     budget.record(200, RateLimitState(remaining=9), now=t + 0.05, sent=0.0, seq=1)
     # Seq 2's answer says 2 left; seq 3's, newer, says 5: but seq 2's came back after seq 3
-    # left, so the server may have counted seq 2 last. The lower count is believed.
+    # left, so the server may have counted seq 2 last. The lower count is believed. Had it
+    # been counted last, seq 3 is in it already (had it not, seq 3's own 5 is the later
+    # word): 2 left, not 1.
     budget.record(200, RateLimitState(remaining=2), now=t + 0.1, sent=t - 0.5, seq=2)
     budget.record(200, RateLimitState(remaining=5), now=t + 0.2, sent=t, seq=3)
-    assert budget.credits is not None
-    assert budget.credits <= 1  # 2 left after seq 2, and seq 3 may have come after it
+    assert budget.credits == 2
 
 
 def test_blind_429_cycles_teach_the_limit() -> None:
@@ -339,6 +340,22 @@ def test_a_window_grown_under_load_costs_one_429_not_one_a_window(algorithm: str
         result = simulate(before, duration=150.0, seed=seed, concurrency=32, change=(60.0, after))
         assert result.throttled <= 2
         assert result.share >= 0.9
+
+
+def test_a_window_refuted_by_a_429_is_not_proven_again_by_the_old_pace() -> None:
+    """A sliding window grown from 5 s to 10 s: the refill measured after the 429 still shows
+    the old window's pace (requests sent into it at 12 a second leave at that pace), so the
+    window it implies was as short as the one the 429 refuted, and credits came back early
+    again (3 or 4 429s in 2 of 10 seeds). The window refuted is a floor now."""
+    before = FakeRateLimit(
+        algorithm="sliding_window", limit=60, window=5.0, dialect="remaining_only"
+    )
+    after = FakeRateLimit(
+        algorithm="sliding_window", limit=60, window=10.0, dialect="remaining_only"
+    )
+    for seed in range(10):
+        result = simulate(before, duration=150.0, seed=seed, concurrency=32, change=(60.0, after))
+        assert result.throttled <= 2
 
 
 INTERNET = (0.005, 0.15)

@@ -638,6 +638,11 @@ class Budget:
                     bound = left - (latest - other)
                 else:
                     bound = left - (latest - other) - bisect_left(unanswered, other)
+                if other < seq:
+                    # This answer's own request is in that count if it was counted later,
+                    # and this count is the lower one if it was not: either way, it is not
+                    # still to be counted.
+                    bound += 1
                 if bound < least:
                     least = bound
             credits = float(least)

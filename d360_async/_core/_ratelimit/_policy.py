@@ -344,6 +344,7 @@ class PolicyEstimator:
         "_w_first",
         "_w_log",
         "_w_span",
+        "_window_floor",
         "_window_hi",
         "_window_hi_samples",
         "_window_told",
@@ -392,6 +393,8 @@ class PolicyEstimator:
         self._rate = 0.0
         self._recent: deque[_Answer] = deque()
         self._depleted_at: float | None = None  # when an answer first said (nearly) none left
+        # A window the answers proved, refuted since by a 429: the true one is longer.
+        self._window_floor = 0.0
         self._forget_window()
 
     def _forget_window(self, *, refuted: bool = True) -> None:
@@ -615,7 +618,15 @@ class PolicyEstimator:
             found.append(LOG_MARGIN * self.limit / self._rate)
         if self._window_hi is not None and self._jumps >= 2 and self._gradual < GRADUAL_SPANS:
             found.append(self._window_hi)
-        return max(MIN_WINDOW, max(found)) if found else None
+        if not found:
+            return None
+        longest = max(found)
+        floor = self._window_floor
+        if longest <= floor:
+            # What the answers show now was refuted before (the refill after a window grew
+            # still shows the old one's pace): longer, by the margin, than what was refuted.
+            longest = LOG_MARGIN * floor
+        return max(MIN_WINDOW, longest)
 
     @property
     def window_bound(self) -> float:
@@ -1215,6 +1226,9 @@ class PolicyEstimator:
         and the family stay until the answers say otherwise."""
         self.version += 1
         self.changes += 1
+        proven = self.log_window
+        if proven is not None and proven > self._window_floor:
+            self._window_floor = proven
         self._forget_window(refuted=False)
 
     def throttled(self, state: RateLimitState | None, *, now: float) -> None:
