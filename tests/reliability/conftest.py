@@ -47,8 +47,8 @@ from d360_async.testing import FakeDocument360, FakeLifecycle, FakeRateLimit, Fa
 # backoffs, so runs take seconds; the request bound below is computed from these very values.
 RETRY = RetryPolicy(backoff_base=0.02, backoff_cap=0.2, deadline=20.0)
 # Responses slower than the read timeout are the ``slow`` fault; real answers take milliseconds.
-TIMEOUTS = Timeouts(connect=2.0, read=0.4, total=2.0, download_read=2.0)
-SLOW_DELAY = 0.8
+TIMEOUTS = Timeouts(connect=2.0, read=0.2, total=2.0, download_read=2.0)
+SLOW_DELAY = 0.4
 POLICY = PollPolicy(interval=0.1, backoff=1.5, max_interval=0.6, watch_timeout=90.0)
 LIFECYCLE = FakeLifecycle(pending=(0.05, 0.25), running=(0.1, 0.5), failure_ratio=0.2)
 

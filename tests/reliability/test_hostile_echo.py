@@ -49,8 +49,13 @@ SIGNATURE = "sigEcho%2Bq9Zr3Xt5Vw7%3D"  # as it appears in the link (percent-enc
 PROJECT = "11111111-2222-4333-8444-555555555555"
 EXPORT = "66666666-7777-4888-9999-000000000000"
 STATUSES = [400, 401, 403, 404, 409, 422, 429, 500, 502, 503, 504, 200]
-FAST = RateLimitConfig(rate=1000.0, period=1.0)
+# A 429 that names no reset (the ``html`` shape sends no headers) pauses its key for one
+# period: a tenth of a second here, not a whole one.
+FAST = RateLimitConfig(rate=100.0, period=0.1)
 NO_RETRY = RetryPolicy(max_attempts=1)
+# SmartDocumentor's token request keeps its retries (so retry logs and hooks are scanned too),
+# with back-offs of milliseconds instead of the default half-second-and-up.
+QUICK_RETRY = RetryPolicy(backoff_base=0.001, backoff_cap=0.005)
 
 
 class EchoServer:
@@ -212,6 +217,8 @@ async def _sweep_api(echo: EchoServer, evidence: Evidence) -> int:
                     client_secret=SD_SECRET,
                     base_url=echo.url,
                     rate_limiter=LocalRateLimiter(FAST),
+                    retry=QUICK_RETRY,
+                    hooks=evidence.hooks(),
                 ) as sd,
             ):
                 calls = [
