@@ -21,7 +21,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
 
 from d360_async import Client, PollPolicy
-from d360_async.testing import FakeDocument360
+from d360_async.testing import FakeDocument360, FakeRateLimit
 
 
 def configure_opentelemetry() -> MeterProvider:
@@ -40,7 +40,9 @@ def configure_opentelemetry() -> MeterProvider:
 async def main() -> None:
     meter_provider = configure_opentelemetry()
     tracer = trace.get_tracer("exports-watcher")
-    async with FakeDocument360() as fake:
+    # The fake announces 3,000 requests a minute; at its default (60, the lowest plan) the
+    # client would space these polls a second apart.
+    async with FakeDocument360(rate_limit=FakeRateLimit(limit=3000, window=60.0)) as fake:
         ids = fake.seed("v3.export", 3, pending=0.1, running=0.3)
         async with Client(api_token=fake.api_token, base_url=fake.url) as client:
             targets = [client.exports.target(fake.project_id, export_id) for export_id in ids]

@@ -16,8 +16,12 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from d360_async import Client, Telemetry
+from d360_async import Client, RateLimitConfig, Telemetry
 from d360_async.testing import FakeDocument360
+
+# A fake started with ``rate_limit=None`` announces no limit, and the client's default budget
+# (60 a minute, one request a second) would then pace every request after the first by a second.
+FAST = RateLimitConfig(rate=1000.0, period=1.0)
 
 
 @attrs.define
@@ -31,7 +35,9 @@ class Otel:
     telemetry: Telemetry
 
     def client(self, fake: FakeDocument360, **options: Any) -> Client:
-        """A client of ``fake`` whose telemetry goes to these providers."""
+        """A client of ``fake`` whose telemetry goes to these providers (at a `FAST` budget
+        unless ``rate_limit`` is given)."""
+        options.setdefault("rate_limit", FAST)
         return Client(
             api_token=fake.api_token, base_url=fake.url, telemetry=self.telemetry, **options
         )

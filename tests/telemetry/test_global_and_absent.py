@@ -32,7 +32,7 @@ import sys
 import d360_async
 from d360_async import Client, PollPolicy, Telemetry
 from d360_async._transport import _telemetry
-from d360_async.testing import FakeDocument360
+from d360_async.testing import FakeDocument360, FakeRateLimit
 
 assert _telemetry.AVAILABLE is False
 try:
@@ -44,7 +44,9 @@ else:
 
 
 async def main() -> None:
-    async with FakeDocument360() as fake:
+    # A generous announced budget: at the fake's default (60 a minute) the client would space
+    # these requests a second apart.
+    async with FakeDocument360(rate_limit=FakeRateLimit(limit=1000, window=1.0)) as fake:
         ids = fake.seed("v3.export", 3, pending=0.05, running=0.05)
         async with Client(api_token=fake.api_token, base_url=fake.url) as client:
             export = await client.exports.get(fake.project_id, ids[0])
@@ -66,11 +68,12 @@ _GLOBAL = """
 import asyncio
 
 from d360_async import Client
-from d360_async.testing import FakeDocument360
+from d360_async.testing import FakeDocument360, FakeRateLimit
 
 
 async def main() -> None:
-    async with FakeDocument360() as fake:  # it sends rate-limit headers: gauges have values
+    # It sends rate-limit headers (gauges have values), of a budget that paces nothing here.
+    async with FakeDocument360(rate_limit=FakeRateLimit(limit=1000, window=1.0)) as fake:
         [export_id] = fake.seed("v3.export", 1)
         # Built before the application configured the SDK: the global proxies forward later.
         early = Client(api_token=fake.api_token, base_url=fake.url)

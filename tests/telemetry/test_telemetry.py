@@ -20,14 +20,15 @@ from d360_async import (
     RateLimitConfig,
     RequestEndEvent,
     RequestEvent,
+    RetryPolicy,
     TargetFinished,
     Transition,
     TransitionKind,
 )
 from d360_async._core._redact import fingerprint
-from d360_async.testing import FakeDocument360, FakeLifecycle, FakeRateLimit
+from d360_async.testing import FakeDocument360, FakeLifecycle, FakeRateLimit, ManualClock
 
-from .conftest import Otel
+from .conftest import FAST, Otel
 
 BUDGET = 400  # requests per second, the fake's and the client's
 
@@ -96,11 +97,17 @@ async def test_a_watch_with_faults_and_429s_is_counted_exactly(
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="d360_async")
     lifecycle = FakeLifecycle(pending=(0.2, 0.8), running=(0.3, 1.2), failure_ratio=0.1)
+    # Fake, client, limiter and watch on one ManualClock: lifecycles, 429 pauses and retry
+    # back-offs take no real time (the client's own clock reading comes from it too).
+    clock = ManualClock()
     fake = FakeDocument360(
-        rate_limit=FakeRateLimit(limit=BUDGET, window=1.0), lifecycle=lifecycle, seed=11
+        rate_limit=FakeRateLimit(limit=BUDGET, window=1.0),
+        lifecycle=lifecycle,
+        seed=11,
+        clock=clock,
     )
     transitions: list[Transition[Any]] = []
-    async with fake:
+    async with fake, clock.autoadvance():
         ids = fake.seed("v3.export", 300)
         fake.faults.set("http_500", 0.04)
         # No dropped connections: aiohttp resends a request silently when a kept-alive
@@ -114,6 +121,7 @@ async def test_a_watch_with_faults_and_429s_is_counted_exactly(
             base_url=fake.url,
             rate_limit=RateLimitConfig(rate=BUDGET, period=1.0),
             telemetry=otel.telemetry,
+            clock=clock,
         ) as client:
             targets = [client.exports.target(fake.project_id, export_id) for export_id in ids]
             policy = PollPolicy(interval=0.2, max_interval=1.0)
@@ -313,9 +321,15 @@ async def test_hooks_see_waits_ends_transitions_and_finished_targets() -> None:
     )
     async with FakeDocument360(rate_limit=None) as fake:
         [export_id] = fake.seed("v3.export", 1, pending=0.05, running=0.05)
-        fake.faults.next("http_503", count=1)
+        # Retry-After: 0, so the one retry waits only its (millisecond) back-off.
+        fake.faults.next("http_503", count=1, retry_after=0)
         async with Client(
-            api_token=fake.api_token, base_url=fake.url, hooks=hooks, telemetry=False
+            api_token=fake.api_token,
+            base_url=fake.url,
+            hooks=hooks,
+            telemetry=False,
+            rate_limit=FAST,
+            retry=RetryPolicy(backoff_base=0.001, backoff_cap=0.01),
         ) as client:
             target = client.exports.target(fake.project_id, export_id)
             final = await client.wait(target, policy=PollPolicy(interval=0.05))
@@ -402,10 +416,11 @@ async def test_a_failed_call_and_a_cancelled_one(otel: Otel) -> None:
 
     async with FakeDocument360(rate_limit=None) as fake:
         [export_id] = fake.seed("v3.export", 1)
-        fake.faults.set("slow", 1.0, delay=0.5)
         async with otel.client(fake) as client:
             with pytest.raises(NotFound):
                 await client.exports.get(fake.project_id, str(uuid.uuid4()))
+            # The next answer is held (and dropped when the fake stops): cancelled in flight.
+            fake.faults.set("slow", 1.0, delay=30.0)
             call = asyncio.ensure_future(client.exports.get(fake.project_id, export_id))
             for _ in range(200):  # until the second request reached the server
                 if fake.stats.requests >= 2:
