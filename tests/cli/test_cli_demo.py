@@ -1,4 +1,9 @@
-"""``d360-async demo`` end to end, with lifecycles shrunk so a run takes a few seconds."""
+"""``d360-async demo`` end to end, with lifecycles shrunk so a run takes about a second.
+
+``--fast --time-scale 0.3`` shrinks every lifecycle to 1.5 % of the demo's own (an export
+runs for at most 0.7 s); where the default budget (300 requests per 10 s, which paces a run at
+30 a second) is not what a test checks, a larger one keeps the run from waiting on it.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from cli_support import RunCli
 from d360_async.cli._demo import DEFAULT_BUDGET, plan_demo
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
+QUICK = ("--fast", "--time-scale", "0.3")
 
 
 def test_plan_splits_the_count_between_populations() -> None:
@@ -25,7 +31,9 @@ def test_plan_splits_the_count_between_populations() -> None:
 
 
 async def test_demo_json(run_cli: RunCli) -> None:
-    result = await run_cli("demo", "--count", "40", "--fast", "--seed", "5", "--json", env={})
+    result = await run_cli(
+        "demo", "--count", "40", "--seed", "5", "--json", *QUICK, "--rate-limit", "300/s", env={}
+    )
     assert result.code == 0, result.stderr
     assert result.stderr == ""
     lines = result.lines
@@ -54,7 +62,7 @@ async def test_demo_json(run_cli: RunCli) -> None:
 
 
 async def test_demo_plain_output_in_a_pipe(run_cli: RunCli) -> None:
-    result = await run_cli("demo", "--count", "20", "--fast", "--seed", "6", env={})
+    result = await run_cli("demo", "--count", "20", "--seed", "6", *QUICK, env={})
     assert result.code == 0, result.stderr
     out = result.stdout
     assert "\x1b[" not in out
@@ -72,7 +80,7 @@ async def test_demo_without_rich_falls_back_to_plain(run_cli: RunCli) -> None:
         "raise SystemExit(main(sys.argv[1:]))\n"
     )
     result = await run_cli(
-        "demo", "--count", "10", "--fast", "--rate-limit", "50/s", env={},
+        "demo", "--count", "10", *QUICK, "--rate-limit", "200/s", env={},
         command=[sys.executable, "-c", program],
     )  # fmt: skip
     assert result.code == 0, result.stderr
@@ -80,4 +88,4 @@ async def test_demo_without_rich_falls_back_to_plain(run_cli: RunCli) -> None:
         "d360-async: rich is not installed; showing plain output (pip install 'd360-async[cli]')"
     ]
     assert "10/10 operations watched to the end" in result.stdout
-    assert "budget 50/s per token" in result.stdout
+    assert "budget 200/s per token" in result.stdout

@@ -16,7 +16,15 @@ import anyio
 import pytest
 import redis.asyncio as redis_asyncio
 
-from d360_async import Client, ObservationHub, PollPolicy, TargetKind, Transition, TransitionKind
+from d360_async import (
+    Client,
+    ObservationHub,
+    PollPolicy,
+    RateLimitConfig,
+    TargetKind,
+    Transition,
+    TransitionKind,
+)
 from d360_async._core._phase import Phase
 from d360_async.testing import FakeDocument360, FakeLifecycle, FakeRateLimit
 
@@ -26,6 +34,10 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.redis
 
 POLICY = PollPolicy(interval=0.3, max_interval=1.0)
+# For operations held running until the test finishes them: a finish is seen within 0.2 s.
+BRISK = PollPolicy(interval=0.1, max_interval=0.2)
+HELD = 1e6  # a running phase that lasts until fake.finish()
+BUDGET = RateLimitConfig(rate=5000.0, period=1.0)  # what the fake below announces
 ORDER = [Phase.PENDING, Phase.RUNNING]
 
 
@@ -53,24 +65,34 @@ def check_story(seq: list[Transition[Any]]) -> None:
     assert seq[-1].final
 
 
-async def _fake(n: int, running: tuple[float, float] = (1.0, 2.0)) -> Any:
-    lifecycle = FakeLifecycle(pending=(0.3, 0.8), running=running, failure_ratio=0.1)
-    return FakeDocument360(rate_limit=FakeRateLimit(limit=5000, window=1.0), lifecycle=lifecycle)
+async def _fake(
+    n: int, running: tuple[float, float] = (1.0, 2.0), pending: tuple[float, float] = (0.3, 0.8)
+) -> Any:
+    lifecycle = FakeLifecycle(pending=pending, running=running, failure_ratio=0.1)
+    limit = FakeRateLimit(limit=int(BUDGET.rate), window=BUDGET.period)
+    return FakeDocument360(rate_limit=limit, lifecycle=lifecycle)
 
 
 class Worker:
     """One client + hub, watching the given exports and recording what it got."""
 
-    def __init__(self, fake: Any, url: str, prefix: str, **hub_args: Any) -> None:
+    def __init__(
+        self, fake: Any, url: str, prefix: str, policy: PollPolicy = POLICY, **hub_args: Any
+    ) -> None:
         self.fake = fake
+        self.policy = policy
         self.hub = ObservationHub(url, prefix=prefix, **hub_args)
-        self.client = Client(api_token=fake.api_token, base_url=fake.url, hub=self.hub)
+        # The fake's budget from the start: the default (one request a second until the first
+        # answer's headers are read) would hold the first polls back for a second.
+        self.client = Client(
+            api_token=fake.api_token, base_url=fake.url, hub=self.hub, rate_limit=BUDGET
+        )
         self.seen: dict[str, list[Transition[Any]]] = {}
         self.stats: Any = None
 
     async def watch(self, ids: list[str], *, until_done: bool = True) -> None:
         targets = [self.client.exports.target(self.fake.project_id, i) for i in ids]
-        async with self.client.watch(targets, policy=POLICY, max_concurrency=32) as w:
+        async with self.client.watch(targets, policy=self.policy, max_concurrency=32) as w:
             async for t in w:
                 self.seen.setdefault(t.key, []).append(t)
             self.stats = w.stats()
@@ -89,7 +111,9 @@ async def start(
 
 async def test_two_processes_poll_each_export_once(redis_server: RedisServer) -> None:
     async with AsyncExitStack() as stack:
-        fake = await stack.enter_async_context(await _fake(60, running=(0.6, 1.2)))
+        fake = await stack.enter_async_context(
+            await _fake(60, pending=(0.1, 0.3), running=(0.3, 0.7))
+        )
         ids = fake.seed(TargetKind.V3_EXPORT, 60)
         prefix = _prefix()
         workers = await start(stack, fake, redis_server.url, prefix, 2)
@@ -118,18 +142,21 @@ async def test_two_processes_poll_each_export_once(redis_server: RedisServer) ->
 
 async def test_keys_expire_and_the_stream_is_trimmed(redis_server: RedisServer) -> None:
     async with AsyncExitStack() as stack:
-        fake = await stack.enter_async_context(await _fake(40, running=(0.6, 1.2)))
-        ids = fake.seed(TargetKind.V3_EXPORT, 40)
+        fake = await stack.enter_async_context(
+            await _fake(150, pending=(0.05, 0.15), running=(0.2, 0.4))
+        )
+        ids = fake.seed(TargetKind.V3_EXPORT, 150)
         prefix = _prefix()
         # A short lease TTL (3 x the operation timeout), so its expiry is waited for briefly.
         w = Worker(
             fake,
             redis_server.url,
             prefix,
+            policy=BRISK,
             stream_maxlen=20,
             key_ttl=30.0,
-            lease_ttl=0.9,
-            operation_timeout=0.3,
+            lease_ttl=0.75,
+            operation_timeout=0.25,
         )
         await stack.enter_async_context(w.hub)
         await stack.enter_async_context(w.client)
@@ -137,44 +164,55 @@ async def test_keys_expire_and_the_stream_is_trimmed(redis_server: RedisServer) 
         stack.push_async_callback(redis.aclose)
         async with anyio.create_task_group() as tg:
             tg.start_soon(w.watch, ids)
-            await anyio.sleep(0.5)
+            await anyio.sleep(0.25)
             # While it runs: every lease carries a TTL no longer than lease_ttl.
             keys = [k async for k in redis.scan_iter(match=f"{prefix}:lease:*")]
             assert keys
             for key in keys:
-                assert 0 < await redis.pttl(key) <= 900
+                assert 0 < await redis.pttl(key) <= 750
         published = w.hub.stats().published
-        assert published > 100
-        # Approximate trimming keeps whole nodes (100 entries by default) beyond MAXLEN.
+        # Approximate trimming keeps whole nodes (100 entries by default) beyond MAXLEN: more
+        # were published than that, fewer kept.
+        assert published > 20 + 100
         assert await redis.xlen(w.hub.stream_key) <= 20 + 100
         assert 0 < await redis.pttl(w.hub.stream_key) <= 30_000
-        # Finished operations: leases left to expire (no poll after the end), within lease_ttl.
-        await anyio.sleep(1.1)
+        # Finished operations: leases left to expire (no poll after the end), within lease_ttl
+        # of the end (a lease still renewed would outlive the wait).
+        left = [k async for k in redis.scan_iter(match=f"{prefix}:lease:*")]
+        assert left, "leases outlive the watch: they are left to expire, not deleted"
+        for _ in range(50):  # 50 x 20 ms: lease_ttl (0.75 s) and some slack
+            if not await redis.exists(*left):
+                break
+            await anyio.sleep(0.02)
         assert [k async for k in redis.scan_iter(match=f"{prefix}:lease:*")] == []
 
 
 async def test_a_holder_that_leaves_hands_over_at_once(redis_server: RedisServer) -> None:
     async with AsyncExitStack() as stack:
-        fake = await stack.enter_async_context(await _fake(30, running=(1.2, 1.8)))
+        # Running until finished below, once the stayer holds every lease.
+        fake = await stack.enter_async_context(
+            await _fake(30, pending=(0.0, 0.05), running=(HELD, HELD))
+        )
         ids = fake.seed(TargetKind.V3_EXPORT, 30)
         prefix = _prefix()
-        stayer = Worker(fake, redis_server.url, prefix, lease_ttl=30.0)
-        leaver = Worker(fake, redis_server.url, prefix, lease_ttl=30.0)
+        stayer = Worker(fake, redis_server.url, prefix, policy=BRISK, lease_ttl=30.0)
+        leaver = Worker(fake, redis_server.url, prefix, policy=BRISK, lease_ttl=30.0)
         for w in (leaver, stayer):
             await stack.enter_async_context(w.client)
         await stack.enter_async_context(stayer.hub)
         async with anyio.create_task_group() as tg:
             async with leaver.hub:
                 tg.start_soon(leaver.watch, ids)
-                await anyio.sleep(0.3)  # the leaver takes every lease first
+                # The leaver takes every lease first.
+                await eventually(lambda: len(leaver.hub.held()) == 30, 5.0)
                 tg.start_soon(stayer.watch, ids)
-                await anyio.sleep(0.5)
+                await eventually(lambda: len(stayer.seen) == 30, 5.0)  # it reads what is shared
                 assert len(leaver.hub.held()) == 30
                 assert stayer.hub.held() == set()
                 # The leaver's hub closes: leases given back, its watch polls locally from now.
-            await eventually(
-                lambda: len(stayer.hub.held()) == 30 or not stayer.hub.stats().topics, 2.0
-            )
+            await eventually(lambda: len(stayer.hub.held()) == 30, 2.0)
+            for export_id in ids:
+                fake.finish(export_id)
         assert stayer.hub.stats().takeovers >= 1
         for seq in stayer.seen.values():
             check_story(seq)
@@ -186,20 +224,29 @@ async def test_loss_of_redis_falls_back_and_comes_back(
 ) -> None:
     async with AsyncExitStack() as stack:
         caplog.set_level(logging.INFO, logger="d360_async.watch.hub")
-        fake = await stack.enter_async_context(await _fake(40, running=(2.0, 3.0)))
+        # Running until finished below: half while Redis is away, half once it is back.
+        fake = await stack.enter_async_context(
+            await _fake(40, pending=(0.0, 0.05), running=(HELD, HELD))
+        )
         ids = fake.seed(TargetKind.V3_EXPORT, 40)
         prefix = _prefix()
-        args = {"lease_ttl": 1.5, "probe_interval": 0.2, "operation_timeout": 0.3}
+        args = {"lease_ttl": 0.9, "probe_interval": 0.2, "operation_timeout": 0.3}
+        args |= {"policy": BRISK}
         workers = await start(stack, fake, private_redis_server.url, prefix, 2, **args)
         async with anyio.create_task_group() as tg:
             for w in workers:
                 tg.start_soon(w.watch, ids)
-            await anyio.sleep(0.5)
+            await eventually(lambda: all(len(w.seen) == 40 for w in workers), 5.0)
             private_redis_server.stop()
             await eventually(lambda: all(w.hub.degraded for w in workers), 5.0)
-            await anyio.sleep(0.5)
+            for export_id in ids[:20]:
+                fake.finish(export_id)
+            # Each falls back to polling alone, and sees those ends without Redis.
+            await eventually(lambda: all(_ended(w, ids[:20]) for w in workers), 5.0)
             private_redis_server.start()
             await eventually(lambda: not any(w.hub.degraded for w in workers), 5.0)
+            for export_id in ids[20:]:
+                fake.finish(export_id)
         for w in workers:
             assert len(w.seen) == 40
             for seq in w.seen.values():
@@ -211,6 +258,13 @@ async def test_loss_of_redis_falls_back_and_comes_back(
         assert len(lost) == 2  # once per process
         assert len(back) == 2
         assert all("unreachable" in r.getMessage() for r in lost)
+
+
+def _ended(worker: Worker, ids: list[str]) -> bool:
+    """Whether ``worker`` has seen the end of every export in ``ids``."""
+    finals = {key for key, seq in worker.seen.items() if seq[-1].final}
+    targets = {worker.client.exports.target(worker.fake.project_id, i).key for i in ids}
+    return targets <= finals
 
 
 def test_bad_settings_are_refused_with_a_clear_error() -> None:
