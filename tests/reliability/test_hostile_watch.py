@@ -242,7 +242,7 @@ async def test_a_provider_failing_for_good_gives_a_typed_error() -> None:
             assert provider.calls == retry.max_attempts, "retried with backoff"
             # In a watch, the target is not lost to it: it stalls, then times out.
             target = client.exports.target(fake.project_id, export_id)
-            policy = PollPolicy(interval=0.05, stall_after=0.5, target_timeout=1.5)
+            policy = PollPolicy(interval=0.05, stall_after=0.2, target_timeout=0.5)
             async with client.watch([target], policy=policy) as w:
                 kinds = [(t.kind, type(t.error).__name__) async for t in w]
             assert kinds == [
