@@ -14,6 +14,7 @@ from d360_async import (
     Export,
     Import,
     Phase,
+    PollPolicy,
     SmartDocumentorTask,
     TransitionKind,
     V2DeleteFileStatus,
@@ -132,7 +133,8 @@ async def test_a_fetched_model_and_the_watch_agree() -> None:
         first = await client.exports.get(fake.project_id, started.id)
         assert first.phase in (Phase.PENDING, Phase.RUNNING)
         assert not first.is_terminal
-        async with client.watch([client.exports.target(fake.project_id, started.id)]) as w:
+        target = client.exports.target(fake.project_id, started.id)
+        async with client.watch([target], policy=PollPolicy(interval=0.05)) as w:
             seen = [t async for t in w if t.kind is TransitionKind.CHANGED]
         assert seen
         for transition in seen:

@@ -261,15 +261,18 @@ async def test_a_slow_consumer_does_not_hold_the_polling_watch_up(clock: ManualC
 async def _two_watches(
     n: int, *, share: bool
 ) -> tuple[int, list[dict[str, list[Transition[Any]]]], Any]:
-    from d360_async import Client
+    from d360_async import Client, RateLimitConfig
     from d360_async.testing import FakeDocument360, FakeLifecycle, FakeRateLimit
 
     lifecycle = FakeLifecycle(pending=(0.2, 0.6), running=(0.4, 1.0), failure_ratio=0.1)
     fake = FakeDocument360(rate_limit=FakeRateLimit(limit=20000, window=10.0), lifecycle=lifecycle)
+    # The client starts at the fake's budget: at the default (60 a minute until the first
+    # answer is read) the polls queued behind the first one would wait a second.
+    budget = RateLimitConfig(rate=20000, period=10.0)
     seen: list[dict[str, list[Transition[Any]]]] = [{}, {}]
     async with fake:
         ids = fake.seed(TargetKind.V3_EXPORT, n)
-        async with Client(api_token=fake.api_token, base_url=fake.url) as client:
+        async with Client(api_token=fake.api_token, base_url=fake.url, rate_limit=budget) as client:
             targets = [client.exports.target(fake.project_id, i) for i in ids]
             policy = PollPolicy(interval=0.2, max_interval=0.8)
             registry = client._registry if share else None
