@@ -164,9 +164,14 @@ async def test_keys_expire_and_the_stream_is_trimmed(redis_server: RedisServer) 
         stack.push_async_callback(redis.aclose)
         async with anyio.create_task_group() as tg:
             tg.start_soon(w.watch, ids)
-            await anyio.sleep(0.25)
-            # While it runs: every lease carries a TTL no longer than lease_ttl.
-            keys = [k async for k in redis.scan_iter(match=f"{prefix}:lease:*")]
+            # As soon as the first leases are taken (their first renewal is lease_ttl / 3
+            # later), and while it runs: every lease carries a TTL no longer than lease_ttl.
+            keys = []
+            for _ in range(500):
+                keys = [k async for k in redis.scan_iter(match=f"{prefix}:lease:*")]
+                if keys:
+                    break
+                await anyio.sleep(0.005)
             assert keys
             for key in keys:
                 assert 0 < await redis.pttl(key) <= 750
