@@ -235,17 +235,22 @@ async def test_usage_errors_end_with_a_json_summary(run_cli: RunCli, args: list[
 
 
 async def test_help_and_version(run_cli: RunCli) -> None:
-    result = await run_cli("--help")
-    assert result.code == 0
-    assert "demo" in result.stdout
-    assert "Exit codes" in result.stdout
-    result = await run_cli("watch", "--help")
-    assert result.code == 0
-    assert "--ids-file" in result.stdout
-    assert "--time-scale" not in (await run_cli("demo", "--help")).stdout
-    result = await run_cli("--version")
-    assert result.code == 0
-    assert result.stdout.startswith("d360-async ")
+    # Four interpreters at once: each run is mostly one starting.
+    top, watch, demo, version = await asyncio.gather(
+        run_cli("--help"),
+        run_cli("watch", "--help"),
+        run_cli("demo", "--help"),
+        run_cli("--version"),
+    )
+    assert top.code == 0
+    assert "demo" in top.stdout
+    assert "Exit codes" in top.stdout
+    assert watch.code == 0
+    assert "--ids-file" in watch.stdout
+    assert demo.code == 0
+    assert "--time-scale" not in demo.stdout
+    assert version.code == 0
+    assert version.stdout.startswith("d360-async ")
 
 
 async def test_python_dash_m_works(run_cli: RunCli) -> None:
