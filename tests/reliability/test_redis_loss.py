@@ -26,8 +26,8 @@ from d360_async.testing import FakeDocument360, FakeLifecycle, FakeRateLimit
 pytestmark = pytest.mark.redis
 
 LIMIT, WINDOW = 300, 2.0
-LIFECYCLE = FakeLifecycle(pending=(0.2, 0.5), running=(0.4, 1.0), failure_ratio=0.2)
-OUTAGE = 0.6
+LIFECYCLE = FakeLifecycle(pending=(0.1, 0.3), running=(0.3, 0.8), failure_ratio=0.2)
+OUTAGE = 0.4  # from 0.25 s in: every export is still pending or running when Redis goes
 
 
 def _limiter(url: str) -> RedisRateLimiter:
@@ -57,7 +57,7 @@ async def test_redis_outage_mid_watch(redis_process: Any, caplog: pytest.LogCapt
         ]
 
         async def outage() -> int:
-            await asyncio.sleep(0.4)
+            await asyncio.sleep(0.25)
             before = fake.stats.requests
             await asyncio.to_thread(redis_process.stop)
             await asyncio.sleep(OUTAGE)

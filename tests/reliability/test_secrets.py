@@ -56,7 +56,7 @@ WRONG_SECRET = "wrongsec-Pe8Qf1Rg5Sh"
 FAST = RateLimitConfig(rate=1000.0, period=1.0)
 RETRY = RetryPolicy(backoff_base=0.01, backoff_cap=0.05)
 LIFECYCLE = FakeLifecycle(
-    pending=(0.05, 0.2), running=(0.05, 0.3), review=(0.05, 0.2), failure_ratio=0.3
+    pending=(0.05, 0.15), running=(0.05, 0.2), review=(0.05, 0.15), failure_ratio=0.3
 )
 
 
@@ -385,15 +385,15 @@ async def test_no_secret_in_cli_output(tmp_path: Path, run_cli: Any) -> None:
         exports = fake.seed("v3.export", 5)
         [done] = fake.seed("v3.export", 1, pending=0.0, running=0.0, failure_ratio=0.0)
         project = ("--project", fake.project_id)
-        # Concurrently: each run is mostly the interpreter starting.
+        # Concurrently: each run is mostly the interpreter starting. Watches poll every 0.1 s
+        # (not the default 1 s).
+        brisk = ("--json", "--interval", "0.1")
         runs = await asyncio.gather(
             _run_cli("status", "exports", done, *project, fake=fake),
             _run_cli("status", "exports", done, *project, "--json", fake=fake),
-            _run_cli("watch", "exports", *exports, *project, "--json", fake=fake),
-            _run_cli("watch", "v2-deletes", *fake.seed("v2.delete_file", 3), "--json", fake=fake),
-            _run_cli(
-                "watch", "sd-tasks", *fake.seed("smartdocumentor.task", 2), "--json", fake=fake
-            ),
+            _run_cli("watch", "exports", *exports, *project, *brisk, fake=fake),
+            _run_cli("watch", "v2-deletes", *fake.seed("v2.delete_file", 3), *brisk, fake=fake),
+            _run_cli("watch", "sd-tasks", *fake.seed("smartdocumentor.task", 2), *brisk, fake=fake),
             _run_cli(
                 "export",
                 *project,
