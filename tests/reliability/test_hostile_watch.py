@@ -180,7 +180,7 @@ class FlakyProvider:
 
 
 async def test_a_provider_failing_three_times_costs_no_target() -> None:
-    lifecycle = FakeLifecycle(pending=(0.2, 0.5), running=(0.5, 1.2), failure_ratio=0.0)
+    lifecycle = FakeLifecycle(pending=(0.1, 0.25), running=(0.25, 0.6), failure_ratio=0.0)
     async with FakeDocument360(rate_limit=None, lifecycle=lifecycle, seed=3) as fake:
         provider = FlakyProvider(fake)
         retried: Counter[str] = Counter()
