@@ -384,6 +384,9 @@ async def test_no_secret_in_cli_output(tmp_path: Path, run_cli: Any) -> None:
         fake.faults.next("expired_link", route="download")  # refused once, then fetched again
         exports = fake.seed("v3.export", 5)
         [done] = fake.seed("v3.export", 1, pending=0.0, running=0.0, failure_ratio=0.0)
+        # The export the CLI creates is done at its first status (`export` polls once a
+        # second; the watches above poll every 0.1 s).
+        fake.lifecycle = FakeLifecycle(pending=0.0, running=0.0, failure_ratio=0.0)
         project = ("--project", fake.project_id)
         # Concurrently: each run is mostly the interpreter starting. Watches poll every 0.1 s
         # (not the default 1 s).
