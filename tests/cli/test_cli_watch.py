@@ -12,9 +12,9 @@ from d360_async.testing import FakeDocument360
 
 QUICK = {"pending": (0.05, 0.3), "running": (0.1, 0.6)}
 # The fake's budget (tests/cli/conftest.py) told to the CLI, and polls 0.1 s apart instead of
-# the default 1 s: without the budget, the client starts at the default 60 a minute, and a
-# second request queued before the first answer is read waits a whole second. The defaults
-# are kept by test_watch_exports_json_lines.
+# the default 1 s: without the budget, the client starts at the default 60 a minute, and the
+# watch waits out that second before its second poll, though the first answer announced more.
+# The defaults are kept by test_watch_exports_json_lines.
 BRISK = ("--rate-limit", "40/s", "--interval", "0.1")
 TERMINAL = {"succeeded", "failed", "cancelled"}
 

@@ -82,8 +82,8 @@ class Worker:
         self.fake = fake
         self.policy = policy
         self.hub = ObservationHub(url, prefix=prefix, **hub_args)
-        # The fake's budget from the start: the default (one request a second until the first
-        # answer's headers are read) would hold the first polls back for a second.
+        # The fake's budget from the start: at the default (60 a minute) the watch waits a
+        # second before its second poll, though the first answer announced more.
         self.client = Client(
             api_token=fake.api_token, base_url=fake.url, hub=self.hub, rate_limit=BUDGET
         )

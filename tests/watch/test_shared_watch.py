@@ -266,8 +266,8 @@ async def _two_watches(
 
     lifecycle = FakeLifecycle(pending=(0.2, 0.6), running=(0.4, 1.0), failure_ratio=0.1)
     fake = FakeDocument360(rate_limit=FakeRateLimit(limit=20000, window=10.0), lifecycle=lifecycle)
-    # The client starts at the fake's budget: at the default (60 a minute until the first
-    # answer is read) the polls queued behind the first one would wait a second.
+    # The client starts at the fake's budget: at the default (60 a minute) the watch waits a
+    # second before its second poll, though the first answer announced more.
     budget = RateLimitConfig(rate=20000, period=10.0)
     seen: list[dict[str, list[Transition[Any]]]] = [{}, {}]
     async with fake:
