@@ -164,9 +164,11 @@ end an operation that is doing fine."""
 ADMIT_CHUNK: Final = 256
 """Targets admitted between two yields to the event loop when a watch starts."""
 
-PREWAIT_CAP: Final = 1.0
+PREWAIT_CAP: Final = 0.1
 """Longest a runner waits on the limiter's ``next_available`` estimate before it asks the
-limiter for a ticket (which then waits exactly as long as the budget needs)."""
+limiter for a ticket (which then waits exactly as long as the budget needs, and is woken
+when an answer shows more). Short: at the start of a watch the estimate is the configured
+prior's pace (a second at 60 a minute), and the first answer may show far more."""
 
 Priors = str | bytes | Mapping[str, Any] | DurationModels
 """What ``priors=`` accepts: a [Watch.checkpoint][d360_async.Watch.checkpoint] string (or the

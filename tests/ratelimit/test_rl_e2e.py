@@ -192,3 +192,33 @@ async def test_a_budget_the_server_paused_past_the_cap_is_refused_at_once() -> N
         assert fake.stats.requests == 1  # refused locally
         assert refused.retry_at is not None
         assert refused.retry_at - clock.time() > 500.0
+
+
+async def test_a_watch_is_not_held_at_the_priors_pace_once_the_server_shows_more() -> None:
+    """A default client (the prior is 60 a minute, one request a second) watching three
+    finished exports on a server that announces 3,000 a minute: the first answer shows the
+    budget, and the other two are polled at once, not a second later (the watch waited out
+    the prior's pace before it asked the limiter, which the first answer could not shorten)."""
+    clock = ManualClock()
+    async with FakeDocument360(
+        api_token=TOKEN,
+        rate_limit=FakeRateLimit(limit=3000, window=60.0),
+        latency=(0.002, 0.01),
+        clock=clock,
+    ) as fake:
+        ids = fake.seed("v3.export", 3, pending=0.0, running=0.0)
+        async with Client(api_token=TOKEN, base_url=fake.url, clock=clock) as client:
+            targets = [client.exports.target(fake.project_id, i) for i in ids]
+
+            async def run() -> list[float]:
+                seen: list[float] = []
+                async with client.watch(targets) as w:
+                    async for transition in w:
+                        if transition.final:
+                            seen.append(clock.monotonic())
+                return seen
+
+            start = clock.monotonic()
+            finals = await clock.run(run())
+        assert len(finals) == 3
+        assert max(finals) - start < 0.5
