@@ -11,11 +11,15 @@ splits the overhead benchmark's gap into steps that each add one layer of the cl
 * ``transport``: ``Transport.request`` (the limiter admits, settles and learns);
 * ``client``: ``client.exports.get`` (envelope and typed model too);
 * ``client_no_learning``: the same with ``Budget.record`` stubbed out (what the limiter's
-  learning from each answer costs; the answers teach it nothing, so only for measuring).
+  learning from each answer costs; the answers teach it nothing, so only for measuring);
+* ``client_clamped``: ``client.exports.get`` against a second server announcing a limit of
+  1e9, which the parser clamps (the overhead section's last row: every answer reads as a
+  refill).
 
 Each variant runs in its own process under ``valgrind --tool=callgrind`` twice, with
 ``small`` and ``large`` checks after the same warm-up, against one fake server in another
-process (16 concurrent, 3 ms latency, as in the overhead section); the figure is the
+process (16 concurrent, 3 ms latency, the same announced limit as in the overhead section);
+the figure is the
 difference over the difference in checks, so start-up and warm-up cancel out.
 """
 
@@ -32,9 +36,24 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .bench_overhead import API_TOKEN, CONCURRENCY, LATENCY, _loop
+from .bench_overhead import (
+    API_TOKEN,
+    CONCURRENCY,
+    LATENCY,
+    _loop,
+    clamped_rate_limit,
+    honest_rate_limit,
+)
 
-VARIANTS = ("bare", "session", "transport_nolimit", "transport", "client", "client_no_learning")
+VARIANTS = (
+    "bare",
+    "session",
+    "transport_nolimit",
+    "transport",
+    "client",
+    "client_no_learning",
+    "client_clamped",
+)
 _COLLECTED = re.compile(r"Collected : (\d+)")
 
 
@@ -91,6 +110,7 @@ async def _child(variant: str, checks: int, url: str, project: str, export: str)
             "transport": through_transport,
             "client": through_client,
             "client_no_learning": through_client,
+            "client_clamped": through_client,
         }[variant]
         await _loop(check, 200, CONCURRENCY)  # warm up
         await _loop(check, checks, CONCURRENCY)
@@ -131,20 +151,19 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("valgrind") is None:
         print("valgrind is not installed", file=sys.stderr)
         return 2
-    from d360_async.testing import FakeRateLimit
-
     from ._harness import ServerProcess
 
     with (
-        ServerProcess(
-            rate_limit=FakeRateLimit(limit=10**9, window=60.0), latency=LATENCY, seed=1
-        ) as server,
+        ServerProcess(rate_limit=honest_rate_limit(), latency=LATENCY, seed=1) as server,
+        ServerProcess(rate_limit=clamped_rate_limit(), latency=LATENCY, seed=1) as old,
         tempfile.TemporaryDirectory() as tmp,
     ):
         ids = server.call("benchmarks.bench_overhead:server_seed")
-        where = (server.url, ids["project_id"], ids["export_id"])
+        old_ids = old.call("benchmarks.bench_overhead:server_seed")
         figures: dict[str, int] = {}
         for variant in args.only or VARIANTS:
+            chosen, seeded = (old, old_ids) if variant == "client_clamped" else (server, ids)
+            where = (chosen.url, seeded["project_id"], seeded["export_id"])
             small = _count(variant, args.small, where, Path(tmp))
             large = _count(variant, args.large, where, Path(tmp))
             figures[variant] = (large - small) // (args.large - args.small)
