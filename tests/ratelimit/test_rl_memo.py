@@ -30,6 +30,10 @@ CASES: dict[str, tuple[dict[str, Any], float]] = {
     **{name: (family, 60.0) for name, family in FAMILIES.items()},
     "tight fixed 30/5 s": ({"algorithm": "fixed_window", "limit": 30, "window": 5.0}, 40.0),
     "overhead benchmark 1e9/60 s": ({"algorithm": "fixed_window", "limit": 10**9}, 1.5),
+    "overhead benchmark 1e6/10 s": (
+        {"algorithm": "fixed_window", "limit": 10**6, "window": 10.0},
+        12.0,
+    ),
 }
 
 
@@ -46,22 +50,38 @@ class _Recorded(Budget):
             self.rate,
             self.tokens,
             self.credits,
+            self.remaining,
             self.grant_at,
             self.paused_until,
             self.reset_at,
             self.sustainable_rate,
+            self.factor,
+            self.limit,
+            self.learned_limit,
+            self.consecutive_throttles,
             self.wait_time(now),  # at `now` again: no time passes
+            self.server_wait(now),
+            repr(self),
             policy.estimate(),
+            policy.limit,
+            policy.family,
             policy.window,
             policy.window_bound,
             policy.window_lo,
             policy.log_window,
             policy.window_from_refill,
+            policy.longest_reset,
+            policy.refill_rate,
             policy.sliding_proven,
+            policy.returns_proven,
+            policy.ends_move,
             policy.told_end,
             policy.end,
+            policy.opened,
+            policy.has_count,
             policy.probe_pays,
             policy.probe_window,
+            policy.changes,
         )
 
     def try_take(self, now: float, *, backlogged: bool = False) -> float:
@@ -75,9 +95,18 @@ class _Recorded(Budget):
         self.steps.append(("record", now, status, when["seq"], *self._beliefs(now)))
 
 
-def _run(case: str, dialect: str, memo: bool, monkeypatch: pytest.MonkeyPatch, **draw: Any) -> Any:
+def _run(
+    case: str,
+    dialect: str,
+    memo: bool,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    fast: bool = True,
+    **draw: Any,
+) -> Any:
     family, duration = CASES[case]
     monkeypatch.setattr(_policy, "MEMO", memo)
+    monkeypatch.setattr(_policy, "FAST", fast)
     budget = _Recorded(60.0, 60.0, now=0.0)
     policy = FakeRateLimit(dialect=dialect, **family)  # type: ignore[arg-type]
     result = simulate(policy, duration=duration, budget=budget, **draw)

@@ -607,7 +607,9 @@ class Budget:
         # request still out, not only those admitted before this one.
         noise = len(unanswered) + 1
         jumps = policy.rollovers
-        fresh = policy.observe(state, seq=seq, sent=sent, received=now, in_flight=noise)
+        fresh = policy.confirm(
+            state, seq=seq, sent=sent, received=now, in_flight=noise
+        ) or policy.observe(state, seq=seq, sent=sent, received=now, in_flight=noise)
         remaining = state.remaining
         if remaining is not None:
             self._counts.append((seq, remaining, now))

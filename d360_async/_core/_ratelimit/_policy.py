@@ -116,10 +116,18 @@ MEMO = True
 [version][PolicyEstimator.version] and kept. Off, it is derived at every read: the same
 values, slower (the switch the tests compare both ways with)."""
 
+FAST = True
+"""Whether an answer that only confirms what is believed is learned from by
+[confirm][PolicyEstimator.confirm] (a few updates, the version kept) instead of
+[observe][PolicyEstimator.observe]. Off, every answer takes the general path: the same
+decisions, slower (the switch the tests compare both ways with)."""
+
 
 # Where the window believed comes from (`PolicyEstimator._window_source`), and in words.
 _W_ANNOUNCED, _W_SLIDING_FIT, _W_RESETS, _W_LONGEST_RESET, _W_REFILL = range(5)
 _W_FIRST, _W_SPAN, _W_ROLLOVERS, _W_PRIOR, _W_FIRST_OR_SPAN = range(5, 10)
+# Sources whose samples are the answers counted (`_samples`), read when the words are built.
+_W_LIVE = frozenset((_W_ANNOUNCED, _W_LONGEST_RESET, _W_REFILL))
 _WINDOW_EVIDENCE = {
     _W_ANNOUNCED: "announced by the server (w=)",
     _W_SLIDING_FIT: "our requests the count held (a sliding window)",
@@ -479,6 +487,9 @@ class PolicyEstimator:
 
     def _window_and_evidence(self) -> tuple[float, str, int]:
         value, source, samples = self._window_source()
+        if source in _W_LIVE:
+            # Read now, not as kept: a confirming answer adds a sample, not a version.
+            samples = self._samples
         if source == _W_REFILL:
             return value, f"limit / refill rate {self._rate:.3g}/s", samples
         return value, _WINDOW_EVIDENCE[source], samples
@@ -777,6 +788,105 @@ class PolicyEstimator:
             lo = 0.0
         if not fit.add_bounds(lo, hi, received):
             self._w_log = None  # not a sliding window of this limit
+
+    def confirm(
+        self,
+        state: RateLimitState,
+        *,
+        seq: int,
+        sent: float,
+        received: float,
+        in_flight: int = 0,
+    ) -> bool:
+        """Learn from an answer that only confirms what is believed; False (and nothing
+        learned) when it may teach more: then [observe][] must read it.
+
+        An answer confirms when it is fresh, announces the limit (and window) believed,
+        leaves exactly what the last answer left less the requests admitted since (no
+        rollover, no refill, no 429 in between), two or more, and says nothing of the window:
+        no step of gradual evidence, no count our requests could fit a sliding window to, a
+        reset that narrows the current end without passing it or moving it, no ends moving
+        with each request. It changes what [observe][] would change (the server's clock
+        offset, the samples, the latest answer, the recent answers, the current end), none of
+        which anything derived per [version][] reads, so the version does not move and what
+        was derived stays kept. Arguments as for [observe][].
+        """
+        last = self._last
+        remaining = state.remaining
+        if (
+            not FAST
+            or last is None
+            or remaining is None
+            or seq <= last.seq
+            or received < last.received
+            or remaining < 2
+            or remaining != last.remaining - (seq - last.seq)
+            or state.limit is None
+            or state.limit != self._announced_limit
+            or (state.window is not None and state.window != self._announced_window)
+            or remaining + 1 > self._limit_seen
+            or self._gradual
+            or self._refusals
+        ):
+            return False
+        since = self._since or last
+        gained = remaining - since.remaining + (seq - since.seq)
+        if (
+            gained >= (GRADUAL_EVIDENCE + in_flight) * (self._span_gradual + 1)
+            and seq >= self._crossed + GRADUAL_APART
+        ):
+            return False  # a step of gradual evidence
+        sends = self._sends
+        index = seq - self._sends_base
+        fits = self._w_log is not None and 0 <= index < len(sends)
+        if fits:
+            inside = state.limit - remaining
+            oldest = index - inside + 1
+            if inside >= 1 and oldest - 2 - in_flight >= 0 and oldest <= index:
+                return False  # a count our own requests fit a sliding window to
+        offset = self._offset
+        date = state.date
+        if date is not None:
+            # As `observe` narrows it (not kept until the answer is known to confirm).
+            told_lo, told_hi = date - received, date + 1.0 - sent
+            if offset is None:
+                offset = Interval(told_lo, told_hi)
+            else:
+                lo = offset.lo if offset.lo > told_lo else told_lo
+                hi = offset.hi if offset.hi < told_hi else told_hi
+                if lo > hi:
+                    offset = Interval(told_lo, told_hi)
+                elif lo != offset.lo or hi != offset.hi:
+                    offset = Interval(lo, hi)
+        told = self._told
+        delay = state.reset_after
+        if delay is not None and not self._next_token:
+            if delay <= 0.0 or told is None or (self._moving >= 2 and self._w_any is not None):
+                return False  # a next token, a first end, or a sliding window's end
+            if state.reset_is_epoch and date is not None and offset is not None:
+                epoch = date + delay
+                told_lo, told_hi = epoch - 1.0 - offset.hi, epoch - offset.lo
+            else:
+                below = 2.0 if state.reset_is_epoch else 1.0
+                told_lo, told_hi = sent + delay - below, received + delay
+            if received > told_hi:
+                told_hi = received
+            hi = told.hi if told.hi < told_hi else told_hi
+            if (told.lo if told.lo > told_lo else told_lo) > hi or hi < received:
+                return False  # another end, or the end has passed
+        elif told is not None and told.hi < received:
+            return False  # the end has passed
+        # It confirms: what `observe` changes, in its order.
+        self._offset = offset
+        self._samples += 1
+        if fits:
+            sends[index][1] = received
+        answer = _Answer(seq, remaining, sent, received)
+        self._measure_refill(answer, self._window_source()[0])
+        self._last = answer
+        self._note_reset(state, sent, received, remaining)
+        self._settle_end(received)
+        return True
 
     def observe(
         self,
@@ -1079,13 +1189,15 @@ class PolicyEstimator:
         saves = end.hi - (target.lo + target.hi) / 2.0
         return saves > max(PROBE_WIDTH, PROBE_SHARE * window, window / self.limit)
 
-    def _measure_refill(self, answer: _Answer) -> None:
-        """The refill rate over the last few seconds of answers since the last rollover."""
+    def _measure_refill(self, answer: _Answer, window: float | None = None) -> None:
+        """The refill rate over the last few seconds of answers since the last rollover
+        (`window`: the window believed, when the caller knows it has not moved)."""
         recent = self._recent
         recent.append(answer)
         # `max(REFILL_SPAN[0], min(REFILL_SPAN[1], 4.0 * self.window))`, spelt out: this runs
         # while learning (so the window is derived afresh, not kept) on every answer.
-        window = self._derive_window_source()[0]
+        if window is None:
+            window = self._derive_window_source()[0]
         window = window if window > MIN_WINDOW else MIN_WINDOW
         span = 4.0 * window
         span = span if span < REFILL_SPAN[1] else REFILL_SPAN[1]
