@@ -61,7 +61,7 @@ def test_confirming_answers_decide_as_the_general_path(
     change = draw.pop("change")
     if change is not None:
         at, family = change
-        draw["change"] = (at, FakeRateLimit(dialect=dialect, **family))
+        draw["change"] = (at, FakeRateLimit(dialect=dialect, **family))  # type: ignore[arg-type]
     fast, fast_run = _run(case, dialect, memo, monkeypatch, fast=True, **draw)
     general, general_run = _run(case, dialect, memo, monkeypatch, fast=False, **draw)
     assert len(fast) > 10

@@ -152,7 +152,13 @@ def test_kept_readers_decide_as_derived_ones(
 def test_a_stale_window_would_be_caught(monkeypatch: pytest.MonkeyPatch) -> None:
     """The comparison can fail: a window kept across versions (a cache that never moves on)
     decides differently from one derived at every read."""
-    draw = {"latency": (0.002, 0.02), "skew": 0.0, "phase": 0.37, "concurrency": 16, "seed": 1}
+    draw: dict[str, Any] = {
+        "latency": (0.002, 0.02),
+        "skew": 0.0,
+        "phase": 0.37,
+        "concurrency": 16,
+        "seed": 1,
+    }
     derived, _ = _run("sliding 100/10 s", "x-ratelimit", False, monkeypatch, **draw)
 
     def stale(self: _policy.PolicyEstimator) -> tuple[float, int, int]:
