@@ -112,8 +112,8 @@ MIN_WINDOW = 0.05
 """The shortest window believed, in seconds (a guard against division by nothing)."""
 
 MEMO = True
-"""Whether the window believed, read several times per answer, is derived once per
-[version][PolicyEstimator.version] and kept. Off, it is derived at every read: the same
+"""Whether the window believed, read several times per answer, and a fixed window's predicted
+end are derived once per [version][PolicyEstimator.version] and kept. Off, it is derived at every read: the same
 values, slower (the switch the tests compare both ways with)."""
 
 FAST = True
@@ -327,6 +327,8 @@ class PolicyEstimator:
         "_limit_seen",
         "_memo_at",
         "_memo_source",
+        "_predicted",
+        "_predicted_at",
         "_moving",
         "_next_token",
         "_offset",
@@ -380,6 +382,10 @@ class PolicyEstimator:
         # it only through `_derive_window_source` (halfway through, nothing is kept).
         self._memo_source: tuple[float, int, int] = (self._prior_window, _W_PRIOR, 0)
         self._memo_at = -1
+        # `_predicted_end()` as of the version it was derived at (-1: never); derived only as
+        # the last step of learning from an answer, when nothing it reads changes any more.
+        self._predicted: Interval | None = None
+        self._predicted_at = -1
         self._forget()
 
     def _forget(self) -> None:
@@ -1044,7 +1050,11 @@ class PolicyEstimator:
             told = self._told = None
         end: Interval | None = None
         if self._family is Family.FIXED_WINDOW:
-            predicted = self._predicted_end()
+            if self._predicted_at == self.version and MEMO:
+                predicted = self._predicted
+            else:
+                predicted = self._predicted = self._predicted_end()
+                self._predicted_at = self.version
             if predicted is not None and told is not None:
                 end = predicted.intersect(told) or told
             else:
