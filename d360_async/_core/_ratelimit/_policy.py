@@ -113,8 +113,8 @@ MIN_WINDOW = 0.05
 
 MEMO = True
 """Whether the window believed, read several times per answer, and a fixed window's predicted
-end are derived once per [version][PolicyEstimator.version] and kept. Off, it is derived at every read: the same
-values, slower (the switch the tests compare both ways with)."""
+end are derived once per [version][PolicyEstimator.version] and kept. Off, they are derived at
+every read: the same values, slower (the switch the tests compare both ways with)."""
 
 FAST = True
 """Whether an answer that only confirms what is believed is learned from by
@@ -327,13 +327,13 @@ class PolicyEstimator:
         "_limit_seen",
         "_memo_at",
         "_memo_source",
-        "_predicted",
-        "_predicted_at",
         "_moving",
         "_next_token",
         "_offset",
         "_opened",
         "_pace_end",
+        "_predicted",
+        "_predicted_at",
         "_prior_limit",
         "_prior_window",
         "_rate",
