@@ -113,7 +113,8 @@ MIN_WINDOW = 0.05
 
 MEMO = True
 """Whether the window believed, read several times per answer, and a fixed window's predicted
-end are derived once per [version][PolicyEstimator.version] and kept. Off, they are derived at
+end (and where it would end had it opened with its first request) are derived once per
+[version][PolicyEstimator.version] and kept. Off, they are derived at
 every read: the same values, slower (the switch the tests compare both ways with)."""
 
 FAST = True
@@ -322,6 +323,8 @@ class PolicyEstimator:
         "_family",
         "_first",
         "_gradual",
+        "_guess",
+        "_guess_at",
         "_jumps",
         "_last",
         "_limit_seen",
@@ -386,6 +389,8 @@ class PolicyEstimator:
         # the last step of learning from an answer, when nothing it reads changes any more.
         self._predicted: Interval | None = None
         self._predicted_at = -1
+        self._guess: Interval | None = None  # `_first_guess()` as of version `_guess_at`
+        self._guess_at = -1
         self._forget()
 
     def _forget(self) -> None:
@@ -1124,10 +1129,9 @@ class PolicyEstimator:
         request plus the window (windows from the first request), or the previous end plus
         the window (windows aligned to the clock); both while their answers agree."""
         guesses: list[Interval] = []
-        firsts = self._w_first.usable(2) if self._w_first is not None else None
-        first = self._first
-        if firsts is not None and first is not None:
-            guesses.append(first.shift(firsts.lo).union(first.shift(firsts.hi)))
+        first_guess = self._first_guess()
+        if first_guess is not None:
+            guesses.append(first_guess)
         span_guess = self._span_guess()
         if span_guess is not None:
             guesses.append(span_guess)
@@ -1175,14 +1179,26 @@ class PolicyEstimator:
         end = self._end
         if end is None:
             return None
-        firsts = self._w_first.usable(2) if self._w_first is not None else None
-        first = self._first
-        if firsts is not None and first is not None:
-            guess = first.shift(firsts.lo).union(first.shift(firsts.hi))
+        guess = self._first_guess()
+        if guess is not None:
             both = guess.intersect(end)
             if both is not None:
                 return both
         return end
+
+    def _first_guess(self) -> Interval | None:
+        """Where the current window ends had it opened with its first request (None while
+        that fit or the opening is not known). Read on every answer (by `probe_window`):
+        derived once per [version][] (see `MEMO`), never while learning."""
+        if self._guess_at == self.version and MEMO:
+            return self._guess
+        firsts = self._w_first.usable(2) if self._w_first is not None else None
+        first = self._first
+        guess = None
+        if firsts is not None and first is not None:
+            guess = first.shift(firsts.lo).union(first.shift(firsts.hi))
+        self._guess, self._guess_at = guess, self.version
+        return guess
 
     @property
     def probe_pays(self) -> bool:
