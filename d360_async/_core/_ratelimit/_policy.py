@@ -112,10 +112,11 @@ MIN_WINDOW = 0.05
 """The shortest window believed, in seconds (a guard against division by nothing)."""
 
 MEMO = True
-"""Whether the window believed, read several times per answer, and a fixed window's predicted
-end (and where it would end had it opened with its first request) are derived once per
-[version][PolicyEstimator.version] and kept. Off, they are derived at
-every read: the same values, slower (the switch the tests compare both ways with)."""
+"""Whether the window believed, read several times per answer, the window credits come back
+by (`log_window`) and a fixed window's predicted end (and where it would end had it opened
+with its first request) are derived once per [version][PolicyEstimator.version] and kept.
+Off, they are derived at every read: the same values, slower (the switch the tests compare
+both ways with)."""
 
 FAST = True
 """Whether an answer that only confirms what is believed is learned from by
@@ -328,6 +329,8 @@ class PolicyEstimator:
         "_jumps",
         "_last",
         "_limit_seen",
+        "_log_at",
+        "_log_window",
         "_memo_at",
         "_memo_source",
         "_moving",
@@ -391,6 +394,8 @@ class PolicyEstimator:
         self._predicted_at = -1
         self._guess: Interval | None = None  # `_first_guess()` as of version `_guess_at`
         self._guess_at = -1
+        self._log_window: float | None = None  # `log_window` as of version `_log_at`
+        self._log_at = -1
         self._forget()
 
     def _forget(self) -> None:
@@ -621,6 +626,13 @@ class PolicyEstimator:
         rollovers. The sliding-window fit of our own requests is not proof enough: with many
         requests in flight it can come out short.
         """
+        if self._log_at == self.version and MEMO:
+            return self._log_window
+        found = self._log_window = self._derive_log_window()
+        self._log_at = self.version
+        return found
+
+    def _derive_log_window(self) -> float | None:
         if self._announced_window is not None:
             return max(MIN_WINDOW, self._announced_window)
         spans = self._reset_spans(2) if self._moving >= 2 else None
@@ -1208,6 +1220,10 @@ class PolicyEstimator:
         share of the window one credit is worth (a probe that lands after the end costs it)."""
         end = self._end
         if end is None or self.family is not Family.FIXED_WINDOW or self._w_first is None:
+            return False
+        if end.width <= PROBE_WIDTH:
+            # A probe saves at most the end's width (it looks inside it): not enough. (This
+            # runs on every answer; the end is mostly known to a few hundredths of a second.)
             return False
         # (The window as the first requests bound it, while the believed one is the prior.)
         window = min(self.window, self._w_first.hi)
