@@ -1380,7 +1380,7 @@ class PolicyEstimator:
         and the family stay until the answers say otherwise."""
         self.version += 1
         self.changes += 1
-        proven = self.log_window
+        proven = self._derive_log_window()  # (read while learning: derived, not kept)
         if proven is not None and proven > self._window_floor:
             self._window_floor = proven
         self._forget_window(refuted=False)
