@@ -78,8 +78,18 @@ HONEST_LIMIT = 10**6
 HONEST_WINDOW = 10.0
 
 
-def server_seed(fake: Any) -> dict[str, Any]:
-    """One export that stays running for the whole benchmark."""
+def token(loop: str) -> str:
+    """The API token of one loop: each spends its own budget on the server (one per token
+    per project, as the vendor counts), as a client alone on its token does; sharing one,
+    every loop would see the others' requests, and the budget's rollovers while it was
+    idle, as a refill."""
+    return f"{API_TOKEN}-{loop}"
+
+
+def server_seed(fake: Any, loops: list[str] | None = None) -> dict[str, Any]:
+    """One export that stays running for the whole benchmark, and the loops' tokens."""
+    for loop in LOOPS if loops is None else loops:
+        fake.accept_token(token(loop))
     [export_id] = fake.seed("v3.export", 1, pending=0.0, running=1e6)
     return {"project_id": fake.project_id, "export_id": export_id}
 
@@ -159,7 +169,11 @@ async def _measure(
     from d360_async._limiters import RateLimitConfig
 
     status_url = f"{url}/v3/projects/{project_id}/exports/{export_id}"
-    headers = {"Authorization": f"Bearer {API_TOKEN}", "Accept": "application/json"}
+
+    def headers(loop: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token(loop)}", "Accept": "application/json"}
+
+    bare_headers, timed_headers = headers("bare"), headers("bare_timeouts")
     sdk = _sdk_telemetry()
     variants: dict[str, Any] = {"client": True, "client_off": False}
     if sdk is not None:
@@ -191,7 +205,7 @@ async def _measure(
         clients = {
             name: await stack.enter_async_context(
                 Client(
-                    api_token=API_TOKEN,
+                    api_token=token(name),
                     base_url=where[name][0],
                     rate_limit=RateLimitConfig(rate=1e9, period=60.0),
                     telemetry=telemetry,
@@ -201,12 +215,12 @@ async def _measure(
         }
 
         async def bare() -> Any:
-            async with session.get(status_url, headers=headers) as response:
+            async with session.get(status_url, headers=bare_headers) as response:
                 response.raise_for_status()
                 return await response.json()
 
         async def bare_timeouts() -> Any:
-            async with timed.get(status_url, headers=headers) as response:
+            async with timed.get(status_url, headers=timed_headers) as response:
                 response.raise_for_status()
                 return await response.json()
 

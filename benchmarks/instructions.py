@@ -37,12 +37,12 @@ from pathlib import Path
 from typing import Any
 
 from .bench_overhead import (
-    API_TOKEN,
     CONCURRENCY,
     LATENCY,
     _loop,
     clamped_rate_limit,
     honest_rate_limit,
+    token,
 )
 
 VARIANTS = (
@@ -71,12 +71,12 @@ async def _child(variant: str, checks: int, url: str, project: str, export: str)
 
         Budget.record = _ignore  # type: ignore[method-assign]
     status_url = f"{url}/v3/projects/{project}/exports/{export}"
-    headers = {"Authorization": f"Bearer {API_TOKEN}", "Accept": "application/json"}
+    headers = {"Authorization": f"Bearer {token(variant)}", "Accept": "application/json"}
     path = f"/v3/projects/{project}/exports/{export}"
     async with (
         aiohttp.ClientSession() as plain,
         Client(
-            api_token=API_TOKEN,
+            api_token=token(variant),
             base_url=url,
             rate_limit=RateLimitConfig(rate=1e9, period=60.0),
             telemetry=False,
@@ -158,8 +158,8 @@ def main(argv: list[str] | None = None) -> int:
         ServerProcess(rate_limit=clamped_rate_limit(), latency=LATENCY, seed=1) as old,
         tempfile.TemporaryDirectory() as tmp,
     ):
-        ids = server.call("benchmarks.bench_overhead:server_seed")
-        old_ids = old.call("benchmarks.bench_overhead:server_seed")
+        ids = server.call("benchmarks.bench_overhead:server_seed", list(VARIANTS))
+        old_ids = old.call("benchmarks.bench_overhead:server_seed", list(VARIANTS))
         figures: dict[str, int] = {}
         for variant in args.only or VARIANTS:
             chosen, seeded = (old, old_ids) if variant == "client_clamped" else (server, ids)

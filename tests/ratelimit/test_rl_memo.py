@@ -119,24 +119,35 @@ def _same(kept: list[tuple[Any, ...]], derived: list[tuple[Any, ...]]) -> None:
     assert len(kept) == len(derived)
 
 
-@settings(
-    max_examples=60,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-    derandomize=True,
-)
-@given(
-    case=st.sampled_from(sorted(CASES)),
-    dialect=st.sampled_from(DIALECTS),
-    draw=st.fixed_dictionaries(
+def compared(examples: int) -> settings:
+    """The settings of a property that runs one simulation two ways and compares them."""
+    return settings(
+        max_examples=examples,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+        derandomize=True,
+    )
+
+
+def drawn(latencies: list[tuple[float, float]], **more: Any) -> st.SearchStrategy[dict[str, Any]]:
+    """A simulation's drawn settings (`policy_sim.simulate`'s keywords), `more` besides."""
+    return st.fixed_dictionaries(
         {
-            "latency": st.sampled_from([(0.001, 0.005), (0.002, 0.02)]),
+            "latency": st.sampled_from(latencies),
             "skew": st.floats(-30.0, 30.0),
             "phase": st.floats(0.0, 1.0),
             "concurrency": st.sampled_from([1, 4, 16, 32]),
             "seed": st.integers(0, 1000),
+            **more,
         }
-    ),
+    )
+
+
+@compared(60)
+@given(
+    case=st.sampled_from(sorted(CASES)),
+    dialect=st.sampled_from(DIALECTS),
+    draw=drawn([(0.001, 0.005), (0.002, 0.02)]),
 )
 def test_kept_readers_decide_as_derived_ones(
     monkeypatch: pytest.MonkeyPatch, case: str, dialect: str, draw: dict[str, Any]
