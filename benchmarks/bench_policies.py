@@ -201,15 +201,12 @@ def _run_phase(cells: list[dict[str, Any]], duration: float, latency: tuple[floa
                 cell["server"].stop()
 
 
-def _section(cells: list[dict[str, Any]], far: list[dict[str, Any]], duration: float) -> Section:
-    section = Section(name="policies", title="Rate limiter: every server policy", command="")
+def _table(title: str, cells: list[dict[str, Any]]) -> Table:
+    """One row per cell, the bad cells first: they are what to read."""
     table = Table(
-        title=f"Default Client() against each policy, {CALLERS} callers, {duration:.0f} s",
-        columns=["policy", "headers", "429s", "budget used", "requests", "learned"],
+        title=title, columns=["policy", "headers", "429s", "budget used", "requests", "learned"]
     )
-    # The bad cells first: they are what to read.
-    ordered = sorted(cells, key=lambda c: c["share"] if c["share"] is not None else 0.0)
-    for cell in ordered:
+    for cell in sorted(cells, key=lambda c: c["share"] if c["share"] is not None else 0.0):
         table.rows.append(
             [
                 cell["family"],
@@ -220,7 +217,14 @@ def _section(cells: list[dict[str, Any]], far: list[dict[str, Any]], duration: f
                 cell.get("learned", "-"),
             ]
         )
-    section.tables.append(table)
+    return table
+
+
+def _section(cells: list[dict[str, Any]], far: list[dict[str, Any]], duration: float) -> Section:
+    section = Section(name="policies", title="Rate limiter: every server policy", command="")
+    section.tables.append(
+        _table(f"Default Client() against each policy, {CALLERS} callers, {duration:.0f} s", cells)
+    )
     matrix = [c for c in cells if c["dialect"] in DIALECTS and c["family"] in FAMILIES]
     worst = min(matrix, key=lambda c: c["share"] or 0.0)
     section.targets.append(
@@ -279,22 +283,9 @@ def _section(cells: list[dict[str, Any]], far: list[dict[str, Any]], duration: f
                     share <= 0.01 and lowest >= 0.90,
                 )
             )
-    far_table = Table(
-        title=f"Across the internet (5-150 ms each way), the same matrix, {duration:.0f} s",
-        columns=["policy", "headers", "429s", "budget used", "requests", "learned"],
+    section.tables.append(
+        _table(f"Across the internet (5-150 ms each way), the same matrix, {duration:.0f} s", far)
     )
-    for cell in sorted(far, key=lambda c: c["share"] if c["share"] is not None else 0.0):
-        far_table.rows.append(
-            [
-                cell["family"],
-                cell["dialect"],
-                str(cell["throttled"]),
-                fmt(cell["share"], 3),
-                str(cell["requests"]),
-                cell.get("learned", "-"),
-            ]
-        )
-    section.tables.append(far_table)
     far_low = min(far, key=lambda c: c["share"] or 0.0)
     far_met = sum(1 for c in far if (c["share"] or 0.0) >= 0.95)
     far_refused = sum(c["throttled"] for c in far)
