@@ -14,7 +14,10 @@ splits the overhead benchmark's gap into steps that each add one layer of the cl
   learning from each answer costs; the answers teach it nothing, so only for measuring);
 * ``client_clamped``: ``client.exports.get`` against a second server announcing a limit of
   1e9, which the parser clamps (the overhead section's last row: every answer reads as a
-  refill).
+  refill);
+* ``client_telemetry``: ``client.exports.get`` as built by default (``telemetry=True``; the
+  others run with ``telemetry=False``): with ``opentelemetry-api`` installed and no SDK
+  configured, what the telemetry's check costs.
 
 Each variant runs in its own process under ``valgrind --tool=callgrind`` twice, with
 ``small`` and ``large`` checks after the same warm-up, against one fake server in another
@@ -53,6 +56,7 @@ VARIANTS = (
     "client",
     "client_no_learning",
     "client_clamped",
+    "client_telemetry",
 )
 _COLLECTED = re.compile(r"Collected : (\d+)")
 
@@ -79,7 +83,9 @@ async def _child(variant: str, checks: int, url: str, project: str, export: str)
             api_token=token(variant),
             base_url=url,
             rate_limit=RateLimitConfig(rate=1e9, period=60.0),
-            telemetry=False,
+            # (As built by default only for `client_telemetry`: with opentelemetry-api
+            # installed and no SDK configured, its calls are skipped.)
+            telemetry=variant == "client_telemetry",
         ) as client,
     ):
         transport = client.exports.transport
@@ -111,6 +117,7 @@ async def _child(variant: str, checks: int, url: str, project: str, export: str)
             "client": through_client,
             "client_no_learning": through_client,
             "client_clamped": through_client,
+            "client_telemetry": through_client,
         }[variant]
         await _loop(check, 200, CONCURRENCY)  # warm up
         await _loop(check, checks, CONCURRENCY)
