@@ -1169,10 +1169,11 @@ class PolicyEstimator:
             return None  # neither kind: nothing proves an end
         lo, hi = math.inf, -math.inf
         if from_first is not None:
-            fit, first = from_first.usable(2), self._first
-            if fit is None or first is None:
+            # (Derived, not kept: this is read while an answer is learned, too.)
+            guess = self._derive_first_guess()
+            if guess is None:
                 return None
-            lo, hi = first.lo + fit.lo, first.hi + fit.hi
+            lo, hi = guess.lo, guess.hi
         if from_span is not None:
             guess = self._span_guess()
             if guess is None:
@@ -1204,13 +1205,16 @@ class PolicyEstimator:
         derived once per [version][] (see `MEMO`), never while learning."""
         if self._guess_at == self.version and MEMO:
             return self._guess
-        firsts = self._w_first.usable(2) if self._w_first is not None else None
-        first = self._first
-        guess = None
-        if firsts is not None and first is not None:
-            guess = first.shift(firsts.lo).union(first.shift(firsts.hi))
+        guess = self._derive_first_guess()
         self._guess, self._guess_at = guess, self.version
         return guess
+
+    def _derive_first_guess(self) -> Interval | None:
+        firsts = self._w_first.usable(2) if self._w_first is not None else None
+        first = self._first
+        if firsts is None or first is None:
+            return None
+        return first.shift(firsts.lo).union(first.shift(firsts.hi))
 
     @property
     def probe_pays(self) -> bool:
